@@ -1,0 +1,110 @@
+"""``mercato dlq list`` and ``mercato dlq redrive ID|--all``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.cli.common import console, fail, settings_or_exit
+from mercato.platform.dead_letters import list_dead_letters, request_redrive
+from mercato.platform.settings import Settings
+from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.migrate import migrate
+from mercato.services import SERVICES
+
+app = typer.Typer(help="Dead letters: events a service could not handle.", no_args_is_help=True)
+
+ServiceOption = Annotated[
+    list[str] | None,
+    typer.Option("--service", "-s", help="Only this service (repeatable) [default: all]"),
+]
+
+
+async def _each_engine(settings: Settings, names: list[str]) -> list[tuple[str, AsyncEngine]]:
+    engines = []
+    for name in names:
+        url = service_url(settings.database_url, name, settings.data_dir)
+        if url.get_backend_name() == "sqlite" and url.database:
+            from pathlib import Path
+
+            if not Path(url.database).exists():
+                continue
+        engine = create_engine(url)
+        await migrate(engine, None)
+        engines.append((name, engine))
+    return engines
+
+
+def _names(services: list[str] | None) -> list[str]:
+    names = services or list(SERVICES)
+    if not names:
+        fail("no services to look at; name one with --service")
+    return names
+
+
+@app.command("list")
+def list_(
+    services: ServiceOption = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include redriven ones")] = False,
+) -> None:
+    """Dead letters of every service: id, event, error, attempts."""
+    settings = settings_or_exit()
+
+    async def collect() -> list[Any]:
+        rows = []
+        for _, engine in await _each_engine(settings, _names(services)):
+            try:
+                rows.extend(await list_dead_letters(engine, include_redriven=all_))
+            finally:
+                await engine.dispose()
+        return rows
+
+    rows = asyncio.run(collect())
+    table = Table(
+        "id", "consumer", "event type", "event id", "attempts", "status", "failed at", "error"
+    )
+    for row in rows:
+        table.add_row(
+            row.id,
+            row.consumer,
+            row.event_type or "?",
+            row.event_id or "?",
+            str(row.attempts),
+            row.status,
+            row.failed_at.isoformat(timespec="seconds"),
+            row.error.splitlines()[-1][:120],
+        )
+    console.print(table)
+    console.print(f"{len(rows)} dead letter(s)")
+
+
+@app.command("redrive")
+def redrive(
+    letter_id: Annotated[str | None, typer.Argument(metavar="ID")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter")] = False,
+    services: ServiceOption = None,
+) -> None:
+    """Hand dead letters back to their service, which handles them again through its inbox."""
+    if (letter_id is None) == (not all_):
+        fail("give one dead letter ID, or --all")
+    settings = settings_or_exit()
+
+    async def mark() -> int:
+        marked = 0
+        for _, engine in await _each_engine(settings, _names(services)):
+            try:
+                marked += await request_redrive(engine, None if all_ else letter_id)
+            finally:
+                await engine.dispose()
+        return marked
+
+    marked = asyncio.run(mark())
+    if letter_id is not None and marked == 0:
+        fail(f"no dead letter {letter_id!r} waiting (already redriven, or unknown)", code=1)
+    console.print(
+        f"{marked} dead letter(s) marked for redrive; their services take them within a second"
+    )

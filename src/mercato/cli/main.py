@@ -1,0 +1,17 @@
+"""``mercato``: run the system, inspect events and dead letters."""
+
+from __future__ import annotations
+
+import typer
+
+from mercato.cli import dlq, events, run
+
+app = typer.Typer(
+    help="Mercato, an event-driven e-commerce backend.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("up")(run.up)
+app.command("serve")(run.serve)
+app.add_typer(events.app, name="events")
+app.add_typer(dlq.app, name="dlq")

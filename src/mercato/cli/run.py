@@ -1,0 +1,122 @@
+"""``mercato up`` (everything) and ``mercato serve SERVICE`` (one service)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from mercato.cli.common import console, fail, settings_or_exit
+from mercato.platform.runtime.service import Service
+from mercato.platform.runtime.system import System, create_app
+from mercato.platform.settings import Settings
+from mercato.services import SERVICES, UnknownService, all_services, load_service
+
+
+def _run_http(system: System, settings: Settings) -> None:
+    config = uvicorn.Config(
+        create_app(system),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+    uvicorn.Server(config).run()
+
+
+def up(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port of the gateway [default: 8000]")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where SQLite files and keys live")] = None,
+    processes: Annotated[
+        bool, typer.Option("--processes", help="One process per service on the configured broker")
+    ] = False,
+    replicas: Annotated[
+        list[str] | None, typer.Option(help="SERVICE=N: run N competing replicas of SERVICE")
+    ] = None,
+) -> None:
+    """Start the whole system: embedded in one process (default), or one process per service."""
+    settings = settings_or_exit(port=port, data_dir=data_dir)
+    if processes:
+        _supervise(settings, _parse_replicas(replicas or []))
+        return
+    if replicas:
+        fail("--replicas needs --processes")
+    services = all_services()
+    console.print(
+        f"Mercato: {len(services)} services on {settings.broker_url}, "
+        f"data in {settings.data_dir.resolve()}, HTTP on http://{settings.host}:{settings.port}"
+    )
+    _run_http(System(services, settings), settings)
+
+
+def serve(
+    service: Annotated[str, typer.Argument(help="A service name, or module:attribute")],
+    port: Annotated[int | None, typer.Option(help="HTTP port for /healthz and /readyz")] = None,
+) -> None:
+    """Run one service alone against the configured broker and database."""
+    settings = settings_or_exit(port=port)
+    try:
+        definition: Service = load_service(service)
+    except UnknownService as exc:
+        fail(str(exc))
+    _run_http(System([definition], settings), settings)
+
+
+def _parse_replicas(values: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        if not sep or not number.isdigit() or int(number) < 1:
+            fail(f"--replicas {value!r}: expected SERVICE=N with N ≥ 1")
+        if name not in SERVICES:
+            fail(f"--replicas {value!r}: unknown service {name!r}")
+        counts[name] = int(number)
+    return counts
+
+
+def _supervise(settings: Settings, replicas: dict[str, int]) -> None:
+    if settings.broker_kind == "memory":
+        fail(
+            "--processes needs a broker that processes share: set MERCATO_BROKER_URL to "
+            "amqp://guest:guest@127.0.0.1:5672/ or nats://127.0.0.1:4222"
+        )
+    children: list[subprocess.Popen[bytes]] = []
+    next_port = settings.port + 1
+    for name in SERVICES:
+        for _ in range(replicas.get(name, 1)):
+            env = {**os.environ, "MERCATO_PORT": str(next_port)}
+            cmd = [sys.executable, "-m", "mercato", "serve", name]
+            children.append(subprocess.Popen(cmd, env=env))
+            console.print(f"started {name} (pid {children[-1].pid}, health on :{next_port})")
+            next_port += 1
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(settings.shutdown_timeout + 5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        fail(f"{len(failed)} service process(es) exited unexpectedly", code=1)

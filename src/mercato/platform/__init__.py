@@ -1,0 +1,1 @@
+"""The shared platform: envelope, event bus, outbox and inbox, runtime, settings, logging."""

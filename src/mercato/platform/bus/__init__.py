@@ -1,0 +1,25 @@
+"""The EventBus port and its adapters: in-process, RabbitMQ, NATS JetStream."""
+
+from mercato.platform.bus.port import (
+    ACK,
+    EventBus,
+    Processor,
+    RawMessage,
+    Retry,
+    Subscription,
+    Verdict,
+    topic_matches,
+    topic_of,
+)
+
+__all__ = [
+    "ACK",
+    "EventBus",
+    "Processor",
+    "RawMessage",
+    "Retry",
+    "Subscription",
+    "Verdict",
+    "topic_matches",
+    "topic_of",
+]

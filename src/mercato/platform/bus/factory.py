@@ -1,0 +1,21 @@
+"""The bus the configuration asks for."""
+
+from __future__ import annotations
+
+from mercato.platform.bus.port import EventBus
+from mercato.platform.settings import Settings
+
+
+def create_bus(settings: Settings) -> EventBus:
+    kind = settings.broker_kind
+    if kind == "memory":
+        from mercato.platform.bus.memory import MemoryBus
+
+        return MemoryBus()
+    if kind == "amqp":
+        from mercato.platform.bus.rabbitmq import RabbitBus
+
+        return RabbitBus(settings.broker_url)
+    from mercato.platform.bus.nats import NatsBus
+
+    return NatsBus(settings.broker_url)

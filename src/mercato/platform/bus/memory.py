@@ -1,0 +1,162 @@
+"""The in-process bus: the embedded default.
+
+It keeps nothing itself, so it confirms a publish only once every consumer bound to the topic
+has committed (or dead-lettered) the message. Until then the row stays unsent in the
+publisher's outbox, and a crash at any point is repaired by the relay publishing it again; the
+consumer's inbox drops the duplicate. Each consumer's queue is FIFO, so events of one
+aggregate arrive in publish order (except after a retry).
+
+A consumer's queue exists from its first subscription on; an embedded system therefore
+subscribes every service before it starts any relay, or early events would find no queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from mercato.platform.bus.port import (
+    Processor,
+    RawMessage,
+    Subscription,
+    topic_matches,
+)
+from mercato.platform.envelope import NATS_PREFIX, Envelope
+
+
+class BusStopped(RuntimeError):
+    pass
+
+
+@dataclass(slots=True)
+class _Item:
+    message: RawMessage
+    done: asyncio.Future[None] | None
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.patterns: set[str] = set()
+        self.items: asyncio.Queue[_Item] = asyncio.Queue()
+        self.workers = 0
+
+
+class MemoryBus:
+    prefix = NATS_PREFIX
+
+    def __init__(self) -> None:
+        self._queues: dict[str, _Queue] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    async def connect(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for queue in self._queues.values():
+            _fail_pending(queue)
+        self._queues.clear()
+
+    def _targets(self, topic: str) -> list[_Queue]:
+        return [
+            q for q in self._queues.values() if any(topic_matches(p, topic) for p in q.patterns)
+        ]
+
+    async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        loop = asyncio.get_running_loop()
+        waits: list[list[asyncio.Future[None]]] = []
+        for topic, envelope in batch:
+            headers, body = envelope.to_binary(self.prefix)
+            futures = []
+            for queue in self._targets(topic):
+                done: asyncio.Future[None] = loop.create_future()
+                if queue.workers:
+                    queue.items.put_nowait(
+                        _Item(RawMessage(topic, headers, body, self.prefix), done)
+                    )
+                else:  # its service is stopping: leave the event in the outbox
+                    done.set_exception(BusStopped(f"no consumer running for {topic}"))
+                futures.append(done)
+            waits.append(futures)
+        results = []
+        for futures in waits:
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            results.append(not any(isinstance(o, BaseException) for o in outcomes))
+        return results
+
+    async def publish_raw(self, topic: str, headers: Mapping[str, str], body: bytes) -> None:
+        for queue in self._targets(topic):
+            queue.items.put_nowait(_Item(RawMessage(topic, headers, body, self.prefix), None))
+
+    async def subscribe(
+        self,
+        consumer: str,
+        patterns: Sequence[str],
+        processor: Processor,
+        *,
+        batch_size: int = 100,
+        max_deliveries: int = 10,
+    ) -> Subscription:
+        queue = self._queues.setdefault(consumer, _Queue())
+        queue.patterns.update(patterns)
+        queue.workers += 1
+        stopping = asyncio.Event()
+        task = asyncio.create_task(self._work(queue, processor, batch_size, stopping))
+
+        async def stop() -> None:
+            stopping.set()
+            await task
+            queue.workers -= 1
+            if queue.workers == 0:
+                _fail_pending(queue)
+
+        return Subscription(stop=stop, name=consumer, patterns=tuple(patterns))
+
+    async def _work(
+        self, queue: _Queue, processor: Processor, batch_size: int, stopping: asyncio.Event
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while not stopping.is_set():
+            getter = asyncio.ensure_future(queue.items.get())
+            stopper = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
+                break
+            batch = [getter.result()]
+            while len(batch) < batch_size and not queue.items.empty():
+                batch.append(queue.items.get_nowait())
+            verdicts = await processor([item.message for item in batch])
+            for item, verdict in zip(batch, verdicts, strict=True):
+                if verdict is None:
+                    if item.done is not None and not item.done.done():
+                        item.done.set_result(None)
+                    continue
+                again = _Item(replace(item.message, attempt=item.message.attempt + 1), item.done)
+                self._later(loop, verdict.delay, queue, again)
+
+    def _later(
+        self, loop: asyncio.AbstractEventLoop, delay: float, queue: _Queue, item: _Item
+    ) -> None:
+        def requeue() -> None:
+            self._timers.discard(timer)
+            queue.items.put_nowait(item)
+
+        timer = loop.call_later(delay, requeue)
+        self._timers.add(timer)
+
+
+def _fail_pending(queue: _Queue) -> None:
+    while not queue.items.empty():
+        item = queue.items.get_nowait()
+        if item.done is not None and not item.done.done():
+            item.done.set_exception(BusStopped("consumer stopped before handling the message"))

@@ -1,0 +1,109 @@
+"""Dead letters: kept in the consuming service's own database with their error.
+
+``mercato dlq redrive`` marks rows ``redrive``; the owning service's ``Redriver`` (running in
+every replica) claims each row once and hands it to its inbox consumer again, so a redriven
+event still goes through the inbox and cannot take effect twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.platform.inbox import InboxConsumer
+from mercato.platform.storage.tables import dead_letters
+
+log = structlog.get_logger(__name__)
+
+DEAD, REDRIVE, REDRIVING, REDRIVEN = "dead", "redrive", "redriving", "redriven"
+
+
+async def list_dead_letters(
+    engine: AsyncEngine, include_redriven: bool = False
+) -> Sequence[Row[Any]]:
+    query = select(dead_letters).order_by(dead_letters.c.failed_at)
+    if not include_redriven:
+        query = query.where(dead_letters.c.status != REDRIVEN)
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).all()
+
+
+async def request_redrive(engine: AsyncEngine, letter_id: str | None) -> int:
+    """Mark one dead letter (or all, with None) for redrive; return how many were marked."""
+    query = update(dead_letters).where(dead_letters.c.status == DEAD).values(status=REDRIVE)
+    if letter_id is not None:
+        query = query.where(dead_letters.c.id == letter_id)
+    async with engine.begin() as conn:
+        return (await conn.execute(query)).rowcount
+
+
+async def count_dead(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        value = await conn.scalar(
+            select(func.count()).select_from(dead_letters).where(dead_letters.c.status == DEAD)
+        )
+        return int(value or 0)
+
+
+class Redriver:
+    def __init__(self, engine: AsyncEngine, consumer: InboxConsumer, poll_interval: float = 1.0):
+        self.engine = engine
+        self.consumer = consumer
+        self.poll_interval = poll_interval
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.redrive_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("redrive failed", consumer=self.consumer.name, error=str(exc))
+            await asyncio.sleep(self.poll_interval)
+
+    async def redrive_once(self) -> int:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(dead_letters)
+                    .where(
+                        dead_letters.c.status == REDRIVE,
+                        dead_letters.c.consumer == self.consumer.name,
+                    )
+                    .limit(100)
+                )
+            ).all()
+            await conn.rollback()
+        done = 0
+        for row in rows:
+            async with self.engine.begin() as conn:
+                claimed = await conn.execute(
+                    update(dead_letters)
+                    .where(dead_letters.c.id == row.id, dead_letters.c.status == REDRIVE)
+                    .values(status=REDRIVING)
+                )
+            if claimed.rowcount != 1:
+                continue  # another replica took it
+            error = await self.consumer.redrive(row)
+            values: dict[str, Any] = (
+                {"status": REDRIVEN, "redriven_at": datetime.now(UTC)}
+                if error is None
+                else {
+                    "status": DEAD,
+                    "error": error,
+                    "attempts": row.attempts + 1,
+                    "failed_at": datetime.now(UTC),
+                }
+            )
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(dead_letters).where(dead_letters.c.id == row.id).values(**values)
+                )
+            done += error is None
+        return done

@@ -1,0 +1,262 @@
+"""The consuming side: handler declarations and the inbox consumer every service runs.
+
+A batch of messages is handled in one transaction, with one inbox row per event: the effects
+and "event X processed by consumer C" commit together, so a redelivered event finds its row
+and is acknowledged without effect. If a batch fails, its messages are handled one by one, so
+one bad message cannot hold back the others; a message that keeps failing is retried with
+backoff and then kept as a dead letter with its error; a message that cannot even be decoded
+is a dead letter at once.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.contracts.events import Payload
+from mercato.platform.bus.port import ACK, ROUTE_BY, RawMessage, Retry, Verdict, pattern_for
+from mercato.platform.envelope import Envelope, EnvelopeError
+from mercato.platform.ids import new_id
+from mercato.platform.storage.tables import dead_letters, inbox
+from mercato.platform.unit_of_work import UnitOfWork, trace_id_of, transaction
+
+log = structlog.get_logger(__name__)
+
+HandlerFn = Callable[[Any, UnitOfWork], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class On:
+    """``on(ProductCreated, create_stock_item)``: a handler for one event type.
+
+    ``route`` narrows it to one value of the type's route field (OrderStatusChanged's status),
+    so the service's queue is bound to that value only.
+    """
+
+    model: type[Payload]
+    handler: HandlerFn
+    route: str | None = None
+
+    @property
+    def event_type(self) -> str:
+        return self.model.__name__
+
+    @property
+    def pattern(self) -> str:
+        return pattern_for(self.event_type, self.route)
+
+
+def on(model: type[Payload], handler: HandlerFn, route: str | None = None) -> On:
+    return On(model, handler, route)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.base_delay * 2 ** (attempt - 1), self.max_delay))
+
+
+class PoisonMessage(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    message: RawMessage
+    envelope: Envelope
+    payload: Payload
+    handlers: tuple[On, ...]
+
+
+class InboxConsumer:
+    """The ``Processor`` a service hands to the bus."""
+
+    def __init__(
+        self,
+        name: str,
+        engine: AsyncEngine,
+        handlers: Sequence[On],
+        *,
+        policy: RetryPolicy | None = None,
+        on_events: Callable[[], None] | None = None,
+    ):
+        self.name = name
+        self.engine = engine
+        self.policy = policy or RetryPolicy()
+        self.on_events = on_events
+        self._by_type: dict[str, list[On]] = {}
+        for h in handlers:
+            self._by_type.setdefault(h.event_type, []).append(h)
+        self.patterns = tuple(sorted({h.pattern for h in handlers}))
+
+    async def __call__(self, batch: Sequence[RawMessage]) -> list[Verdict]:
+        verdicts: list[Verdict] = [ACK] * len(batch)
+        good: list[tuple[int, _Decoded]] = []
+        for i, message in enumerate(batch):
+            try:
+                decoded = self._decode(message)
+            except PoisonMessage as exc:
+                verdicts[i] = await self._dead_letter(message, str(exc), None)
+                continue
+            if decoded is not None:
+                good.append((i, decoded))
+        if len(good) > 1:
+            try:
+                await self._handle([d for _, d in good])
+                return verdicts
+            except Exception as exc:
+                log.info("batch failed; handling one by one", consumer=self.name, error=str(exc))
+        for i, decoded in good:
+            try:
+                await self._handle([decoded])
+            except Exception as exc:
+                verdicts[i] = await self._failed(decoded, exc)
+        return verdicts
+
+    def _decode(self, message: RawMessage) -> _Decoded | None:
+        try:
+            envelope = Envelope.from_binary(message.headers, message.body, message.prefix)
+        except EnvelopeError as exc:
+            raise PoisonMessage(f"malformed event: {exc}") from exc
+        handlers = self._by_type.get(envelope.type)
+        if not handlers:
+            log.warning("no handler for event", consumer=self.name, type=envelope.type)
+            return None
+        try:
+            payload = handlers[0].model.model_validate(envelope.data)
+        except ValidationError as exc:
+            raise PoisonMessage(f"invalid {envelope.type} payload: {exc}") from exc
+        matching = tuple(
+            h for h in handlers if h.route is None or h.route == _route_value(envelope, h)
+        )
+        return _Decoded(message, envelope, payload, matching)
+
+    async def _handle(self, items: Sequence[_Decoded]) -> None:
+        async with transaction(self.engine, self.name, on_events=self.on_events) as uow:
+            insert = _insert_ignore(self.engine)
+            now = datetime.now(UTC)
+            for item in items:
+                env = item.envelope
+                fresh = await uow.conn.execute(
+                    insert,
+                    {
+                        "consumer": self.name,
+                        "event_id": env.id,
+                        "event_type": env.type,
+                        "processed_at": now,
+                    },
+                )
+                if fresh.rowcount == 0:
+                    log.debug("duplicate event skipped", consumer=self.name, event_id=env.id)
+                    continue
+                uow.cause = env
+                with structlog.contextvars.bound_contextvars(
+                    event_id=env.id,
+                    event_type=env.type,
+                    correlation_id=env.correlationid,
+                    trace_id=trace_id_of(env.traceparent),
+                ):
+                    for h in item.handlers:
+                        await h.handler(item.payload, uow)
+
+    async def _failed(self, decoded: _Decoded, exc: Exception) -> Verdict:
+        message = decoded.message
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        if message.attempt < self.policy.max_attempts:
+            log.warning(
+                "handler failed; will retry",
+                consumer=self.name,
+                event_id=decoded.envelope.id,
+                attempt=message.attempt,
+                error=error,
+            )
+            return Retry(self.policy.delay(message.attempt))
+        return await self._dead_letter(message, error, decoded.envelope)
+
+    async def _dead_letter(
+        self, message: RawMessage, error: str, envelope: Envelope | None
+    ) -> Verdict:
+        log.error(
+            "dead-lettered",
+            consumer=self.name,
+            event_id=envelope.id if envelope else None,
+            attempts=message.attempt,
+            error=error,
+        )
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    dead_letters.insert(),
+                    {
+                        "id": new_id(),
+                        "consumer": self.name,
+                        "event_id": envelope.id if envelope else _header(message, "id"),
+                        "event_type": envelope.type if envelope else _header(message, "type"),
+                        "headers": json.dumps({k: _text(v) for k, v in message.headers.items()}),
+                        "body": message.body.decode("utf-8", errors="replace"),
+                        "error": error,
+                        "attempts": message.attempt,
+                        "status": "dead",
+                        "failed_at": datetime.now(UTC),
+                    },
+                )
+        except Exception as exc:  # the database is down: keep the message on the broker
+            log.error("could not store dead letter", consumer=self.name, error=str(exc))
+            return Retry(self.policy.delay(message.attempt))
+        return ACK
+
+    async def redrive(self, row: Any) -> str | None:
+        """Handle a stored dead letter again; None on success, else the new error."""
+        message = RawMessage(
+            topic="",
+            headers=json.loads(row.headers),
+            body=row.body.encode(),
+            prefix=_prefix_of(json.loads(row.headers)),
+        )
+        try:
+            decoded = self._decode(message)
+            if decoded is not None:
+                await self._handle([decoded])
+        except Exception as exc:
+            return "".join(traceback.format_exception_only(exc)).strip()
+        return None
+
+
+def _route_value(envelope: Envelope, handler: On) -> str | None:
+    field = ROUTE_BY.get(handler.event_type)
+    value = envelope.data.get(field) if field else None
+    return str(value) if value is not None else None
+
+
+def _insert_ignore(engine: AsyncEngine) -> Any:
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(inbox).on_conflict_do_nothing()
+
+
+def _header(message: RawMessage, name: str) -> str | None:
+    value = message.headers.get(message.prefix + name)
+    return _text(value) if value is not None else None
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _prefix_of(headers: dict[str, Any]) -> str:
+    for key in headers:
+        if key.endswith("specversion"):
+            return key[: -len("specversion")]
+    return "ce-"

@@ -1,0 +1,144 @@
+"""The outbox relay: publishes committed events in order, marks them sent once confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mercato.platform.bus.port import EventBus
+from mercato.platform.envelope import Envelope
+from mercato.platform.storage.tables import outbox
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxRelay:
+    """One per service process. On PostgreSQL only the holder of an advisory lock relays.
+
+    Why a lock and not ``FOR UPDATE SKIP LOCKED``: two relays taking disjoint rows would each
+    publish in order, but rows of one aggregate split between them would race on the broker.
+    One active relay per service keeps per-aggregate order; the others stand by and take over
+    within a poll interval when its connection (and so its lock) goes away.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        bus: EventBus,
+        service: str,
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 0.5,
+        retention: timedelta = timedelta(hours=1),
+    ):
+        self.engine = engine
+        self.bus = bus
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self._wake = asyncio.Event()
+        self._lock_conn: AsyncConnection | None = None
+        self._lock_key = zlib.crc32(f"mercato.outbox.{service}".encode())
+        self._last_purge = datetime.now(UTC)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        try:
+            while True:
+                try:
+                    sent = await self.relay_once() if await self._is_leader() else 0
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    log.warning("outbox relay failed", service=self.service, error=str(exc))
+                    await self._drop_lock()
+                    await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                    continue
+                if sent < self.batch_size:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    except TimeoutError:
+                        pass
+        finally:
+            await self._drop_lock()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent rows; return how many the broker confirmed."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(outbox.c.seq, outbox.c.topic, outbox.c.envelope)
+                    .where(outbox.c.sent_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            await conn.rollback()
+        if not rows:
+            await self._purge()
+            return 0
+        batch = [(row.topic, Envelope.from_json(row.envelope)) for row in rows]
+        confirmed = await self.bus.publish(batch)
+        done = [row.seq for row, ok in zip(rows, confirmed, strict=True) if ok]
+        if done:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(outbox).where(outbox.c.seq.in_(done)).values(sent_at=datetime.now(UTC))
+                )
+        if len(done) < len(rows):
+            raise RuntimeError(f"broker confirmed {len(done)} of {len(rows)} events")
+        return len(done)
+
+    async def _purge(self) -> None:
+        now = datetime.now(UTC)
+        if now - self._last_purge < timedelta(minutes=1):
+            return
+        self._last_purge = now
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(outbox).where(
+                    outbox.c.sent_at.is_not(None), outbox.c.sent_at < now - self.retention
+                )
+            )
+
+    async def _is_leader(self) -> bool:
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self._lock_conn is not None:
+            # Prove the lock is still ours: if its connection died, so did the lock.
+            await self._lock_conn.execute(text("SELECT 1"))
+            await self._lock_conn.commit()
+            return True
+        conn = await self.engine.connect()
+        try:
+            got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})
+            await conn.commit()
+        except BaseException:
+            await conn.close()
+            raise
+        if not got:
+            await conn.close()
+            await asyncio.sleep(self.poll_interval)
+            return False
+        self._lock_conn = conn
+        return True
+
+    async def _drop_lock(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is not None:
+            try:
+                await conn.invalidate()
+            except Exception:  # the connection may already be gone; so is the lock then
+                pass

@@ -1,0 +1,155 @@
+"""Runs one service: database and migrations, relay, inbox consumer, redriver, gRPC, tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import grpc.aio
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mercato.platform.bus.port import EventBus, Subscription
+from mercato.platform.dead_letters import Redriver
+from mercato.platform.inbox import InboxConsumer, RetryPolicy
+from mercato.platform.outbox import OutboxRelay
+from mercato.platform.runtime.service import Service, ServiceContext
+from mercato.platform.settings import Settings
+from mercato.platform.storage.database import (
+    create_engine,
+    ensure_database,
+    ping,
+    service_url,
+)
+from mercato.platform.storage.migrate import migrate
+
+log = structlog.get_logger(__name__)
+
+
+class ServiceHost:
+    def __init__(
+        self,
+        service: Service,
+        settings: Settings,
+        bus: EventBus,
+        grpc_port: int = 0,
+        grpc_targets: dict[str, str] | None = None,
+    ):
+        self.service = service
+        self.settings = settings
+        self.bus = bus
+        self.requested_grpc_port = grpc_port
+        # Shared by every host of one System: each adds its own address when it starts.
+        self.grpc_targets = grpc_targets if grpc_targets is not None else {}
+        self.grpc_port: int | None = None
+        self.ctx: ServiceContext | None = None
+        self.relay: OutboxRelay | None = None
+        self.consumer: InboxConsumer | None = None
+        self._subscription: Subscription | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._relay_task: asyncio.Task[Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    async def start(self) -> None:
+        s = self.settings
+        url = service_url(s.database_url, self.name, s.data_dir)
+        await ensure_database(url)
+        engine = create_engine(url)
+        await migrate(engine, self.service.migrations)
+        self.relay = OutboxRelay(engine, self.bus, self.name, poll_interval=s.relay_poll_interval)
+        self.ctx = ServiceContext(
+            self.service, s, engine, self.bus, self.relay.wake, grpc_targets=self.grpc_targets
+        )
+        if self.service.on_start is not None:
+            await self.service.on_start(self.ctx)
+        if self.service.handlers:
+            policy = RetryPolicy(max_attempts=s.max_attempts, base_delay=s.retry_base_delay)
+            self.consumer = InboxConsumer(
+                self.name, engine, self.service.handlers, policy=policy, on_events=self.relay.wake
+            )
+            self._subscription = await self.bus.subscribe(
+                self.name,
+                self.consumer.patterns,
+                self.consumer,
+                batch_size=s.batch_size,
+                # The broker's own limit only catches crash loops (a handler that kills its
+                # process); ordinary failures are dead-lettered by the consumer first.
+                max_deliveries=policy.max_attempts + 3,
+            )
+            self._spawn(Redriver(engine, self.consumer).run(), "redriver")
+        if self.service.grpc is not None:
+            await self._start_grpc(self.ctx)
+        for task in self.service.tasks:
+            self._spawn(task(self.ctx), task.__name__)
+        log.info("service started", service=self.name, grpc_port=self.grpc_port)
+
+    def start_relay(self) -> None:
+        """Start publishing: after every consumer of this bus has subscribed (see MemoryBus)."""
+        assert self.relay is not None
+        self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.name}:relay")
+        self._relay_task.add_done_callback(self._task_done)
+
+    async def _start_grpc(self, ctx: ServiceContext) -> None:
+        assert self.service.grpc is not None
+        server = grpc.aio.server()
+        names = self.service.grpc(server, ctx)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+        self.grpc_port = server.add_insecure_port(
+            f"{self.settings.grpc_host}:{self.requested_grpc_port}"
+        )
+        await server.start()
+        self.grpc_targets.setdefault(self.name, f"{self.settings.grpc_host}:{self.grpc_port}")
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._grpc = server
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        task = asyncio.create_task(coro, name=f"{self.name}:{what}")
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task died", task=task.get_name(), error=str(task.exception()))
+
+    async def ready(self) -> None:
+        """Raise if the database or the broker cannot be reached."""
+        assert self.ctx is not None
+        async with self.ctx.engine.connect() as conn:
+            await ping(conn)
+        await self.bus.ping()
+
+    async def stop_consuming(self) -> None:
+        """Stop taking messages; the batch in hand commits first."""
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            await subscription.stop()
+
+    async def stop(self) -> None:
+        """Drain: stop taking messages, let the batch in hand commit, send what it wrote."""
+        await self.stop_consuming()
+        if self._grpc is not None:
+            await self._grpc.stop(grace=self.settings.shutdown_timeout / 2)
+        tasks = [*self._tasks, *([self._relay_task] if self._relay_task else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._relay_task is not None and self.relay is not None:
+            # What the drained handlers wrote; anything unconfirmed stays for the next start.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.relay.relay_once(), self.settings.shutdown_timeout / 2)
+        if self.ctx is not None:
+            await self.ctx.close_channels()
+            await self.ctx.engine.dispose()
+        log.info("service stopped", service=self.name)

@@ -1,0 +1,87 @@
+"""A service, declared once: its database migrations, event handlers, gRPC servicer, routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.platform.envelope import Envelope
+from mercato.platform.inbox import On
+from mercato.platform.settings import Settings
+from mercato.platform.unit_of_work import UnitOfWork, transaction
+
+if TYPE_CHECKING:
+    import grpc.aio
+    from fastapi import APIRouter
+
+    from mercato.platform.bus.port import EventBus
+
+
+@dataclass(frozen=True)
+class Service:
+    """Everything the runtime needs to know to run one service, in either mode.
+
+    - ``migrations``: the folder of the service's Alembic revisions (its own branch);
+    - ``handlers``: ``on(EventType, function)`` declarations; the queue binds to exactly these;
+    - ``grpc``: registers the service's servicers on a ``grpc.aio`` server and returns their
+      full names (for reflection and health);
+    - ``http``: returns a FastAPI router (only the gateway has public routes);
+    - ``tasks``: background loops (timeouts, the sandbox carrier…) run while the service runs;
+    - ``on_start``: one-off start-up work (seed data) after migrations.
+    """
+
+    name: str
+    migrations: Path | None = None
+    handlers: Sequence[On] = ()
+    grpc: Callable[[grpc.aio.Server, ServiceContext], Sequence[str]] | None = None
+    http: Callable[[ServiceContext], APIRouter] | None = None
+    tasks: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
+    on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
+
+
+@dataclass
+class ServiceContext:
+    """What a running service's code is handed: its settings, database and bus."""
+
+    service: Service
+    settings: Settings
+    engine: AsyncEngine
+    bus: EventBus
+    wake_relay: Callable[[], None] = lambda: None
+    grpc_targets: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        """A shared gRPC channel to another service (address from ``grpc_targets``)."""
+        import grpc.aio
+
+        channel = self._channels.get(service)
+        if channel is None:
+            target = self.grpc_targets.get(service)
+            if target is None:
+                raise LookupError(f"no gRPC address known for service {service!r}")
+            channel = grpc.aio.insecure_channel(
+                target, options=[("grpc.lb_policy_name", "round_robin")]
+            )
+            self._channels[service] = channel
+        return channel
+
+    async def close_channels(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    @asynccontextmanager
+    async def transaction(self, cause: Envelope | None = None) -> AsyncIterator[UnitOfWork]:
+        async with transaction(self.engine, self.name, cause, self.wake_relay) as uow:
+            yield uow

@@ -1,0 +1,116 @@
+"""A set of services sharing one bus in one process: all of them (`mercato up`) or one (`serve`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from mercato.platform.bus.factory import create_bus
+from mercato.platform.bus.port import EventBus
+from mercato.platform.runtime.host import ServiceHost
+from mercato.platform.runtime.service import Service
+from mercato.platform.settings import Settings, parse_targets
+
+log = structlog.get_logger(__name__)
+
+
+class System:
+    def __init__(
+        self,
+        services: Sequence[Service],
+        settings: Settings,
+        bus: EventBus | None = None,
+        grpc_ports: dict[str, int] | None = None,
+    ):
+        self.settings = settings
+        self.bus = bus or create_bus(settings)
+        ports = grpc_ports or {}
+        self.grpc_targets = parse_targets(settings.grpc_targets)
+        self.hosts = {
+            s.name: ServiceHost(
+                s, settings, self.bus, ports.get(s.name, settings.grpc_port), self.grpc_targets
+            )
+            for s in services
+        }
+
+    async def start(self) -> None:
+        await self.bus.connect()
+        started: list[ServiceHost] = []
+        try:
+            for host in self.hosts.values():
+                await host.start()
+                started.append(host)
+        except BaseException:
+            for host in reversed(started):
+                await host.stop()
+            await self.bus.close()
+            raise
+        # Every consumer is subscribed before any relay publishes (see MemoryBus).
+        for host in self.hosts.values():
+            host.start_relay()
+
+    async def stop(self) -> None:
+        for host in self.hosts.values():
+            await host.stop_consuming()
+        for host in reversed(list(self.hosts.values())):
+            await host.stop()
+        await self.bus.close()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[System]:
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
+
+    async def readiness(self) -> dict[str, str]:
+        async def check(host: ServiceHost) -> str:
+            try:
+                await asyncio.wait_for(host.ready(), 2.0)
+                return "ok"
+            except Exception as exc:
+                return f"unavailable: {exc.__class__.__name__}: {exc}"[:300]
+
+        results = await asyncio.gather(*(check(h) for h in self.hosts.values()))
+        return dict(zip(self.hosts, results, strict=True))
+
+
+def create_app(system: System) -> FastAPI:
+    """The process's HTTP face: health, readiness, metrics, and any routes its services have."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with system.running():
+            for host in system.hosts.values():
+                if host.service.http is not None and host.ctx is not None:
+                    app.include_router(host.service.http(host.ctx))
+            yield
+
+    app = FastAPI(title="Mercato", lifespan=lifespan)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        checks = await system.readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "services": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,130 @@
+"""Configuration: ``MERCATO_*`` environment variables, over a TOML file named by ``MERCATO_CONFIG``.
+
+Bad configuration is a ``ConfigError`` at start, naming the setting and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+BROKER_SCHEMES = ("memory", "amqp", "amqps", "nats", "tls")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MERCATO_", extra="forbid", frozen=True)
+
+    broker_url: str = "memory://"
+    database_url: str | None = None
+    data_dir: Path = Path(".mercato")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(0, ge=0, le=65535, description="0 = any free port")
+    # Where other services answer gRPC: "catalog=127.0.0.1:50101,cart=127.0.0.1:50102".
+    # Embedded, every service's own address is added at start; several replicas of one service
+    # are listed as "catalog=ipv4:127.0.0.1:50101,127.0.0.1:50111" (round-robin).
+    grpc_targets: str = ""
+    admin_email: str | None = None
+    admin_password: str | None = None
+    demo_catalog: bool = True
+    carrier_delay: str = "5"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    max_attempts: int = Field(5, ge=1, le=100)
+    retry_base_delay: float = Field(0.2, ge=0, le=60)
+    batch_size: int = Field(100, ge=1, le=10_000)
+    relay_poll_interval: float = Field(0.5, gt=0, le=60)
+    shutdown_timeout: float = Field(10.0, gt=0, le=600)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if "://" not in value or scheme not in BROKER_SCHEMES:
+            raise ValueError("must be memory://, amqp://user:pass@host:5672/ or nats://host:4222")
+        return value
+
+    @field_validator("carrier_delay")
+    @classmethod
+    def _delay(cls, value: str) -> str:
+        if value != "never":
+            try:
+                if float(value) < 0:
+                    raise ValueError
+            except ValueError:
+                raise ValueError("must be a number of seconds ≥ 0, or 'never'") from None
+        return value
+
+    @field_validator("grpc_targets")
+    @classmethod
+    def _targets(cls, value: str) -> str:
+        parse_targets(value)
+        return value
+
+    @property
+    def broker_kind(self) -> str:
+        scheme = self.broker_url.partition("://")[0]
+        return {"amqps": "amqp", "tls": "nats"}.get(scheme, scheme)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("MERCATO_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def parse_targets(value: str) -> dict[str, str]:
+    """``name=target`` pairs, comma-separated; a target may itself hold commas (ipv4:a,b)."""
+    targets: dict[str, str] = {}
+    current: str | None = None
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, sep, target = part.partition("=")
+        if sep:
+            if not name or not target:
+                raise ValueError(f"expected name=host:port, got {part!r}")
+            current = name
+            targets[name] = target
+        elif current is not None:
+            targets[current] += "," + part
+        else:
+            raise ValueError(f"expected name=host:port, got {part!r}")
+    return targets
+
+
+def load_settings(**overrides: Any) -> Settings:
+    config_file = os.environ.get("MERCATO_CONFIG")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"MERCATO_CONFIG: no such file {config_file!r}")
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "MERCATO_" + "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"{name}: {err['msg']}")
+        raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from None
+    except Exception as exc:  # a TOML file that does not parse
+        raise ConfigError(f"bad configuration: {exc}") from None

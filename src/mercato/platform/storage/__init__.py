@@ -1,0 +1,1 @@
+"""Per-service database access: engine, platform tables, migrations, outbox, inbox, dead letters."""

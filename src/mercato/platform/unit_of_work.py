@@ -1,0 +1,90 @@
+"""A unit of work: one database transaction holding a state change and the events it causes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mercato.contracts.events import Payload
+from mercato.platform.bus.port import topic_of
+from mercato.platform.envelope import Envelope
+from mercato.platform.storage.tables import outbox
+
+
+def new_traceparent(trace_id: str | None = None) -> str:
+    """W3C trace context: keep the trace, start a new span (parent id)."""
+    return f"00-{trace_id or os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+class UnitOfWork:
+    """Handed to every handler and request: ``conn`` for state, ``publish`` for events.
+
+    Events go to the outbox in the same transaction as the state, never to the broker
+    directly; the relay sends them after commit.
+    """
+
+    def __init__(self, conn: AsyncConnection, service: str, cause: Envelope | None = None):
+        self.conn = conn
+        self.service = service
+        self.cause = cause
+        self.events: list[Envelope] = []
+
+    def publish(
+        self, payload: Payload, subject: str | None = None, *, correlationid: str | None = None
+    ) -> Envelope:
+        cause = self.cause
+        envelope = Envelope(
+            type=type(payload).__name__,
+            source=f"mercato/{self.service}",
+            data=payload.dump(),
+            subject=subject,
+            correlationid=correlationid or (cause.correlationid if cause else None) or subject,
+            causationid=cause.id if cause else None,
+            traceparent=new_traceparent(trace_id_of(cause.traceparent) if cause else None),
+        )
+        self.events.append(envelope)
+        return envelope
+
+    async def write_outbox(self) -> None:
+        if not self.events:
+            return
+        now = datetime.now(UTC)
+        await self.conn.execute(
+            outbox.insert(),
+            [
+                {
+                    "event_id": e.id,
+                    "aggregate": e.subject,
+                    "event_type": e.type,
+                    "topic": topic_of(e),
+                    "envelope": e.to_json(),
+                    "created_at": now,
+                }
+                for e in self.events
+            ],
+        )
+
+
+@asynccontextmanager
+async def transaction(
+    engine: AsyncEngine,
+    service: str,
+    cause: Envelope | None = None,
+    on_events: Callable[[], None] | None = None,
+) -> AsyncIterator[UnitOfWork]:
+    """Commit the work and its outbox rows together; then wake the relay."""
+    async with engine.begin() as conn:
+        uow = UnitOfWork(conn, service, cause)
+        yield uow
+        await uow.write_outbox()
+    if uow.events and on_events is not None:
+        on_events()

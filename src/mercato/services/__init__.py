@@ -1,0 +1,37 @@
+"""Mercato's services. Each is a package exposing a ``service`` (a platform ``Service``).
+
+The runtime finds them by name here; ``mercato serve`` also takes ``module:attribute`` for a
+service defined elsewhere (tests use that).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from mercato.platform.runtime.service import Service
+
+# name -> "module:attribute", in start order.
+SERVICES: dict[str, str] = {}
+
+
+class UnknownService(LookupError):
+    pass
+
+
+def load_service(spec: str) -> Service:
+    target = SERVICES.get(spec, spec if ":" in spec else None)
+    if target is None:
+        known = ", ".join(SERVICES) or "none yet"
+        raise UnknownService(f"unknown service {spec!r}; known services: {known}")
+    module_name, _, attr = target.partition(":")
+    try:
+        service = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownService(f"cannot load service {spec!r}: {exc}") from exc
+    if not isinstance(service, Service):
+        raise UnknownService(f"{spec!r} is not a mercato Service")
+    return service
+
+
+def all_services() -> list[Service]:
+    return [load_service(name) for name in SERVICES]

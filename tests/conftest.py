@@ -1,0 +1,99 @@
+"""Where the suite finds PostgreSQL, RabbitMQ and NATS, and what it does when one is missing.
+
+A missing server skips the tests that need it, with a message saying what is missing, unless
+MERCATO_REQUIRE_SERVICES=1 (CI sets it): then it is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+POSTGRES_URL = os.environ.get("MERCATO_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+RABBITMQ_URL = os.environ.get("MERCATO_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+NATS_URL = os.environ.get("MERCATO_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 1
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def require(name: str, url: str, default_port: int) -> str:
+    if _reachable(url, default_port):
+        return url
+    message = f"{name} is not reachable at {url}"
+    if os.environ.get("MERCATO_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " (MERCATO_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    return require("PostgreSQL", POSTGRES_URL, 5432)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    return require("RabbitMQ", RABBITMQ_URL, 5672)
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    return require("NATS", NATS_URL, 4222)
+
+
+@pytest.fixture
+async def postgres_template(postgres_server: str) -> AsyncIterator[str]:
+    """A ``{service}`` database URL template whose databases are dropped after the test."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    prefix = f"mercato_t{uuid.uuid4().hex[:10]}"
+    base = postgres_server.rsplit("/", 1)[0]
+    yield f"{base}/{prefix}_{{service}}"
+    admin = create_async_engine(
+        base.replace("postgresql://", "postgresql+asyncpg://") + "/postgres",
+        isolation_level="AUTOCOMMIT",
+    )
+    async with admin.connect() as conn:
+        names = (
+            await conn.execute(
+                text("SELECT datname FROM pg_database WHERE datname LIKE :p"), {"p": prefix + "%"}
+            )
+        ).scalars()
+        for name in list(names):
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture
+def sqlite_template(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/{{service}}.db"
+
+
+async def eventually(check, timeout: float = 10.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll ``check`` (sync or async) until it returns a truthy value; return it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
