@@ -106,6 +106,11 @@ class InboxConsumer:
         verdicts: list[Verdict] = [ACK] * len(batch)
         good: list[tuple[int, _Decoded]] = []
         for i, message in enumerate(batch):
+            if message.exhausted:
+                verdicts[i] = await self._dead_letter(
+                    message, "the broker's delivery limit was reached (the consumer crashed?)", None
+                )
+                continue
             try:
                 decoded = self._decode(message)
             except PoisonMessage as exc:

@@ -10,7 +10,21 @@ import importlib
 
 from mercato.platform.runtime.service import Service
 
-# name -> "module:attribute", in start order.
+# The order services start in (those that others call over gRPC first).
+START_ORDER = (
+    "identity",
+    "catalog",
+    "inventory",
+    "cart",
+    "order",
+    "payment",
+    "shipping",
+    "notification",
+    "audit",
+    "recommendation",
+    "gateway",
+)
+# name -> "module:attribute"; a service is listed here once it exists.
 SERVICES: dict[str, str] = {}
 
 
@@ -34,4 +48,5 @@ def load_service(spec: str) -> Service:
 
 
 def all_services() -> list[Service]:
-    return [load_service(name) for name in SERVICES]
+    names = sorted(SERVICES, key=lambda n: START_ORDER.index(n) if n in START_ORDER else 99)
+    return [load_service(name) for name in names]

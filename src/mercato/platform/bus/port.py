@@ -65,6 +65,9 @@ class RawMessage:
     body: bytes
     prefix: str
     attempt: int = 1
+    # The broker gave up on it (its own delivery limit, reached only when a handler keeps
+    # killing its process): the consumer stores it as a dead letter without handling it.
+    exhausted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
