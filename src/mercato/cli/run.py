@@ -17,7 +17,7 @@ from mercato.cli.common import console, fail, settings_or_exit
 from mercato.platform.runtime.service import Service
 from mercato.platform.runtime.system import System, create_app
 from mercato.platform.settings import Settings
-from mercato.services import SERVICES, UnknownService, all_services, load_service
+from mercato.services import SERVICES, UnknownService, all_services, load_service, ordered_names
 
 
 def _run_http(system: System, settings: Settings) -> None:
@@ -90,15 +90,35 @@ def _supervise(settings: Settings, replicas: dict[str, int]) -> None:
             "--processes needs a broker that processes share: set MERCATO_BROKER_URL to "
             "amqp://guest:guest@127.0.0.1:5672/ or nats://127.0.0.1:4222"
         )
-    children: list[subprocess.Popen[bytes]] = []
+    # Ports: the gateway keeps PORT; every other process gets PORT+1… for its health endpoints
+    # and a gRPC port of its own; every process is told all gRPC addresses.
+    plan: list[tuple[str, int, int]] = []
     next_port = settings.port + 1
-    for name in SERVICES:
+    for name in ordered_names():
         for _ in range(replicas.get(name, 1)):
-            env = {**os.environ, "MERCATO_PORT": str(next_port)}
-            cmd = [sys.executable, "-m", "mercato", "serve", name]
-            children.append(subprocess.Popen(cmd, env=env))
-            console.print(f"started {name} (pid {children[-1].pid}, health on :{next_port})")
-            next_port += 1
+            http_port = settings.port if name == "gateway" else next_port
+            next_port += name != "gateway"
+            plan.append((name, http_port, http_port + 1000))
+    addresses: dict[str, list[str]] = {}
+    for name, _, grpc_port in plan:
+        addresses.setdefault(name, []).append(f"{settings.grpc_host}:{grpc_port}")
+    targets = ",".join(
+        f"{name}={'ipv4:' if len(addrs) > 1 else ''}{','.join(addrs)}"
+        for name, addrs in addresses.items()
+    )
+    children: list[subprocess.Popen[bytes]] = []
+    for name, http_port, grpc_port in plan:
+        env = {
+            **os.environ,
+            "MERCATO_PORT": str(http_port),
+            "MERCATO_GRPC_PORT": str(grpc_port),
+            "MERCATO_GRPC_TARGETS": targets,
+        }
+        cmd = [sys.executable, "-m", "mercato", "serve", name]
+        children.append(subprocess.Popen(cmd, env=env))
+        console.print(
+            f"started {name} (pid {children[-1].pid}, HTTP :{http_port}, gRPC :{grpc_port})"
+        )
     stopping = False
 
     def stop(*_: object) -> None:

@@ -47,6 +47,9 @@ def load_service(spec: str) -> Service:
     return service
 
 
+def ordered_names() -> list[str]:
+    return sorted(SERVICES, key=lambda n: START_ORDER.index(n) if n in START_ORDER else 99)
+
+
 def all_services() -> list[Service]:
-    names = sorted(SERVICES, key=lambda n: START_ORDER.index(n) if n in START_ORDER else 99)
-    return [load_service(name) for name in names]
+    return [load_service(name) for name in ordered_names()]

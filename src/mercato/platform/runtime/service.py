@@ -17,7 +17,7 @@ from mercato.platform.unit_of_work import UnitOfWork, transaction
 
 if TYPE_CHECKING:
     import grpc.aio
-    from fastapi import APIRouter
+    from starlette.types import ASGIApp
 
     from mercato.platform.bus.port import EventBus
 
@@ -30,7 +30,8 @@ class Service:
     - ``handlers``: ``on(EventType, function)`` declarations; the queue binds to exactly these;
     - ``grpc``: registers the service's servicers on a ``grpc.aio`` server and returns their
       full names (for reflection and health);
-    - ``http``: returns a FastAPI router (only the gateway has public routes);
+    - ``http``: returns an ASGI app (a FastAPI app: only the gateway has public routes), mounted
+      at ``/`` behind the process's own /healthz, /readyz and /metrics;
     - ``tasks``: background loops (timeouts, the sandbox carrier…) run while the service runs;
     - ``on_start``: one-off start-up work (seed data) after migrations.
     """
@@ -39,7 +40,7 @@ class Service:
     migrations: Path | None = None
     handlers: Sequence[On] = ()
     grpc: Callable[[grpc.aio.Server, ServiceContext], Sequence[str]] | None = None
-    http: Callable[[ServiceContext], APIRouter] | None = None
+    http: Callable[[ServiceContext], ASGIApp] | None = None
     tasks: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
     on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
 

@@ -89,10 +89,13 @@ def create_app(system: System) -> FastAPI:
         async with system.running():
             for host in system.hosts.values():
                 if host.service.http is not None and host.ctx is not None:
-                    app.include_router(host.service.http(host.ctx))
+                    app.mount("/", host.service.http(host.ctx))
             yield
 
-    app = FastAPI(title="Mercato", lifespan=lifespan)
+    # The gateway's app (mounted at "/") serves the public OpenAPI document and docs.
+    app = FastAPI(
+        title="Mercato", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
