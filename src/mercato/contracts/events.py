@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -48,6 +48,27 @@ class ShortItem(Payload):
     productId: Id
     requested: Quantity
     available: Quantity
+
+
+class Address(Payload):
+    name: str
+    line1: str
+    line2: str | None = None
+    city: str
+    postalCode: str
+    country: str
+
+
+class PaymentMethod(Payload):
+    """How an order is paid, as events may carry it: never a card number.
+
+    A card is tokenized by the payment service at the door (``token``, ``last4``); the wallet
+    is the user's store credit.
+    """
+
+    method: Literal["card", "wallet"]
+    token: Id | None = None
+    last4: Annotated[str, Field(pattern=r"^[0-9]{4}$")] | None = None
 
 
 # -- catalog ---------------------------------------------------------------------------
@@ -133,6 +154,8 @@ class CartCheckedOut(Payload):
     items: list[CartItem]
     orderId: Id | None = None
     currency: Currency = "USD"
+    payment: PaymentMethod | None = None
+    shippingAddress: Address | None = None
 
 
 class CartAbandoned(Payload):
@@ -148,6 +171,8 @@ class OrderCreated(Payload):
     totalAmount: Money
     status: str
     currency: Currency = "USD"
+    payment: PaymentMethod | None = None
+    shippingAddress: Address | None = None
 
 
 class OrderStatusChanged(Payload):
@@ -241,15 +266,6 @@ class OutOfStock(Payload):
 
 
 # -- shipping --------------------------------------------------------------------------
-class Address(Payload):
-    name: str
-    line1: str
-    line2: str | None = None
-    city: str
-    postalCode: str
-    country: str
-
-
 class ShipmentCreated(Payload):
     shipmentId: Id
     orderId: Id
