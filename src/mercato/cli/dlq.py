@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -25,18 +26,20 @@ ServiceOption = Annotated[
 
 
 async def _each_engine(settings: Settings, names: list[str]) -> list[tuple[str, AsyncEngine]]:
+    """The databases of the named services (a SQLite file not yet made has no dead letters)."""
     engines = []
     for name in names:
         url = service_url(settings.database_url, name, settings.data_dir)
-        if url.get_backend_name() == "sqlite" and url.database:
-            from pathlib import Path
-
-            if not Path(url.database).exists():
-                continue
+        if url.get_backend_name() == "sqlite" and url.database and not _exists(url.database):
+            continue
         engine = create_engine(url)
         await migrate(engine, None)
         engines.append((name, engine))
     return engines
+
+
+def _exists(path: str) -> bool:
+    return Path(path).exists()
 
 
 def _names(services: list[str] | None) -> list[str]:
