@@ -58,7 +58,7 @@ def list_(
     settings = settings_or_exit()
 
     async def collect() -> list[Any]:
-        rows = []
+        rows: list[Any] = []
         for _, engine in await _each_engine(settings, _names(services)):
             try:
                 rows.extend(await list_dead_letters(engine, include_redriven=all_))

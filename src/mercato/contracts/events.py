@@ -7,6 +7,7 @@ wire. Ids are strings.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -305,7 +306,7 @@ class NotificationSent(Payload):
 @dataclass(frozen=True, slots=True)
 class EventSpec:
     type: str
-    model: type[Payload]
+    model: builtins.type[Payload]
     publisher: str
     schemaversion: int = 1
 
