@@ -8,6 +8,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -64,3 +65,15 @@ dead_letters = Table(
     Column("redriven_at", DateTime(timezone=True)),
 )
 Index("ix_dead_letters_status", dead_letters.c.status)
+
+# The answer to a request that carried an Idempotency-Key (see mercato.platform.idempotency).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
