@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     grpc_targets: str = ""
     admin_email: str | None = None
     admin_password: str | None = None
+    # identity: the PEM private key (Ed25519, or RSA ≥ 2048 bits) that signs access tokens,
+    # inline or in a file; with neither, one is generated once and kept in the data directory.
+    jwt_private_key: str | None = Field(None, repr=False)
+    jwt_private_key_file: Path | None = None
+    access_token_ttl: int = Field(900, ge=30, le=86_400, description="seconds")
+    refresh_token_ttl: int = Field(14 * 86_400, ge=60, le=365 * 86_400, description="seconds")
+    login_max_failures: int = Field(5, ge=1, le=1000, description="before the account waits")
+    login_lockout: float = Field(300, ge=0, le=86_400, description="seconds it waits")
+    # gateway: CORS origins ("https://a.example,https://b.example", "*" for any; empty = none),
+    # login/registration attempts per client address per minute, gRPC call deadline (seconds).
+    cors_origins: str = ""
+    auth_rate_limit: int = Field(20, ge=1, le=100_000)
+    grpc_deadline: float = Field(5.0, gt=0, le=120)
     demo_catalog: bool = True
     carrier_delay: str = "5"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

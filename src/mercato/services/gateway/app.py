@@ -1,0 +1,67 @@
+"""The gateway's FastAPI app: problem+json errors, request ids, CORS, OpenAPI 3.1, routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+
+from mercato.platform.runtime.service import ServiceContext
+from mercato.services.gateway.middleware import RequestContext
+from mercato.services.gateway.problems import (
+    PROBLEM_RESPONSES,
+    ProblemDetails,
+    install_problem_handlers,
+)
+from mercato.services.gateway.routes import ROUTERS
+
+DESCRIPTION = """Mercato's public API. Errors are RFC 9457 `application/problem+json`.
+Sign in with `POST /api/v1/auth/login` and send `Authorization: Bearer <accessToken>`.
+A POST that creates something honours `Idempotency-Key`."""
+
+
+def create_app(ctx: ServiceContext) -> FastAPI:
+    app = FastAPI(
+        title="Mercato",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.rate_limiters = {}
+    install_problem_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router, responses=PROBLEM_RESPONSES)
+    app.add_middleware(RequestContext)
+    origins = [o.strip() for o in ctx.settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Location"],
+            max_age=600,
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["ProblemDetails"] = ProblemDetails.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

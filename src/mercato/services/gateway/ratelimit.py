@@ -1,0 +1,62 @@
+"""Per-client-address rate limits, kept in memory (the gateway keeps nothing durable).
+
+A sliding window per (bucket, address). Several gateway replicas each count their own share,
+which is enough to blunt password guessing; identity's per-account throttle stands behind it.
+The address is the connection's peer: behind a proxy, run uvicorn with ``--proxy-headers`` and
+``--forwarded-allow-ips`` so it is the client's and cannot be forged by a header.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
+from mercato.services.gateway.problems import Problem
+
+MAX_TRACKED = 100_000  # addresses remembered at most; the least recently seen go first
+
+
+class RateLimiter:
+    def __init__(self, limit: int, window: float = 60.0):
+        self.limit = limit
+        self.window = window
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def hit(self, key: str, now: float | None = None) -> float:
+        """Count one request; 0 if allowed, else the seconds until one would be."""
+        now = time.monotonic() if now is None else now
+        hits = self._hits.pop(key, None) or deque()
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        self._hits[key] = hits
+        if len(self._hits) > MAX_TRACKED:
+            self._hits.popitem(last=False)
+        if len(hits) >= self.limit:
+            return hits[0] + self.window - now
+        hits.append(now)
+        return 0.0
+
+
+def limited(bucket: str) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency: at most ``MERCATO_AUTH_RATE_LIMIT`` requests a minute per address
+    to ``bucket``, then 429 with Retry-After."""
+
+    async def check(request: Request) -> None:
+        limiters: dict[str, RateLimiter] = request.app.state.rate_limiters
+        limiter = limiters.get(bucket)
+        if limiter is None:
+            limiter = limiters[bucket] = RateLimiter(request.app.state.ctx.settings.auth_rate_limit)
+        address = request.client.host if request.client else "unknown"
+        wait = limiter.hit(address)
+        if wait > 0:
+            raise Problem(
+                429,
+                "too many attempts from this address; retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+
+    return check

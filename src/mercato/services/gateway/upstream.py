@@ -1,0 +1,139 @@
+"""Calling the services behind the gateway: gRPC with a deadline, errors as problems.
+
+In a route::
+
+    from mercato.api.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+    from mercato.services.gateway.upstream import Upstream
+
+    @router.get("/{productId}")
+    async def get_product(productId: str, upstream: Upstream) -> Product:
+        reply = await upstream.call(
+            "catalog", catalog_pb2_grpc.CatalogStub, "GetProduct",
+            catalog_pb2.GetProductRequest(product_id=productId),
+        )
+
+``call`` forwards the caller's ``authorization`` header, the ``idempotency-key`` header (on
+POST/PUT/PATCH/DELETE) and the request id as gRPC metadata, applies the deadline
+(``MERCATO_GRPC_DEADLINE`` unless ``timeout=`` says otherwise) and turns a failed call into a
+``Problem`` with the status of ``STATUS``; a service that is down answers 503 at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import grpc
+import grpc.aio
+import structlog
+from fastapi import Depends, Header, Request
+from google.protobuf.message import Message
+
+from mercato.platform.runtime.service import ServiceContext
+from mercato.services.gateway.problems import Problem
+
+log = structlog.get_logger(__name__)
+
+C = grpc.StatusCode
+# gRPC status → HTTP status. Anything not listed (UNKNOWN, INTERNAL, DATA_LOSS…) is a bug
+# behind the gateway: 502, with its details logged and not shown.
+STATUS: dict[grpc.StatusCode, int] = {
+    C.INVALID_ARGUMENT: 422,
+    C.FAILED_PRECONDITION: 422,
+    C.OUT_OF_RANGE: 422,
+    C.NOT_FOUND: 404,
+    C.ALREADY_EXISTS: 409,
+    C.ABORTED: 409,
+    C.PERMISSION_DENIED: 403,
+    C.UNAUTHENTICATED: 401,
+    C.RESOURCE_EXHAUSTED: 429,
+    C.UNAVAILABLE: 503,
+    C.DEADLINE_EXCEEDED: 503,
+    C.CANCELLED: 503,
+    C.UNIMPLEMENTED: 501,
+}
+_SHOWN = {422, 404, 409, 403, 401, 429}
+_FORWARDED = ("authorization", "idempotency-key", "x-request-id")
+_WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+# Declare it on a route that creates something, so the OpenAPI document shows the header.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retrying with the same key and body returns the first answer.",
+    ),
+]
+
+
+def context_of(request: Request) -> ServiceContext:
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, ServiceContext)
+    return ctx
+
+
+class Gateway:
+    """The per-request handle on the services behind the gateway."""
+
+    def __init__(self, request: Request):
+        self.request = request
+        self.ctx = context_of(request)
+
+    def metadata(self) -> list[tuple[str, str]]:
+        headers = self.request.headers
+        pairs = []
+        for name in _FORWARDED:
+            if name == "idempotency-key" and self.request.method not in _WRITES:
+                continue
+            value = headers.get(name)
+            if value:
+                pairs.append((name, value))
+        request_id = getattr(self.request.state, "request_id", None)
+        if request_id and not headers.get("x-request-id"):
+            pairs.append(("x-request-id", request_id))
+        return pairs
+
+    async def call(
+        self,
+        service: str,
+        stub_type: type[Any],
+        method: str,
+        message: Message,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``service``'s ``method``; a failure is raised as a ``Problem``."""
+        try:
+            stub = stub_type(self.ctx.channel(service))
+        except LookupError:
+            raise Problem(503, f"the {service} service is not available") from None
+        deadline = timeout if timeout is not None else self.ctx.settings.grpc_deadline
+        try:
+            return await getattr(stub, method)(message, timeout=deadline, metadata=self.metadata())
+        except grpc.aio.AioRpcError as exc:
+            raise problem_of(service, method, exc) from None
+
+
+def problem_of(service: str, method: str, exc: grpc.aio.AioRpcError) -> Problem:
+    status = STATUS.get(exc.code(), 502)
+    headers = {}
+    for key, value in exc.trailing_metadata() or ():
+        if key == "retry-after":
+            headers["Retry-After"] = value if isinstance(value, str) else value.decode()
+    if status in _SHOWN:
+        return Problem(status, exc.details() or None, headers=headers)
+    log.warning(
+        "service call failed",
+        service=service,
+        method=method,
+        code=exc.code().name,
+        details=exc.details(),
+    )
+    if status == 503:
+        return Problem(503, f"the {service} service is not available; retry later", headers=headers)
+    return Problem(status, f"the {service} service failed to answer")
+
+
+Upstream = Annotated[Gateway, Depends(Gateway)]

@@ -1,0 +1,189 @@
+"""The gateway on its own: problem+json everywhere, request ids, CORS, OpenAPI, auth, 503s."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mercato.platform.auth import JwksCache, TokenVerifier, install_verifier
+from mercato.platform.signing import SigningKey, static_jwks
+from mercato.services.gateway.service import service as gateway
+from tests.support import running
+from tests.support import test_settings as make_settings
+
+PROBLEM = "application/problem+json"
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        tmp_path,
+        grpc_targets=f"identity=127.0.0.1:{closed_port()}",
+        cors_origins="https://shop.example",
+        auth_rate_limit=3,
+    )
+    async with running([gateway], settings) as (_system, http):
+        yield http
+
+
+@pytest.fixture
+async def key(tmp_path: Path) -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture
+async def signed(tmp_path: Path, key: SigningKey) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway that trusts ``key`` (identity itself is unreachable)."""
+    settings = make_settings(tmp_path, grpc_targets=f"identity=127.0.0.1:{closed_port()}")
+    async with running([gateway], settings) as (system, http):
+        ctx = system.hosts["gateway"].ctx
+        assert ctx is not None
+        install_verifier(ctx, TokenVerifier(JwksCache(static_jwks(key))))
+        yield http
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    assert body["requestId"] == response.headers["x-request-id"]
+    return body
+
+
+async def test_an_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/no/such/thing"), 404)
+    assert_problem(await client.delete("/api/v1/auth/login"), 405)
+
+
+async def test_an_invalid_body_is_a_422_problem_that_does_not_echo_it(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/login", json={"email": "x", "password": "s3cret-pass", "extra": "x"}
+    )
+    body = assert_problem(response, 422)
+    assert {tuple(e["loc"]) for e in body["errors"]} == {("body", "email"), ("body", "extra")}
+    assert "s3cret" not in response.text
+    assert_problem(await client.post("/api/v1/auth/login", content=b"{not json"), 422)
+
+
+async def test_request_ids_are_kept_or_made(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    made = (await client.get("/openapi.json", headers={"X-Request-ID": "bad id\t!"})).headers
+    assert made["x-request-id"] != "bad id\t!" and len(made["x-request-id"]) == 36
+
+
+async def test_openapi_31_and_docs_are_served(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert document["openapi"].startswith("3.1")
+    assert "/api/v1/auth/register" in document["paths"]
+    assert "ProblemDetails" in document["components"]["schemas"]
+    register = document["paths"]["/api/v1/auth/register"]["post"]
+    assert PROBLEM in register["responses"]["422"]["content"]
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_cors_answers_the_configured_origin_only(client: httpx.AsyncClient) -> None:
+    preflight = {"Access-Control-Request-Method": "POST"}
+    ok = await client.options(
+        "/api/v1/auth/login", headers={"Origin": "https://shop.example", **preflight}
+    )
+    assert ok.headers["access-control-allow-origin"] == "https://shop.example"
+    other = await client.options(
+        "/api/v1/auth/login", headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_an_unreachable_service_is_a_quick_503(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "ada@example.com", "password": "correct horse 1", "name": "Ada"},
+    )
+    body = assert_problem(response, 503)
+    assert "identity" in str(body["detail"])
+    assert_problem(await client.get("/.well-known/jwks.json"), 503)
+
+
+async def test_a_route_needing_a_caller_cannot_be_judged_without_keys(
+    client: httpx.AsyncClient,
+) -> None:
+    token = SigningKey.generate().issue("u", ["customer"], timedelta(minutes=1))
+    response = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert_problem(response, 503)
+
+
+async def test_login_is_rate_limited_per_address(client: httpx.AsyncClient) -> None:
+    body = {"email": "ada@example.com", "password": "whatever"}
+    statuses = [(await client.post("/api/v1/auth/login", json=body)).status_code for _ in range(4)]
+    assert statuses == [503, 503, 503, 429]
+    limited = await client.post("/api/v1/auth/login", json=body)
+    assert_problem(limited, 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    # Registration counts separately.
+    assert (await client.post("/api/v1/auth/register", json={})).status_code == 422
+
+
+@pytest.mark.parametrize("authorization", [None, "Basic YTpi", "Bearer", "Bearer not-a-jwt"])
+async def test_no_or_bad_token_is_401(signed: httpx.AsyncClient, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    body = assert_problem(await signed.get("/api/v1/users/me", headers=headers), 401)
+    assert set(body) <= {"type", "title", "status", "detail", "instance", "requestId"}
+
+
+async def test_expired_and_foreign_tokens_are_401(
+    signed: httpx.AsyncClient, key: SigningKey
+) -> None:
+    old = datetime.now(UTC) - timedelta(hours=1)
+    expired = key.issue("u", ["admin"], timedelta(minutes=1), now=old)
+    foreign = SigningKey.generate().issue("u", ["admin"], timedelta(minutes=1))
+    for token in (expired, foreign):
+        response = await signed.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert_problem(response, 401)
+        response = await signed.put(
+            "/api/v1/users/u/roles",
+            json={"roles": ["admin"]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert_problem(response, 401)
+
+
+async def test_a_customer_token_on_an_admin_route_is_403(
+    signed: httpx.AsyncClient, key: SigningKey
+) -> None:
+    token = key.issue("u1", ["customer"], timedelta(minutes=1))
+    response = await signed.put(
+        "/api/v1/users/u2/roles",
+        json={"roles": ["admin"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert_problem(response, 403)
+    response = await signed.get("/api/v1/users/u2", headers={"Authorization": f"Bearer {token}"})
+    assert_problem(response, 403)
+
+
+async def test_an_admin_token_passes_the_gateway_and_meets_the_503(
+    signed: httpx.AsyncClient, key: SigningKey
+) -> None:
+    token = key.issue("a1", ["admin"], timedelta(minutes=1))
+    response = await signed.put(
+        "/api/v1/users/u2/roles",
+        json={"roles": ["admin"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert_problem(response, 503)
