@@ -1,0 +1,1 @@
+"""identity: users, password hashes (argon2), roles, refresh tokens; signs access tokens."""
