@@ -25,7 +25,10 @@ START_ORDER = (
     "gateway",
 )
 # name -> "module:attribute"; a service is listed here once it exists.
-SERVICES: dict[str, str] = {}
+SERVICES: dict[str, str] = {
+    "identity": "mercato.services.identity.service:service",
+    "gateway": "mercato.services.gateway.service:service",
+}
 
 
 class UnknownService(LookupError):
