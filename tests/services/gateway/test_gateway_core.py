@@ -187,3 +187,37 @@ async def test_an_admin_token_passes_the_gateway_and_meets_the_503(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert_problem(response, 503)
+
+
+async def test_a_service_that_never_answers_is_a_503_at_the_deadline(tmp_path: Path) -> None:
+    # A socket that accepts connections and then says nothing, like a hung process.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    port = silent.getsockname()[1]
+    settings = make_settings(tmp_path, grpc_targets=f"identity=127.0.0.1:{port}", grpc_deadline=0.3)
+    try:
+        async with running([gateway], settings) as (_system, http):
+            response = await http.post(
+                "/api/v1/auth/login", json={"email": "ada@example.com", "password": "x"}
+            )
+            assert_problem(response, 503)
+    finally:
+        silent.close()
+
+
+async def test_an_unexpected_error_is_a_bare_500_problem(tmp_path: Path) -> None:
+    async with running([gateway], make_settings(tmp_path)) as (system, _http):
+        ctx = system.hosts["gateway"].ctx
+        assert ctx is not None
+        app = gateway.http(ctx)  # type: ignore[misc]
+
+        @app.get("/boom")
+        async def boom() -> None:
+            raise RuntimeError("secret internals")
+
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.get("/boom")
+    assert_problem(response, 500)
+    assert "secret internals" not in response.text and "Traceback" not in response.text
