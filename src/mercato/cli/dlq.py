@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.cli.common import console, fail, settings_or_exit
 from mercato.platform.dead_letters import list_dead_letters, request_redrive
 from mercato.platform.settings import Settings
 from mercato.platform.storage.database import create_engine, service_url
-from mercato.platform.storage.migrate import migrate
 from mercato.services import SERVICES
 
 app = typer.Typer(help="Dead letters: events a service could not handle.", no_args_is_help=True)
@@ -33,9 +33,23 @@ async def _each_engine(settings: Settings, names: list[str]) -> list[tuple[str, 
         if url.get_backend_name() == "sqlite" and url.database and not _exists(url.database):
             continue
         engine = create_engine(url)
-        await migrate(engine, None)
-        engines.append((name, engine))
+        # Read only: migrating here would fail on the service's own revisions (not on this
+        # path), and a database without the table has no dead letters.
+        if await _has_dead_letters(engine, name):
+            engines.append((name, engine))
+        else:
+            await engine.dispose()
     return engines
+
+
+async def _has_dead_letters(engine: AsyncEngine, name: str) -> bool:
+    try:
+        async with engine.connect() as conn:
+            return bool(await conn.run_sync(lambda c: inspect(c).has_table("dead_letters")))
+    except Exception as exc:
+        if "does not exist" in str(exc):  # PostgreSQL: the service never started here
+            return False
+        fail(f"cannot open the database of {name}: {exc}", code=1)
 
 
 def _exists(path: str) -> bool:

@@ -16,8 +16,11 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 BROKER_SCHEMES = ("memory", "amqp", "amqps", "nats", "tls")
+DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")
 
 
 class ConfigError(ValueError):
@@ -69,6 +72,22 @@ class Settings(BaseSettings):
         scheme = value.partition("://")[0]
         if "://" not in value or scheme not in BROKER_SCHEMES:
             raise ValueError("must be memory://, amqp://user:pass@host:5672/ or nats://host:4222")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        scheme = (value or "").partition("://")[0].partition("+")[0]
+        if value and ("://" not in value or scheme not in DATABASE_SCHEMES):
+            raise ValueError(
+                "must be postgresql://user@host:5432/mercato_{service} or "
+                "sqlite:////path/{service}.db (unset = SQLite files in the data directory)"
+            )
+        if value:
+            try:
+                make_url(value)
+            except (ArgumentError, ValueError) as exc:
+                raise ValueError(f"not a database URL ({exc})") from None
         return value
 
     @field_validator("carrier_delay")
@@ -136,8 +155,12 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = "MERCATO_" + "_".join(str(p) for p in err["loc"]).upper()
-            lines.append(f"{name}: {err['msg']}")
+            key = "_".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden" and config_file:  # a key the file should not have
+                lines.append(f"{key!r} in MERCATO_CONFIG ({config_file}): unknown setting")
+            else:
+                lines.append(f"MERCATO_{key.upper()}: {err['msg']}")
         raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from None
     except Exception as exc:  # a TOML file that does not parse
-        raise ConfigError(f"bad configuration: {exc}") from None
+        where = f"MERCATO_CONFIG: {config_file!r} is not valid TOML" if config_file else "bad"
+        raise ConfigError(f"{where}: {exc}") from None

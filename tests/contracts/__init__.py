@@ -1,0 +1,1 @@
+"""Event contracts: the seed payloads and the catalog commands."""

@@ -1,0 +1,113 @@
+"""The inbox: an event's effects and "processed by this consumer" commit together, so a
+redelivered event is acknowledged without a second effect — on SQLite and on PostgreSQL.
+
+The effects are the demo tally's real tables (tests/demo), written by its real handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.platform.bus.port import ACK
+from mercato.platform.envelope import AMQP_PREFIX
+from mercato.platform.inbox import InboxConsumer, RetryPolicy
+from mercato.platform.storage.database import create_engine, service_url
+from tests.demo import tally
+from tests.demo.probe import (
+    arrivals,
+    count_of,
+    entry_event,
+    freeze,
+    inbox_count,
+    raw,
+    service_engine,
+    thaw,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def template(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("postgres_template") if request.param == "postgres" else None
+
+
+@pytest.fixture
+async def engine(template: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = await service_engine(template, "tally", tmp_path)
+    yield engine
+    await engine.dispose()
+
+
+def consumer(engine: AsyncEngine) -> InboxConsumer:
+    return InboxConsumer("tally", engine, tally.service.handlers, policy=RetryPolicy(3, 0.01))
+
+
+async def test_the_same_event_delivered_three_times_takes_effect_once(
+    engine: AsyncEngine,
+) -> None:
+    tally_consumer = consumer(engine)
+    event = entry_event("acc-1", amount="12.50")
+    for _ in range(3):
+        assert await tally_consumer([raw(event)]) == [ACK], "a duplicate is acknowledged"
+    assert await count_of(engine, "acc-1") == 1
+    assert await arrivals(engine, "acc-1") == [(event.data["entryId"], 1)]
+    assert await inbox_count(engine, "tally", event.id) == 1
+
+
+async def test_three_copies_in_one_batch_take_effect_once(engine: AsyncEngine) -> None:
+    event, other = entry_event("acc-1"), entry_event("acc-1", n=2)
+    batch = [raw(event), raw(event, AMQP_PREFIX), raw(other), raw(event)]
+    assert await consumer(engine)(batch) == [ACK] * 4
+    assert [n for _, n in await arrivals(engine, "acc-1")] == [1, 2]
+    assert await count_of(engine, "acc-1") == 2
+
+
+async def test_a_failed_batch_is_retried_one_by_one_without_doubling_the_others(
+    engine: AsyncEngine,
+) -> None:
+    await freeze(engine, "acc-frozen")
+    good, bad, late = entry_event("acc-1"), entry_event("acc-frozen"), entry_event("acc-1", n=2)
+    verdicts = await consumer(engine)([raw(good), raw(bad), raw(late)])
+    assert verdicts[0] is ACK and verdicts[2] is ACK and verdicts[1] is not ACK
+    assert await count_of(engine, "acc-1") == 2 and await count_of(engine, "acc-frozen") == 0
+    assert await inbox_count(engine, "tally", bad.id) == 0, "a failure leaves no inbox row"
+    await thaw(engine, "acc-frozen")
+    assert await consumer(engine)([raw(good), raw(bad), raw(late)]) == [ACK] * 3
+    assert await count_of(engine, "acc-1") == 2 and await count_of(engine, "acc-frozen") == 1
+
+
+async def test_two_replicas_handling_one_event_at_once_take_effect_once(
+    engine: AsyncEngine, template: str | None, tmp_path: Path
+) -> None:
+    """Two consumers of one service (own engines, as two processes) get the same event together.
+
+    The handler pauses inside its transaction, so both hold the event at the same time; the
+    second one's inbox insert waits for the first to commit, then finds the row and skips.
+    """
+    other_engine = create_engine(service_url(template, "tally", tmp_path))
+    try:
+        event = entry_event("acc-race", pause=0.3)
+        verdicts = await asyncio.gather(
+            consumer(engine)([raw(event)]), consumer(other_engine)([raw(event)])
+        )
+    finally:
+        await other_engine.dispose()
+    assert verdicts == [[ACK], [ACK]]
+    assert await count_of(engine, "acc-race") == 1
+    assert len(await arrivals(engine, "acc-race")) == 1
+    assert await inbox_count(engine, "tally", event.id) == 1
+
+
+async def test_consumers_keep_separate_records_of_one_event(engine: AsyncEngine) -> None:
+    """The inbox is per consumer: the same event id is news to a second consumer."""
+    event = entry_event("acc-1")
+    mirror = InboxConsumer("mirror", engine, tally.mirror.handlers)
+    assert await consumer(engine)([raw(event)]) == [ACK]
+    assert await mirror([raw(event)]) == [ACK]
+    assert await inbox_count(engine, "tally", event.id) == 1
+    assert await inbox_count(engine, "mirror", event.id) == 1
+    assert await count_of(engine, "acc-1") == 2, "both consumers' effects, one each"

@@ -1,0 +1,1 @@
+"""Runtime tests: the demo pair embedded and as separate processes."""
