@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ from mercato.platform.storage.migrate import migrate
 from mercato.platform.storage.tables import dead_letters, inbox, outbox
 from tests.demo import ledger, tally
 from tests.demo.events import EntryRecorded
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def entry_event(account: str, n: int = 1, amount: str = "10.00", pause: float = 0.0) -> Envelope:
@@ -92,3 +97,24 @@ async def thaw(engine: AsyncEngine, account: str) -> None:
         await conn.execute(
             delete(tally.frozen_accounts).where(tally.frozen_accounts.c.account == account)
         )
+
+
+async def mercato(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``python -m mercato ARGS`` without blocking the loop; (exit code, stdout+stderr).
+
+    ``env`` is added to this process's environment minus any MERCATO_* variable; the repo
+    root is put on PYTHONPATH so ``tests.demo`` imports.
+    """
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mercato",
+        *args,
+        env={**base, "PYTHONPATH": str(ROOT), "COLUMNS": "400", **env},
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()

@@ -1,0 +1,137 @@
+"""Dead letters: kept with their error, listed and redriven from the CLI, handled once.
+
+The full path runs the demo pair embedded and the operator's real ``mercato dlq`` commands
+against its data directory while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.platform.dead_letters import Redriver, request_redrive
+from mercato.platform.inbox import InboxConsumer, RetryPolicy
+from mercato.platform.runtime.system import System
+from mercato.platform.storage.database import create_engine, service_url
+from tests.conftest import eventually
+from tests.demo import ledger, tally
+from tests.demo.probe import (
+    arrivals,
+    count_of,
+    entry_event,
+    freeze,
+    inbox_count,
+    letters,
+    mercato,
+    raw,
+    service_engine,
+    thaw,
+)
+from tests.support import test_settings as make_settings
+
+
+async def test_a_dead_letter_redriven_after_the_fix_is_handled_exactly_once(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, max_attempts=2, retry_base_delay=0.01)
+    env = {"MERCATO_DATA_DIR": str(tmp_path)}
+    async with System([ledger.service, tally.service], settings).running() as system:
+        ledger_ctx, tally_ctx = system.hosts["ledger"].ctx, system.hosts["tally"].ctx
+        assert ledger_ctx is not None and tally_ctx is not None
+        engine = tally_ctx.engine
+        await freeze(engine, "acc-frozen")
+        async with ledger_ctx.transaction() as uow:
+            stuck = await record(uow, "acc-frozen")
+        async with ledger_ctx.transaction() as uow:
+            await record(uow, "acc-ok")
+
+        [letter] = await eventually(lambda: letters(engine))
+        assert (letter.event_id, letter.event_type) == (stuck.id, "EntryRecorded")
+        assert letter.status == "dead" and letter.attempts == 2
+        assert "AccountFrozen: account acc-frozen is frozen" in letter.error
+        assert await eventually(lambda: count_of(engine, "acc-ok")) == 1, "the consumer went on"
+
+        code, out = await mercato("dlq", "list", "--service", "tally", env=env)
+        assert code == 0, out
+        assert letter.id in out and stuck.id in out and "account acc-frozen is frozen" in out
+        assert "1 dead letter(s)" in out
+
+        await thaw(engine, "acc-frozen")  # the cause is fixed
+        code, out = await mercato("dlq", "redrive", letter.id, "--service", "tally", env=env)
+        assert code == 0 and "1 dead letter(s) marked for redrive" in out, out
+        await eventually(lambda: _status(engine, "redriven"))
+        assert await count_of(engine, "acc-frozen") == 1
+        assert await arrivals(engine, "acc-frozen") == [(stuck.data["entryId"], 1)]
+        assert await inbox_count(engine, "tally", stuck.id) == 1
+
+        (again, again_out), (listed, list_out) = await asyncio.gather(
+            mercato("dlq", "redrive", letter.id, "--service", "tally", env=env),
+            mercato("dlq", "list", "--service", "tally", env=env),
+        )
+        assert again == 1 and "no dead letter" in again_out, again_out
+        assert listed == 0 and letter.id not in list_out and "0 dead letter(s)" in list_out
+        assert await count_of(engine, "acc-frozen") == 1
+
+
+async def record(uow, account: str):  # type: ignore[no-untyped-def]
+    return await ledger.record_entry(uow, account, Decimal("5.00"))
+
+
+async def _status(engine: AsyncEngine, status: str) -> bool:
+    return [r.status for r in await letters(engine)] == [status]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def template(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("postgres_template") if request.param == "postgres" else None
+
+
+@pytest.fixture
+async def engine(template: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = await service_engine(template, "tally", tmp_path)
+    yield engine
+    await engine.dispose()
+
+
+def tally_consumer(engine: AsyncEngine) -> InboxConsumer:
+    return InboxConsumer("tally", engine, tally.service.handlers, policy=RetryPolicy(1))
+
+
+async def test_a_redrive_that_fails_again_returns_to_dead_with_the_new_error(
+    engine: AsyncEngine,
+) -> None:
+    await freeze(engine, "acc-1")
+    await tally_consumer(engine)([raw(entry_event("acc-1"))])
+    [letter] = await letters(engine)
+    assert await request_redrive(engine, letter.id) == 1
+    assert await Redriver(engine, tally_consumer(engine)).redrive_once() == 0
+    [again] = await letters(engine)
+    assert again.status == "dead" and again.attempts == letter.attempts + 1
+    assert "frozen" in again.error and await count_of(engine, "acc-1") == 0
+
+
+async def test_two_replicas_redrive_each_letter_once(
+    engine: AsyncEngine, template: str | None, tmp_path: Path
+) -> None:
+    """Each replica runs a Redriver; a letter is claimed by one of them only."""
+    for n in range(1, 6):
+        await freeze(engine, f"acc-{n}")
+        await tally_consumer(engine)([raw(entry_event(f"acc-{n}"))])
+        await thaw(engine, f"acc-{n}")
+    assert await request_redrive(engine, None) == 5
+    other = create_engine(service_url(template, "tally", tmp_path))
+    try:
+        done = await asyncio.gather(
+            Redriver(engine, tally_consumer(engine)).redrive_once(),
+            Redriver(other, tally_consumer(other)).redrive_once(),
+        )
+    finally:
+        await other.dispose()
+    assert sum(done) == 5, done
+    assert [await count_of(engine, f"acc-{n}") for n in range(1, 6)] == [1] * 5
+    assert {r.status for r in await letters(engine)} == {"redriven"}
