@@ -1,0 +1,467 @@
+"""The NATS JetStream adapter of the EventBus port.
+
+Written on raw nats-py rather than FastStream: the port needs batch pulls that the inbox
+handles in one database transaction, a verdict per message (ack, or nak with a delay) and
+publisher acks awaited together for a whole outbox batch; FastStream hands messages to a
+handler one at a time and confirms publishes one by one.
+
+Layout (nats-server 2.9: a consumer has one filter subject):
+
+- Stream ``{NS}_EVENTS`` on ``{ns}.events.>``, file storage, interest retention: a message is
+  kept until every consumer bound to it has acknowledged it, so the stream holds the backlog,
+  not the history, and a message published before any consumer exists is dropped, as RabbitMQ
+  drops an unroutable one. ``max_age`` bounds what a removed service's forgotten consumer pins.
+  Publishes carry ``Nats-Msg-Id`` = the event id, so the server drops a relay's retry within
+  the duplicate window (the consumer's inbox drops later ones).
+- A durable pull consumer per (service, pattern), shared by the service's replicas, explicit
+  ack, ``max_deliver``. A pull asks for up to a batch with ``no_wait`` and ``expires``: the
+  server holds it until a first message, then returns what is ready.
+- Stream ``{NS}_EXHAUSTED`` stores the server's MAX_DELIVERIES advisories (a handler that kept
+  killing its process). Each service has a durable consumer on it; the message named by the
+  advisory is read from the events stream by sequence and handed over with ``exhausted=True``,
+  and the advisory is acknowledged only once the inbox has stored the dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import nats.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError, NotFoundError
+
+from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
+from mercato.platform.envelope import NATS_PREFIX, Envelope
+
+log = structlog.get_logger(__name__)
+
+_WORD = re.compile(r"[^.\s*>#]+")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_-]+")
+_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+_NEXT = "$JS.API.CONSUMER.MSG.NEXT"
+
+Convert = Callable[[Msg], Awaitable[RawMessage | None]]
+
+
+def topic_subject(namespace: str, topic: str) -> str:
+    words = topic.split(".")
+    if not all(_WORD.fullmatch(w) for w in words):
+        raise ValueError(f"invalid topic {topic!r}: dotted words without wildcards or spaces")
+    return f"{namespace}.events.{topic}"
+
+
+def pattern_subject(namespace: str, pattern: str) -> str:
+    """AMQP ``*`` is NATS ``*``; a trailing ``#`` becomes ``>`` (one or more words, where AMQP
+    also allows none: topics always have two words or more, so ``#`` alone still means all)."""
+    words = pattern.split(".")
+    for i, word in enumerate(words):
+        if word == "#" and i != len(words) - 1:
+            raise ValueError(f"pattern {pattern!r}: NATS has no '#' except as the last word")
+        if word not in ("*", "#") and not _WORD.fullmatch(word):
+            raise ValueError(f"invalid pattern {pattern!r}")
+    return f"{namespace}.events." + ".".join(">" if w == "#" else w for w in words)
+
+
+def _safe(text: str) -> str:
+    # Consumer names cannot hold '.', '*', '>' or spaces; '__' never survives, so it can
+    # separate the service from the pattern in a durable's name.
+    text = text.replace("*", "any").replace("#", "all")
+    return re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_")[:64] or "x"
+
+
+def durable_name(consumer: str, pattern: str) -> str:
+    digest = hashlib.sha1(f"{consumer}\0{pattern}".encode()).hexdigest()[:8]
+    return f"{_safe(consumer)}__{_safe(pattern)}_{digest}"
+
+
+class NatsBus:
+    prefix = NATS_PREFIX
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "mercato",
+        *,
+        ack_timeout: float = 10.0,
+        ack_wait: float = 30.0,
+        poll: float = 5.0,
+        max_age: float = 7 * 86400.0,
+        duplicate_window: float = 300.0,
+    ):
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ValueError(f"namespace {namespace!r}: letters, digits, '-' and '_' only")
+        self.url = url
+        self.namespace = namespace
+        self.stream = f"{namespace.upper()}_EVENTS"
+        self.exhausted_stream = f"{namespace.upper()}_EXHAUSTED"
+        self.ack_timeout = ack_timeout
+        self.ack_wait = ack_wait
+        self.poll = poll
+        self.max_age = max_age
+        self.duplicate_window = duplicate_window
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._subscriptions: list[Subscription] = []
+
+    # -- connection ------------------------------------------------------------------------
+    async def connect(self) -> None:
+        if self._nc is not None:
+            return
+        nc = Client()
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats connection error", error=str(exc))
+
+        try:
+            # Reconnect forever once up, but bound the first connection.
+            await asyncio.wait_for(
+                nc.connect(
+                    self.url,
+                    name=f"mercato-{self.namespace}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    connect_timeout=2,
+                    error_cb=on_error,
+                ),
+                timeout=10.0,
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            await nc.close()
+            raise ConnectionError(f"cannot reach NATS at {self.url}: {exc!r}") from exc
+        self._nc, self._js = nc, nc.jetstream(timeout=self.ack_timeout)
+        try:
+            await self._ensure_stream(self.stream, f"{self.namespace}.events.>")
+            await self._ensure_stream(self.exhausted_stream, f"{_ADVISORY}.{self.stream}.*")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _ensure_stream(self, name: str, subject: str) -> None:
+        config = api.StreamConfig(
+            name=name,
+            subjects=[subject],
+            retention=api.RetentionPolicy.INTEREST,
+            storage=api.StorageType.FILE,
+            max_age=self.max_age,
+            duplicate_window=self.duplicate_window,
+        )
+        js = self._jetstream()
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            await js.add_stream(config)
+            return
+        try:
+            await js.update_stream(config)
+        except APIError as exc:
+            raise RuntimeError(f"stream {name} exists and cannot take our config: {exc}") from exc
+
+    async def close(self) -> None:
+        for sub in list(self._subscriptions):
+            await sub.stop()
+        if self._nc is not None:
+            await self._nc.close()
+        self._nc = self._js = None
+
+    async def ping(self) -> None:
+        if self._nc is None or not self._nc.is_connected:
+            raise ConnectionError(f"not connected to NATS at {self.url}")
+        await self._jetstream().stream_info(self.stream)
+
+    async def delete_namespace(self) -> None:
+        """Delete this namespace's streams and, with them, every consumer on them."""
+        for name in (self.stream, self.exhausted_stream):
+            with contextlib.suppress(NotFoundError):
+                await self._jetstream().delete_stream(name)
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise ConnectionError("NatsBus is not connected: call connect() first")
+        return self._js
+
+    # -- publishing ------------------------------------------------------------------------
+    async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        js = self._jetstream()
+        subjects = [topic_subject(self.namespace, topic) for topic, _ in batch]
+        acks: list[asyncio.Future[api.PubAck] | None] = []
+        for subject, (_, envelope) in zip(subjects, batch, strict=True):
+            headers, body = envelope.to_binary(self.prefix)
+            headers["Nats-Msg-Id"] = envelope.id
+            try:
+                acks.append(
+                    await js.publish_async(
+                        subject, body, wait_stall=self.ack_timeout, headers=headers
+                    )
+                )
+            except Exception as exc:
+                log.warning("publish failed", subject=subject, error=repr(exc))
+                acks.append(None)
+        pending = [a for a in acks if a is not None]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self.ack_timeout)
+            for ack in late:
+                ack.cancel()
+        return [a is not None and not a.cancelled() and a.exception() is None for a in acks]
+
+    async def publish_raw(self, topic: str, headers: Mapping[str, str], body: bytes) -> None:
+        await self._jetstream().publish(
+            topic_subject(self.namespace, topic), body, headers=dict(headers)
+        )
+
+    # -- consuming -------------------------------------------------------------------------
+    async def subscribe(
+        self,
+        consumer: str,
+        patterns: Sequence[str],
+        processor: Processor,
+        *,
+        batch_size: int = 100,
+        max_deliveries: int = 10,
+    ) -> Subscription:
+        if not patterns or batch_size < 1 or max_deliveries < 1:
+            raise ValueError("subscribe needs patterns, batch_size >= 1 and max_deliveries >= 1")
+        filters = {durable_name(consumer, p): pattern_subject(self.namespace, p) for p in patterns}
+        js, nc = self._jetstream(), self._nc
+        assert nc is not None
+        # The advisory consumer first: in an interest stream, an advisory nobody is bound to
+        # yet would be dropped.
+        exhausted = f"{_safe(consumer)}__exhausted"
+        await js.add_consumer(
+            self.exhausted_stream,
+            api.ConsumerConfig(
+                durable_name=exhausted,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                ack_wait=self.ack_wait,
+                filter_subject=f"{_ADVISORY}.{self.stream}.*",
+            ),
+        )
+        for name, subject in filters.items():
+            await js.add_consumer(
+                self.stream,
+                api.ConsumerConfig(
+                    durable_name=name,
+                    deliver_policy=api.DeliverPolicy.NEW,
+                    ack_policy=api.AckPolicy.EXPLICIT,
+                    ack_wait=self.ack_wait,
+                    max_deliver=max_deliveries,
+                    filter_subject=subject,
+                ),
+            )
+        lock = asyncio.Lock()  # one batch at a time per subscription, as on the other buses
+        pullers = [
+            _Puller(self, nc, self.stream, name, batch_size, self._event, processor, lock)
+            for name in filters
+        ]
+        ours = _safe(consumer) + "__"
+        pullers.append(
+            _Puller(
+                self,
+                nc,
+                self.exhausted_stream,
+                exhausted,
+                batch_size,
+                lambda msg: self._exhausted(msg, ours),
+                processor,
+                lock,
+            )
+        )
+        for puller in pullers:
+            await puller.start()
+        stopped = False
+
+        async def stop() -> None:
+            nonlocal stopped
+            if stopped:
+                return
+            stopped = True
+            for puller in pullers:
+                puller.stopping = True
+                puller.wake.set()
+            await asyncio.gather(*(p.task for p in pullers if p.task is not None))
+            for puller in pullers:
+                await puller.close()
+            self._subscriptions.remove(subscription)
+
+        subscription = Subscription(stop=stop, name=consumer, patterns=tuple(patterns))
+        self._subscriptions.append(subscription)
+        return subscription
+
+    async def _event(self, msg: Msg) -> RawMessage:
+        return RawMessage(
+            topic=msg.subject.removeprefix(f"{self.namespace}.events."),
+            headers=dict(msg.headers or {}),
+            body=msg.data,
+            prefix=self.prefix,
+            attempt=msg.metadata.num_delivered,
+        )
+
+    async def _exhausted(self, advisory: Msg, ours: str) -> RawMessage | None:
+        note = json.loads(advisory.data)
+        if not str(note.get("consumer", "")).startswith(ours):
+            return None  # another service's message: its own advisory consumer has it
+        try:
+            stored = await self._jetstream().get_msg(self.stream, seq=int(note["stream_seq"]))
+        except NotFoundError:
+            log.error("exhausted message no longer in the stream", advisory=note)
+            return None
+        return RawMessage(
+            topic=(stored.subject or "").removeprefix(f"{self.namespace}.events."),
+            headers=dict(stored.headers or {}),
+            body=stored.data or b"",
+            prefix=self.prefix,
+            attempt=int(note.get("deliveries", 0)),
+            exhausted=True,
+        )
+
+
+class _Puller:
+    """Pulls one durable consumer into a processor, one batch at a time."""
+
+    def __init__(
+        self,
+        bus: NatsBus,
+        nc: Client,
+        stream: str,
+        durable: str,
+        batch_size: int,
+        convert: Convert,
+        processor: Processor,
+        lock: asyncio.Lock,
+    ):
+        self.nc, self.durable, self.batch_size = nc, durable, batch_size
+        self.poll, self.ack_wait = bus.poll, bus.ack_wait
+        self.convert, self.processor, self.lock = convert, processor, lock
+        self.next_subject = f"{_NEXT}.{stream}.{durable}"
+        self.inbox = nc.new_inbox()
+        self.received: deque[Msg] = deque()
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.task: asyncio.Task[None] | None = None
+        self.sub: NatsSubscription | None = None
+
+    async def start(self) -> None:
+        async def arrived(msg: Msg) -> None:
+            self.received.append(msg)
+            self.wake.set()
+
+        self.sub = await self.nc.subscribe(self.inbox, cb=arrived)
+        self.task = asyncio.create_task(self._run(), name=f"nats-pull-{self.durable}")
+
+    async def close(self) -> None:
+        """Unsubscribe, so the server drops our open pull; hand back what arrived meanwhile."""
+        if self.sub is not None:
+            with contextlib.suppress(Exception):
+                await self.sub.unsubscribe()
+        await _settle([(m, Retry(0)) for m in self.received if m.reply])
+        self.received.clear()
+
+    async def _run(self) -> None:
+        while not self.stopping:
+            try:
+                msgs = await self._pull()
+                if msgs and self.stopping:
+                    await _settle([(m, Retry(0)) for m in msgs])
+                elif msgs:
+                    await self._handle(msgs)
+            except Exception as exc:  # the server is away or restarting: try again shortly
+                log.warning("nats pull failed", consumer=self.durable, error=repr(exc))
+                await self._sleep(1.0)
+
+    async def _pull(self) -> list[Msg]:
+        request = {"batch": self.batch_size, "no_wait": True, "expires": int(self.poll * 1e9)}
+        await self.nc.publish(self.next_subject, json.dumps(request).encode(), reply=self.inbox)
+        deadline = asyncio.get_running_loop().time() + self.poll + 2.0
+        msgs: list[Msg] = []
+        while len(msgs) < self.batch_size and not self.stopping:
+            msg = await self._next(deadline)
+            if msg is None:
+                break
+            if msg.reply:  # a delivery; status messages have no reply subject
+                msgs.append(msg)
+                continue
+            status = (msg.headers or {}).get("Status")
+            if status in ("404", "408"):  # nothing (more) for now
+                break
+            if status != "100":  # 409: consumer deleted, too many pulls waiting, ...
+                log.warning(
+                    "nats pull refused",
+                    consumer=self.durable,
+                    status=status,
+                    description=(msg.headers or {}).get("Description"),
+                )
+                if not msgs:
+                    await self._sleep(1.0)
+                break
+        return msgs
+
+    async def _next(self, deadline: float) -> Msg | None:
+        while not self.received:
+            self.wake.clear()
+            timeout = deadline - asyncio.get_running_loop().time()
+            if self.stopping or timeout <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout)
+        return self.received.popleft()
+
+    async def _sleep(self, seconds: float) -> None:
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), seconds)
+
+    async def _handle(self, msgs: list[Msg]) -> None:
+        ready: list[tuple[Msg, RawMessage]] = []
+        settled: list[tuple[Msg, Verdict]] = []
+        for msg in msgs:
+            try:
+                raw = await self.convert(msg)
+            except Exception as exc:
+                log.warning("cannot read message", consumer=self.durable, error=repr(exc))
+                settled.append((msg, Retry(1.0)))
+                continue
+            if raw is None:
+                settled.append((msg, None))
+            else:
+                ready.append((msg, raw))
+        if ready:
+            try:
+                verdicts = await self._process([m for m, _ in ready], [raw for _, raw in ready])
+            except Exception:
+                log.exception("processor failed; batch will be redelivered")
+                verdicts = [Retry(1.0)] * len(ready)
+            settled += [(m, v) for (m, _), v in zip(ready, verdicts, strict=True)]
+        await _settle(settled)
+
+    async def _process(self, msgs: list[Msg], batch: list[RawMessage]) -> list[Verdict]:
+        async with self.lock:
+            work = asyncio.ensure_future(self.processor(batch))
+            # A long batch (a slow database) must not be redelivered to a sibling meanwhile.
+            while not (await asyncio.wait({work}, timeout=self.ack_wait / 3))[0]:
+                for msg in msgs:
+                    with contextlib.suppress(Exception):  # then ack_wait decides; work goes on
+                        await msg.in_progress()
+            verdicts = work.result()
+        if len(verdicts) != len(batch):
+            raise RuntimeError(f"{len(verdicts)} verdicts for {len(batch)} messages")
+        return verdicts
+
+
+async def _settle(verdicts: Sequence[tuple[Msg, Verdict]]) -> None:
+    for msg, verdict in verdicts:
+        try:
+            if verdict is None:
+                await msg.ack()
+            else:
+                await msg.nak(delay=verdict.delay or None)
+        except Exception as exc:  # not settled: the server redelivers it after ack_wait
+            log.warning("cannot settle message", error=repr(exc))
