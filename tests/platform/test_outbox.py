@@ -1,0 +1,245 @@
+"""The transactional outbox: a committed event is published, in order, even across crashes.
+
+- a ledger killed (SIGKILL) right after its commit, or right after the broker confirmed but
+  before the rows were marked sent: after a restart each consumer has each event once;
+- with the broker unreachable, events wait in the outbox and go out when it returns;
+- two relays on one PostgreSQL database never publish at the same time, and the standby takes
+  over when the leader's lock connection goes away;
+- the events of one aggregate arrive in commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from mercato.platform.bus.port import EventBus
+from mercato.platform.envelope import Envelope
+from mercato.platform.outbox import OutboxRelay
+from mercato.platform.runtime.system import System
+from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.unit_of_work import transaction
+from tests.conftest import eventually
+from tests.demo import ledger, tally
+from tests.demo.probe import ROOT, arrivals, count_of, inbox_count, service_engine, unsent
+from tests.support import test_settings as make_settings
+
+CONSUMERS = ("tally", "mirror")
+
+
+async def crash_ledger(data_dir: Path, template: str | None, when: str, *args: str) -> int:
+    """Run tests/demo/crash.py in a child process; return its exit code."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.demo.crash",
+        str(data_dir),
+        template or "-",
+        when,
+        *args,
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == -9, err.decode()
+    return proc.returncode
+
+
+async def each_consumer_has_once(system: System, account: str, ids: list[str]) -> None:
+    """Every consumer counted every event exactly once, in order (n = 1, 2, …)."""
+    for name in CONSUMERS:
+        ctx = system.hosts[name].ctx
+        assert ctx is not None
+        await eventually(lambda ctx=ctx: _count_is(ctx.engine, account, len(ids)))
+    await asyncio.sleep(0.3)  # time for a duplicate to show, were one coming
+    for name in CONSUMERS:
+        ctx = system.hosts[name].ctx
+        assert ctx is not None
+        assert [n for _, n in await arrivals(ctx.engine, account)] == list(range(1, len(ids) + 1))
+        for event_id in ids:
+            assert await inbox_count(ctx.engine, name, event_id) == 1
+
+
+async def _count_is(engine: AsyncEngine, account: str, expected: int) -> bool:
+    return await count_of(engine, account) >= expected
+
+
+async def test_a_ledger_killed_after_commit_loses_nothing_sqlite(tmp_path: Path) -> None:
+    await crash_ledger(tmp_path, None, "after-commit", "acc-1", "3")
+    engine = await service_engine(None, "ledger", tmp_path)
+    waiting = await unsent(engine)
+    await engine.dispose()
+    assert len(waiting) == 3, "committed, never published"
+
+    system = System([ledger.service, *consumers()], make_settings(tmp_path))
+    async with system.running():
+        await each_consumer_has_once(system, "acc-1", waiting)
+        ctx = system.hosts["ledger"].ctx
+        assert ctx is not None
+        await eventually(lambda: _none_unsent(ctx.engine))
+
+
+def consumers() -> list[Any]:
+    return [tally.service, tally.mirror]
+
+
+async def _none_unsent(engine: AsyncEngine) -> bool:
+    return not await unsent(engine)
+
+
+# -- two relays on PostgreSQL ---------------------------------------------------------------
+class PublishLog:
+    """What every relay's bus published, and how many publishes were in flight at once."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.published: list[tuple[str, Envelope]] = []
+
+    def publisher_of(self, event_id: str) -> list[str]:
+        return [who for who, e in self.published if e.id == event_id]
+
+
+class SlowBus:
+    """A relay's bus (one per relay, as in separate processes) that takes its time."""
+
+    def __init__(self, name: str, log: PublishLog, delay: float = 0.02):
+        self.name, self.log, self.delay = name, log, delay
+
+    async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        self.log.in_flight += 1
+        self.log.most_in_flight = max(self.log.most_in_flight, self.log.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            self.log.published.extend((self.name, e) for _, e in batch)
+        finally:
+            self.log.in_flight -= 1
+        return [True] * len(batch)
+
+
+async def record_entries(engine: AsyncEngine, accounts: Sequence[str], each: int) -> list[str]:
+    """Each account's entries one transaction after another, accounts side by side."""
+    ids: list[str] = []
+
+    async def write(account: str) -> None:
+        for _ in range(each):
+            async with transaction(engine, "ledger") as uow:
+                ids.append((await ledger.record_entry(uow, account, Decimal("1.00"))).id)
+
+    await asyncio.gather(*(write(a) for a in accounts))
+    return ids
+
+
+@pytest.fixture
+async def pg_ledger(postgres_template: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = await service_engine(postgres_template, "ledger", tmp_path)
+    yield engine
+    await engine.dispose()
+
+
+async def test_two_relays_on_postgres_never_publish_at_once_and_the_standby_takes_over(
+    pg_ledger: AsyncEngine, postgres_template: str, tmp_path: Path
+) -> None:
+    log = PublishLog()
+    url = service_url(postgres_template, "ledger", tmp_path)
+    engines = [create_engine(url), create_engine(url)]
+    relays = {
+        name: OutboxRelay(
+            e, cast(EventBus, SlowBus(name, log)), "ledger", batch_size=4, poll_interval=0.02
+        )
+        for name, e in zip(("one", "two"), engines, strict=True)
+    }
+    tasks = {name: asyncio.create_task(r.run()) for name, r in relays.items()}
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        first = await record_entries(pg_ledger, ["acc-1", "acc-2", "acc-3"], 8)
+        await eventually(lambda: _none_unsent(pg_ledger))
+        assert log.most_in_flight == 1, "only the lock holder publishes"
+        assert all(len(log.publisher_of(i)) == 1 for i in first), "each row once"
+        assert_in_commit_order(log)
+
+        # The leader's connection dies (its lock with it); it must notice and stand by.
+        leader_pid = await lock_holder(admin, relays["one"])
+        async with admin.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": leader_pid})
+        await eventually(lambda: _new_holder(admin, relays["one"], leader_pid))
+        second = await record_entries(pg_ledger, ["acc-1", "acc-4"], 4)
+        await eventually(lambda: _none_unsent(pg_ledger))
+        assert log.most_in_flight == 1
+        assert all(len(log.publisher_of(i)) == 1 for i in second)
+
+        # The current leader dies outright: the other one carries on alone.
+        holder_pid = await lock_holder(admin, relays["one"])
+        leader = next(n for n, r in relays.items() if r._lock_conn is not None)
+        standby = next(n for n in relays if n != leader)
+        async with admin.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": holder_pid})
+        tasks[leader].cancel()
+        third = await record_entries(pg_ledger, ["acc-2"], 4)
+        await eventually(lambda: _none_unsent(pg_ledger))
+        assert all(log.publisher_of(i) == [standby] for i in third), (leader, standby)
+        assert log.most_in_flight == 1
+        assert_in_commit_order(log)
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for e in (*engines, admin):
+            await e.dispose()
+
+
+def assert_in_commit_order(log: PublishLog) -> None:
+    """Per account, entries went out as they were committed: n = 1, 2, 3, …"""
+    by_account: dict[str, list[int]] = {}
+    for _, event in log.published:
+        by_account.setdefault(event.data["account"], []).append(event.data["n"])
+    for account, ns in by_account.items():
+        assert ns == list(range(1, len(ns) + 1)), (account, ns)
+
+
+async def lock_holder(admin: AsyncEngine, relay: OutboxRelay) -> int:
+    pid = await eventually(lambda: _holder(admin, relay))
+    return int(pid)
+
+
+async def _holder(admin: AsyncEngine, relay: OutboxRelay) -> int | None:
+    """The backend holding the relay's advisory lock (a bigint key: classid 0, objid = key)."""
+    async with admin.connect() as conn:
+        pid = await conn.scalar(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND objid = :k AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"k": relay._lock_key},
+        )
+    return int(pid) if pid is not None else None
+
+
+async def _new_holder(admin: AsyncEngine, relay: OutboxRelay, old: int) -> bool:
+    pid = await _holder(admin, relay)
+    return pid is not None and pid != old
+
+
+async def test_events_of_one_aggregate_arrive_in_commit_order_sqlite(tmp_path: Path) -> None:
+    system = System([ledger.service, *consumers()], make_settings(tmp_path))
+    async with system.running():
+        ctx = system.hosts["ledger"].ctx
+        assert ctx is not None
+        accounts = [f"acc-{i}" for i in range(4)]
+        await record_entries(ctx.engine, accounts, 8)
+        for name in CONSUMERS:
+            consumer_ctx = system.hosts[name].ctx
+            assert consumer_ctx is not None
+            for account in accounts:
+                engine = consumer_ctx.engine
+                await eventually(lambda e=engine, a=account: _count_is(e, a, 8))
+                assert [n for _, n in await arrivals(engine, account)] == list(range(1, 9))
