@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +31,18 @@ def _run_http(system: System, settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn raises SIGTERM/SIGINT again once it has shut down, so the process would die of
+    the signal (exit -15) although it drained cleanly: a drained stop exits 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
 
 
 def up(
