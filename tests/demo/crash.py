@@ -23,7 +23,7 @@ from mercato.platform.envelope import Envelope
 from mercato.platform.outbox import OutboxRelay
 from mercato.platform.unit_of_work import transaction
 from tests.demo.ledger import record_entry
-from tests.demo.probe import service_engine
+from tests.demo.probe import broker_bus, service_engine
 
 
 def die() -> None:
@@ -52,9 +52,7 @@ async def main(argv: list[str]) -> None:
         for _ in range(int(count)):
             await record_entry(uow, account, Decimal("10.00"))
     if when == "after-publish":
-        from mercato.platform.bus.rabbitmq import RabbitBus
-
-        bus = RabbitBus(argv[5], namespace=argv[6])
+        bus = broker_bus(argv[5], argv[6])
         await bus.connect()
         await OutboxRelay(engine, DyingBus(bus), "ledger").relay_once()  # type: ignore[arg-type]
     sys.exit("still alive: the kill did not happen")

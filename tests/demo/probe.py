@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mercato.platform.bus.port import RawMessage, topic_of
+from mercato.platform.bus.port import EventBus, RawMessage, topic_of
 from mercato.platform.envelope import NATS_PREFIX, Envelope
 from mercato.platform.ids import new_id
 from mercato.platform.storage.database import create_engine, ensure_database, service_url
@@ -118,3 +118,24 @@ async def mercato(*args: str, env: dict[str, str]) -> tuple[int, str]:
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode()
+
+
+def broker_bus(url: str, namespace: str) -> EventBus:
+    """A bus on the broker ``url`` names, in a namespace of its own (exchanges, queues)."""
+    if url.startswith("nats"):
+        from mercato.platform.bus.nats import NatsBus
+
+        return NatsBus(url, namespace=namespace)
+    from mercato.platform.bus.rabbitmq import RabbitBus
+
+    return RabbitBus(url, namespace=namespace)
+
+
+async def drop_namespace(url: str, namespace: str) -> None:
+    """Delete what a test's namespace left on the broker."""
+    bus = broker_bus(url, namespace)
+    await bus.connect()
+    try:
+        await bus.delete_namespace()  # type: ignore[attr-defined]
+    finally:
+        await bus.close()

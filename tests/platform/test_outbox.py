@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
+from urllib.parse import urlparse
 
 import pytest
 from sqlalchemy import text
@@ -29,7 +31,16 @@ from mercato.platform.storage.database import create_engine, service_url
 from mercato.platform.unit_of_work import transaction
 from tests.conftest import eventually
 from tests.demo import ledger, tally
-from tests.demo.probe import ROOT, arrivals, count_of, inbox_count, service_engine, unsent
+from tests.demo.probe import (
+    ROOT,
+    arrivals,
+    broker_bus,
+    count_of,
+    drop_namespace,
+    inbox_count,
+    service_engine,
+    unsent,
+)
 from tests.support import test_settings as make_settings
 
 CONSUMERS = ("tally", "mirror")
@@ -53,17 +64,24 @@ async def crash_ledger(data_dir: Path, template: str | None, when: str, *args: s
     return proc.returncode
 
 
-async def each_consumer_has_once(system: System, account: str, ids: list[str]) -> None:
-    """Every consumer counted every event exactly once, in order (n = 1, 2, …)."""
+async def each_consumer_has_once(consumers: System, ledger_system: System, ids: list[str]) -> None:
+    """Every consumer counted every event of ``acc-1`` exactly once, in order.
+
+    Once the outbox is empty (every copy the restarted relay sent is confirmed), one more
+    entry goes out behind them; a consumer's queue is FIFO, so when the consumer has counted
+    it, any duplicate of the earlier ones has been through its inbox already.
+    """
+    ledger_ctx = ledger_system.hosts["ledger"].ctx
+    assert ledger_ctx is not None
+    await eventually(lambda: _none_unsent(ledger_ctx.engine), timeout=20)
+    async with ledger_ctx.transaction() as uow:
+        await ledger.record_entry(uow, "acc-1", Decimal("1.00"))
     for name in CONSUMERS:
-        ctx = system.hosts[name].ctx
+        ctx = consumers.hosts[name].ctx
         assert ctx is not None
-        await eventually(lambda ctx=ctx: _count_is(ctx.engine, account, len(ids)))
-    await asyncio.sleep(0.3)  # time for a duplicate to show, were one coming
-    for name in CONSUMERS:
-        ctx = system.hosts[name].ctx
-        assert ctx is not None
-        assert [n for _, n in await arrivals(ctx.engine, account)] == list(range(1, len(ids) + 1))
+        await eventually(lambda ctx=ctx: _count_is(ctx.engine, "acc-1", len(ids) + 1), timeout=20)
+        assert [n for _, n in await arrivals(ctx.engine, "acc-1")] == list(range(1, len(ids) + 2))
+        assert await count_of(ctx.engine, "acc-1") == len(ids) + 1
         for event_id in ids:
             assert await inbox_count(ctx.engine, name, event_id) == 1
 
@@ -72,27 +90,50 @@ async def _count_is(engine: AsyncEngine, account: str, expected: int) -> bool:
     return await count_of(engine, account) >= expected
 
 
-async def test_a_ledger_killed_after_commit_loses_nothing_sqlite(tmp_path: Path) -> None:
-    await crash_ledger(tmp_path, None, "after-commit", "acc-1", "3")
-    engine = await service_engine(None, "ledger", tmp_path)
-    waiting = await unsent(engine)
-    await engine.dispose()
-    assert len(waiting) == 3, "committed, never published"
-
-    system = System([ledger.service, *consumers()], make_settings(tmp_path))
-    async with system.running():
-        await each_consumer_has_once(system, "acc-1", waiting)
-        ctx = system.hosts["ledger"].ctx
-        assert ctx is not None
-        await eventually(lambda: _none_unsent(ctx.engine))
-
-
-def consumers() -> list[Any]:
-    return [tally.service, tally.mirror]
-
-
 async def _none_unsent(engine: AsyncEngine) -> bool:
     return not await unsent(engine)
+
+
+async def waiting_in_outbox(template: str | None, data_dir: Path) -> list[str]:
+    engine = await service_engine(template, "ledger", data_dir)
+    try:
+        return await unsent(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_ledger_killed_after_commit_loses_nothing_sqlite(tmp_path: Path) -> None:
+    await crash_ledger(tmp_path, None, "after-commit", "acc-1", "3")
+    waiting = await waiting_in_outbox(None, tmp_path)
+    assert len(waiting) == 3, "committed, never published"
+    system = System([ledger.service, tally.service, tally.mirror], make_settings(tmp_path))
+    async with system.running():
+        await each_consumer_has_once(system, system, waiting)
+
+
+@pytest.mark.parametrize("when", ["after-commit", "after-publish"])
+async def test_a_ledger_killed_mid_way_loses_nothing_postgres_rabbitmq(
+    when: str, postgres_template: str, rabbitmq_url: str, tmp_path: Path
+) -> None:
+    """``after-publish``: the broker had the events when the ledger died, so the restarted
+    relay sends them a second time; the consumers' inboxes drop the copies."""
+    namespace = f"mtest{uuid.uuid4().hex[:8]}"
+    settings = make_settings(tmp_path, database_url=postgres_template, broker_url=rabbitmq_url)
+    consumers = System(
+        [tally.service, tally.mirror], settings, bus=broker_bus(rabbitmq_url, namespace)
+    )
+    try:
+        async with consumers.running():
+            await crash_ledger(
+                tmp_path, postgres_template, when, "acc-1", "3", rabbitmq_url, namespace
+            )
+            waiting = await waiting_in_outbox(postgres_template, tmp_path)
+            assert len(waiting) == 3, "committed (and maybe published), never marked sent"
+            restarted = System([ledger.service], settings, bus=broker_bus(rabbitmq_url, namespace))
+            async with restarted.running():
+                await each_consumer_has_once(consumers, restarted, waiting)
+    finally:
+        await drop_namespace(rabbitmq_url, namespace)
 
 
 # -- two relays on PostgreSQL ---------------------------------------------------------------
@@ -229,8 +270,32 @@ async def _new_holder(admin: AsyncEngine, relay: OutboxRelay, old: int) -> bool:
     return pid is not None and pid != old
 
 
-async def test_events_of_one_aggregate_arrive_in_commit_order_sqlite(tmp_path: Path) -> None:
-    system = System([ledger.service, *consumers()], make_settings(tmp_path))
+@pytest.fixture(params=["sqlite-memory", "postgres-rabbitmq"])
+def backend(request: pytest.FixtureRequest) -> tuple[str | None, str]:
+    """(database template, broker URL) of one way to run."""
+    if request.param == "sqlite-memory":
+        return None, "memory://"
+    return request.getfixturevalue("postgres_template"), request.getfixturevalue("rabbitmq_url")
+
+
+async def test_events_of_one_aggregate_arrive_in_commit_order(
+    backend: tuple[str | None, str], tmp_path: Path
+) -> None:
+    """Four accounts written side by side, each one entry after another; every consumer sees
+    each account's entries in the order they were committed."""
+    template, url = backend
+    settings = make_settings(tmp_path, database_url=template, broker_url=url)
+    namespace = f"mtest{uuid.uuid4().hex[:8]}"
+    bus = broker_bus(url, namespace) if template else None
+    system = System([ledger.service, tally.service, tally.mirror], settings, bus=bus)
+    try:
+        await _check_commit_order(system)
+    finally:
+        if bus is not None:
+            await drop_namespace(url, namespace)
+
+
+async def _check_commit_order(system: System) -> None:
     async with system.running():
         ctx = system.hosts["ledger"].ctx
         assert ctx is not None
@@ -243,3 +308,99 @@ async def test_events_of_one_aggregate_arrive_in_commit_order_sqlite(tmp_path: P
                 engine = consumer_ctx.engine
                 await eventually(lambda e=engine, a=account: _count_is(e, a, 8))
                 assert [n for _, n in await arrivals(engine, account)] == list(range(1, 9))
+
+
+# -- the broker goes away -------------------------------------------------------------------
+class CuttableProxy:
+    """A TCP proxy between the bus and RabbitMQ that can be cut: its connections closed and
+    its port closed (so reconnects are refused), and later opened again on the same port."""
+
+    def __init__(self, target_host: str, target_port: int):
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sink.transport.abort()
+            self._writers.discard(sink)
+
+    async def close(self) -> None:
+        if self._server is not None and self._server.is_serving():
+            await self.cut()
+        for task in list(self._pipes):
+            task.cancel()
+
+
+async def test_events_wait_in_the_outbox_while_the_broker_is_unreachable(
+    postgres_template: str, rabbitmq_url: str, tmp_path: Path
+) -> None:
+    target = urlparse(rabbitmq_url)
+    proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    await proxy.open()
+    credentials = target.netloc.rpartition("@")[0]
+    host = f"127.0.0.1:{proxy.port}"
+    via_proxy = target._replace(netloc=f"{credentials}@{host}" if credentials else host)
+    namespace = f"mtest{uuid.uuid4().hex[:8]}"
+    settings = make_settings(
+        tmp_path, database_url=postgres_template, broker_url=via_proxy.geturl()
+    )
+    system = System(
+        [ledger.service, tally.service],
+        settings,
+        bus=broker_bus(via_proxy.geturl(), namespace),
+    )
+    try:
+        async with system.running():
+            ledger_ctx, tally_ctx = system.hosts["ledger"].ctx, system.hosts["tally"].ctx
+            assert ledger_ctx is not None and tally_ctx is not None
+            await record_entries(ledger_ctx.engine, ["acc-1"], 1)
+            await eventually(lambda: _count_is(tally_ctx.engine, "acc-1", 1))
+
+            await proxy.cut()
+            await record_entries(ledger_ctx.engine, ["acc-1"], 2)  # commits go on
+            await asyncio.sleep(1.5)
+            assert len(await unsent(ledger_ctx.engine)) == 2, "they wait in the outbox"
+            assert await count_of(tally_ctx.engine, "acc-1") == 1
+            assert "unavailable" in (await system.readiness())["ledger"]
+
+            await proxy.open()
+            await eventually(lambda: _count_is(tally_ctx.engine, "acc-1", 3), timeout=30)
+            await eventually(lambda: _none_unsent(ledger_ctx.engine))
+            assert [n for _, n in await arrivals(tally_ctx.engine, "acc-1")] == [1, 2, 3]
+            assert await system.readiness() == {"ledger": "ok", "tally": "ok"}
+    finally:
+        await proxy.close()
+        await drop_namespace(rabbitmq_url, namespace)
