@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -95,7 +96,7 @@ def test_redrive_all_hands_every_letter_back_once(data_dir: Path) -> None:
     assert code == 0 and "0 dead letter(s) marked" in out
 
 
-async def _letters(data_dir: Path) -> list[object]:
+async def _letters(data_dir: Path) -> list[Any]:
     engine = await service_engine(None, "tally", data_dir)
     try:
         return await letters(engine)

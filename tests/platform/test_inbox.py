@@ -96,7 +96,7 @@ async def test_two_replicas_handling_one_event_at_once_take_effect_once(
         )
     finally:
         await other_engine.dispose()
-    assert verdicts == [[ACK], [ACK]]
+    assert list(verdicts) == [[ACK], [ACK]]
     assert await count_of(engine, "acc-race") == 1
     assert len(await arrivals(engine, "acc-race")) == 1
     assert await inbox_count(engine, "tally", event.id) == 1
