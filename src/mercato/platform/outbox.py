@@ -43,6 +43,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.retention = retention
         self._wake = asyncio.Event()
+        self._stopping = False
         self._lock_conn: AsyncConnection | None = None
         self._lock_key = zlib.crc32(f"mercato.outbox.{service}".encode())
         self._last_purge = datetime.now(UTC)
@@ -50,10 +51,25 @@ class OutboxRelay:
     def wake(self) -> None:
         self._wake.set()
 
+    def stop(self) -> None:
+        """Ask ``run`` to return after the batch in hand (cancelling it mid-transaction could
+        leave a SQLite connection holding the write lock)."""
+        self._stopping = True
+        self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        self._wake.clear()
+        if self._stopping:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
     async def run(self) -> None:
         failures = 0
         try:
-            while True:
+            while not self._stopping:
                 try:
                     sent = await self.relay_once() if await self._is_leader() else 0
                     failures = 0
@@ -63,14 +79,10 @@ class OutboxRelay:
                     failures += 1
                     log.warning("outbox relay failed", service=self.service, error=str(exc))
                     await self._drop_lock()
-                    await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                    await self._pause(min(0.1 * 2**failures, 5.0))
                     continue
                 if sent < self.batch_size:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                    except TimeoutError:
-                        pass
+                    await self._pause(self.poll_interval)
         finally:
             await self._drop_lock()
 

@@ -139,13 +139,17 @@ class ServiceHost:
         await self.stop_consuming()
         if self._grpc is not None:
             await self._grpc.stop(grace=self.settings.shutdown_timeout / 2)
-        tasks = [*self._tasks, *([self._relay_task] if self._relay_task else [])]
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        for task in tasks:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._relay_task is not None and self.relay is not None:
+            self.relay.stop()
+            try:
+                await asyncio.wait_for(self._relay_task, self.settings.shutdown_timeout / 2)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                pass
             # What the drained handlers wrote; anything unconfirmed stays for the next start.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.relay.relay_once(), self.settings.shutdown_timeout / 2)
