@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -131,11 +132,32 @@ def broker_bus(url: str, namespace: str) -> EventBus:
     return RabbitBus(url, namespace=namespace)
 
 
-async def drop_namespace(url: str, namespace: str) -> None:
-    """Delete what a test's namespace left on the broker."""
-    bus = broker_bus(url, namespace)
-    await bus.connect()
+async def drop_namespace(
+    url: str, namespace: str, consumers: Sequence[str] = ("tally", "mirror")
+) -> None:
+    """Delete what a test left on the broker: its namespace, or only the demo's queues when the
+    namespace is the shared default."""
+    if url.startswith("nats"):
+        from mercato.platform.bus.nats import NatsBus
+
+        bus = NatsBus(url, namespace=namespace)
+        await bus.connect()
+        try:
+            await bus.delete_namespace()
+        finally:
+            await bus.close()
+        return
+    import aio_pika
+
+    # The adapter names a consumer's queues {namespace}.{consumer}[.dead].
+    connection = await aio_pika.connect(url)
     try:
-        await bus.delete_namespace()  # type: ignore[attr-defined]
+        channel = await connection.channel()
+        for consumer in consumers:
+            for name in (f"{namespace}.{consumer}", f"{namespace}.{consumer}.dead"):
+                await channel.queue_delete(name)
+        if namespace != "mercato":
+            for name in (f"{namespace}.events", f"{namespace}.dead-letters"):
+                await channel.exchange_delete(name)
     finally:
-        await bus.close()
+        await connection.close()

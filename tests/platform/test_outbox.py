@@ -372,7 +372,10 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_unreachable(
     await proxy.open()
     credentials = target.netloc.rpartition("@")[0]
     host = f"127.0.0.1:{proxy.port}"
-    via_proxy = target._replace(netloc=f"{credentials}@{host}" if credentials else host)
+    via_proxy = target._replace(
+        netloc=f"{credentials}@{host}" if credentials else host,
+        query="reconnect_interval=0.5",  # aio-pika's robust connection retries every 0.5 s
+    )
     namespace = f"mtest{uuid.uuid4().hex[:8]}"
     settings = make_settings(
         tmp_path, database_url=postgres_template, broker_url=via_proxy.geturl()

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import eventually
 from tests.demo.ledger import call_record
-from tests.demo.probe import ROOT, arrivals, count_of, service_engine
+from tests.demo.probe import ROOT, arrivals, count_of, drop_namespace, service_engine
 
 
 def free_port() -> int:
@@ -107,6 +107,7 @@ async def pair(
     finally:
         ledger.kill()
         tally.kill()
+        await drop_namespace(rabbitmq_url, "mercato", ["tally"])
 
 
 async def test_the_pair_runs_as_two_processes_and_sigterm_drains(
