@@ -23,3 +23,8 @@ def test_no_service_imports_another_and_domains_import_no_infrastructure() -> No
 def test_ruff_finds_nothing() -> None:
     result = _run("ruff", "check", "src", "tests", "tools")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_finds_nothing() -> None:
+    result = _run("mypy", "src/mercato")
+    assert result.returncode == 0, result.stdout + result.stderr
