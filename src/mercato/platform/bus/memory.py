@@ -13,7 +13,6 @@ subscribes every service before it starts any relay, or early events would find 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -21,6 +20,7 @@ from mercato.platform.bus.port import (
     Processor,
     RawMessage,
     Subscription,
+    next_batch,
     topic_matches,
 )
 from mercato.platform.envelope import NATS_PREFIX, Envelope
@@ -123,18 +123,9 @@ class MemoryBus:
     ) -> None:
         loop = asyncio.get_running_loop()
         while not stopping.is_set():
-            getter = asyncio.ensure_future(queue.items.get())
-            stopper = asyncio.ensure_future(stopping.wait())
-            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not getter.done():
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
+            batch = await next_batch(queue.items, stopping, batch_size)
+            if batch is None:
                 break
-            batch = [getter.result()]
-            while len(batch) < batch_size and not queue.items.empty():
-                batch.append(queue.items.get_nowait())
             verdicts = await processor([item.message for item in batch])
             for item, verdict in zip(batch, verdicts, strict=True):
                 if verdict is None:

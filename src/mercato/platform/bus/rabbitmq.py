@@ -32,7 +32,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription
+from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, next_batch
 from mercato.platform.envelope import AMQP_PREFIX, CONTENT_TYPE, Envelope
 
 log = structlog.get_logger(__name__)
@@ -207,18 +207,9 @@ class _Worker:
 
     async def _run(self) -> None:
         while not self.stopping.is_set():
-            getter = asyncio.ensure_future(self.inbox.get())
-            stopper = asyncio.ensure_future(self.stopping.wait())
-            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not getter.done():
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
+            batch = await next_batch(self.inbox, self.stopping, self.batch_size)
+            if batch is None:
                 return
-            batch = [getter.result()]
-            while len(batch) < self.batch_size and not self.inbox.empty():
-                batch.append(self.inbox.get_nowait())
             raw = [self._raw(message, exhausted) for message, exhausted in batch]
             try:
                 verdicts = await self.processor(raw)
