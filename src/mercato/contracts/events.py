@@ -181,6 +181,10 @@ class OrderStatusChanged(Payload):
     status: str
     previousStatus: str | None
     reason: str | None = None
+    userId: Id | None = None
+    # On the change to RESERVED (the hand-over to delivery): what to ship, and where.
+    items: list[Item] | None = None
+    shippingAddress: Address | None = None
 
 
 class OrderPaid(Payload):
@@ -193,12 +197,14 @@ class OrderCancelled(Payload):
     orderId: Id
     reason: str
     previousStatus: str | None = None
+    userId: Id | None = None
 
 
 class OrderCompleted(Payload):
     orderId: Id
     paymentId: Id
     status: str
+    userId: Id | None = None
 
 
 # -- payment ---------------------------------------------------------------------------
