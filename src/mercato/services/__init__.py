@@ -27,6 +27,7 @@ START_ORDER = (
 # name -> "module:attribute"; a service is listed here once it exists.
 SERVICES: dict[str, str] = {
     "identity": "mercato.services.identity.service:service",
+    "catalog": "mercato.services.catalog.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 

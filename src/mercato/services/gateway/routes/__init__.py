@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercato.services.gateway.routes import auth, users
+from mercato.services.gateway.routes import auth, products, users
 
 ROUTERS: list[APIRouter] = [
     auth.router,
     auth.jwks_router,
     users.router,
+    products.router,
 ]

@@ -1,0 +1,219 @@
+"""Reading and writing products; every change publishes its event in the same transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mercato.contracts.events import ProductCreated, ProductDeleted, ProductUpdated
+from mercato.platform.ids import new_id
+from mercato.platform.unit_of_work import UnitOfWork
+from mercato.services.catalog.domain import Page, like_pattern
+from mercato.services.catalog.tables import products
+
+
+class ProductNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    name: str
+    description: str
+    category: str
+    price: Decimal
+    currency: str
+    active: bool
+    available: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NewProduct:
+    name: str
+    description: str
+    category: str
+    price: Decimal
+    currency: str
+    quantity: int
+    active: bool = True
+
+
+def _product(row: sa.Row[Any]) -> Product:
+    return Product(
+        product_id=row.id,
+        name=row.name,
+        description=row.description,
+        category=row.category,
+        price=Decimal(row.price).quantize(Decimal("0.01")),
+        currency=row.currency,
+        active=row.active,
+        available=row.available,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+_ORDER = {
+    "name": (products.c.name.asc(), products.c.id.asc()),
+    "-name": (products.c.name.desc(), products.c.id.asc()),
+    "price": (products.c.price.asc(), products.c.id.asc()),
+    "-price": (products.c.price.desc(), products.c.id.asc()),
+    "newest": (products.c.created_at.desc(), products.c.id.desc()),
+    "oldest": (products.c.created_at.asc(), products.c.id.asc()),
+}
+
+
+async def search(
+    conn: AsyncConnection,
+    text: str,
+    category: str,
+    sort: str,
+    page: Page,
+    include_inactive: bool = False,
+) -> tuple[list[Product], int]:
+    """Undeleted (and active) products matching ``text`` (name or description) and ``category``."""
+    where: list[sa.ColumnElement[bool]] = [products.c.deleted_at.is_(None)]
+    if not include_inactive:
+        where.append(products.c.active.is_(True))
+    for word in text.split():  # every word, in the name or the description
+        pattern = like_pattern(word)
+        where.append(
+            sa.or_(
+                sa.func.lower(products.c.name).like(pattern, escape="\\"),
+                sa.func.lower(products.c.description).like(pattern, escape="\\"),
+            )
+        )
+    if category:
+        where.append(products.c.category == category)
+    total = (await conn.execute(sa.select(sa.func.count()).where(*where))).scalar_one()
+    query = (
+        sa.select(products)
+        .where(*where)
+        .order_by(*_ORDER[sort])
+        .limit(page.size)
+        .offset(page.offset)
+    )
+    rows = (await conn.execute(query)).all()
+    return [_product(r) for r in rows], int(total)
+
+
+async def get(conn: AsyncConnection, product_id: str) -> Product:
+    query = sa.select(products).where(products.c.id == product_id, products.c.deleted_at.is_(None))
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise ProductNotFound(product_id)
+    return _product(row)
+
+
+async def many(conn: AsyncConnection, product_ids: list[str]) -> dict[str, Product]:
+    """The live (undeleted) products among ``product_ids``."""
+    if not product_ids:
+        return {}
+    query = sa.select(products).where(
+        products.c.id.in_(product_ids), products.c.deleted_at.is_(None)
+    )
+    return {r.id: _product(r) for r in (await conn.execute(query)).all()}
+
+
+async def known(conn: AsyncConnection, product_ids: list[str]) -> set[str]:
+    """The ids among ``product_ids`` that ever existed (deleted ones included)."""
+    if not product_ids:
+        return set()
+    query = sa.select(products.c.id).where(products.c.id.in_(product_ids))
+    return {r.id for r in (await conn.execute(query)).all()}
+
+
+async def create(uow: UnitOfWork, new: NewProduct, product_id: str | None = None) -> Product:
+    now = datetime.now(UTC)
+    product_id = product_id or new_id()
+    await uow.conn.execute(
+        products.insert().values(
+            id=product_id,
+            name=new.name,
+            description=new.description,
+            category=new.category,
+            price=new.price,
+            currency=new.currency,
+            active=new.active,
+            # Shown until inventory reports; inventory starts from this same quantity.
+            available=new.quantity,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    uow.publish(
+        ProductCreated(
+            productId=product_id,
+            name=new.name,
+            price=new.price,
+            quantity=new.quantity,
+            description=new.description or None,
+            currency=new.currency,
+            category=new.category or None,
+        ),
+        subject=product_id,
+    )
+    return await get(uow.conn, product_id)
+
+
+async def update(
+    uow: UnitOfWork, product_id: str, changes: dict[str, Any], quantity: int | None
+) -> Product:
+    """Apply ``changes`` (column -> value); ProductUpdated carries the changed fields and
+    always the current price (cart keeps its prices from it)."""
+    await get(uow.conn, product_id)  # 404 before any write
+    values = dict(changes)
+    if quantity is not None:
+        values["available"] = quantity
+    await uow.conn.execute(
+        products.update()
+        .where(products.c.id == product_id)
+        .values(**values, updated_at=datetime.now(UTC))
+    )
+    after = await get(uow.conn, product_id)
+    fields = {k: v for k, v in changes.items() if k != "price"}
+    uow.publish(
+        ProductUpdated(
+            productId=product_id,
+            price=after.price,
+            currency=after.currency if "currency" in changes else None,
+            quantity=quantity,
+            **{k: v for k, v in fields.items() if k != "currency"},
+        ),
+        subject=product_id,
+    )
+    return after
+
+
+async def delete(uow: UnitOfWork, product_id: str) -> None:
+    await get(uow.conn, product_id)
+    now = datetime.now(UTC)
+    await uow.conn.execute(
+        products.update()
+        .where(products.c.id == product_id)
+        .values(deleted_at=now, active=False, updated_at=now)
+    )
+    uow.publish(ProductDeleted(productId=product_id), subject=product_id)
+
+
+async def set_available(
+    conn: AsyncConnection, product_id: str, quantity: int, at: datetime
+) -> bool:
+    """Record inventory's report unless a newer one is already in; False if none applied."""
+    result = await conn.execute(
+        products.update()
+        .where(
+            products.c.id == product_id,
+            sa.or_(products.c.stock_at.is_(None), products.c.stock_at <= at),
+        )
+        .values(available=quantity, stock_at=at)
+    )
+    return bool(result.rowcount)

@@ -1,0 +1,35 @@
+"""catalog's tables (created by migrations/catalog_0001_initial.py)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+When = sa.DateTime(timezone=True)
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("category", sa.String(100), nullable=False),
+    sa.Column("price", sa.Numeric(18, 2), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    # Displayed availability, from inventory's StockUpdated; stock_at orders those reports.
+    sa.Column("available", sa.BigInteger, nullable=False),
+    sa.Column("stock_at", When),
+    sa.Column("created_at", When, nullable=False),
+    sa.Column("updated_at", When, nullable=False),
+    # Deleted products stay as rows so ValidateItems can say "deleted", not "never existed".
+    sa.Column("deleted_at", When),
+)
+
+# One row per one-off job done (the demo catalog), so a restart does not redo it.
+seeded = sa.Table(
+    "catalog_seeded",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("done_at", When, nullable=False),
+)
