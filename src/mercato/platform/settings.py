@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     auth_rate_limit: int = Field(20, ge=1, le=100_000)
     grpc_deadline: float = Field(5.0, gt=0, le=120)
     demo_catalog: bool = True
+    # cart: seconds a cart with items may sit untouched before CartAbandoned is published.
+    cart_abandon_after: float = Field(3600, gt=0, le=30 * 86_400)
     carrier_delay: str = "5"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
