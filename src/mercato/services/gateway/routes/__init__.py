@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercato.services.gateway.routes import auth, products, users
+from mercato.services.gateway.routes import auth, cart, products, users
 
 ROUTERS: list[APIRouter] = [
     auth.router,
     auth.jwks_router,
     users.router,
     products.router,
+    cart.router,
 ]

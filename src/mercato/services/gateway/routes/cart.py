@@ -1,0 +1,211 @@
+"""The signed-in user's cart: view, add, change, remove, check out.
+
+There is no user id in these paths: every route acts on the caller's own cart, so one
+customer cannot even name another's (the cart service checks the token again).
+
+A card is checked at the door (Luhn, expiry, CVC) and never goes further: the cart and its
+CartCheckedOut event get an opaque token and the last four digits only. Until the payment
+service offers tokenization, the token is minted here; the sandbox card provider tells the
+test cards apart by their last four digits.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+
+from mercato.api.cart.v1 import cart_pb2 as pb
+from mercato.api.cart.v1.cart_pb2_grpc import CartStub
+from mercato.platform.ids import new_id
+from mercato.services.gateway.security import CurrentCaller
+from mercato.services.gateway.upstream import IdempotencyKey, Upstream
+
+router = APIRouter(prefix="/api/v1/cart", tags=["cart"])
+
+MAX_QUANTITY = 1_000  # per product; the cart service holds the same limit
+ProductId = Annotated[str, Path(min_length=1, max_length=200)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+# Money is a JSON number on the wire, a Decimal here (DESIGN §2).
+Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CartLine(BaseModel):
+    productId: str
+    name: str
+    quantity: int
+    price: Amount = Field(description="Unit price, kept current with the catalog")
+    lineTotal: Amount
+
+
+class Cart(BaseModel):
+    cartId: str | None = Field(description="None until something is put in the cart")
+    userId: str
+    items: list[CartLine]
+    total: Amount
+    currency: str
+    itemCount: int
+    updatedAt: str | None
+
+
+class NewItem(Body):
+    productId: Annotated[str, Field(min_length=1, max_length=200)]
+    quantity: Quantity = 1
+
+
+class QuantityChange(Body):
+    quantity: Quantity
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+class CardPayment(Body):
+    method: Literal["card"]
+    cardNumber: Annotated[
+        str, Field(pattern=r"^[0-9][0-9 -]{10,21}[0-9]$", examples=["4242424242424242"])
+    ]
+    expiry: Annotated[
+        str, Field(pattern=r"^(0[1-9]|1[0-2])/([0-9]{2}|20[0-9]{2})$", examples=["12/30"])
+    ]
+    cvc: Annotated[str, Field(pattern=r"^[0-9]{3,4}$")]
+    holder: Text
+
+    @field_validator("cardNumber")
+    @classmethod
+    def _card_number(cls, value: str) -> str:
+        digits = value.replace(" ", "").replace("-", "")
+        # Never put the number in the message: errors are logged and answered.
+        if not 12 <= len(digits) <= 19 or not luhn_ok(digits):
+            raise ValueError("not a valid card number")
+        return digits
+
+    @field_validator("expiry")
+    @classmethod
+    def _not_expired(cls, value: str) -> str:
+        month, _, year = value.partition("/")
+        full_year = int(year) if len(year) == 4 else 2000 + int(year)
+        now = datetime.now(UTC)
+        if (full_year, int(month)) < (now.year, now.month):
+            raise ValueError("the card has expired")
+        return value
+
+
+class WalletPayment(Body):
+    method: Literal["wallet"]
+
+
+class ShippingAddress(Body):
+    name: Text
+    line1: Text
+    line2: Annotated[str, Field(max_length=200)] | None = None
+    city: Text
+    postalCode: Annotated[str, Field(min_length=1, max_length=20)]
+    country: Annotated[str, Field(min_length=2, max_length=56)]
+
+
+class Checkout(Body):
+    payment: Annotated[CardPayment | WalletPayment, Field(discriminator="method")]
+    shippingAddress: ShippingAddress
+
+
+class CheckoutAccepted(BaseModel):
+    orderId: str
+
+
+def _cart(reply: pb.CartView) -> Cart:
+    return Cart(
+        cartId=reply.cart_id or None,
+        userId=reply.user_id,
+        items=[
+            CartLine(
+                productId=line.product_id,
+                name=line.name,
+                quantity=line.quantity,
+                price=Decimal(line.price.amount),
+                lineTotal=Decimal(line.line_total.amount),
+            )
+            for line in reply.items
+        ],
+        total=Decimal(reply.total.amount),
+        currency=reply.total.currency,
+        itemCount=reply.item_count,
+        updatedAt=reply.updated_at or None,
+    )
+
+
+def _payment(payment: CardPayment | WalletPayment) -> pb.PaymentMethod:
+    if isinstance(payment, WalletPayment):
+        return pb.PaymentMethod(method="wallet")
+    return pb.PaymentMethod(method="card", token=f"tok_{new_id()}", last4=payment.cardNumber[-4:])
+
+
+@router.get("", summary="My cart, with current prices and totals")
+async def get_cart(caller: CurrentCaller, upstream: Upstream) -> Cart:
+    return _cart(await upstream.call("cart", CartStub, "GetCart", pb.GetCartRequest()))
+
+
+@router.post("/items", summary="Put a product in my cart (adds to the quantity there)")
+async def add_item(
+    body: NewItem, caller: CurrentCaller, upstream: Upstream, key: IdempotencyKey = None
+) -> Cart:
+    message = pb.AddItemRequest(product_id=body.productId, quantity=body.quantity)
+    return _cart(await upstream.call("cart", CartStub, "AddItem", message))
+
+
+@router.patch("/items/{productId}", summary="Set how many of a product my cart holds")
+async def update_item(
+    productId: ProductId, body: QuantityChange, caller: CurrentCaller, upstream: Upstream
+) -> Cart:
+    message = pb.UpdateItemRequest(product_id=productId, quantity=body.quantity)
+    return _cart(await upstream.call("cart", CartStub, "UpdateItem", message))
+
+
+@router.delete("/items/{productId}", summary="Take a product out of my cart")
+async def remove_item(productId: ProductId, caller: CurrentCaller, upstream: Upstream) -> Cart:
+    message = pb.RemoveItemRequest(product_id=productId)
+    return _cart(await upstream.call("cart", CartStub, "RemoveItem", message))
+
+
+@router.post(
+    "/checkout",
+    status_code=202,
+    summary="Order what is in my cart; the order proceeds in the background",
+)
+async def checkout(
+    body: Checkout,
+    caller: CurrentCaller,
+    upstream: Upstream,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> CheckoutAccepted:
+    a = body.shippingAddress
+    message = pb.CheckoutRequest(
+        payment=_payment(body.payment),
+        shipping_address=pb.Address(
+            name=a.name,
+            line1=a.line1,
+            line2=a.line2,
+            city=a.city,
+            postal_code=a.postalCode,
+            country=a.country,
+        ),
+    )
+    reply = await upstream.call("cart", CartStub, "Checkout", message)
+    response.headers["Location"] = f"/api/v1/orders/{reply.order_id}"
+    return CheckoutAccepted(orderId=reply.order_id)
