@@ -29,6 +29,7 @@ from tests.support import test_settings as make_settings
 ADMIN = {"email": "root@shop.example", "password": "admin-pass-42"}
 ADA = {"email": "ada@example.com", "password": "correct horse 9", "name": "Ada"}
 BO = {"email": "bo@example.com", "password": "battery staple 7", "name": "Bo"}
+CY = {"email": "cy@example.com", "password": "tulip quartz 5", "name": "Cy"}
 CARD = "4242 4242 4242 4242"
 PAYMENT = {"method": "card", "cardNumber": CARD, "expiry": "12/39", "cvc": "123", "holder": "Ada"}
 ADDRESS = {
@@ -168,22 +169,24 @@ async def journey(http: httpx.AsyncClient, cart_events: Events, timeout: float =
 
 async def separate_carts(http: httpx.AsyncClient) -> None:
     """User A cannot read or change user B's cart: no route names another's cart, and the
-    product routes act on the caller's own."""
-    ada, bo = await sign_up_and_in(http, ADA), await sign_up_and_in(http, BO)
+    cart routes act on the caller's own."""
+    user_a, user_b = await sign_up_and_in(http, BO), await sign_up_and_in(http, CY)
     admin = await sign_up_and_in(http, ADMIN)
     body = {"name": "Teapot", "price": 20, "quantity": 5}
     teapot = (await http.post("/api/v1/products", json=body, headers=admin)).json()["productId"]
-    await http.post("/api/v1/cart/items", json={"productId": teapot, "quantity": 2}, headers=ada)
-    bos = (await http.get("/api/v1/cart", headers=bo)).json()
-    assert bos["items"] == [] and bos["cartId"] is None
-    problem(await http.patch(f"/api/v1/cart/items/{teapot}", json={"quantity": 9}, headers=bo), 404)
-    problem(await http.delete(f"/api/v1/cart/items/{teapot}", headers=bo), 404)
+    await http.post("/api/v1/cart/items", json={"productId": teapot, "quantity": 2}, headers=user_a)
+    cart_b = (await http.get("/api/v1/cart", headers=user_b)).json()
+    assert cart_b["items"] == [] and cart_b["cartId"] is None
+    problem(
+        await http.patch(f"/api/v1/cart/items/{teapot}", json={"quantity": 9}, headers=user_b), 404
+    )
+    problem(await http.delete(f"/api/v1/cart/items/{teapot}", headers=user_b), 404)
     order = {"payment": {"method": "wallet"}, "shippingAddress": ADDRESS}
-    problem(await http.post("/api/v1/cart/checkout", json=order, headers=bo), 422)
-    adas = (await http.get("/api/v1/cart", headers=ada)).json()
-    assert [(x["productId"], x["quantity"]) for x in adas["items"]] == [(teapot, 2)]
-    assert adas["userId"] != bos["userId"]
-    forged = {"Authorization": "Bearer " + ada["Authorization"][7:-4] + "AAAA"}
+    problem(await http.post("/api/v1/cart/checkout", json=order, headers=user_b), 422)
+    cart_a = (await http.get("/api/v1/cart", headers=user_a)).json()
+    assert [(x["productId"], x["quantity"]) for x in cart_a["items"]] == [(teapot, 2)]
+    assert cart_a["userId"] != cart_b["userId"]
+    forged = {"Authorization": "Bearer " + user_a["Authorization"][7:-4] + "AAAA"}
     problem(await http.get("/api/v1/cart", headers=forged), 401)
 
 
