@@ -214,3 +214,11 @@ async def test_a_customer_reaches_only_their_own_cart(
     shop: tuple[httpx.AsyncClient, Settings],
 ) -> None:
     await separate_carts(shop[0])
+
+
+async def test_a_path_no_route_takes_is_a_problem_too(
+    shop: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    # Found by schemathesis: a newline in the path slipped past every mounted app.
+    body = problem(await shop[0].get("/api/v1/products/a%0Ab"), 404)
+    assert body["status"] == 404

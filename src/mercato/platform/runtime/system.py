@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mercato.platform.bus.factory import create_bus
 from mercato.platform.bus.port import EventBus
@@ -96,6 +98,18 @@ def create_app(system: System) -> FastAPI:
     app = FastAPI(
         title="Mercato", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
     )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unrouted(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # A path none of the mounted apps takes (Starlette's mount pattern stops at a newline
+        # in the path) is answered here: as problem+json, like every other error.
+        body = {
+            "type": "about:blank",
+            "title": HTTPStatus(exc.status_code).phrase,
+            "status": exc.status_code,
+            "detail": f"no route {request.method} {request.url.path}",
+        }
+        return JSONResponse(body, exc.status_code, media_type="application/problem+json")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
