@@ -295,3 +295,27 @@ async def test_an_idle_cart_is_abandoned_once_per_idle_spell(idle_rig: CartRig) 
 
 async def _count(rig: CartRig, event_type: str, n: int) -> bool:
     return len(await rig.events(event_type)) >= n
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("postgres_template") if request.param == "postgres" else None
+
+
+@pytest.fixture
+async def any_db_rig(database_url: str | None, tmp_path: Path) -> AsyncIterator[CartRig]:
+    async for running in start_cart(tmp_path, database_url=database_url):
+        yield running
+
+
+async def test_concurrent_adds_share_one_cart_and_lose_nothing(any_db_rig: CartRig) -> None:
+    rig = any_db_rig
+    stock(rig)
+    await asyncio.gather(*(rig.add(ADA, "mug", 1) for _ in range(12)))
+    await asyncio.gather(*(rig.add(BO, "tea", 2) for _ in range(3)))
+    view = await rig.view(ADA)
+    assert [(x.product_id, x.quantity) for x in view.items] == [("mug", 12)]
+    assert (await rig.view(BO)).items[0].quantity == 6
+    assert (
+        len({e.subject for e in await rig.events("CartItemAdded") if e.data["userId"] == ADA}) == 1
+    )

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, exists, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import (
@@ -88,11 +89,20 @@ async def _open(uow: UnitOfWork, user_id: str, now: datetime) -> str:
     if cart is not None:
         return str(cart.id)
     cart_id = new_id()
-    await uow.conn.execute(
-        carts.insert().values(
-            id=cart_id, user_id=user_id, status="active", created_at=now, touched_at=now
-        )
-    )
+    try:
+        async with uow.conn.begin_nested():
+            await uow.conn.execute(
+                carts.insert().values(
+                    id=cart_id, user_id=user_id, status="active", created_at=now, touched_at=now
+                )
+            )
+    except IntegrityError:
+        # Another request opened the user's cart at the same moment (PostgreSQL; SQLite
+        # serializes writers): the one-active-cart index kept a second out, so use theirs.
+        cart = await _active(uow.conn, user_id, lock=True)
+        if cart is None:
+            raise
+        return str(cart.id)
     return cart_id
 
 
