@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     demo_catalog: bool = True
     # cart: seconds a cart with items may sit untouched before CartAbandoned is published.
     cart_abandon_after: float = Field(3600, gt=0, le=30 * 86_400)
+    stock_low_threshold: int = Field(5, ge=0, le=1_000_000)  # inventory: StockLow below it
     carrier_delay: str = "5"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

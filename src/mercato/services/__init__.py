@@ -28,6 +28,7 @@ START_ORDER = (
 SERVICES: dict[str, str] = {
     "identity": "mercato.services.identity.service:service",
     "catalog": "mercato.services.catalog.service:service",
+    "inventory": "mercato.services.inventory.service:service",
     "cart": "mercato.services.cart.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }

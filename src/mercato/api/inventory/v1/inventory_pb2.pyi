@@ -1,0 +1,67 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Stock(_message.Message):
+    __slots__ = ("product_id", "available", "reserved", "on_hand", "retired")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    ON_HAND_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    available: int
+    reserved: int
+    on_hand: int
+    retired: bool
+    def __init__(self, product_id: _Optional[str] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., on_hand: _Optional[int] = ..., retired: _Optional[bool] = ...) -> None: ...
+
+class GetStockRequest(_message.Message):
+    __slots__ = ("product_id",)
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    def __init__(self, product_id: _Optional[str] = ...) -> None: ...
+
+class StockItem(_message.Message):
+    __slots__ = ("product_id", "quantity")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    quantity: int
+    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class CheckAvailabilityRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[StockItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[StockItem, _Mapping]]] = ...) -> None: ...
+
+class ShortItem(_message.Message):
+    __slots__ = ("product_id", "requested", "available")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    requested: int
+    available: int
+    def __init__(self, product_id: _Optional[str] = ..., requested: _Optional[int] = ..., available: _Optional[int] = ...) -> None: ...
+
+class CheckAvailabilityReply(_message.Message):
+    __slots__ = ("available", "short")
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    SHORT_FIELD_NUMBER: _ClassVar[int]
+    available: bool
+    short: _containers.RepeatedCompositeFieldContainer[ShortItem]
+    def __init__(self, available: _Optional[bool] = ..., short: _Optional[_Iterable[_Union[ShortItem, _Mapping]]] = ...) -> None: ...
+
+class RestockRequest(_message.Message):
+    __slots__ = ("product_id", "quantity")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    quantity: int
+    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""inventory: stock on hand and reservations per product."""

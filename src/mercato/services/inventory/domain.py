@@ -1,0 +1,35 @@
+"""Inventory's pure rules: what an order asks for, and when stock is worth a warning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Reservation(StrEnum):
+    """What became of an order's claim on stock (one row per order id)."""
+
+    RESERVED = "RESERVED"  # taken from available, held for the order
+    FAILED = "FAILED"  # nothing was taken: some item was short
+    RELEASED = "RELEASED"  # given back to available (cancelled or payment failed)
+    RETURNING = "RETURNING"  # cancelled in delivery: held until the return arrives
+    RETURNED = "RETURNED"  # the returned goods are back on hand
+    DEDUCTED = "DEDUCTED"  # shipped and delivered: gone for good
+    CANCELLED = "CANCELLED"  # tombstone: cancelled before OrderCreated was seen
+
+
+def merge_lines(lines: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """One line per product, sorted by product id.
+
+    Sorting gives every transaction the same lock order, so two orders sharing products
+    cannot deadlock on PostgreSQL's row locks.
+    """
+    totals: dict[str, int] = {}
+    for product_id, quantity in lines:
+        totals[product_id] = totals.get(product_id, 0) + quantity
+    return sorted(totals.items())
+
+
+def warnings_for(available: int, threshold: int) -> tuple[bool, bool]:
+    """(low, out): low when below the threshold but not zero, out at zero."""
+    return (0 < available < threshold, available <= 0)

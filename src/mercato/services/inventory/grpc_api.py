@@ -1,0 +1,81 @@
+"""inventory's gRPC API: GetStock, CheckAvailability, Restock (admin)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import grpc
+import grpc.aio
+
+from mercato.api.inventory.v1 import inventory_pb2 as pb
+from mercato.api.inventory.v1 import inventory_pb2_grpc
+from mercato.platform.auth import require_caller
+from mercato.platform.runtime.service import ServiceContext
+from mercato.services.inventory import store
+from mercato.services.inventory.domain import merge_lines
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+MAX_QUANTITY = 1_000_000_000
+
+
+def stock_reply(found: store.Stock) -> pb.Stock:
+    available = 0 if found.retired else found.available
+    return pb.Stock(
+        product_id=found.product_id,
+        available=available,
+        reserved=found.reserved,
+        on_hand=found.available + found.reserved,
+        retired=found.retired,
+    )
+
+
+class InventoryApi(inventory_pb2_grpc.InventoryServicer):
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+
+    async def GetStock(self, request: pb.GetStockRequest, context: Context) -> pb.Stock:
+        async with self.ctx.engine.connect() as conn:
+            found = await store.get_stock(conn, request.product_id)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no stock for {request.product_id!r}")
+        assert found is not None
+        return stock_reply(found)
+
+    async def CheckAvailability(
+        self, request: pb.CheckAvailabilityRequest, context: Context
+    ) -> pb.CheckAvailabilityReply:
+        if not request.items or any(i.quantity < 1 for i in request.items):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "give at least one item, each quantity ≥ 1"
+            )
+        short: list[pb.ShortItem] = []
+        async with self.ctx.engine.connect() as conn:
+            for product_id, quantity in merge_lines(
+                (i.product_id, i.quantity) for i in request.items
+            ):
+                found = await store.get_stock(conn, product_id)
+                available = 0 if found is None or found.retired else found.available
+                if available < quantity:
+                    short.append(
+                        pb.ShortItem(product_id=product_id, requested=quantity, available=available)
+                    )
+        return pb.CheckAvailabilityReply(available=not short, short=short)
+
+    async def Restock(self, request: pb.RestockRequest, context: Context) -> pb.Stock:
+        await require_caller(self.ctx, context, role="admin")
+        if not 1 <= request.quantity <= MAX_QUANTITY:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"quantity must be 1..{MAX_QUANTITY}"
+            )
+        async with self.ctx.transaction() as uow:
+            found = await store.get_stock(uow.conn, request.product_id)
+            if found is not None and not found.retired:
+                await store.add_available(uow.conn, request.product_id, request.quantity)
+                await store.announce(uow, request.product_id)
+                found = await store.get_stock(uow.conn, request.product_id)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no stock for {request.product_id!r}")
+        assert found is not None
+        if found.retired:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the product was deleted")
+        return stock_reply(found)

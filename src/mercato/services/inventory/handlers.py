@@ -1,0 +1,168 @@
+"""What inventory does on other services' events.
+
+Every handler is idempotent: the inbox drops a redelivered event, and the reservation row
+(primary key = order id) lets each order be reserved, released, deducted or returned once,
+whatever arrives twice under another event id.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from mercato.contracts.events import (
+    Item,
+    OrderCancelled,
+    OrderCompleted,
+    OrderCreated,
+    PaymentFailed,
+    ProductCreated,
+    ProductDeleted,
+    ProductUpdated,
+    ReturnShipmentReceived,
+    ShortItem,
+    StockDeducted,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+)
+from mercato.platform.unit_of_work import UnitOfWork
+from mercato.services.inventory import store
+from mercato.services.inventory.domain import Reservation, merge_lines
+
+log = structlog.get_logger(__name__)
+
+
+def _items(lines: list[tuple[str, int]]) -> list[Item]:
+    return [Item(productId=p, quantity=q) for p, q in lines]
+
+
+async def stock_product(event: ProductCreated, uow: UnitOfWork) -> None:
+    """A new product comes with its stock. Idempotent (a repeat sets the same quantity)."""
+    await store.put_stock(uow.conn, event.productId, event.quantity)
+    await store.announce(uow, event.productId)
+
+
+async def set_product_stock(event: ProductUpdated, uow: UnitOfWork) -> None:
+    """``quantity``, when present, sets what is free to sell (held reservations stay held).
+    Idempotent; an update without ``quantity`` changes nothing here."""
+    if event.quantity is None:
+        return
+    await store.put_stock(uow.conn, event.productId, event.quantity)
+    await store.announce(uow, event.productId)
+
+
+async def retire_product(event: ProductDeleted, uow: UnitOfWork) -> None:
+    """A deleted product can no longer be reserved; reservations already held stay and are
+    released or deducted as usual. Idempotent."""
+    if await store.retire(uow.conn, event.productId):
+        await store.announce(uow, event.productId)
+
+
+async def reserve_stock(event: OrderCreated, uow: UnitOfWork) -> None:
+    """Reserve every item of the order, or none → StockReserved / StockReservationFailed.
+
+    Idempotent: the reservation row keyed by order id is written once, so a second
+    OrderCreated for the same order reserves nothing more. Tolerates reordering: if the order's
+    OrderCancelled came first it left a CANCELLED tombstone, and this late OrderCreated
+    reserves nothing.
+    """
+    if await store.reservation(uow.conn, event.orderId) is not None:
+        log.info("order already handled; nothing reserved", order_id=event.orderId)
+        return
+    lines = merge_lines((i.productId, i.quantity) for i in event.items)
+    short: list[ShortItem] = []
+    # All items in one transaction, under a savepoint: each item is taken by a conditional
+    # UPDATE (see store.take); on any shortfall the savepoint is rolled back, so the items
+    # taken before it are given back and nothing of the order stays reserved.
+    savepoint = await uow.conn.begin_nested()
+    for product_id, quantity in lines:
+        if not await store.take(uow.conn, product_id, quantity):
+            current = await store.get_stock(uow.conn, product_id)
+            available = 0 if current is None or current.retired else current.available
+            short.append(ShortItem(productId=product_id, requested=quantity, available=available))
+    if short:
+        await savepoint.rollback()
+        await store.record(uow.conn, event.orderId, Reservation.FAILED, lines)
+        reason = "insufficient stock for " + ", ".join(s.productId for s in short)
+        uow.publish(
+            StockReservationFailed(orderId=event.orderId, reason=reason, items=short),
+            subject=event.orderId,
+        )
+        return
+    await savepoint.commit()
+    await store.record(uow.conn, event.orderId, Reservation.RESERVED, lines)
+    uow.publish(StockReserved(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
+    for product_id, _ in lines:
+        await store.announce(uow, product_id)
+
+
+async def _release(uow: UnitOfWork, order_id: str) -> None:
+    found = await store.reservation(uow.conn, order_id)
+    if found is None:
+        # Cancelled before we saw the order: a tombstone makes a late OrderCreated a no-op.
+        await store.record(uow.conn, order_id, Reservation.CANCELLED, [])
+        return
+    status, lines = found
+    if status is not Reservation.RESERVED:
+        return  # never reserved, or already released / deducted / returning
+    for product_id, quantity in lines:
+        await store.unreserve(uow.conn, product_id, quantity, back=True)
+    await store.set_status(uow.conn, order_id, Reservation.RELEASED)
+    uow.publish(StockReleased(orderId=order_id, items=_items(lines)), subject=order_id)
+    for product_id, _ in lines:
+        await store.announce(uow, product_id)
+
+
+async def release_cancelled(event: OrderCancelled, uow: UnitOfWork) -> None:
+    """Give the order's stock back → StockReleased. Idempotent (only a RESERVED order is
+    released, once). Tolerates reordering: before OrderCreated it leaves a tombstone. An order
+    cancelled while DELIVERING keeps its stock reserved until the return arrives (DESIGN §3)."""
+    if event.previousStatus == "DELIVERING":
+        found = await store.reservation(uow.conn, event.orderId)
+        if found is not None and found[0] is Reservation.RESERVED:
+            await store.set_status(uow.conn, event.orderId, Reservation.RETURNING)
+        return
+    await _release(uow, event.orderId)
+
+
+async def release_unpaid(event: PaymentFailed, uow: UnitOfWork) -> None:
+    """Payment failed: give the order's stock back → StockReleased. Idempotent; before
+    OrderCreated it leaves a tombstone (the order will be cancelled anyway)."""
+    await _release(uow, event.orderId)
+
+
+async def deduct_stock(event: OrderCompleted, uow: UnitOfWork) -> None:
+    """Delivered: the reserved stock leaves for good → StockDeducted. Idempotent (once per
+    order); a completion for an order not reserved here changes nothing."""
+    found = await store.reservation(uow.conn, event.orderId)
+    if found is None or found[0] is not Reservation.RESERVED:
+        return
+    lines = found[1]
+    for product_id, quantity in lines:
+        await store.unreserve(uow.conn, product_id, quantity, back=False)
+    await store.set_status(uow.conn, event.orderId, Reservation.DEDUCTED)
+    uow.publish(StockDeducted(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
+
+
+async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None:
+    """Returned goods are back on hand: what was held for the order (or, if it had been
+    deducted, what the return carries) becomes available again. Idempotent: once per order.
+    Tolerates reordering with OrderCancelled: a return for a still-RESERVED order is taken
+    as the end of that reservation."""
+    found = await store.reservation(uow.conn, event.orderId)
+    if found is None:
+        log.warning("return for an order never reserved here", order_id=event.orderId)
+        return
+    status, lines = found
+    if status in (Reservation.RESERVED, Reservation.RETURNING):
+        for product_id, quantity in lines:
+            await store.unreserve(uow.conn, product_id, quantity, back=True)
+    elif status is Reservation.DEDUCTED:
+        lines = merge_lines((i.productId, i.quantity) for i in event.items)
+        for product_id, quantity in lines:
+            await store.add_available(uow.conn, product_id, quantity)
+    else:
+        return
+    await store.set_status(uow.conn, event.orderId, Reservation.RETURNED)
+    for product_id, _ in lines:
+        await store.announce(uow, product_id)
