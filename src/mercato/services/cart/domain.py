@@ -1,4 +1,4 @@
-"""Cart rules: what may go in a cart, what it costs, when it counts as abandoned.
+"""Cart rules: what may go in a cart, what it costs, what a checkout needs.
 
 Pure: no database, no clock of its own (``now`` is passed in), no infrastructure.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from decimal import Decimal
 
 # A shop's cart, not a wholesale order: more than this of one product is a typing mistake.
@@ -112,10 +111,6 @@ def money_text(amount: Decimal) -> str:
     return f"{amount.quantize(_CENTS) if amount == amount.quantize(_CENTS) else amount:f}"
 
 
-def is_abandoned(touched_at: datetime, now: datetime, after: timedelta) -> bool:
-    return now - touched_at >= after
-
-
 # -- checkout --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Payment:
@@ -150,10 +145,10 @@ def check_payment(method: str, token: str, last4: str) -> Payment:
     raise Invalid("the payment method is 'card' or 'wallet'")
 
 
-def _text(value: str, what: str, longest: int = 200) -> str:
+def _text(value: str, what: str, longest: int = 200, shortest: int = 1) -> str:
     value = value.strip()
-    if not 1 <= len(value) <= longest or not value.isprintable():
-        raise Invalid(f"the address needs a {what} of 1 to {longest} printable characters")
+    if not shortest <= len(value) <= longest or not value.isprintable():
+        raise Invalid(f"the address needs a {what} of {shortest} to {longest} printable characters")
     return value
 
 
@@ -166,5 +161,5 @@ def check_address(
         line2=_text(line2, "second line") if line2 and line2.strip() else None,
         city=_text(city, "city"),
         postal_code=_text(postal_code, "postal code", 20),
-        country=_text(country, "country", 56),
+        country=_text(country, "country", 56, shortest=2),
     )
