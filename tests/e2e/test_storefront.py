@@ -222,3 +222,27 @@ async def test_a_path_no_route_takes_is_a_problem_too(
     # Found by schemathesis: a newline in the path slipped past every mounted app.
     body = problem(await shop[0].get("/api/v1/products/a%0Ab"), 404)
     assert body["status"] == 404
+
+
+BAD_CARDS = [
+    {"cardNumber": "4242 4242 4242 4241"},  # fails Luhn
+    {"cardNumber": "4242"},  # too short
+    {"expiry": "01/20"},  # expired
+    {"expiry": "13/30"},
+    {"cvc": "12"},
+    {"holder": ""},
+    {"method": "cash"},
+    {"pin": "1234"},  # no field beyond the documented ones
+]
+
+
+async def test_a_bad_card_is_refused_at_the_door_and_never_echoed(
+    shop: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    http = shop[0]
+    ada = await sign_up_and_in(http, ADA)
+    for change in BAD_CARDS:
+        order = {"payment": {**PAYMENT, **change}, "shippingAddress": ADDRESS}
+        body = problem(await http.post("/api/v1/cart/checkout", json=order, headers=ada), 422)
+        text = json.dumps(body)
+        assert "4242" not in text and "4241" not in text and body["errors"], change
