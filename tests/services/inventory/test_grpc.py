@@ -39,7 +39,7 @@ async def test_get_check_and_restock(tmp_path: Path) -> None:
         stub = InventoryStub(ctx.channel("inventory"))
 
         got = await stub.GetStock(pb.GetStockRequest(product_id="a"), timeout=5)
-        assert (got.available, got.reserved, got.on_hand, got.retired) == (3, 0, 3, False)
+        assert (got.available, got.reserved, got.in_warehouse, got.retired) == (3, 0, 3, False)
         check = pb.CheckAvailabilityRequest(
             items=[
                 pb.StockItem(product_id="a", quantity=4),

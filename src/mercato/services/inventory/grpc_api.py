@@ -24,7 +24,7 @@ def stock_reply(found: store.Stock) -> pb.Stock:
         product_id=found.product_id,
         available=available,
         reserved=found.reserved,
-        on_hand=found.available + found.reserved,
+        in_warehouse=found.available + found.reserved,
         retired=found.retired,
     )
 

@@ -7,18 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Stock(_message.Message):
-    __slots__ = ("product_id", "available", "reserved", "on_hand", "retired")
+    __slots__ = ("product_id", "available", "reserved", "in_warehouse", "retired")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     RESERVED_FIELD_NUMBER: _ClassVar[int]
-    ON_HAND_FIELD_NUMBER: _ClassVar[int]
+    IN_WAREHOUSE_FIELD_NUMBER: _ClassVar[int]
     RETIRED_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     available: int
     reserved: int
-    on_hand: int
+    in_warehouse: int
     retired: bool
-    def __init__(self, product_id: _Optional[str] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., on_hand: _Optional[int] = ..., retired: _Optional[bool] = ...) -> None: ...
+    def __init__(self, product_id: _Optional[str] = ..., available: _Optional[int] = ..., reserved: _Optional[int] = ..., in_warehouse: _Optional[int] = ..., retired: _Optional[bool] = ...) -> None: ...
 
 class GetStockRequest(_message.Message):
     __slots__ = ("product_id",)
