@@ -7,22 +7,27 @@ confirms for a whole batch; FastStream's one-message-per-handler model hides bot
 Topology, every name under the namespace (``mercato`` by default):
 - ``{ns}.events``: a durable topic exchange; routing keys are the platform's topics.
 - ``{ns}.{consumer}``: one durable quorum queue per consuming service, shared by its replicas
-  (competing consumers), bound to exactly the service's patterns. ``x-delivery-limit`` makes
-  the broker give up on a message that keeps coming back unacknowledged (a handler that kills
-  its process); it then goes through ``{ns}.dead-letters`` (direct) to ``{ns}.{consumer}.dead``,
-  which the subscription also consumes, handing those messages over as ``exhausted`` so the
-  inbox consumer stores them as dead letters with the rest.
+  (competing consumers), bound to exactly the service's patterns. Its delivery limit makes the
+  broker give up on a message after ``max_deliveries`` deliveries that were never acknowledged
+  (a handler that kills its process); the broker then moves it, at-least-once, through
+  ``{ns}.dead-letters`` (direct) to ``{ns}.{consumer}.dead``, which the subscription also
+  consumes, handing those messages over as ``exhausted`` so the inbox consumer stores them as
+  dead letters with the rest.
 Messages are persistent, in CloudEvents binary mode (``cloudEvents:*`` headers).
+
+Queue arguments are fixed at creation: a queue left by an older version with other arguments
+is reported, not silently reused (delete it, or move its messages, and start again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import aio_pika
+import aiormq.exceptions
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
@@ -32,7 +37,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, next_batch
+from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
 from mercato.platform.envelope import AMQP_PREFIX, CONTENT_TYPE, Envelope
 
 log = structlog.get_logger(__name__)
@@ -44,12 +49,14 @@ class RabbitBus:
     def __init__(self, url: str, namespace: str = "mercato", *, timeout: float = 15.0):
         self.url = url
         self.namespace = namespace
+        # Bounds every wait on the broker (connect, confirm, declare), so a broker that went
+        # silent turns into a failed publish the relay retries, never a hang.
         self.timeout = timeout
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._queues: set[str] = set()
-        self._lock = asyncio.Lock()
+        self._publishing = asyncio.Lock()
 
     @property
     def exchange_name(self) -> str:
@@ -59,67 +66,77 @@ class RabbitBus:
     def dead_exchange_name(self) -> str:
         return f"{self.namespace}.dead-letters"
 
+    def queue_name(self, consumer: str) -> str:
+        return f"{self.namespace}.{consumer}"
+
     async def connect(self) -> None:
         try:
-            self._connection = await aio_pika.connect_robust(self.url, timeout=self.timeout)
+            async with asyncio.timeout(self.timeout):
+                self._connection = await aio_pika.connect_robust(self.url, timeout=self.timeout)
+                self._publish_channel = await self._connection.channel(publisher_confirms=True)
+                self._exchange = await self._publish_channel.declare_exchange(
+                    self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                )
         except Exception as exc:
+            await self.close()
             raise ConnectionError(f"cannot reach RabbitMQ at {_safe(self.url)}: {exc}") from exc
-        self._publish_channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await self._publish_channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
 
     async def close(self) -> None:
-        if self._connection is not None:
+        connection, self._connection = self._connection, None
+        self._publish_channel = self._exchange = None
+        if connection is not None:
             with contextlib.suppress(Exception):
-                await self._connection.close()
-        self._connection = None
+                await asyncio.wait_for(connection.close(), self.timeout)
 
     async def ping(self) -> None:
         if self._connection is None or self._connection.is_closed:
             raise ConnectionError("not connected to RabbitMQ")
+        # A robust connection that lost the broker is not "closed" while it reconnects; its
+        # channels are.
         if self._publish_channel is None or self._publish_channel.is_closed:
-            raise ConnectionError("RabbitMQ channel is closed")
+            raise ConnectionError(f"RabbitMQ at {_safe(self.url)} is unavailable")
 
-    def _message(self, headers: Mapping[str, Any], body: bytes, event_id: str | None) -> Any:
-        return aio_pika.Message(
-            body,
-            headers=dict(headers),
-            content_type=CONTENT_TYPE,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=event_id,
-        )
-
+    # -- publishing ------------------------------------------------------------------------
     async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
-        exchange = self._exchange
-        if exchange is None:
+        exchange, channel = self._exchange, self._publish_channel
+        if not batch:
+            return []
+        if exchange is None or channel is None or channel.is_closed:
+            log.warning("publish while RabbitMQ is unavailable", messages=len(batch))
             return [False] * len(batch)
 
-        async def one(topic: str, envelope: Envelope) -> bool:
-            headers, body = envelope.to_binary(self.prefix)
+        async def confirmed(topic: str, envelope: Envelope) -> bool:
             try:
-                await exchange.publish(
-                    self._message(headers, body, envelope.id),
-                    routing_key=topic,
-                    timeout=self.timeout,
-                )
+                headers, body = envelope.to_binary(self.prefix)
+                # The outer bound also covers a robust channel waiting for its reconnection.
+                async with asyncio.timeout(self.timeout):
+                    await exchange.publish(
+                        _message(headers, body, envelope.id),
+                        routing_key=topic,
+                        mandatory=False,  # an event no service is bound to is simply dropped
+                        timeout=self.timeout,
+                    )
                 return True
             except Exception as exc:
-                log.warning("publish not confirmed", topic=topic, error=str(exc))
+                log.warning("publish not confirmed", topic=topic, error=repr(exc))
                 return False
 
-        # Publishes go out in order on one channel; their confirms are awaited together.
-        async with self._lock:
-            tasks = [asyncio.create_task(one(topic, env)) for topic, env in batch]
-            return list(await asyncio.gather(*tasks))
+        # The tasks start in order and queue on the channel's FIFO lock, so the frames go out
+        # in batch order; the confirms come back and are awaited together (pipelined). The
+        # bus lock keeps two relays' batches from interleaving.
+        async with self._publishing:
+            sends = [asyncio.create_task(confirmed(topic, env)) for topic, env in batch]
+            return list(await asyncio.gather(*sends))
 
     async def publish_raw(self, topic: str, headers: Mapping[str, str], body: bytes) -> None:
         if self._exchange is None:
-            raise ConnectionError("not connected to RabbitMQ")
-        await self._exchange.publish(
-            self._message(headers, body, None), routing_key=topic, timeout=self.timeout
-        )
+            raise ConnectionError("RabbitBus is not connected: call connect() first")
+        async with asyncio.timeout(self.timeout):
+            await self._exchange.publish(
+                _message(headers, body, None), routing_key=topic, mandatory=False
+            )
 
+    # -- consuming -------------------------------------------------------------------------
     async def subscribe(
         self,
         consumer: str,
@@ -129,64 +146,119 @@ class RabbitBus:
         batch_size: int = 100,
         max_deliveries: int = 10,
     ) -> Subscription:
+        if not consumer or not patterns or batch_size < 1 or max_deliveries < 1:
+            raise ValueError(
+                "subscribe needs a consumer name, patterns, batch_size >= 1 and max_deliveries >= 1"
+            )
         if self._connection is None:
-            raise ConnectionError("not connected to RabbitMQ")
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=batch_size * 2)
-        exchange = await channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        dead_exchange = await channel.declare_exchange(
-            self.dead_exchange_name, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        queue_name = f"{self.namespace}.{consumer}"
-        dead_name = f"{queue_name}.dead"
-        dead_queue = await channel.declare_queue(
-            dead_name, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await dead_queue.bind(dead_exchange, routing_key=consumer)
-        queue = await channel.declare_queue(
-            queue_name,
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-delivery-limit": max_deliveries,
-                "x-dead-letter-exchange": self.dead_exchange_name,
-                "x-dead-letter-routing-key": consumer,
-            },
-        )
-        for pattern in patterns:
-            await queue.bind(exchange, routing_key=pattern)
-        self._queues.update({queue_name, dead_name})
-        worker = _Worker(channel, processor, batch_size, self.prefix)
-        await worker.start([(queue, False), (dead_queue, True)])
+            raise ConnectionError("RabbitBus is not connected: call connect() first")
+        channel = await asyncio.wait_for(self._connection.channel(), self.timeout)
+        try:
+            # One bound for the whole setup: a robust channel waits for a lost connection.
+            async with asyncio.timeout(self.timeout):
+                queue, dead = await self._declare(channel, consumer, patterns, max_deliveries)
+                await channel.set_qos(prefetch_count=2 * batch_size)
+                worker = _Worker(channel, processor, batch_size, max_deliveries, self)
+                await worker.start([(queue, False), (dead, True)])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), self.timeout)
+            raise
         return Subscription(stop=worker.stop, name=consumer, patterns=tuple(patterns))
 
+    async def _declare(
+        self, channel: AbstractChannel, consumer: str, patterns: Sequence[str], max_deliveries: int
+    ) -> tuple[AbstractQueue, AbstractQueue]:
+        name = self.queue_name(consumer)
+        dead_name = f"{name}.dead"
+        try:
+            exchange = await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            dead_exchange = await channel.declare_exchange(
+                self.dead_exchange_name,
+                aio_pika.ExchangeType.DIRECT,
+                durable=True,
+            )
+            dead_queue = await channel.declare_queue(
+                dead_name,
+                durable=True,
+                arguments={"x-queue-type": "quorum", **self._no_delivery_limit()},
+            )
+            await dead_queue.bind(dead_exchange, routing_key=consumer)
+            queue = await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    # The broker dead-letters a message once its delivery count (returns so
+                    # far) exceeds the limit: limit + 1 deliveries in all.
+                    "x-delivery-limit": max_deliveries - 1,
+                    "x-dead-letter-exchange": self.dead_exchange_name,
+                    "x-dead-letter-routing-key": consumer,
+                    # At-least-once: the message leaves this queue only once the dead queue
+                    # has it (the broker requires reject-publish overflow for that).
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                },
+            )
+            for pattern in patterns:
+                await queue.bind(exchange, routing_key=pattern)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            raise RuntimeError(
+                f"RabbitMQ refused the topology of {consumer!r} ({exc}); a queue or exchange "
+                "of that name exists with other arguments: delete it, or drain it, first"
+            ) from exc
+        self._queues.update({name, dead_name})
+        return queue, dead_queue
+
+    def _no_delivery_limit(self) -> dict[str, int]:
+        """Quorum queues have no delivery limit up to RabbitMQ 3.x (where -1 would mean "drop at
+        the first return") and a default of 20 from 4.0 on, where -1 lifts it: a dead letter
+        the database cannot store yet must wait on the broker, not vanish."""
+        transport = self._connection.transport if self._connection is not None else None
+        version = transport.connection.server_properties.get("version") if transport else None
+        if isinstance(version, bytes):
+            version = version.decode()
+        major = str(version or "3").partition(".")[0]
+        return {"x-delivery-limit": -1} if major.isdigit() and int(major) >= 4 else {}
+
     async def delete_namespace(self) -> None:
-        """Remove this namespace's queues and exchanges (tests use throwaway namespaces)."""
+        """Remove the queues this bus declared and the namespace's exchanges (tests use
+        throwaway namespaces; AMQP itself cannot list a namespace's queues)."""
         if self._connection is None or self._connection.is_closed:
             return
-        channel = await self._connection.channel()
-        for name in sorted(self._queues):
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for name in (self.exchange_name, self.dead_exchange_name):
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(name)
-        with contextlib.suppress(Exception):
-            await channel.close()
+        try:
+            async with asyncio.timeout(self.timeout):
+                channel = await self._connection.channel()
+                for name in sorted(self._queues):
+                    await channel.queue_delete(name, if_unused=False)
+                for name in (self.exchange_name, self.dead_exchange_name):
+                    await channel.exchange_delete(name)
+                await channel.close()
+        except Exception as exc:
+            log.warning("cannot clean up the namespace", namespace=self.namespace, error=repr(exc))
+            return
+        self._queues.clear()
 
 
 class _Worker:
     """Gathers deliveries into batches, hands them to the processor, applies its verdicts."""
 
     def __init__(
-        self, channel: AbstractChannel, processor: Processor, batch_size: int, prefix: str
+        self,
+        channel: AbstractChannel,
+        processor: Processor,
+        batch_size: int,
+        max_deliveries: int,
+        bus: RabbitBus,
     ):
         self.channel = channel
         self.processor = processor
         self.batch_size = batch_size
-        self.prefix = prefix
+        self.max_deliveries = max_deliveries
+        self.prefix = bus.prefix
+        self.timeout = bus.timeout
         self.inbox: asyncio.Queue[tuple[AbstractIncomingMessage, bool]] = asyncio.Queue()
         self.consumers: list[tuple[AbstractQueue, str]] = []
         self.retries: set[asyncio.Task[None]] = set()
@@ -207,28 +279,59 @@ class _Worker:
 
     async def _run(self) -> None:
         while not self.stopping.is_set():
-            batch = await next_batch(self.inbox, self.stopping, self.batch_size)
-            if batch is None:
+            getter = asyncio.ensure_future(self.inbox.get())
+            stopper = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await getter
                 return
-            raw = [self._raw(message, exhausted) for message, exhausted in batch]
-            try:
-                verdicts = await self.processor(raw)
-            except Exception as exc:  # never expected: the processor catches handler errors
-                log.error("processor failed; messages will be redelivered", error=str(exc))
-                verdicts = [Retry(1.0)] * len(batch)
-            for (message, _), verdict in zip(batch, verdicts, strict=True):
-                if verdict is None:
-                    with contextlib.suppress(Exception):
-                        await message.ack()
-                else:
-                    task = asyncio.create_task(self._requeue_later(message, verdict.delay))
-                    self.retries.add(task)
-                    task.add_done_callback(self.retries.discard)
+            batch = [getter.result()]
+            while len(batch) < self.batch_size and not self.inbox.empty():
+                batch.append(self.inbox.get_nowait())
+            verdicts = await self._verdicts([self._raw(m, exhausted) for m, exhausted in batch])
+            await self._apply([m for m, _ in batch], verdicts)
+
+    async def _verdicts(self, raw: list[RawMessage]) -> Sequence[Verdict]:
+        try:
+            verdicts = await self.processor(raw)
+            if len(verdicts) != len(raw):
+                raise RuntimeError(f"{len(verdicts)} verdicts for {len(raw)} messages")
+            return verdicts
+        except Exception as exc:  # never expected: the processor catches handler errors
+            log.error("processor failed; the batch will be redelivered", error=repr(exc))
+            return [Retry(1.0)] * len(raw)
+
+    async def _apply(
+        self, messages: list[AbstractIncomingMessage], verdicts: Sequence[Verdict]
+    ) -> None:
+        acks: list[Awaitable[None]] = []
+        for message, verdict in zip(messages, verdicts, strict=True):
+            if verdict is None:
+                acks.append(self._settle(message.ack()))
+            else:
+                task = asyncio.create_task(self._retry_later(message, verdict.delay))
+                self.retries.add(task)
+                task.add_done_callback(self.retries.discard)
+        await asyncio.gather(*acks)
+
+    async def _settle(self, action: Awaitable[None]) -> None:
+        # A failed ack (the connection dropped) is harmless: the broker redelivers the message
+        # and the inbox skips what was already handled.
+        try:
+            await asyncio.wait_for(action, self.timeout)
+        except Exception as exc:
+            log.info("could not settle a message; the broker will redeliver it", error=repr(exc))
 
     def _raw(self, message: AbstractIncomingMessage, exhausted: bool) -> RawMessage:
         headers = dict(message.headers or {})
         count = headers.get("x-delivery-count")
-        attempt = int(count) + 1 if isinstance(count, int) else 1
+        returns = count if isinstance(count, int) and not isinstance(count, bool) else 0
+        # A dead-lettered message spent max_deliveries deliveries in the consumer's queue
+        # before it came to the dead queue.
+        attempt = returns + (self.max_deliveries if exhausted else 1)
         return RawMessage(
             topic=message.routing_key or "",
             headers=headers,
@@ -238,25 +341,45 @@ class _Worker:
             exhausted=exhausted,
         )
 
-    async def _requeue_later(self, message: AbstractIncomingMessage, delay: float) -> None:
-        # Backoff: hold the message unacknowledged for the delay, then hand it back; the quorum
-        # queue counts the delivery (x-delivery-count).
-        await asyncio.sleep(delay)
-        with contextlib.suppress(Exception):
-            await message.nack(requeue=True)
+    async def _retry_later(self, message: AbstractIncomingMessage, delay: float) -> None:
+        # Backoff: hold the message unacknowledged for the delay (a stop cuts it short), then
+        # hand it back. Reject, not nack: from RabbitMQ 4.3 only a reject counts as a failed
+        # delivery (x-delivery-count, the delivery limit); a nack means "not processed".
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay)
+        await self._settle(message.reject(requeue=True))
 
     async def stop(self) -> None:
-        for queue, tag in self.consumers:
-            with contextlib.suppress(Exception):
-                await queue.cancel(tag)
+        if self.stopping.is_set():
+            return
+        # Take no more deliveries; the batch in hand finishes and its verdicts are applied. (A
+        # closed channel has no consumers to cancel: closing it below keeps a robust one from
+        # restoring them, and cancelling would wait for its reconnection.)
+        if not self.channel.is_closed:
+            for queue, tag in self.consumers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(queue.cancel(tag), self.timeout)
         self.stopping.set()
         if self.task is not None:
             await self.task
-        for task in list(self.retries):
-            task.cancel()
-        # Closing the channel returns every unacknowledged message to its queue.
+        # What was prefetched but never handed over goes back untouched ("not processed").
+        while not self.inbox.empty():
+            message, _ = self.inbox.get_nowait()
+            await self._settle(message.nack(requeue=True))
+        await asyncio.gather(*self.retries)
+        # Closing the channel returns anything still unacknowledged to its queue.
         with contextlib.suppress(Exception):
-            await self.channel.close()
+            await asyncio.wait_for(self.channel.close(), self.timeout)
+
+
+def _message(headers: Mapping[str, Any], body: bytes, event_id: str | None) -> aio_pika.Message:
+    return aio_pika.Message(
+        body,
+        headers=dict(headers),
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=event_id,
+    )
 
 
 def _safe(url: str) -> str:
