@@ -131,6 +131,8 @@ async def test_duplicates_change_nothing(tmp_path: Path) -> None:
         await inv.feed(h.reserve_stock, order("o1", ("a", 2)))
         assert len(await inv.events("StockReserved")) == 1
         assert (await inv.stock("a")).available == 3
+        await products(inv, a=5)  # a late duplicate of the creation keeps the reservation
+        assert (await inv.stock("a")).available == 3
         for _ in range(2):
             await inv.feed(h.release_cancelled, OrderCancelled(orderId="o1", reason="c"))
             await inv.feed(h.release_unpaid, PaymentFailed(paymentId="p", orderId="o1", reason="x"))

@@ -37,7 +37,11 @@ def _items(lines: list[tuple[str, int]]) -> list[Item]:
 
 
 async def stock_product(event: ProductCreated, uow: UnitOfWork) -> None:
-    """A new product comes with its stock. Idempotent (a repeat sets the same quantity)."""
+    """A new product comes with its stock. Idempotent: a repeat (even under another event id,
+    after orders have reserved some) changes nothing. Tolerates reordering with
+    ProductUpdated: whichever came first created the row, a later create leaves it alone."""
+    if await store.get_stock(uow.conn, event.productId) is not None:
+        return
     await store.put_stock(uow.conn, event.productId, event.quantity)
     await store.announce(uow, event.productId)
 
