@@ -30,6 +30,7 @@ SERVICES: dict[str, str] = {
     "catalog": "mercato.services.catalog.service:service",
     "inventory": "mercato.services.inventory.service:service",
     "cart": "mercato.services.cart.service:service",
+    "payment": "mercato.services.payment.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 

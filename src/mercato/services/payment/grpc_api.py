@@ -1,0 +1,193 @@
+"""payment's gRPC API: card tokens, payments (read-only), wallets.
+
+Card numbers and cvcs are checked here and then dropped: only the token row (last4, brand,
+expiry, the sandbox outcome) is written, and nothing here logs a request.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, NoReturn, TypeAlias
+
+import grpc
+import grpc.aio
+from sqlalchemy import Row, func, select
+
+from mercato.api.common.v1.common_pb2 import Money, PageInfo
+from mercato.api.payment.v1 import payment_pb2 as pb
+from mercato.api.payment.v1 import payment_pb2_grpc
+from mercato.platform.auth import Caller, require_caller
+from mercato.platform.idempotency import grpc_run_once
+from mercato.platform.ids import new_id
+from mercato.platform.runtime.service import ServiceContext
+from mercato.platform.unit_of_work import UnitOfWork
+from mercato.services.payment.domain import CardError, check_card, from_units, to_units
+from mercato.services.payment.provider import credit
+from mercato.services.payment.tables import cards, payments, wallets
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+MAX_PAGE_SIZE = 100
+
+
+async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("abort returned")  # pragma: no cover
+
+
+def money(units: int, currency: str) -> Money:
+    return Money(amount=str(from_units(units).quantize(Decimal("0.01"))), currency=currency)
+
+
+def payment_view(row: Row[Any]) -> pb.PaymentView:
+    return pb.PaymentView(
+        payment_id=row.id,
+        order_id=row.order_id,
+        user_id=row.user_id or "",
+        amount=money(row.amount, row.currency),
+        method=row.method or "",
+        last4=row.last4 or "",
+        status=row.status,
+        reason=row.reason or "",
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )
+
+
+async def _subject(context: Context, caller: Caller, user_id: str) -> str:
+    """The user a call is about: the caller, or (admin only) the one named."""
+    if not user_id or user_id == caller.user_id:
+        return caller.user_id
+    if not caller.is_admin:
+        await abort(context, grpc.StatusCode.PERMISSION_DENIED, "not your data")
+    return user_id
+
+
+class PaymentApi(payment_pb2_grpc.PaymentServicer):
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+
+    async def TokenizeCard(self, request: pb.TokenizeCardRequest, context: Context) -> pb.CardToken:
+        caller = await require_caller(self.ctx, context)
+        now = datetime.now(UTC)
+        try:
+            card = check_card(
+                request.card_number,
+                request.expiry,
+                request.cvc,
+                request.holder,
+                now_year=now.year,
+                now_month=now.month,
+            )
+        except CardError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        token = "tok_" + new_id()
+        async with self.ctx.transaction() as uow:
+            await uow.conn.execute(
+                cards.insert().values(
+                    token=token,
+                    user_id=caller.user_id,
+                    last4=card.last4,
+                    brand=card.brand,
+                    exp_month=card.exp_month,
+                    exp_year=card.exp_year,
+                    holder=card.holder,
+                    outcome=card.outcome,
+                    created_at=now,
+                )
+            )
+        return pb.CardToken(
+            token=token,
+            last4=card.last4,
+            brand=card.brand,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+        )
+
+    async def GetPayment(self, request: pb.GetPaymentRequest, context: Context) -> pb.PaymentView:
+        caller = await require_caller(self.ctx, context)
+        if request.payment_id:
+            where = payments.c.id == request.payment_id
+        elif request.order_id:
+            where = payments.c.order_id == request.order_id
+        else:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "payment_id or order_id")
+        async with self.ctx.engine.connect() as conn:
+            row = (await conn.execute(select(payments).where(where))).first()
+        if row is None or not (caller.is_admin or row.user_id == caller.user_id):
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such payment")
+        return payment_view(row)
+
+    async def ListPayments(
+        self, request: pb.ListPaymentsRequest, context: Context
+    ) -> pb.ListPaymentsReply:
+        caller = await require_caller(self.ctx, context)
+        page = max(request.page.page, 1)
+        size = min(max(request.page.page_size, 1) if request.page.page_size else 20, MAX_PAGE_SIZE)
+        query = select(payments)
+        count = select(func.count()).select_from(payments)
+        if request.user_id or not caller.is_admin:
+            user_id = await _subject(context, caller, request.user_id)
+            query = query.where(payments.c.user_id == user_id)
+            count = count.where(payments.c.user_id == user_id)
+        async with self.ctx.engine.connect() as conn:
+            total = (await conn.execute(count)).scalar_one()
+            rows = await conn.execute(
+                query.order_by(payments.c.created_at.desc(), payments.c.id)
+                .limit(size)
+                .offset((page - 1) * size)
+            )
+            views = [payment_view(r) for r in rows]
+        return pb.ListPaymentsReply(
+            payments=views, page=PageInfo(page=page, page_size=size, total=total)
+        )
+
+    async def GetWallet(self, request: pb.GetWalletRequest, context: Context) -> pb.WalletView:
+        caller = await require_caller(self.ctx, context)
+        user_id = await _subject(context, caller, request.user_id)
+        async with self.ctx.engine.connect() as conn:
+            row = (await conn.execute(select(wallets).where(wallets.c.user_id == user_id))).first()
+        balance, currency = (row.balance, row.currency) if row else (0, "USD")
+        return pb.WalletView(user_id=user_id, balance=money(balance, currency))
+
+    async def TopUpWallet(self, request: pb.TopUpWalletRequest, context: Context) -> pb.WalletView:
+        caller = await require_caller(self.ctx, context, role="admin")
+        user_id = request.user_id
+        currency = request.amount.currency or "USD"
+        try:
+            amount = Decimal(request.amount.amount)
+            units = to_units(amount)
+        except (InvalidOperation, ValueError):
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "amount must be a decimal")
+        if not user_id or units <= 0 or units > 10**14 or len(currency) != 3:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "a user_id, a positive amount and a 3-letter currency are required",
+            )
+
+        async def work(uow: UnitOfWork) -> pb.WalletView:
+            held = await uow.conn.execute(
+                select(wallets.c.currency).where(wallets.c.user_id == user_id)
+            )
+            existing = held.scalar_one_or_none()
+            if existing is not None and existing != currency:
+                raise WrongCurrency(f"the wallet holds {existing}")
+            balance = await credit(uow.conn, user_id, units, currency)
+            return pb.WalletView(user_id=user_id, balance=money(balance, currency))
+
+        try:
+            return await grpc_run_once(
+                self.ctx,
+                context,
+                scope=f"payment.TopUpWallet:{caller.user_id}",
+                request=request,
+                work=work,
+                decode=pb.WalletView.FromString,
+            )
+        except WrongCurrency as exc:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+
+class WrongCurrency(Exception):
+    pass
