@@ -40,7 +40,7 @@ ADDRESS = {
     "country": "GB",
 }
 PROBLEM = "application/problem+json"
-STOREFRONT = ("identity", "catalog", "cart", "gateway")
+STOREFRONT = ("identity", "catalog", "cart", "payment", "gateway")
 
 Events = Callable[[str], Awaitable[list[Envelope]]]
 

@@ -54,7 +54,7 @@ async def gateway(
     finally:
         for process in served.values():
             process.kill()
-        await drop_namespace(rabbitmq_url, "mercato", ["catalog", "cart"])
+        await drop_namespace(rabbitmq_url, "mercato", ["catalog", "cart", "payment"])
 
 
 async def test_the_storefront_journey_as_processes_on_rabbitmq_and_postgres(

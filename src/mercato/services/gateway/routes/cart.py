@@ -3,10 +3,9 @@
 There is no user id in these paths: every route acts on the caller's own cart, so one
 customer cannot even name another's (the cart service checks the token again).
 
-A card is checked at the door (Luhn, expiry, CVC) and never goes further: the cart and its
-CartCheckedOut event get an opaque token and the last four digits only. Until the payment
-service offers tokenization, the token is minted here; the sandbox card provider tells the
-test cards apart by their last four digits.
+A card is checked at the door (Luhn, expiry, CVC: a bad one is a 422 before any service is
+called) and handed to the payment service once, for a token (``TokenizeCard``); the cart and
+its CartCheckedOut event carry that token and the last four digits, never the number.
 """
 
 from __future__ import annotations
@@ -20,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_valida
 
 from mercato.api.cart.v1 import cart_pb2 as pb
 from mercato.api.cart.v1.cart_pb2_grpc import CartStub
-from mercato.platform.ids import new_id
+from mercato.api.payment.v1 import payment_pb2
+from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
 
@@ -149,10 +149,17 @@ def _cart(reply: pb.CartView) -> Cart:
     )
 
 
-def _payment(payment: CardPayment | WalletPayment) -> pb.PaymentMethod:
+async def _payment(payment: CardPayment | WalletPayment, upstream: Upstream) -> pb.PaymentMethod:
     if isinstance(payment, WalletPayment):
         return pb.PaymentMethod(method="wallet")
-    return pb.PaymentMethod(method="card", token=f"tok_{new_id()}", last4=payment.cardNumber[-4:])
+    card = payment_pb2.TokenizeCardRequest(
+        card_number=payment.cardNumber,
+        expiry=payment.expiry,
+        cvc=payment.cvc,
+        holder=payment.holder,
+    )
+    token = await upstream.call("payment", PaymentStub, "TokenizeCard", card)
+    return pb.PaymentMethod(method="card", token=token.token, last4=token.last4)
 
 
 @router.get("", summary="My cart, with current prices and totals")
@@ -196,7 +203,7 @@ async def checkout(
 ) -> CheckoutAccepted:
     a = body.shippingAddress
     message = pb.CheckoutRequest(
-        payment=_payment(body.payment),
+        payment=await _payment(body.payment, upstream),
         shipping_address=pb.Address(
             name=a.name,
             line1=a.line1,
