@@ -104,3 +104,15 @@ async def rig(tmp_path: Path) -> AsyncIterator[PaymentRig]:
         install_verifier(ctx, TokenVerifier(JwksCache(static_jwks(key))))
         async with grpc.aio.insecure_channel(system.grpc_targets["payment"]) as channel:
             yield PaymentRig(system, PaymentStub(channel), key)  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+async def pg_rig(tmp_path: Path, postgres_template: str) -> AsyncIterator[PaymentRig]:
+    system = System([payment], make_settings(tmp_path, database_url=postgres_template))
+    key = SigningKey.generate()
+    async with system.running():
+        ctx = system.hosts["payment"].ctx
+        assert ctx is not None
+        install_verifier(ctx, TokenVerifier(JwksCache(static_jwks(key))))
+        async with grpc.aio.insecure_channel(system.grpc_targets["payment"]) as channel:
+            yield PaymentRig(system, PaymentStub(channel), key)  # type: ignore[no-untyped-call]
