@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     cart_abandon_after: float = Field(3600, gt=0, le=30 * 86_400)
     stock_low_threshold: int = Field(5, ge=0, le=1_000_000)  # inventory: StockLow below it
     carrier_delay: str = "5"
+    # order: seconds each saga step (payment, stock reservation, hand-over to shipping) may
+    # take before the order is cancelled with compensation.
+    order_payment_timeout: float = Field(300, gt=0, le=30 * 86_400)
+    order_reservation_timeout: float = Field(300, gt=0, le=30 * 86_400)
+    order_shipment_timeout: float = Field(300, gt=0, le=30 * 86_400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     max_attempts: int = Field(5, ge=1, le=100)
