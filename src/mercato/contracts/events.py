@@ -179,7 +179,7 @@ class OrderCreated(Payload):
 class OrderStatusChanged(Payload):
     orderId: Id
     status: str
-    previousStatus: str | None
+    previousStatus: str | None = None  # None: the order was just created
     reason: str | None = None
     userId: Id | None = None
     # On the change to RESERVED (the hand-over to delivery): what to ship, and where.
