@@ -393,13 +393,14 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_unreachable(
             await eventually(lambda: _count_is(tally_ctx.engine, "acc-1", 1))
 
             await proxy.cut()
-            await record_entries(ledger_ctx.engine, ["acc-1"], 2)  # commits go on
-            await asyncio.sleep(1.5)
-            assert len(await unsent(ledger_ctx.engine)) == 2, "they wait in the outbox"
-            assert await count_of(tally_ctx.engine, "acc-1") == 1
-            assert "unavailable" in (await system.readiness())["ledger"]
-
-            await proxy.open()
+            try:
+                await record_entries(ledger_ctx.engine, ["acc-1"], 2)  # commits go on
+                await asyncio.sleep(1.5)
+                assert len(await unsent(ledger_ctx.engine)) == 2, "they wait in the outbox"
+                assert await count_of(tally_ctx.engine, "acc-1") == 1
+                assert "unavailable" in (await system.readiness())["ledger"]
+            finally:
+                await proxy.open()  # even on failure: the system stops with its broker back
             await eventually(lambda: _count_is(tally_ctx.engine, "acc-1", 3), timeout=30)
             await eventually(lambda: _none_unsent(ledger_ctx.engine))
             assert [n for _, n in await arrivals(tally_ctx.engine, "acc-1")] == [1, 2, 3]
