@@ -1,0 +1,274 @@
+"""order's gRPC API. Every call checks the caller's token; a customer reaches only their own
+orders (someone else's is NOT_FOUND, so ids reveal nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn, TypeAlias
+
+import grpc
+import grpc.aio
+
+from mercato.api.common.v1 import common_pb2
+from mercato.api.order.v1 import order_pb2 as pb
+from mercato.api.order.v1 import order_pb2_grpc
+from mercato.platform.auth import Caller, require_caller
+from mercato.platform.idempotency import grpc_run_once
+from mercato.platform.ids import new_id
+from mercato.platform.runtime.service import ServiceContext
+from mercato.platform.unit_of_work import UnitOfWork
+from mercato.services.order import orders, store
+from mercato.services.order.domain import (
+    MAX_QUANTITY,
+    CannotCancel,
+    CannotChange,
+    CustomerCancel,
+    InvalidOrder,
+    Outcome,
+    Status,
+    Until,
+    check_address,
+    outcome,
+    readdress,
+)
+from mercato.services.order.orders import OrderExists
+from mercato.services.order.pricing import (
+    NotForSale,
+    PricesUnavailable,
+    UnknownProduct,
+    price_list,
+)
+from mercato.services.order.store import Stored
+from mercato.services.order.views import address_of, order_reply, payment_of
+from mercato.services.order.watch import watch
+
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+ORDER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+MAX_WAIT = 60.0
+MAX_PAGE_SIZE = 100
+CANCELLED_SPELLINGS = {"CANCELLED", "CANCELED"}
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
+PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("abort returned")  # pragma: no cover
+
+
+class OrdersApi(order_pb2_grpc.OrdersServicer):
+    def __init__(self, ctx: ServiceContext):
+        self.ctx = ctx
+
+    async def CreateOrder(self, request: pb.CreateOrderRequest, context: Context) -> pb.Order:
+        caller = await require_caller(self.ctx, context)
+        user_id = request.user_id or caller.user_id
+        if not caller.may_act_for(user_id):
+            await abort(context, PERMISSION_DENIED, "only an admin orders for others")
+        if request.order_id and not ORDER_ID.match(request.order_id):
+            await abort(context, INVALID_ARGUMENT, "orderId: 1..64 of A-Z a-z 0-9 . _ : -")
+        try:
+            wanted = _wanted(request)
+            payment = payment_of(request.payment) if request.HasField("payment") else None
+            address = None
+            if request.HasField("shipping_address"):
+                address = check_address(address_of(request.shipping_address))
+            priced = await price_list(self.ctx).price(wanted)
+        except InvalidOrder as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except UnknownProduct as exc:
+            await abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except NotForSale as exc:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except PricesUnavailable as exc:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+
+        async def work(uow: UnitOfWork) -> pb.Order:
+            stored = await orders.place_order(
+                uow,
+                request.order_id or new_id(),
+                user_id,
+                priced.lines,
+                currency=priced.currency,
+                payment=payment,
+                shipping_address=address,
+            )
+            return order_reply(stored, await store.history(uow.conn, stored.order.order_id))
+
+        try:
+            return await grpc_run_once(
+                self.ctx,
+                context,
+                scope=f"order.CreateOrder:{caller.user_id}",
+                request=request,
+                work=work,
+                decode=pb.Order.FromString,
+            )
+        except InvalidOrder as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except OrderExists:
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, "that order id is taken")
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
+        caller = await require_caller(self.ctx, context)
+        async with self.ctx.engine.connect() as conn:
+            stored = await self._own(conn, caller, request.order_id, context)
+            return order_reply(stored, await store.history(conn, request.order_id))
+
+    async def ListOrders(
+        self, request: pb.ListOrdersRequest, context: Context
+    ) -> pb.ListOrdersReply:
+        caller = await require_caller(self.ctx, context)
+        user_id: str | None = request.user_id or None
+        if not caller.is_admin:
+            if user_id not in (None, caller.user_id):
+                await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only your own orders")
+            user_id = caller.user_id
+        status = None
+        if request.status:
+            try:
+                status = Status(request.status.upper())
+            except ValueError:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "unknown status")
+        number = request.page.page or 1
+        size = request.page.page_size or 20
+        if number < 1 or not 1 <= size <= MAX_PAGE_SIZE:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, f"page ≥ 1, pageSize 1..{MAX_PAGE_SIZE}"
+            )
+        async with self.ctx.engine.connect() as conn:
+            found, total = await store.page(
+                conn, user_id=user_id, status=status, number=number, size=size
+            )
+        return pb.ListOrdersReply(
+            orders=[order_reply(s) for s in found],
+            page=common_pb2.PageInfo(page=number, page_size=size, total=total),
+        )
+
+    async def CancelOrder(self, request: pb.CancelOrderRequest, context: Context) -> pb.Order:
+        caller = await require_caller(self.ctx, context)
+        async with self.ctx.engine.connect() as conn:
+            await self._own(conn, caller, request.order_id, context)
+        reason = request.reason.strip()[:500] or (
+            "cancelled by the customer" if not caller.is_admin else "cancelled by an administrator"
+        )
+        return await self._cancel(request.order_id, reason, context)
+
+    async def UpdateOrder(self, request: pb.UpdateOrderRequest, context: Context) -> pb.Order:
+        caller = await require_caller(self.ctx, context)
+        async with self.ctx.engine.connect() as conn:
+            stored = await self._own(conn, caller, request.order_id, context)
+        current = stored.order
+        cancel = request.HasField("status") and request.status.upper() in CANCELLED_SPELLINGS
+        if request.HasField("status") and not cancel and request.status.upper() != current.status:
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the status follows the saga; only a cancellation can be asked for",
+            )
+        asked = {(i.product_id, i.quantity) for i in request.items}
+        if request.items and asked != {(x.product_id, x.quantity) for x in current.lines}:
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "items cannot change once the order is placed; cancel it and order again",
+            )
+        if not caller.is_admin and (request.HasField("shipping_address") or not cancel):
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED, "only an admin changes orders")
+        if request.HasField("shipping_address"):
+            try:
+                async with self.ctx.transaction() as uow:
+                    await _readdress(uow, request)
+            except (InvalidOrder, CannotChange) as exc:
+                code = grpc.StatusCode.INVALID_ARGUMENT
+                if isinstance(exc, CannotChange):
+                    code = grpc.StatusCode.FAILED_PRECONDITION
+                await abort(context, code, str(exc))
+        if cancel:
+            reason = request.reason.strip()[:500] or "cancelled by an administrator"
+            return await self._cancel(request.order_id, reason, context)
+        return await self.GetOrder(pb.GetOrderRequest(order_id=request.order_id), context)
+
+    async def WaitOrder(self, request: pb.WaitOrderRequest, context: Context) -> pb.WaitOrderReply:
+        caller = await require_caller(self.ctx, context)
+        try:
+            until = Until(request.until if request.until == "terminal" else request.until.upper())
+        except ValueError:
+            await abort(context, INVALID_ARGUMENT, "until: PAID, RESERVED, COMPLETED or terminal")
+        if not 0 <= request.timeout_seconds <= MAX_WAIT:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"timeout: 0..{MAX_WAIT:g} s")
+        async with self.ctx.engine.connect() as conn:
+            last = await self._own(conn, caller, request.order_id, context)
+        result = outcome(last.order.status, until)
+        if result is Outcome.PENDING:
+            changes = watch(request.order_id, self._reader(request.order_id))
+            try:
+                async with asyncio.timeout(request.timeout_seconds), contextlib.aclosing(changes):
+                    async for last in changes:
+                        result = outcome(last.order.status, until)
+                        if result is not Outcome.PENDING:
+                            break
+            except TimeoutError:
+                pass
+        async with self.ctx.engine.connect() as conn:
+            history = await store.history(conn, request.order_id)
+        answer = "timeout" if result is Outcome.PENDING else result.value
+        return pb.WaitOrderReply(outcome=answer, order=order_reply(last, history))
+
+    async def WatchOrder(
+        self, request: pb.WatchOrderRequest, context: Context
+    ) -> AsyncIterator[pb.Order]:
+        caller = await require_caller(self.ctx, context)
+        async with self.ctx.engine.connect() as conn:
+            await self._own(conn, caller, request.order_id, context)
+        async for stored in watch(request.order_id, self._reader(request.order_id)):
+            async with self.ctx.engine.connect() as conn:
+                history = await store.history(conn, request.order_id)
+            yield order_reply(stored, history)
+
+    # -- helpers ---------------------------------------------------------------------------
+    async def _own(self, conn: Any, caller: Caller, order_id: str, context: Context) -> Stored:
+        stored = await store.load(conn, order_id) if order_id else None
+        if stored is None or not caller.may_act_for(stored.order.user_id):
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
+        return stored
+
+    def _reader(self, order_id: str) -> Any:
+        async def read() -> Stored | None:
+            async with self.ctx.engine.connect() as conn:
+                return await store.load(conn, order_id)
+
+        return read
+
+    async def _cancel(self, order_id: str, reason: str, context: Context) -> pb.Order:
+        try:
+            async with self.ctx.transaction() as uow:
+                stored = await orders.apply(uow, order_id, CustomerCancel(reason))
+                assert stored is not None  # orders are never deleted
+                history = await store.history(uow.conn, order_id)
+        except CannotCancel as exc:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return order_reply(stored, history)
+
+
+def _wanted(request: pb.CreateOrderRequest) -> list[tuple[str, int]]:
+    if not request.items:
+        raise InvalidOrder("an order needs at least one item")
+    wanted = []
+    for item in request.items:
+        if not item.product_id or len(item.product_id) > 200:
+            raise InvalidOrder("every item needs a productId (at most 200 characters)")
+        if not 1 <= item.quantity <= MAX_QUANTITY:
+            raise InvalidOrder(f"quantity of {item.product_id} must be 1..{MAX_QUANTITY}")
+        wanted.append((item.product_id, int(item.quantity)))
+    return wanted
+
+
+async def _readdress(uow: UnitOfWork, request: pb.UpdateOrderRequest) -> None:
+    before = await store.load(uow.conn, request.order_id, lock=True)
+    assert before is not None
+    reaction = readdress(before.order, address_of(request.shipping_address))
+    await store.save(uow.conn, before, reaction, orders.now_utc())

@@ -1,0 +1,251 @@
+"""Orders in the database: load (optionally locked), insert, save a reaction, list, history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mercato.contracts.events import Address, PaymentMethod
+from mercato.services.order.domain import (
+    Change,
+    ItemStatus,
+    Line,
+    Order,
+    Reaction,
+    Status,
+    Timeouts,
+)
+from mercato.services.order.tables import order_items, order_status_history, orders
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An order as kept: the domain's order and what only storage knows."""
+
+    order: Order
+    version: int
+    updated_at: datetime
+    cart_id: str | None = None
+
+
+def _order(row: Any, lines: Sequence[Line]) -> Order:
+    payment = PaymentMethod.model_validate_json(row.payment_method) if row.payment_method else None
+    address = Address.model_validate_json(row.shipping_address) if row.shipping_address else None
+    return Order(
+        order_id=row.id,
+        user_id=row.user_id,
+        currency=row.currency,
+        lines=tuple(lines),
+        status=Status(row.status),
+        status_since=utc(row.status_since),
+        created_at=utc(row.created_at),
+        payment=payment,
+        shipping_address=address,
+        payment_id=row.payment_id,
+        paid=bool(row.paid),
+        refunded=bool(row.refunded),
+        reserved=bool(row.reserved),
+        shipment_id=row.shipment_id,
+        delivered=bool(row.delivered),
+        cancelled_from=Status(row.cancelled_from) if row.cancelled_from else None,
+        cancel_reason=row.cancel_reason,
+    )
+
+
+def _line(row: Any) -> Line:
+    return Line(row.product_id, int(row.quantity), Decimal(row.price), ItemStatus(row.status))
+
+
+async def load(conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Stored | None:
+    """The order, or None. ``lock``: hold its row until commit (PostgreSQL ``FOR UPDATE``;
+    SQLite's transactions already hold the database's write lock from their start)."""
+    query = select(orders).where(orders.c.id == order_id)
+    row = (await conn.execute(query.with_for_update() if lock else query)).first()
+    if row is None:
+        return None
+    found = await conn.execute(
+        select(order_items)
+        .where(order_items.c.order_id == order_id)
+        .order_by(order_items.c.position)
+    )
+    order = _order(row, [_line(r) for r in found])
+    return Stored(order, int(row.version), utc(row.updated_at), row.cart_id)
+
+
+def _fields(order: Order) -> dict[str, Any]:
+    address = order.shipping_address
+    return {
+        "shipping_address": address.model_dump_json(exclude_none=True) if address else None,
+        "status": order.status.value,
+        "status_since": order.status_since,
+        "payment_id": order.payment_id,
+        "paid": order.paid,
+        "refunded": order.refunded,
+        "reserved": order.reserved,
+        "shipment_id": order.shipment_id,
+        "delivered": order.delivered,
+        "cancelled_from": order.cancelled_from.value if order.cancelled_from else None,
+        "cancel_reason": order.cancel_reason,
+    }
+
+
+async def insert(
+    conn: AsyncConnection,
+    reaction: Reaction,
+    now: datetime,
+    cart_id: str | None = None,
+) -> None:
+    order = reaction.order
+    await conn.execute(
+        orders.insert().values(
+            id=order.order_id,
+            user_id=order.user_id,
+            currency=order.currency,
+            total_amount=order.total,
+            payment_method=order.payment.model_dump_json(exclude_none=True)
+            if order.payment
+            else None,
+            cart_id=cart_id,
+            version=1,
+            created_at=order.created_at,
+            updated_at=now,
+            **_fields(order),
+        )
+    )
+    await conn.execute(
+        order_items.insert(),
+        [
+            {
+                "order_id": order.order_id,
+                "product_id": line.product_id,
+                "position": i,
+                "quantity": line.quantity,
+                "price": line.price,
+                "status": line.status.value,
+            }
+            for i, line in enumerate(order.lines)
+        ],
+    )
+    await _append(conn, order.order_id, reaction.changes)
+
+
+async def save(conn: AsyncConnection, before: Stored, reaction: Reaction, now: datetime) -> None:
+    """Write what a reaction changed (nothing if it changed nothing)."""
+    order = reaction.order
+    if order == before.order:
+        return
+    await conn.execute(
+        update(orders)
+        .where(orders.c.id == order.order_id)
+        .values(version=before.version + 1, updated_at=now, **_fields(order))
+    )
+    statuses = {line.status for line in order.lines}
+    if statuses != {line.status for line in before.order.lines} and len(statuses) == 1:
+        await conn.execute(
+            update(order_items)
+            .where(order_items.c.order_id == order.order_id)
+            .values(status=statuses.pop().value)
+        )
+    await _append(conn, order.order_id, reaction.changes)
+
+
+async def _append(conn: AsyncConnection, order_id: str, changes: Sequence[Change]) -> None:
+    if changes:
+        await conn.execute(
+            order_status_history.insert(),
+            [
+                {
+                    "order_id": order_id,
+                    "at": c.at,
+                    "from_status": c.from_status.value if c.from_status else None,
+                    "to_status": c.to_status.value,
+                    "reason": c.reason,
+                }
+                for c in changes
+            ],
+        )
+
+
+async def history(conn: AsyncConnection, order_id: str) -> list[Change]:
+    rows = await conn.execute(
+        select(order_status_history)
+        .where(order_status_history.c.order_id == order_id)
+        .order_by(order_status_history.c.seq)
+    )
+    return [
+        Change(
+            utc(r.at),
+            Status(r.from_status) if r.from_status else None,
+            Status(r.to_status),
+            r.reason,
+        )
+        for r in rows
+    ]
+
+
+async def page(
+    conn: AsyncConnection,
+    *,
+    user_id: str | None,
+    status: Status | None,
+    number: int,
+    size: int,
+) -> tuple[list[Stored], int]:
+    """A page of orders, newest first (``user_id`` None: everyone's)."""
+    where = []
+    if user_id is not None:
+        where.append(orders.c.user_id == user_id)
+    if status is not None:
+        where.append(orders.c.status == status.value)
+    total = await conn.scalar(select(func.count()).select_from(orders).where(*where))
+    ids = (
+        await conn.scalars(
+            select(orders.c.id)
+            .where(*where)
+            .order_by(orders.c.created_at.desc(), orders.c.id.desc())
+            .limit(size)
+            .offset((number - 1) * size)
+        )
+    ).all()
+    found = [await load(conn, order_id) for order_id in ids]
+    return [s for s in found if s is not None], int(total or 0)
+
+
+async def overdue(
+    conn: AsyncConnection, timeouts: Timeouts, now: datetime, limit: int = 100
+) -> list[str]:
+    """Orders whose waiting step has timed out (the conditions of ``domain.deadline``)."""
+    created = orders.c.created_at
+    result = await conn.scalars(
+        select(orders.c.id)
+        .where(
+            or_(
+                and_(
+                    orders.c.status == Status.CREATED.value,
+                    or_(
+                        created <= now - timeouts.payment,
+                        and_(~orders.c.reserved, created <= now - timeouts.reservation),
+                    ),
+                ),
+                and_(orders.c.status == Status.PAID.value, created <= now - timeouts.reservation),
+                and_(
+                    orders.c.status == Status.RESERVED.value,
+                    orders.c.status_since <= now - timeouts.shipment,
+                ),
+            )
+        )
+        .order_by(created)
+        .limit(limit)
+    )
+    return list(result.all())

@@ -1,0 +1,100 @@
+"""Between order's domain and its gRPC messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from mercato.api.common.v1 import common_pb2
+from mercato.api.order.v1 import order_pb2 as pb
+from mercato.contracts.events import Address, PaymentMethod
+from mercato.services.order.domain import Change, InvalidOrder
+from mercato.services.order.store import Stored
+
+
+def stamp(moment: object) -> str:
+    return moment.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined,no-any-return]
+
+
+def order_reply(stored: Stored, history: Sequence[Change] = ()) -> pb.Order:
+    o = stored.order
+    reply = pb.Order(
+        order_id=o.order_id,
+        user_id=o.user_id,
+        status=o.status.value,
+        items=[
+            pb.OrderItem(
+                product_id=line.product_id,
+                quantity=line.quantity,
+                price=common_pb2.Money(amount=str(line.price), currency=o.currency),
+                status=line.status.value,
+            )
+            for line in o.lines
+        ],
+        total=common_pb2.Money(amount=str(o.total), currency=o.currency),
+        history=[
+            pb.StatusChange(
+                at=stamp(c.at),
+                from_status=c.from_status.value if c.from_status else "",
+                to_status=c.to_status.value,
+                reason=c.reason or "",
+            )
+            for c in history
+        ],
+        payment=pb.Payment(
+            method=o.payment.method if o.payment else "",
+            last4=(o.payment.last4 or "") if o.payment else "",
+            payment_id=o.payment_id or "",
+            paid=o.paid,
+            refunded=o.refunded,
+        ),
+        shipment_id=o.shipment_id or "",
+        cancel_reason=o.cancel_reason or "",
+        created_at=stamp(o.created_at),
+        updated_at=stamp(stored.updated_at),
+        cart_id=stored.cart_id or "",
+        version=stored.version,
+    )
+    if o.shipping_address is not None:
+        reply.shipping_address.CopyFrom(address_message(o.shipping_address))
+    return reply
+
+
+def address_message(a: Address) -> pb.Address:
+    return pb.Address(
+        name=a.name,
+        line1=a.line1,
+        line2=a.line2 or "",
+        city=a.city,
+        postal_code=a.postalCode,
+        country=a.country,
+    )
+
+
+def address_of(message: pb.Address) -> Address:
+    return Address(
+        name=message.name,
+        line1=message.line1,
+        line2=message.line2 or None,
+        city=message.city,
+        postalCode=message.postal_code,
+        country=message.country,
+    )
+
+
+def payment_of(message: pb.PaymentMethod) -> PaymentMethod:
+    """The payment method asked for; a card needs the payment service's token."""
+    try:
+        method = PaymentMethod(
+            method=message.method,  # type: ignore[arg-type]
+            token=message.token or None,
+            last4=message.last4 or None,
+        )
+    except ValidationError as exc:
+        raise InvalidOrder("payment.method is 'card' (with a token) or 'wallet'") from exc
+    if method.method == "card" and method.token is None:
+        raise InvalidOrder("a card payment needs the token the payment service gave for it")
+    if method.method == "wallet" and method.token is not None:
+        raise InvalidOrder("a wallet payment takes no token")
+    return method

@@ -1,0 +1,71 @@
+"""Watching an order's status without polling from the client: the wait and stream calls.
+
+A watcher reads the order, yields it when its ``version`` changed, and sleeps until a nudge or
+``POLL`` seconds. Whatever changes an order in this process nudges its watchers; the nudge can
+come just before the change commits, so a nudged watcher that finds nothing new looks again
+shortly. The poll is the fallback for changes made by another replica of the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+from mercato.services.order.store import Stored
+
+POLL = 1.0  # seconds between reads when nothing nudges
+SETTLE = (0.02, 0.05, 0.1)  # re-reads after a nudge that found nothing new yet
+
+_waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+
+def nudge(order_id: str) -> None:
+    """Wake whoever watches this order (it changed, or is about to commit a change)."""
+    for waiter in _waiters.pop(order_id, ()):
+        if not waiter.done():
+            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _nudged(order_id: str, timeout: float) -> bool:
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    _waiters.setdefault(order_id, set()).add(waiter)
+    try:
+        await asyncio.wait_for(waiter, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        waiting = _waiters.get(order_id)
+        if waiting is not None:
+            waiting.discard(waiter)
+            if not waiting:
+                with contextlib.suppress(KeyError):
+                    del _waiters[order_id]
+
+
+async def watch(
+    order_id: str, read: Callable[[], Awaitable[Stored | None]]
+) -> AsyncGenerator[Stored, None]:
+    """The order now, then again each time it changes; ends when it is final (or gone)."""
+    seen = -1
+    while True:
+        stored = await read()
+        if stored is None:
+            return
+        if stored.version != seen:
+            seen = stored.version
+            yield stored
+            if stored.order.is_final:
+                return
+        if await _nudged(order_id, POLL):
+            for pause in SETTLE:
+                await asyncio.sleep(pause)
+                fresh = await read()
+                if fresh is None or fresh.version != seen:
+                    break
