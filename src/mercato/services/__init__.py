@@ -31,6 +31,8 @@ SERVICES: dict[str, str] = {
     "inventory": "mercato.services.inventory.service:service",
     "cart": "mercato.services.cart.service:service",
     "payment": "mercato.services.payment.service:service",
+    "order": "mercato.services.order.service:service",
+    "shipping": "mercato.services.shipping.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 

@@ -1,0 +1,1 @@
+"""shipping: shipments to customers, returns to the warehouse, and the sandbox carrier."""

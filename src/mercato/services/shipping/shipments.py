@@ -1,0 +1,87 @@
+"""shipping's use cases in the caller's unit of work: ship, take back, deliver, fail.
+
+The shipment rows are locked while a decision is made (PostgreSQL ``FOR UPDATE``; SQLite's
+transactions hold the write lock from their start), so the carrier and a cancellation
+deciding about the same shipment at once take turns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+
+from mercato.contracts.events import Address, Item
+from mercato.platform.ids import new_id
+from mercato.platform.unit_of_work import UnitOfWork
+from mercato.services.shipping import domain, store
+from mercato.services.shipping.domain import Decision, Kind, Shipment
+
+log = structlog.get_logger(__name__)
+
+
+class UnknownShipment(LookupError):
+    pass
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _keep(uow: UnitOfWork, decision: Decision) -> None:
+    await store.keep(uow.conn, decision.shipments)
+    for event in decision.events:
+        order_id = getattr(event, "orderId", None)
+        uow.publish(event, subject=order_id, correlationid=order_id)
+    for s in decision.shipments:
+        log.info("shipment", shipment_id=s.shipment_id, kind=s.kind, status=s.status)
+
+
+async def ship(
+    uow: UnitOfWork,
+    order_id: str,
+    user_id: str | None,
+    items: list[Item],
+    address: Address | None,
+) -> None:
+    existing = await store.of_order(uow.conn, order_id, Kind.DELIVERY, lock=True)
+    decision = domain.ship(
+        new_id(),
+        order_id,
+        user_id,
+        items,
+        address,
+        now_utc(),
+        existing=existing[0] if existing else None,
+        order_cancelled=await store.is_cancelled(uow.conn, order_id),
+    )
+    await _keep(uow, decision)
+
+
+async def take_back(uow: UnitOfWork, order_id: str, previous_status: str | None) -> None:
+    now = now_utc()
+    await store.remember_cancelled(uow.conn, order_id, previous_status, now)
+    found = await store.of_order(uow.conn, order_id, lock=True)
+    delivery = next((s for s in found if s.kind is Kind.DELIVERY), None)
+    back = next((s for s in found if s.kind is Kind.RETURN), None)
+    await _keep(uow, domain.order_cancelled(delivery, back, previous_status, new_id(), now))
+
+
+async def deliver(uow: UnitOfWork, shipment_id: str) -> Shipment:
+    """``NotInTransit`` if it can no longer be delivered."""
+    shipment = await store.get(uow.conn, shipment_id, lock=True)
+    if shipment is None:
+        raise UnknownShipment(shipment_id)
+    decision = domain.deliver(shipment, now_utc())
+    await _keep(uow, decision)
+    return decision.shipments[0] if decision.shipments else shipment
+
+
+async def fail(uow: UnitOfWork, shipment_id: str, reason: str) -> Shipment:
+    """``NotInTransit`` or ``ReturnsCannotFail`` if it cannot fail now."""
+    shipment = await store.get(uow.conn, shipment_id, lock=True)
+    if shipment is None:
+        raise UnknownShipment(shipment_id)
+    decision = domain.fail(shipment, reason, now_utc())
+    await _keep(uow, decision)
+    return decision.shipments[0] if decision.shipments else shipment
