@@ -98,12 +98,17 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
             )
             return order_reply(stored, await store.history(uow.conn, stored.order.order_id))
 
+        # A retry tokenizes the card again (a new token for the same card): the token is left
+        # out of the fingerprint, so the retry still gets the first answer.
+        fingerprinted = pb.CreateOrderRequest()
+        fingerprinted.CopyFrom(request)
+        fingerprinted.payment.token = ""
         try:
             return await grpc_run_once(
                 self.ctx,
                 context,
                 scope=f"order.CreateOrder:{caller.user_id}",
-                request=request,
+                request=fingerprinted,
                 work=work,
                 decode=pb.Order.FromString,
             )

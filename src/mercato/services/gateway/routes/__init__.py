@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercato.services.gateway.routes import auth, cart, products, users
+from mercato.services.gateway.routes import (
+    auth,
+    cart,
+    compat_oms,
+    compat_orders,
+    orders,
+    products,
+    shipments,
+    users,
+)
 
 ROUTERS: list[APIRouter] = [
     auth.router,
@@ -12,4 +21,6 @@ ROUTERS: list[APIRouter] = [
     users.router,
     products.router,
     cart.router,
+    # The seed routes first: /api/v1/orders/list must not be taken for an order id.
+    *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
 ]
