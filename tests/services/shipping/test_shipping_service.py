@@ -3,6 +3,7 @@ driven by the carrier's callbacks and the sandbox carrier."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,15 @@ class Depot:
         return list((await self.stub.ListShipments(request, metadata=who or self.admin)).shipments)
 
 
-async def start_depot(data_dir: Path, carrier_delay: str = "never") -> AsyncIterator[Depot]:
+async def start_depot(
+    data_dir: Path, carrier_delay: str = "never", database_url: str | None = None
+) -> AsyncIterator[Depot]:
     settings = make_settings(
-        data_dir, admin_email=ADMIN[0], admin_password=ADMIN[1], carrier_delay=carrier_delay
+        data_dir,
+        admin_email=ADMIN[0],
+        admin_password=ADMIN[1],
+        carrier_delay=carrier_delay,
+        database_url=database_url,
     )
     system = System([identity, shipping], settings)
     async with system.running():
@@ -198,3 +205,22 @@ async def test_the_sandbox_carrier_delivers_after_the_delay(tmp_path: Path) -> N
         assert shipment.expected_at > shipment.created_at
         delivered = await eventually(lambda d=depot: d.published("ShipmentDelivered"), timeout=5)
         assert delivered[0].orderId == "o-1"
+
+
+@pytest.mark.postgres
+async def test_ship_fail_and_return_on_postgres(tmp_path: Path, postgres_template: str) -> None:
+    async for depot in start_depot(tmp_path, carrier_delay="0.2", database_url=postgres_template):
+        await depot.tell(handed_over("o-1"))
+        await depot.tell(handed_over("o-2"))
+        (first, second) = await depot.published("ShipmentCreated")
+        await depot.stub.MarkFailed(
+            pb.MarkFailedRequest(shipment_id=first.shipmentId), metadata=depot.admin
+        )
+        cancel = OrderCancelled(orderId="o-1", reason="failed", previousStatus="DELIVERING")
+        await asyncio.gather(depot.tell(cancel), depot.tell(cancel))
+        received = await eventually(
+            lambda d=depot: d.published("ReturnShipmentReceived"), timeout=10
+        )
+        assert [r.orderId for r in received] == ["o-1"]
+        delivered = await eventually(lambda d=depot: d.published("ShipmentDelivered"), timeout=10)
+        assert [d.shipmentId for d in delivered] == [second.shipmentId]

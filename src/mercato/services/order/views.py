@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from pydantic import ValidationError
 
@@ -17,6 +18,11 @@ def stamp(moment: object) -> str:
     return moment.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined,no-any-return]
 
 
+def money(amount: Decimal) -> str:
+    """A decimal string without padding ("25.25", "10"), whichever database kept it."""
+    return format(amount.normalize(), "f")
+
+
 def order_reply(stored: Stored, history: Sequence[Change] = ()) -> pb.Order:
     o = stored.order
     reply = pb.Order(
@@ -27,12 +33,12 @@ def order_reply(stored: Stored, history: Sequence[Change] = ()) -> pb.Order:
             pb.OrderItem(
                 product_id=line.product_id,
                 quantity=line.quantity,
-                price=common_pb2.Money(amount=str(line.price), currency=o.currency),
+                price=common_pb2.Money(amount=money(line.price), currency=o.currency),
                 status=line.status.value,
             )
             for line in o.lines
         ],
-        total=common_pb2.Money(amount=str(o.total), currency=o.currency),
+        total=common_pb2.Money(amount=money(o.total), currency=o.currency),
         history=[
             pb.StatusChange(
                 at=stamp(c.at),

@@ -1,0 +1,69 @@
+"""order on PostgreSQL: the saga's row locks, the timeout query and concurrent news for one
+order (the participants' events and a cancellation racing) keep one consistent history."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from mercato.api.order.v1 import order_pb2 as pb
+from mercato.contracts.events import Item, PaymentCompleted, StockReserved
+from mercato.services.order.domain import history_is_consistent
+from mercato.services.order.store import history
+from tests.conftest import eventually
+from tests.services.order.conftest import Shop, start_shop
+from tests.services.order.test_order_service import checkout, create_request
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def shop(tmp_path: Path, postgres_template: str) -> AsyncIterator[Shop]:
+    async for running in start_shop(
+        tmp_path, database_url=postgres_template, order_payment_timeout=0.5
+    ):
+        yield running
+
+
+async def test_news_and_a_cancellation_racing_leave_one_consistent_history(shop: Shop) -> None:
+    _, me = await shop.customer("ada@example.com")
+    placed = [
+        await shop.orders.CreateOrder(create_request(("p-1", 1)), metadata=me) for _ in range(5)
+    ]
+    ids = [p.order_id for p in placed]
+
+    async def race(order_id: str) -> None:
+        news = [
+            shop.tell(PaymentCompleted(paymentId=f"pay-{order_id}", orderId=order_id, status="OK")),
+            shop.tell(StockReserved(orderId=order_id, items=[Item(productId="p-1", quantity=1)])),
+            shop.orders.CancelOrder(pb.CancelOrderRequest(order_id=order_id), metadata=me),
+        ]
+        await asyncio.gather(*news)
+
+    await asyncio.gather(*(race(i) for i in ids))
+    for order_id in ids:
+        async with shop.ctx.engine.connect() as conn:
+            changes = await history(conn, order_id)
+        assert history_is_consistent(changes[0].at, changes)
+        assert changes[-1].to_status == "CANCELLED"
+        cancels = await shop.published("OrderCancelled", order_id)
+        # One cancellation, plus one compensation for each success that came after it.
+        assert 1 <= len(cancels) <= 3
+        assert len(await shop.published("OrderPaid", order_id)) <= 1
+
+
+async def test_the_timeout_task_cancels_on_postgres(shop: Shop) -> None:
+    await shop.tell(checkout("o-pg"))
+    cancelled = await eventually(partial(shop.published, "OrderCancelled", "o-pg"), timeout=10)
+    assert cancelled[0].reason == "timed out waiting for the payment"
+    assert cancelled[0].previousStatus == "CREATED"
+    paid = await shop.orders.ListOrders(
+        pb.ListOrdersRequest(status="CANCELLED"),
+        metadata=await shop.sign_in("root@shop.example", "admin-pass-42"),
+    )
+    assert [o.order_id for o in paid.orders] == ["o-pg"]
+    assert paid.orders[0].total.amount == "25.25"
