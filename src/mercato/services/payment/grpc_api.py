@@ -23,11 +23,20 @@ from mercato.platform.ids import new_id
 from mercato.platform.runtime.service import ServiceContext
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.payment.domain import CardError, check_card, from_units, to_units
-from mercato.services.payment.provider import credit
+from mercato.services.payment.provider import (
+    PROVIDERS,
+    Charge,
+    Declined,
+    credit,
+    set_up_wallets,
+)
 from mercato.services.payment.tables import cards, payments, wallets
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE_SIZE = 100
+MAX_UNITS = 10**14  # the most one call moves: ten billion in ten-thousandths
+MAX_SET_UP = 1000
+MAX_USER_ID = 200
 
 
 async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -148,33 +157,26 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
         async with self.ctx.engine.connect() as conn:
             row = (await conn.execute(select(wallets).where(wallets.c.user_id == user_id))).first()
         balance, currency = (row.balance, row.currency) if row else (0, "USD")
-        return pb.WalletView(user_id=user_id, balance=money(balance, currency))
+        return pb.WalletView(
+            user_id=user_id, balance=money(balance, currency), exists=row is not None
+        )
 
     async def TopUpWallet(self, request: pb.TopUpWalletRequest, context: Context) -> pb.WalletView:
         caller = await require_caller(self.ctx, context, role="admin")
         user_id = request.user_id
-        currency = request.amount.currency or "USD"
-        try:
-            amount = Decimal(request.amount.amount)
-            units = to_units(amount)
-        except (InvalidOperation, ValueError):
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "amount must be a decimal")
-        if not user_id or units <= 0 or units > 10**14 or len(currency) != 3:
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "a user_id, a positive amount and a 3-letter currency are required",
-            )
+        units, currency = await _amount(context, user_id, request.amount)
 
         async def work(uow: UnitOfWork) -> pb.WalletView:
             held = await uow.conn.execute(
                 select(wallets.c.currency).where(wallets.c.user_id == user_id)
             )
             existing = held.scalar_one_or_none()
+            if existing is None and request.existing_only:
+                raise NoWallet(user_id)
             if existing is not None and existing != currency:
                 raise WrongCurrency(f"the wallet holds {existing}")
             balance = await credit(uow.conn, user_id, units, currency)
-            return pb.WalletView(user_id=user_id, balance=money(balance, currency))
+            return pb.WalletView(user_id=user_id, balance=money(balance, currency), exists=True)
 
         try:
             return await grpc_run_once(
@@ -187,7 +189,89 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
             )
         except WrongCurrency as exc:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except NoWallet:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "the user has no wallet")
+
+    async def DebitWallet(self, request: pb.DebitWalletRequest, context: Context) -> pb.WalletView:
+        caller = await require_caller(self.ctx, context, role="admin")
+        user_id = request.user_id
+        units, currency = await _amount(context, user_id, request.amount)
+
+        async def work(uow: UnitOfWork) -> pb.WalletView:
+            charge = Charge(payment_id="", user_id=user_id, amount=units, currency=currency)
+            try:
+                await PROVIDERS["wallet"].authorize(uow.conn, charge)
+            except Declined:
+                held = await uow.conn.execute(
+                    select(wallets.c.currency).where(wallets.c.user_id == user_id)
+                )
+                existing = held.scalar_one_or_none()
+                if existing is None:
+                    raise NoWallet(user_id) from None
+                if existing != currency:
+                    raise WrongCurrency(f"the wallet holds {existing}") from None
+                raise
+            balance = int(
+                await uow.conn.scalar(select(wallets.c.balance).where(wallets.c.user_id == user_id))
+                or 0
+            )
+            return pb.WalletView(user_id=user_id, balance=money(balance, currency), exists=True)
+
+        try:
+            # A refused debit rolls back with its key, so a retry is judged afresh.
+            return await grpc_run_once(
+                self.ctx,
+                context,
+                scope=f"payment.DebitWallet:{caller.user_id}",
+                request=request,
+                work=work,
+                decode=pb.WalletView.FromString,
+            )
+        except NoWallet:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "the user has no wallet")
+        except (WrongCurrency, Declined) as exc:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+    async def SetUpWallets(
+        self, request: pb.SetUpWalletsRequest, context: Context
+    ) -> pb.SetUpWalletsReply:
+        await require_caller(self.ctx, context, role="admin")
+        user_ids = list(dict.fromkeys(request.user_ids))
+        if not 1 <= len(user_ids) <= MAX_SET_UP or not all(
+            0 < len(u) <= MAX_USER_ID for u in user_ids
+        ):
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"1 to {MAX_SET_UP} user ids of 1 to {MAX_USER_ID} characters",
+            )
+        units, currency = await _amount(context, user_ids[0], request.balance, allow_zero=True)
+        async with self.ctx.transaction() as uow:
+            await set_up_wallets(uow.conn, user_ids, units, currency)
+        return pb.SetUpWalletsReply(count=len(user_ids))
+
+
+async def _amount(
+    context: Context, user_id: str, amount: Money, allow_zero: bool = False
+) -> tuple[int, str]:
+    """An amount of a request in ten-thousandths, and its currency (default USD)."""
+    currency = amount.currency or "USD"
+    try:
+        units = to_units(Decimal(amount.amount))
+    except (InvalidOperation, ValueError, OverflowError):  # OverflowError: "Infinity"
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "amount must be a decimal")
+    if not user_id or not (0 if allow_zero else 1) <= units <= MAX_UNITS or len(currency) != 3:
+        await abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "a user_id, a positive amount and a 3-letter currency are required",
+        )
+    return units, currency
 
 
 class WrongCurrency(Exception):
+    pass
+
+
+class NoWallet(LookupError):
     pass

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.services.payment.domain import REASONS, Outcome
@@ -103,6 +104,24 @@ async def credit(conn: AsyncConnection, user_id: str, amount: int, currency: str
         wallets.insert().values(user_id=user_id, balance=amount, currency=currency, updated_at=now)
     )
     return amount
+
+
+async def set_up_wallets(
+    conn: AsyncConnection, user_ids: list[str], amount: int, currency: str
+) -> None:
+    """Each user's wallet holds exactly ``amount`` afterwards: one upsert for them all."""
+    now = datetime.now(UTC)
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    rows = [
+        {"user_id": u, "balance": amount, "currency": currency, "updated_at": now} for u in user_ids
+    ]
+    statement = insert(wallets).values(rows)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[wallets.c.user_id],
+            set_={"balance": amount, "currency": currency, "updated_at": now},
+        )
+    )
 
 
 PROVIDERS: dict[str, Provider] = {"card": SandboxCards(), "wallet": Wallet()}

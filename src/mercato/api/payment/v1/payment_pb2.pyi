@@ -88,6 +88,16 @@ class GetWalletRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
 
 class TopUpWalletRequest(_message.Message):
+    __slots__ = ("user_id", "amount", "existing_only")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_ONLY_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    amount: _common_pb2.Money
+    existing_only: bool
+    def __init__(self, user_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., existing_only: _Optional[bool] = ...) -> None: ...
+
+class DebitWalletRequest(_message.Message):
     __slots__ = ("user_id", "amount")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -95,10 +105,26 @@ class TopUpWalletRequest(_message.Message):
     amount: _common_pb2.Money
     def __init__(self, user_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
 
+class SetUpWalletsRequest(_message.Message):
+    __slots__ = ("user_ids", "balance")
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    balance: _common_pb2.Money
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ..., balance: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
+
+class SetUpWalletsReply(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
 class WalletView(_message.Message):
-    __slots__ = ("user_id", "balance")
+    __slots__ = ("user_id", "balance", "exists")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     balance: _common_pb2.Money
-    def __init__(self, user_id: _Optional[str] = ..., balance: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
+    exists: bool
+    def __init__(self, user_id: _Optional[str] = ..., balance: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., exists: _Optional[bool] = ...) -> None: ...

@@ -61,6 +61,16 @@ class PaymentStub:
                 request_serializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.TopUpWalletRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.WalletView.FromString,
                 _registered_method=True)
+        self.DebitWallet = channel.unary_unary(
+                '/mercato.api.payment.v1.Payment/DebitWallet',
+                request_serializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.DebitWalletRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.WalletView.FromString,
+                _registered_method=True)
+        self.SetUpWallets = channel.unary_unary(
+                '/mercato.api.payment.v1.Payment/SetUpWallets',
+                request_serializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.SetUpWalletsRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.SetUpWalletsReply.FromString,
+                _registered_method=True)
 
 
 class PaymentServicer:
@@ -104,6 +114,23 @@ class PaymentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DebitWallet(self, request, context):
+        """Admin only. Takes credit if the wallet holds enough (one conditional update: concurrent
+        debits never take it below zero): FAILED_PRECONDITION when it does not, NOT_FOUND for a
+        user without a wallet. Honours `idempotency-key` metadata (one debit per key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUpWallets(self, request, context):
+        """Admin only, for bulk set-up: each user's wallet holds exactly `balance` afterwards (made,
+        or reset if it was there). At most 1000 users per call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +158,16 @@ def add_PaymentServicer_to_server(servicer, server):
                     servicer.TopUpWallet,
                     request_deserializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.TopUpWalletRequest.FromString,
                     response_serializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.WalletView.SerializeToString,
+            ),
+            'DebitWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.DebitWallet,
+                    request_deserializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.DebitWalletRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.WalletView.SerializeToString,
+            ),
+            'SetUpWallets': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUpWallets,
+                    request_deserializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.SetUpWalletsRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.SetUpWalletsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +307,60 @@ class Payment:
             '/mercato.api.payment.v1.Payment/TopUpWallet',
             mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.TopUpWalletRequest.SerializeToString,
             mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.WalletView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DebitWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.payment.v1.Payment/DebitWallet',
+            mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.DebitWalletRequest.SerializeToString,
+            mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.WalletView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUpWallets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.payment.v1.Payment/SetUpWallets',
+            mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.SetUpWalletsRequest.SerializeToString,
+            mercato_dot_api_dot_payment_dot_v1_dot_payment__pb2.SetUpWalletsReply.FromString,
             options,
             channel_credentials,
             insecure,
