@@ -24,6 +24,7 @@ from mercato.contracts.events import (
 from mercato.platform.ids import new_id
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.identity.domain import Throttle, check_roles
+from mercato.services.identity.passwords import NO_PASSWORD
 from mercato.services.identity.tables import login_failures, refresh_tokens, users
 from mercato.services.identity.tokens import Issued, Refused, TokenIssuer, hash_refresh_token
 
@@ -88,6 +89,35 @@ async def register(
     )
     uow.publish(UserCreated(userId=user_id, email=email, name=name), subject=user_id)
     return user_id
+
+
+async def create_many(uow: UnitOfWork, new: list[tuple[str, str, str]]) -> int:
+    """Customer accounts (id, email, name) without a password, in one statement; those whose
+    id or email is taken are skipped. UserCreated for each one made."""
+    now = datetime.now(UTC)
+    insert = postgresql.insert if uow.conn.dialect.name == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "id": user_id,
+            "email": email,
+            "name": name,
+            "password_hash": NO_PASSWORD,
+            "roles": "customer",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for user_id, email, name in new
+    ]
+    made = await uow.conn.execute(
+        insert(users).values(rows).on_conflict_do_nothing().returning(users.c.id)
+    )
+    names = {user_id: (email, name) for user_id, email, name in new}
+    count = 0
+    for (user_id,) in made:
+        email, name = names[user_id]
+        uow.publish(UserCreated(userId=user_id, email=email, name=name), subject=user_id)
+        count += 1
+    return count
 
 
 async def seconds_locked(conn: AsyncConnection, email: str, now: datetime) -> int:

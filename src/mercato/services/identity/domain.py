@@ -55,6 +55,12 @@ def check_password(password: str, email: str) -> None:
         raise Invalid("that password is too easy to guess")
 
 
+def check_user_id(raw: str) -> str:
+    if not 1 <= len(raw) <= 64 or not raw.isascii() or not raw.isprintable() or " " in raw:
+        raise Invalid("a user id is 1 to 64 printable ASCII characters without spaces")
+    return raw
+
+
 def check_roles(roles: Iterable[str]) -> list[str]:
     chosen = sorted(set(roles))
     if not chosen:

@@ -26,6 +26,7 @@ from mercato.services.identity.domain import (
     Throttle,
     check_name,
     check_password,
+    check_user_id,
     normalize_email,
 )
 from mercato.services.identity.passwords import hash_password, needs_rehash, verify_password
@@ -33,6 +34,7 @@ from mercato.services.identity.tokens import Issued, Refused, TokenIssuer
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 ISSUER = "identity.issuer"
+MAX_CREATE = 1000
 
 
 async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -193,6 +195,23 @@ class IdentityApi(identity_pb2_grpc.IdentityServicer):
                 context, grpc.StatusCode.FAILED_PRECONDITION, "the last admin keeps the admin role"
             )
         return user_reply(account)
+
+    async def CreateUsers(
+        self, request: pb.CreateUsersRequest, context: Context
+    ) -> pb.CreateUsersReply:
+        await require_caller(self.ctx, context, role="admin")
+        if not 1 <= len(request.users) <= MAX_CREATE:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"1 to {MAX_CREATE} users")
+        new: dict[str, tuple[str, str, str]] = {}
+        try:
+            for user in request.users:
+                user_id = check_user_id(user.user_id)
+                new[user_id] = (user_id, normalize_email(user.email), check_name(user.name))
+        except Invalid as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        async with self.ctx.transaction() as uow:
+            created = await accounts.create_many(uow, list(new.values()))
+        return pb.CreateUsersReply(created=created)
 
     async def GetJwks(self, request: pb.GetJwksRequest, context: Context) -> pb.GetJwksReply:
         return pb.GetJwksReply(jwks_json=json.dumps(jwks_of(self.issuer.key)))

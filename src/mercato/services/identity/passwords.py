@@ -11,6 +11,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 _hasher = PasswordHasher()
 # Compared against when the email is unknown, so a miss costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# The hash of an account made without a password: no argon2 hash, so nothing verifies.
+NO_PASSWORD = "!"
 
 
 async def hash_password(password: str) -> str:
@@ -18,6 +20,9 @@ async def hash_password(password: str) -> str:
 
 
 async def verify_password(stored_hash: str | None, password: str) -> bool:
+    if stored_hash == NO_PASSWORD:
+        stored_hash = None  # refused after as long as a wrong password takes
+
     def verify() -> bool:
         try:
             return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None

@@ -74,6 +74,11 @@ class IdentityStub:
                 request_serializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.SetRolesRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
                 _registered_method=True)
+        self.CreateUsers = channel.unary_unary(
+                '/mercato.api.identity.v1.Identity/CreateUsers',
+                request_serializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.CreateUsersRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.CreateUsersReply.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/mercato.api.identity.v1.Identity/GetJwks',
                 request_serializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.GetJwksRequest.SerializeToString,
@@ -139,6 +144,15 @@ class IdentityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateUsers(self, request, context):
+        """Admin only, for bulk set-up: customer accounts with the ids given and no password (they
+        cannot log in). A user whose id or email is taken is left as it is (so a repeat is a
+        no-op); `created` counts the new ones. 1 to 1000 users per call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJwks(self, request, context):
         """The public keys that sign access tokens, as a JWKS document (RFC 7517).
         """
@@ -188,6 +202,11 @@ def add_IdentityServicer_to_server(servicer, server):
                     servicer.SetRoles,
                     request_deserializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.SetRolesRequest.FromString,
                     response_serializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.User.SerializeToString,
+            ),
+            'CreateUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUsers,
+                    request_deserializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.CreateUsersRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.CreateUsersReply.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -411,6 +430,33 @@ class Identity:
             '/mercato.api.identity.v1.Identity/SetRoles',
             mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.SetRolesRequest.SerializeToString,
             mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.identity.v1.Identity/CreateUsers',
+            mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.CreateUsersRequest.SerializeToString,
+            mercato_dot_api_dot_identity_dot_v1_dot_identity__pb2.CreateUsersReply.FromString,
             options,
             channel_credentials,
             insecure,
