@@ -67,3 +67,16 @@ async def test_the_timeout_task_cancels_on_postgres(shop: Shop) -> None:
     )
     assert [o.order_id for o in paid.orders] == ["o-pg"]
     assert paid.orders[0].total.amount == "25.25"
+
+
+async def test_racing_placings_and_additions_of_a_draft_make_one_order(shop: Shop) -> None:
+    user_id, me = await shop.customer("ada@example.com")
+    draft = await shop.orders.CreateDraft(pb.CreateDraftRequest(), metadata=me)
+    add = pb.AddDraftItemRequest(order_id=draft.order_id, product_id="p-1", quantity=1)
+    await asyncio.gather(*(shop.orders.AddDraftItem(add, metadata=me) for _ in range(5)))
+    place = pb.PlaceDraftRequest(order_id=draft.order_id)
+    placed = await asyncio.gather(*(shop.orders.PlaceDraft(place, metadata=me) for _ in range(5)))
+    assert {(p.order_id, p.user_id, p.total.amount) for p in placed} == {
+        (draft.order_id, user_id, "50")
+    }
+    assert len(await shop.published("OrderCreated", draft.order_id)) == 1

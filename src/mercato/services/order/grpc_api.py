@@ -15,12 +15,13 @@ import grpc.aio
 from mercato.api.common.v1 import common_pb2
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1 import order_pb2_grpc
+from mercato.contracts.events import Address, PaymentMethod
 from mercato.platform.auth import Caller, require_caller
 from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.ids import new_id
 from mercato.platform.runtime.service import ServiceContext
 from mercato.platform.unit_of_work import UnitOfWork
-from mercato.services.order import orders, store
+from mercato.services.order import drafts, orders, store
 from mercato.services.order.domain import (
     MAX_QUANTITY,
     CannotCancel,
@@ -34,21 +35,30 @@ from mercato.services.order.domain import (
     outcome,
     readdress,
 )
+from mercato.services.order.drafts import NoSuchDraft
 from mercato.services.order.orders import OrderExists
 from mercato.services.order.pricing import (
     NotForSale,
+    Priced,
     PricesUnavailable,
     UnknownProduct,
     price_list,
 )
 from mercato.services.order.store import Stored
-from mercato.services.order.views import address_of, order_reply, payment_of
+from mercato.services.order.views import (
+    address_of,
+    draft_of,
+    draft_reply,
+    order_reply,
+    payment_of,
+)
 from mercato.services.order.watch import watch
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 ORDER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 MAX_WAIT = 60.0
 MAX_PAGE_SIZE = 100
+MAX_DRAFTS = 10_000
 CANCELLED_SPELLINGS = {"CANCELLED", "CANCELED"}
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
@@ -72,19 +82,10 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
             await abort(context, INVALID_ARGUMENT, "orderId: 1..64 of A-Z a-z 0-9 . _ : -")
         try:
             wanted = _wanted(request)
-            payment = payment_of(request.payment) if request.HasField("payment") else None
-            address = None
-            if request.HasField("shipping_address"):
-                address = check_address(address_of(request.shipping_address))
-            priced = await price_list(self.ctx).price(wanted)
+            payment, address = _terms(request)
         except InvalidOrder as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except UnknownProduct as exc:
-            await abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
-        except NotForSale as exc:
-            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        except PricesUnavailable as exc:
-            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        priced = await self._price(wanted, context)
 
         async def work(uow: UnitOfWork) -> pb.Order:
             stored = await orders.place_order(
@@ -234,7 +235,100 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
                 history = await store.history(conn, request.order_id)
             yield order_reply(stored, history)
 
+    # -- drafts (the WDM API's orders before checkout) -------------------------------------
+    async def CreateDraft(self, request: pb.CreateDraftRequest, context: Context) -> pb.Draft:
+        caller = await require_caller(self.ctx, context)
+        user_id = request.user_id or caller.user_id
+        if not caller.may_act_for(user_id):
+            await abort(context, PERMISSION_DENIED, "only an admin makes drafts for others")
+        if len(user_id) > 200:
+            await abort(context, INVALID_ARGUMENT, "userId: at most 200 characters")
+        async with self.ctx.transaction() as uow:
+            draft = await drafts.create(uow, new_id(), user_id)
+        return draft_reply(draft)
+
+    async def AddDraftItem(self, request: pb.AddDraftItemRequest, context: Context) -> pb.Draft:
+        caller = await require_caller(self.ctx, context)
+        if not request.product_id or len(request.product_id) > 200:
+            await abort(context, INVALID_ARGUMENT, "productId: 1..200 characters")
+        if not 1 <= request.quantity <= MAX_QUANTITY:
+            await abort(context, INVALID_ARGUMENT, f"quantity must be 1..{MAX_QUANTITY}")
+        async with self.ctx.engine.connect() as conn:  # an unknown order before a catalog call
+            draft = await drafts.load(conn, request.order_id) if request.order_id else None
+        if draft is None or not caller.may_act_for(draft.user_id):
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
+        if draft.placed:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "already checked out")
+        priced = await self._price([(request.product_id, int(request.quantity))], context)
+        try:
+            async with self.ctx.transaction() as uow:
+                draft = await drafts.add_item(
+                    uow, caller, request.order_id, priced.lines[0], priced.currency
+                )
+        except NoSuchDraft:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
+        except InvalidOrder as exc:
+            await abort(context, INVALID_ARGUMENT, str(exc))
+        except CannotChange as exc:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return draft_reply(draft)
+
+    async def GetDraft(self, request: pb.GetDraftRequest, context: Context) -> pb.Draft:
+        caller = await require_caller(self.ctx, context)
+        order_id = request.order_id
+        async with self.ctx.engine.connect() as conn:
+            draft = await drafts.load(conn, order_id) if order_id else None
+            stored = await store.load(conn, order_id) if order_id else None
+        if draft is None and stored is not None:
+            draft = drafts.of_order(stored.order)
+        if draft is None or not caller.may_act_for(draft.user_id):
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
+        return draft_reply(draft, order_reply(stored) if stored and draft.placed else None)
+
+    async def PlaceDraft(self, request: pb.PlaceDraftRequest, context: Context) -> pb.Order:
+        caller = await require_caller(self.ctx, context)
+        try:
+            payment, address = _terms(request)
+            async with self.ctx.transaction() as uow:
+                stored = await drafts.place(
+                    uow, caller, request.order_id, payment=payment, shipping_address=address
+                )
+                history = await store.history(uow.conn, request.order_id)
+        except NoSuchDraft:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
+        except InvalidOrder as exc:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except OrderExists:
+            await abort(context, grpc.StatusCode.ALREADY_EXISTS, "an order took that id")
+        return order_reply(stored, history)
+
+    async def CreateDrafts(
+        self, request: pb.CreateDraftsRequest, context: Context
+    ) -> pb.CreateDraftsReply:
+        caller = await require_caller(self.ctx, context)
+        if not caller.is_admin:
+            await abort(context, PERMISSION_DENIED, "only an admin makes drafts in bulk")
+        if not 1 <= len(request.drafts) <= MAX_DRAFTS:
+            await abort(context, INVALID_ARGUMENT, f"1..{MAX_DRAFTS} drafts")
+        try:
+            wanted = [draft_of(spec) for spec in request.drafts]
+            async with self.ctx.transaction() as uow:
+                written, kept = await drafts.create_many(uow, wanted)
+        except InvalidOrder as exc:
+            await abort(context, INVALID_ARGUMENT, str(exc))
+        return pb.CreateDraftsReply(written=written, kept=kept)
+
     # -- helpers ---------------------------------------------------------------------------
+    async def _price(self, wanted: list[tuple[str, int]], context: Context) -> Priced:
+        try:
+            return await price_list(self.ctx).price(wanted)
+        except UnknownProduct as exc:
+            await abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+        except NotForSale as exc:
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except PricesUnavailable as exc:
+            await abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+
     async def _own(self, conn: Any, caller: Caller, order_id: str, context: Context) -> Stored:
         stored = await store.load(conn, order_id) if order_id else None
         if stored is None or not caller.may_act_for(stored.order.user_id):
@@ -257,6 +351,17 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         except CannotCancel as exc:
             await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return order_reply(stored, history)
+
+
+def _terms(
+    request: pb.CreateOrderRequest | pb.PlaceDraftRequest,
+) -> tuple[PaymentMethod | None, Address | None]:
+    """How it is paid (None: the wallet) and where it goes, as asked."""
+    payment = payment_of(request.payment) if request.HasField("payment") else None
+    address = None
+    if request.HasField("shipping_address"):
+        address = check_address(address_of(request.shipping_address))
+    return payment, address
 
 
 def _wanted(request: pb.CreateOrderRequest) -> list[tuple[str, int]]:

@@ -1,4 +1,4 @@
-"""order's tables (created by migrations/order_0001_initial.py)."""
+"""order's tables (created by migrations/order_0001_initial.py and order_0002_drafts.py)."""
 
 from __future__ import annotations
 
@@ -73,3 +73,17 @@ order_status_history = Table(
     Column("reason", Text),
 )
 Index("ix_order_status_history_order", order_status_history.c.order_id, order_status_history.c.seq)
+
+# Orders being put together (the WDM API's, before checkout): not orders yet, so no events and
+# no place in the order lists. ``items`` is a JSON list of {productId, quantity, price}.
+order_drafts = Table(
+    "order_drafts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("user_id", Id, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("items", Text, nullable=False),
+    Column("placed", Boolean, nullable=False),
+    Column("created_at", When, nullable=False),
+    Column("updated_at", When, nullable=False),
+)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from pydantic import ValidationError
 
 from mercato.api.common.v1 import common_pb2
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.contracts.events import Address, PaymentMethod
-from mercato.services.order.domain import Change, InvalidOrder
+from mercato.services.order.domain import Change, InvalidOrder, merge_lines
+from mercato.services.order.drafts import Draft
 from mercato.services.order.store import Stored
 
 
@@ -104,3 +105,40 @@ def payment_of(message: pb.PaymentMethod) -> PaymentMethod:
     if method.method == "wallet" and method.token is not None:
         raise InvalidOrder("a wallet payment takes no token")
     return method
+
+
+def draft_reply(draft: Draft, placed: pb.Order | None = None) -> pb.Draft:
+    reply = pb.Draft(
+        order_id=draft.order_id,
+        user_id=draft.user_id,
+        items=[
+            pb.DraftItem(
+                product_id=x.product_id,
+                quantity=x.quantity,
+                price=common_pb2.Money(amount=money(x.price), currency=draft.currency),
+            )
+            for x in draft.lines
+        ],
+        total=common_pb2.Money(amount=money(draft.total), currency=draft.currency),
+        placed=draft.placed,
+    )
+    if placed is not None:
+        reply.order.CopyFrom(placed)
+    return reply
+
+
+def draft_of(spec: pb.DraftSpec) -> Draft:
+    """A draft as an admin wrote it out (ids, items and their prices)."""
+    if not spec.order_id or not spec.user_id or max(len(spec.order_id), len(spec.user_id)) > 200:
+        raise InvalidOrder("every draft needs an orderId and a userId (at most 200 characters)")
+    currencies = {item.price.currency or "USD" for item in spec.items} or {"USD"}
+    if len(currencies) > 1:
+        raise InvalidOrder(f"the items of {spec.order_id} are in different currencies")
+    if any(len(x.product_id) > 200 for x in spec.items):
+        raise InvalidOrder(f"a productId of {spec.order_id} is longer than 200 characters")
+    try:
+        items = [(x.product_id, int(x.quantity), Decimal(x.price.amount)) for x in spec.items]
+    except InvalidOperation as exc:
+        raise InvalidOrder(f"a price of {spec.order_id} is not a number") from exc
+    lines = merge_lines(items) if items else ()
+    return Draft(spec.order_id, spec.user_id, currencies.pop(), lines, placed=False)

@@ -204,3 +204,85 @@ class WatchOrderRequest(_message.Message):
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class DraftItem(_message.Message):
+    __slots__ = ("product_id", "quantity", "price")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    quantity: int
+    price: _common_pb2.Money
+    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ..., price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
+
+class Draft(_message.Message):
+    __slots__ = ("order_id", "user_id", "items", "total", "placed", "order")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PLACED_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    user_id: str
+    items: _containers.RepeatedCompositeFieldContainer[DraftItem]
+    total: _common_pb2.Money
+    placed: bool
+    order: Order
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[DraftItem, _Mapping]]] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., placed: _Optional[bool] = ..., order: _Optional[_Union[Order, _Mapping]] = ...) -> None: ...
+
+class CreateDraftRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class AddDraftItemRequest(_message.Message):
+    __slots__ = ("order_id", "product_id", "quantity")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    product_id: str
+    quantity: int
+    def __init__(self, order_id: _Optional[str] = ..., product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class GetDraftRequest(_message.Message):
+    __slots__ = ("order_id",)
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    def __init__(self, order_id: _Optional[str] = ...) -> None: ...
+
+class PlaceDraftRequest(_message.Message):
+    __slots__ = ("order_id", "payment", "shipping_address")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    payment: PaymentMethod
+    shipping_address: Address
+    def __init__(self, order_id: _Optional[str] = ..., payment: _Optional[_Union[PaymentMethod, _Mapping]] = ..., shipping_address: _Optional[_Union[Address, _Mapping]] = ...) -> None: ...
+
+class DraftSpec(_message.Message):
+    __slots__ = ("order_id", "user_id", "items")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    user_id: str
+    items: _containers.RepeatedCompositeFieldContainer[DraftItem]
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[DraftItem, _Mapping]]] = ...) -> None: ...
+
+class CreateDraftsRequest(_message.Message):
+    __slots__ = ("drafts",)
+    DRAFTS_FIELD_NUMBER: _ClassVar[int]
+    drafts: _containers.RepeatedCompositeFieldContainer[DraftSpec]
+    def __init__(self, drafts: _Optional[_Iterable[_Union[DraftSpec, _Mapping]]] = ...) -> None: ...
+
+class CreateDraftsReply(_message.Message):
+    __slots__ = ("written", "kept")
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    written: int
+    kept: int
+    def __init__(self, written: _Optional[int] = ..., kept: _Optional[int] = ...) -> None: ...

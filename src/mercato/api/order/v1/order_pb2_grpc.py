@@ -69,6 +69,31 @@ class OrdersStub:
                 request_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.WatchOrderRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Order.FromString,
                 _registered_method=True)
+        self.CreateDraft = channel.unary_unary(
+                '/mercato.api.order.v1.Orders/CreateDraft',
+                request_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.FromString,
+                _registered_method=True)
+        self.AddDraftItem = channel.unary_unary(
+                '/mercato.api.order.v1.Orders/AddDraftItem',
+                request_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.AddDraftItemRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.FromString,
+                _registered_method=True)
+        self.GetDraft = channel.unary_unary(
+                '/mercato.api.order.v1.Orders/GetDraft',
+                request_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.GetDraftRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.FromString,
+                _registered_method=True)
+        self.PlaceDraft = channel.unary_unary(
+                '/mercato.api.order.v1.Orders/PlaceDraft',
+                request_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.PlaceDraftRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Order.FromString,
+                _registered_method=True)
+        self.CreateDrafts = channel.unary_unary(
+                '/mercato.api.order.v1.Orders/CreateDrafts',
+                request_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftsRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftsReply.FromString,
+                _registered_method=True)
 
 
 class OrdersServicer:
@@ -129,6 +154,50 @@ class OrdersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDraft(self, request, context):
+        """Drafts: orders put together item by item before they are placed (the WDM API's orders
+        before checkout). A draft is not an order: it publishes no events and ListOrders does not
+        show it. Someone else's draft is NOT_FOUND; an admin reaches everyone's.
+        A new empty draft for the caller (an admin may name another user).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddDraftItem(self, request, context):
+        """Adds a product at its current catalog price (the quantity of one already there adds up).
+        NOT_FOUND for an unknown draft or product; INVALID_ARGUMENT for a bad quantity;
+        FAILED_PRECONDITION once placed, or for a product no longer sold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDraft(self, request, context):
+        """The draft, with its order once placed. An order that never was a draft is answered as a
+        placed draft.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlaceDraft(self, request, context):
+        """Places the draft as an order with its id, items and prices, as CreateOrder does (events,
+        saga). Idempotent: placing it again answers the order the first placing made.
+        FAILED_PRECONDITION for an empty draft; ALREADY_EXISTS if an order took its id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDrafts(self, request, context):
+        """Admin: many drafts at once with the given prices (the WDM API's batch_init). A draft of
+        the same id not yet placed is replaced; one placed (or an order's id) is kept as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrdersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +235,31 @@ def add_OrdersServicer_to_server(servicer, server):
                     servicer.WatchOrder,
                     request_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.WatchOrderRequest.FromString,
                     response_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Order.SerializeToString,
+            ),
+            'CreateDraft': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDraft,
+                    request_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.SerializeToString,
+            ),
+            'AddDraftItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddDraftItem,
+                    request_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.AddDraftItemRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.SerializeToString,
+            ),
+            'GetDraft': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDraft,
+                    request_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.GetDraftRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.SerializeToString,
+            ),
+            'PlaceDraft': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceDraft,
+                    request_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.PlaceDraftRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Order.SerializeToString,
+            ),
+            'CreateDrafts': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDrafts,
+                    request_deserializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftsRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +451,141 @@ class Orders:
             '/mercato.api.order.v1.Orders/WatchOrder',
             mercato_dot_api_dot_order_dot_v1_dot_order__pb2.WatchOrderRequest.SerializeToString,
             mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDraft(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.order.v1.Orders/CreateDraft',
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftRequest.SerializeToString,
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddDraftItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.order.v1.Orders/AddDraftItem',
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.AddDraftItemRequest.SerializeToString,
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDraft(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.order.v1.Orders/GetDraft',
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.GetDraftRequest.SerializeToString,
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Draft.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceDraft(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.order.v1.Orders/PlaceDraft',
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.PlaceDraftRequest.SerializeToString,
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDrafts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.order.v1.Orders/CreateDrafts',
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftsRequest.SerializeToString,
+            mercato_dot_api_dot_order_dot_v1_dot_order__pb2.CreateDraftsReply.FromString,
             options,
             channel_credentials,
             insecure,
