@@ -1,4 +1,4 @@
-"""inventory's gRPC API: GetStock, CheckAvailability, Restock (admin)."""
+"""inventory's gRPC API: GetStock(s), CheckAvailability, Restock and RemoveStock (admin)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import grpc.aio
 from mercato.api.inventory.v1 import inventory_pb2 as pb
 from mercato.api.inventory.v1 import inventory_pb2_grpc
 from mercato.platform.auth import require_caller
+from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.runtime.service import ServiceContext
+from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.inventory import store
 from mercato.services.inventory.domain import merge_lines
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 MAX_QUANTITY = 1_000_000_000
+MAX_GET = 1000
 
 
 def stock_reply(found: store.Stock) -> pb.Stock:
@@ -79,3 +82,54 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
         if found.retired:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the product was deleted")
         return stock_reply(found)
+
+    async def RemoveStock(self, request: pb.RemoveStockRequest, context: Context) -> pb.Stock:
+        caller = await require_caller(self.ctx, context, role="admin")
+        if not 1 <= request.quantity <= MAX_QUANTITY:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"quantity must be 1..{MAX_QUANTITY}"
+            )
+        product_id = request.product_id
+
+        async def work(uow: UnitOfWork) -> pb.Stock:
+            if not await store.remove_available(uow.conn, product_id, request.quantity):
+                raise Refused(await store.get_stock(uow.conn, product_id))
+            await store.announce(uow, product_id)
+            found = await store.get_stock(uow.conn, product_id)
+            assert found is not None
+            return stock_reply(found)
+
+        try:
+            # A refusal rolls back with its key, so a retry is judged afresh.
+            return await grpc_run_once(
+                self.ctx,
+                context,
+                scope=f"inventory.RemoveStock:{caller.user_id}",
+                request=request,
+                work=work,
+                decode=pb.Stock.FromString,
+            )
+        except Refused as refused:
+            found = refused.stock
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no stock for {product_id!r}")
+        assert found is not None
+        reason = "the product was deleted" if found.retired else f"only {found.available} left"
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, reason)
+        raise AssertionError("abort returned")  # pragma: no cover
+
+    async def GetStocks(self, request: pb.GetStocksRequest, context: Context) -> pb.GetStocksReply:
+        ids = sorted(set(request.product_ids))
+        if not 1 <= len(ids) <= MAX_GET:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"1 to {MAX_GET} product ids")
+        async with self.ctx.engine.connect() as conn:
+            found = await store.get_stocks(conn, ids)
+        return pb.GetStocksReply(stocks=[stock_reply(s) for s in found])
+
+
+class Refused(Exception):
+    """RemoveStock took nothing: ``stock`` says why (None: unknown product)."""
+
+    def __init__(self, stock: store.Stock | None):
+        super().__init__("stock not removed")
+        self.stock = stock

@@ -41,8 +41,15 @@ async def set_threshold(conn: AsyncConnection, value: int) -> None:
 
 async def get_stock(conn: AsyncConnection, product_id: str) -> Stock | None:
     row = (await conn.execute(sa.select(stock).where(stock.c.product_id == product_id))).first()
-    if row is None:
-        return None
+    return None if row is None else _stock(row)
+
+
+async def get_stocks(conn: AsyncConnection, product_ids: list[str]) -> list[Stock]:
+    rows = await conn.execute(sa.select(stock).where(stock.c.product_id.in_(product_ids)))
+    return [_stock(r) for r in rows]
+
+
+def _stock(row: sa.Row[Any]) -> Stock:
     return Stock(row.product_id, int(row.available), int(row.reserved), bool(row.retired))
 
 
@@ -99,6 +106,21 @@ async def add_available(conn: AsyncConnection, product_id: str, quantity: int) -
         .values(available=stock.c.available + quantity, updated_at=datetime.now(UTC))
     )
     return changed.rowcount > 0
+
+
+async def remove_available(conn: AsyncConnection, product_id: str, quantity: int) -> bool:
+    """Take ``quantity`` from what is free to sell, only if that much is there: one conditional
+    UPDATE, for the reason given at ``take``."""
+    changed = await conn.execute(
+        sa.update(stock)
+        .where(
+            stock.c.product_id == product_id,
+            stock.c.retired.is_(False),
+            stock.c.available >= quantity,
+        )
+        .values(available=stock.c.available - quantity, updated_at=datetime.now(UTC))
+    )
+    return changed.rowcount == 1
 
 
 async def take(conn: AsyncConnection, product_id: str, quantity: int) -> bool:

@@ -49,6 +49,16 @@ class InventoryStub:
                 request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.FromString,
                 _registered_method=True)
+        self.RemoveStock = channel.unary_unary(
+                '/mercato.api.inventory.v1.Inventory/RemoveStock',
+                request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RemoveStockRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.FromString,
+                _registered_method=True)
+        self.GetStocks = channel.unary_unary(
+                '/mercato.api.inventory.v1.Inventory/GetStocks',
+                request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksReply.FromString,
+                _registered_method=True)
 
 
 class InventoryServicer:
@@ -76,6 +86,23 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveStock(self, request, context):
+        """Admin only: takes units from what is free to sell, only if that many are there (one
+        conditional update: concurrent calls never take it below zero). FAILED_PRECONDITION when
+        short or for a deleted product, NOT_FOUND for an unknown one, INVALID_ARGUMENT for a
+        quantity < 1. Honours `idempotency-key` metadata (one removal per key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStocks(self, request, context):
+        """The stock of each product asked for (1 to 1000) that inventory knows; the others are left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +120,16 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.Restock,
                     request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.FromString,
                     response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.SerializeToString,
+            ),
+            'RemoveStock': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveStock,
+                    request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RemoveStockRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.SerializeToString,
+            ),
+            'GetStocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStocks,
+                    request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +213,60 @@ class Inventory:
             '/mercato.api.inventory.v1.Inventory/Restock',
             mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RestockRequest.SerializeToString,
             mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.inventory.v1.Inventory/RemoveStock',
+            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RemoveStockRequest.SerializeToString,
+            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.inventory.v1.Inventory/GetStocks',
+            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksRequest.SerializeToString,
+            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksReply.FromString,
             options,
             channel_credentials,
             insecure,
