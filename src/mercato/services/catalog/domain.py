@@ -36,6 +36,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_product_id(raw: str) -> str:
+    if not 1 <= len(raw) <= 64 or not raw.isascii() or not raw.isprintable() or " " in raw:
+        raise Invalid("a product id is 1 to 64 printable ASCII characters without spaces")
+    return raw
+
+
 def check_description(text: str) -> str:
     if len(text) > 5000:
         raise Invalid("a description has at most 5000 characters")

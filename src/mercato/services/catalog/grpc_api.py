@@ -28,6 +28,7 @@ from mercato.services.catalog.store import Product, ProductNotFound
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 MAX_VALIDATE = 500
+MAX_PUT = 1000
 SORTS = {
     pb.PRODUCT_SORT_UNSPECIFIED: "name",
     pb.PRODUCT_SORT_NAME: "name",
@@ -227,3 +228,26 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
                 )
             )
         return pb.ValidateItemsReply(items=replies)
+
+    async def PutProducts(
+        self, request: pb.PutProductsRequest, context: Context
+    ) -> pb.PutProductsReply:
+        await require_caller(self.ctx, context, role="admin")
+        if not 1 <= len(request.products) <= MAX_PUT:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"1 to {MAX_PUT} products")
+        wanted: dict[str, store.NewProduct] = {}
+        try:
+            for item in request.products:
+                wanted[domain.check_product_id(item.product_id)] = store.NewProduct(
+                    name=domain.check_name(item.name),
+                    description="",
+                    category="",
+                    price=domain.check_price(item.price.amount),
+                    currency=domain.check_currency(item.price.currency or "USD"),
+                    quantity=domain.check_quantity(item.quantity),
+                )
+        except Invalid as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        async with self.ctx.transaction() as uow:
+            created, updated = await store.put_many(uow, wanted)
+        return pb.PutProductsReply(created=created, updated=updated)

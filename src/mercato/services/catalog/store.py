@@ -131,37 +131,89 @@ async def known(conn: AsyncConnection, product_ids: list[str]) -> set[str]:
     return {r.id for r in (await conn.execute(query)).all()}
 
 
+def _row(product_id: str, new: NewProduct, now: datetime) -> dict[str, Any]:
+    return {
+        "id": product_id,
+        "name": new.name,
+        "description": new.description,
+        "category": new.category,
+        "price": new.price,
+        "currency": new.currency,
+        "active": new.active,
+        # Shown until inventory reports; inventory starts from this same quantity.
+        "available": new.quantity,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _created(product_id: str, new: NewProduct) -> ProductCreated:
+    return ProductCreated(
+        productId=product_id,
+        name=new.name,
+        price=new.price,
+        quantity=new.quantity,
+        description=new.description or None,
+        currency=new.currency,
+        category=new.category or None,
+    )
+
+
 async def create(uow: UnitOfWork, new: NewProduct, product_id: str | None = None) -> Product:
-    now = datetime.now(UTC)
     product_id = product_id or new_id()
-    await uow.conn.execute(
-        products.insert().values(
-            id=product_id,
-            name=new.name,
-            description=new.description,
-            category=new.category,
-            price=new.price,
-            currency=new.currency,
-            active=new.active,
-            # Shown until inventory reports; inventory starts from this same quantity.
-            available=new.quantity,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    uow.publish(
-        ProductCreated(
-            productId=product_id,
-            name=new.name,
-            price=new.price,
-            quantity=new.quantity,
-            description=new.description or None,
-            currency=new.currency,
-            category=new.category or None,
-        ),
-        subject=product_id,
-    )
+    await uow.conn.execute(products.insert().values(_row(product_id, new, datetime.now(UTC))))
+    uow.publish(_created(product_id, new), subject=product_id)
     return await get(uow.conn, product_id)
+
+
+async def put_many(uow: UnitOfWork, wanted: dict[str, NewProduct]) -> tuple[int, int]:
+    """Make the products of ``wanted`` (by id) that do not exist and set those that do (active
+    and undeleted again); (made, set). One insert and one executemany update, whatever the
+    count, and each product's event as ``create`` and ``update`` publish it."""
+    now = datetime.now(UTC)
+    taken = await known(uow.conn, list(wanted))
+    fresh = {i: p for i, p in wanted.items() if i not in taken}
+    if fresh:
+        rows = [_row(product_id, p, now) for product_id, p in fresh.items()]
+        await uow.conn.execute(products.insert(), rows)
+    if taken:
+        await uow.conn.execute(
+            products.update()
+            .where(products.c.id == sa.bindparam("put_id"))
+            .values(
+                name=sa.bindparam("put_name"),
+                price=sa.bindparam("put_price"),
+                currency=sa.bindparam("put_currency"),
+                available=sa.bindparam("put_quantity"),
+                active=True,
+                deleted_at=None,
+                updated_at=now,
+            ),
+            [
+                {
+                    "put_id": product_id,
+                    "put_name": wanted[product_id].name,
+                    "put_price": wanted[product_id].price,
+                    "put_currency": wanted[product_id].currency,
+                    "put_quantity": wanted[product_id].quantity,
+                }
+                for product_id in sorted(taken)
+            ],
+        )
+    for product_id, p in wanted.items():
+        if product_id in fresh:
+            event: ProductCreated | ProductUpdated = _created(product_id, p)
+        else:
+            event = ProductUpdated(
+                productId=product_id,
+                name=p.name,
+                price=p.price,
+                currency=p.currency,
+                quantity=p.quantity,
+                active=True,
+            )
+        uow.publish(event, subject=product_id)
+    return len(fresh), len(taken)
 
 
 async def update(

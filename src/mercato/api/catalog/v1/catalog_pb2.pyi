@@ -152,3 +152,29 @@ class ValidateItemsReply(_message.Message):
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ValidatedItem]
     def __init__(self, items: _Optional[_Iterable[_Union[ValidatedItem, _Mapping]]] = ...) -> None: ...
+
+class PutProduct(_message.Message):
+    __slots__ = ("product_id", "name", "price", "quantity")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    name: str
+    price: _common_pb2.Money
+    quantity: int
+    def __init__(self, product_id: _Optional[str] = ..., name: _Optional[str] = ..., price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class PutProductsRequest(_message.Message):
+    __slots__ = ("products",)
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    products: _containers.RepeatedCompositeFieldContainer[PutProduct]
+    def __init__(self, products: _Optional[_Iterable[_Union[PutProduct, _Mapping]]] = ...) -> None: ...
+
+class PutProductsReply(_message.Message):
+    __slots__ = ("created", "updated")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    created: int
+    updated: int
+    def __init__(self, created: _Optional[int] = ..., updated: _Optional[int] = ...) -> None: ...

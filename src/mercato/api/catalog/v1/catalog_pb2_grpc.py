@@ -64,6 +64,11 @@ class CatalogStub:
                 request_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ValidateItemsRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ValidateItemsReply.FromString,
                 _registered_method=True)
+        self.PutProducts = channel.unary_unary(
+                '/mercato.api.catalog.v1.Catalog/PutProducts',
+                request_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.PutProductsRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.PutProductsReply.FromString,
+                _registered_method=True)
 
 
 class CatalogServicer:
@@ -114,6 +119,16 @@ class CatalogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutProducts(self, request, context):
+        """Admin only, for bulk set-up (1 to 1000 products): each product with the id given is made
+        (ProductCreated; its quantity is the stock inventory starts from) or, when the id is
+        taken, set to the name, price and quantity given, active and undeleted (ProductUpdated).
+        INVALID_ARGUMENT for a bad field: then nothing is written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +161,11 @@ def add_CatalogServicer_to_server(servicer, server):
                     servicer.ValidateItems,
                     request_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ValidateItemsRequest.FromString,
                     response_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ValidateItemsReply.SerializeToString,
+            ),
+            'PutProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutProducts,
+                    request_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.PutProductsRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.PutProductsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +330,33 @@ class Catalog:
             '/mercato.api.catalog.v1.Catalog/ValidateItems',
             mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ValidateItemsRequest.SerializeToString,
             mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ValidateItemsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.catalog.v1.Catalog/PutProducts',
+            mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.PutProductsRequest.SerializeToString,
+            mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.PutProductsReply.FromString,
             options,
             channel_credentials,
             insecure,
