@@ -30,8 +30,8 @@ class Service:
     - ``handlers``: ``on(EventType, function)`` declarations; the queue binds to exactly these;
     - ``grpc``: registers the service's servicers on a ``grpc.aio`` server and returns their
       full names (for reflection and health);
-    - ``http``: returns an ASGI app (a FastAPI app: only the gateway has public routes), mounted
-      at ``/`` behind the process's own /healthz, /readyz and /metrics;
+    - ``http``: returns an ASGI app (a FastAPI app: only the gateway has public routes), it takes
+      every request not for the process's own /healthz, /readyz and /metrics;
     - ``tasks``: background loops (timeouts, the sandbox carrier…) run while the service runs;
     - ``on_start``: one-off start-up work (seed data) after migrations.
     """

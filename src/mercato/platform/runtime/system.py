@@ -89,20 +89,27 @@ def create_app(system: System) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with system.running():
-            for host in system.hosts.values():
-                if host.service.http is not None and host.ctx is not None:
-                    app.mount("/", host.service.http(host.ctx))
+            apps = [
+                host.service.http(host.ctx)
+                for host in system.hosts.values()
+                if host.service.http is not None and host.ctx is not None
+            ]
+            if len(apps) > 1:
+                raise RuntimeError("only one service of a process may serve HTTP")
+            if apps:
+                # Every request the routes below do not take goes to it, path untouched.
+                app.router.default = apps[0]
             yield
 
-    # The gateway's app (mounted at "/") serves the public OpenAPI document and docs.
+    # The gateway's app (the router's default) serves the public OpenAPI document and docs.
     app = FastAPI(
         title="Mercato", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
     )
 
     @app.exception_handler(StarletteHTTPException)
     async def unrouted(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # A path none of the mounted apps takes (Starlette's mount pattern stops at a newline
-        # in the path) is answered here: as problem+json, like every other error.
+        # In a process without the gateway, an unknown path is answered here: as
+        # problem+json, like every other error.
         body = {
             "type": "about:blank",
             "title": HTTPStatus(exc.status_code).phrase,

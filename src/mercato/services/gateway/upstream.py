@@ -20,6 +20,7 @@ POST/PUT/PATCH/DELETE) and the request id as gRPC metadata, applies the deadline
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import grpc
@@ -52,17 +53,17 @@ STATUS: dict[grpc.StatusCode, int] = {
     C.UNIMPLEMENTED: 501,
 }
 _SHOWN = {422, 404, 409, 403, 401, 429}
-_FORWARDED = ("authorization", "idempotency-key", "x-request-id")
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+# Printable ASCII without spaces: what an HTTP and a gRPC header value both carry.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
 
 # Declare it on a route that creates something, so the OpenAPI document shows the header.
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="Retrying with the same key and body returns the first answer.",
     ),
 ]
@@ -84,14 +85,18 @@ class Gateway:
     def metadata(self) -> list[tuple[str, str]]:
         headers = self.request.headers
         pairs = []
-        for name in _FORWARDED:
-            if name == "idempotency-key" and self.request.method not in _WRITES:
-                continue
-            value = headers.get(name)
-            if value:
-                pairs.append((name, value))
+        if authorization := headers.get("authorization"):
+            if not authorization.isascii() or not authorization.isprintable():
+                raise Problem(401, "the Authorization header is not printable ASCII")
+            pairs.append(("authorization", authorization))
+        key = headers.get("idempotency-key")
+        if key and self.request.method in _WRITES:
+            if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
+                raise Problem(422, "Idempotency-Key must be 1 to 200 printable ASCII characters")
+            pairs.append(("idempotency-key", key))
+        # The request id the middleware accepted (or made): never an unchecked header.
         request_id = getattr(self.request.state, "request_id", None)
-        if request_id and not headers.get("x-request-id"):
+        if request_id:
             pairs.append(("x-request-id", request_id))
         return pairs
 

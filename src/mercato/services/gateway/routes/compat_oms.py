@@ -10,6 +10,7 @@ CANCELLED); the status otherwise follows the saga, and items cannot change once 
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
 from mercato.services.gateway.problems import Problem
 from mercato.services.gateway.security import CurrentCaller
-from mercato.services.gateway.upstream import Gateway, Upstream
+from mercato.services.gateway.upstream import IDEMPOTENCY_KEY_PATTERN, Gateway, Upstream
 
 Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 
@@ -178,9 +179,11 @@ async def create_order(
     request: Request,
     caller: CurrentCaller,
     upstream: Upstream,
-    # Checked by the order service, so that a bad key too fails in the seed's shape.
+    # Checked here, so that a bad key too fails in the seed's shape.
     key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
+    if key is not None and not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
+        return failure(422, "Idempotency-Key must be 1 to 200 printable ASCII characters")
     try:
         asked = OmsNewOrder.model_validate(await _json(request))
     except ValidationError as exc:
