@@ -65,11 +65,16 @@ async def ensure_database(url: URL) -> None:
 def create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     if is_postgres(url):
         return create_async_engine(url, pool_size=10, max_overflow=10, **kwargs)
-    engine = create_async_engine(url, **kwargs)
+    # SQLite: one connection per database and process. SQLite writes one transaction at a
+    # time anyway; with several connections a waiting writer sleeps in SQLite's busy handler
+    # (back-off of up to 100 ms a try), while one connection queues the transactions in the
+    # pool, first come first served, at no cost. Nothing may open a second connection to the
+    # same database while it holds one.
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, **kwargs)
 
-    # SQLite: take the write lock when a transaction starts (BEGIN IMMEDIATE), so two
-    # concurrent read-then-write transactions queue on busy_timeout instead of one failing
-    # with "database is locked" when it tries to upgrade its lock; WAL lets readers go on.
+    # BEGIN IMMEDIATE: take the write lock when a transaction starts, so that another process
+    # on the same file (a CLI command, a second replica) queues on busy_timeout instead of
+    # failing with "database is locked" when it tries to upgrade its lock.
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
