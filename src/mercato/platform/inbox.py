@@ -26,6 +26,7 @@ from mercato.contracts.events import Payload
 from mercato.platform.bus.port import ACK, ROUTE_BY, RawMessage, Retry, Verdict, pattern_for
 from mercato.platform.envelope import Envelope, EnvelopeError
 from mercato.platform.ids import new_id
+from mercato.platform.metrics import DELIVERIES
 from mercato.platform.storage.tables import dead_letters, inbox
 from mercato.platform.unit_of_work import UnitOfWork, trace_id_of, transaction
 
@@ -103,6 +104,7 @@ class InboxConsumer:
         self.patterns = tuple(sorted({h.pattern for h in handlers}))
 
     async def __call__(self, batch: Sequence[RawMessage]) -> list[Verdict]:
+        DELIVERIES.labels(self.name).inc(len(batch))
         verdicts: list[Verdict] = [ACK] * len(batch)
         good: list[tuple[int, _Decoded]] = []
         for i, message in enumerate(batch):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mercato.platform.bus.port import EventBus
 from mercato.platform.envelope import Envelope
+from mercato.platform.metrics import EVENTS_PUBLISHED
 from mercato.platform.storage.tables import outbox
 
 log = structlog.get_logger(__name__)
@@ -105,6 +106,7 @@ class OutboxRelay:
         confirmed = await self.bus.publish(batch)
         done = [row.seq for row, ok in zip(rows, confirmed, strict=True) if ok]
         if done:
+            EVENTS_PUBLISHED.labels(self.service).inc(len(done))
             async with self.engine.begin() as conn:
                 await conn.execute(
                     update(outbox).where(outbox.c.seq.in_(done)).values(sent_at=datetime.now(UTC))

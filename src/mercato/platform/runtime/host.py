@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from mercato.platform.bus.port import EventBus, Subscription
 from mercato.platform.dead_letters import Redriver
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
+from mercato.platform.metrics import count_commits
 from mercato.platform.outbox import OutboxRelay
 from mercato.platform.runtime.service import Service, ServiceContext
 from mercato.platform.settings import Settings
@@ -62,6 +63,7 @@ class ServiceHost:
         await ensure_database(url)
         engine = create_engine(url)
         await migrate(engine, self.service.migrations)
+        count_commits(engine, self.name)
         self.relay = OutboxRelay(engine, self.bus, self.name, poll_interval=s.relay_poll_interval)
         self.ctx = ServiceContext(
             self.service, s, engine, self.bus, self.relay.wake, grpc_targets=self.grpc_targets

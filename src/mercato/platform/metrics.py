@@ -1,0 +1,36 @@
+"""The platform's own Prometheus counters: what an order costs in events, deliveries and
+database transactions (DESIGN §9). Every process serves them at ``/metrics``; the bench reads
+them before and after a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+EVENTS_PUBLISHED = Counter(
+    "mercato_events_published",
+    "Events the outbox relay handed to the broker and the broker confirmed.",
+    ["service"],
+)
+DELIVERIES = Counter(
+    "mercato_deliveries",
+    "Messages the broker delivered to a service's consumer (duplicates included).",
+    ["service"],
+)
+TRANSACTIONS = Counter(
+    "mercato_db_transactions",
+    "Database transactions committed (handlers, gRPC calls, the relay's bookkeeping).",
+    ["service"],
+)
+
+
+def count_commits(engine: AsyncEngine, service: str) -> None:
+    """Count every commit on ``engine`` as one of ``service``'s transactions."""
+    committed = TRANSACTIONS.labels(service)
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def _commit(_conn: Any) -> None:
+        committed.inc()
