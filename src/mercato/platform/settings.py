@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     auth_rate_limit: int = Field(20, ge=1, le=100_000)
     grpc_deadline: float = Field(5.0, gt=0, le=120)
     demo_catalog: bool = True
+    # gateway: serve the WDM benchmark's API (no credentials; see services/gateway/wdm.py).
+    wdm_api: bool = False
     # cart: seconds a cart with items may sit untouched before CartAbandoned is published.
     cart_abandon_after: float = Field(3600, gt=0, le=30 * 86_400)
     stock_low_threshold: int = Field(5, ge=0, le=1_000_000)  # inventory: StockLow below it
