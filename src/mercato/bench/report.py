@@ -1,0 +1,153 @@
+"""The bench's outputs: rich tables on the terminal, the JSON results file, the PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _n(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def tables(results: dict[str, Any]) -> list[Table]:
+    run = results["run"]
+    title = f"mercato bench — {run['broker']} + {run['database']}, {run['date']}"
+    speed = Table(
+        "scenario",
+        "orders",
+        "s",
+        "→PAID/s",
+        "→RESERVED/s",
+        "browse/s",
+        "PAID p50/p90/p99/max ms",
+        "RESERVED p50/p90/p99/max ms",
+        "errors",
+        title=title,
+    )
+    cost = Table(
+        "scenario",
+        "events/order",
+        "deliveries/order",
+        "transactions/order",
+        "ceiling orders/s",
+        "RESERVED/s % of ceiling",
+        title="Cost per order and ceiling",
+    )
+    checks = Table(
+        "scenario", "by status", "nothing lost", "no oversell", "money", "ok", title="Invariants"
+    )
+    for name, s in results["scenarios"].items():
+        lat = s["latencyMs"]
+
+        def four(k: str, lat: dict[str, Any] = lat) -> str:
+            return "/".join(_n(lat[k][p], 0) for p in ("p50", "p90", "p99", "max"))
+
+        errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "0"
+        speed.add_row(
+            name,
+            str(s["orders"]),
+            _n(s["seconds"]),
+            _n(s["paidPerSecond"]),
+            _n(s["reservedPerSecond"]),
+            _n(s["browsePerSecond"]),
+            four("paid"),
+            four("reserved"),
+            errors,
+        )
+        c, ceiling = s["costPerOrder"], s["ceiling"]
+        cost.add_row(
+            name,
+            _n(c["events"], 2),
+            _n(c["deliveries"], 2),
+            _n(c["transactions"], 2),
+            _n(ceiling["ordersPerSecond"]),
+            _n(ceiling["percent"]) + " %",
+        )
+        inv = s["invariants"]
+        checks.add_row(
+            name,
+            ", ".join(f"{k} {v}" for k, v in inv["byStatus"].items()),
+            "yes" if inv["nothingLost"] else f"NO ({len(inv['unsettled'])} unsettled)",
+            "yes" if inv["stock"]["ok"] else "NO",
+            "yes" if inv["money"]["ok"] else "NO",
+            "[green]ok[/]" if inv["ok"] else "[red]FAILED[/]",
+        )
+    limits = Table("limit", "raw", "Mercato", "ratio", title="Raw limits, same run, same machine")
+    raw, browse = results["raw"], results.get("browse", {})
+    if raw.get("http"):
+        limits.add_row(
+            "HTTP req/s (bare uvicorn vs gateway browse)",
+            _n(raw["http"]["rps"]),
+            _n(browse.get("rps")),
+            _n(browse.get("percentOfBare")) + " %",
+        )
+    if raw.get("database"):
+        d = raw["database"]
+        limits.add_row(f"{d['kind']} handler transactions/s", _n(d["tps"]), "", "")
+    if raw.get("broker"):
+        b = raw["broker"]
+        limits.add_row(f"{b['kind']} msgs/s, 1 queue", _n(b["oneQueue"]), "", "")
+        limits.add_row(f"{b['kind']} msgs/s, fanned out to 3", _n(b["threeQueues"]), "", "")
+    wdm = results.get("wdm")
+    if wdm:
+        for target in wdm["targets"]:
+            limits.add_row(
+                f"WDM checkouts/s: {target['url']}", "", _n(target["checkoutsPerSecond"]), ""
+            )
+    return [speed, cost, checks, limits]
+
+
+def show(console: Console, results: dict[str, Any]) -> None:
+    for table in tables(results):
+        console.print(table)
+    console.print(f"[dim]ceiling: {results['ceilingFormula']}[/dim]")
+    for note in results["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Per scenario: checkouts/s reaching PAID and RESERVED, and p50/p99 checkout→RESERVED
+    latency of the checkouts sent in each second."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = results["scenarios"]
+    fig, axes = plt.subplots(
+        len(scenarios), 2, figsize=(12, 3.6 * max(len(scenarios), 1)), squeeze=False
+    )
+    for row, (name, s) in enumerate(scenarios.items()):
+        series = s["series"]
+        seconds = list(range(len(series["reservedPerSecond"])))
+        left, right = axes[row]
+        left.plot(seconds, series["paidPerSecond"], label="→ PAID")
+        left.plot(seconds, series["reservedPerSecond"], label="→ RESERVED")
+        left.set_title(f"{name}: checkouts per second")
+        left.set_xlabel("s since start")
+        left.legend()
+        right.plot(seconds, series["reservedP50Ms"], label="p50")
+        right.plot(seconds, series["reservedP99Ms"], label="p99")
+        right.set_title(f"{name}: checkout → RESERVED latency (ms)")
+        right.set_xlabel("s since start (checkout sent)")
+        right.legend()
+    run = results["run"]
+    fig.suptitle(f"mercato bench {run['broker']} + {run['database']} — {run['date']}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,310 @@
+"""One bench run: the raw limits, then the system under test started in its own process, set
+up, loaded scenario by scenario (cost counters scraped around each), checked, and stopped."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mercato.bench import invariants, raw, scrape, shoppers, stats, wdm
+from mercato.bench.hammer import hammer
+from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, SystemUnderTest
+
+
+@dataclass(frozen=True)
+class Config:
+    broker: str = "memory"
+    database: str = "sqlite"
+    scenarios: tuple[str, ...] = ("plenty", "scarce")
+    shoppers: int = 50
+    orders: int | None = None
+    duration: float | None = 30.0
+    products: int = 50
+    stock: int = 1_000_000
+    scarce_products: int = 4
+    scarce_stock: int = 10
+    skip_raw: bool = False
+    raw_seconds: float = 5.0
+    raw_messages: int = 10_000
+    browse_seconds: float = 10.0
+    settle_timeout: float = 60.0
+    carrier_delay: str = "never"
+    wdm: bool = False
+    wdm_targets: tuple[str, ...] = ()
+    wdm_seconds: float = 15.0
+    wdm_users: int = 1000
+    wdm_items: int = 1000
+    out: Path = Path("bench-results")
+
+
+def quick() -> dict[str, Any]:
+    """The sizes of ``--quick``: the whole run under a minute on 2 cores (when nothing else
+    runs there); flags given explicitly win over them."""
+    return {
+        "shoppers": 16,
+        "duration": 6.0,
+        "orders": None,
+        "products": 20,
+        "scarce_stock": 5,
+        "raw_seconds": 1.5,
+        "raw_messages": 1500,
+        "browse_seconds": 3.0,
+        "settle_timeout": 20.0,
+        "wdm_seconds": 5.0,
+        "wdm_users": 100,
+        "wdm_items": 100,
+    }
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@contextmanager
+def _task(progress: Progress, description: str, total: float | None) -> Iterator[Any]:
+    task = progress.add_task(description, total=total)
+
+    def tick(n: int) -> None:
+        progress.advance(task, n)
+
+    yield tick
+    progress.update(task, completed=progress.tasks[task].total or progress.tasks[task].completed)
+
+
+async def measure_raw(
+    config: Config, progress: Progress, run_id: str, workdir: Path
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    steps = 2 + (2 if config.broker != "memory" else 0)
+    with _task(progress, "raw limits", steps) as tick:
+        bare = await raw.bare_http(config.raw_seconds, clients=config.shoppers)
+        found["http"] = {"rps": bare.rate, "clients": config.shoppers, "errors": dict(bare.errors)}
+        tick(1)
+        if config.database == "postgres":
+            tps = await raw.postgres(config.raw_seconds, connections=4, run_id=run_id)
+            found["database"] = {"kind": "PostgreSQL (asyncpg, 4 connections)", "tps": tps}
+        else:
+            tps = await raw.sqlite(config.raw_seconds, workdir)
+            found["database"] = {"kind": "SQLite (WAL, 1 writer)", "tps": tps}
+        tick(1)
+        if config.broker != "memory":
+            from mercato.bench.system import BROKERS
+
+            measure = raw.rabbitmq if config.broker == "rabbitmq" else raw.nats_jetstream
+            url = BROKERS[config.broker]
+            one = await measure(url, config.raw_messages, 1)
+            tick(1)
+            three = await measure(url, config.raw_messages // 2, 3)
+            tick(1)
+            cost = stats.BrokerCost.from_rates(one, three)
+            found["broker"] = {
+                "kind": "RabbitMQ (quorum, persistent, confirms)"
+                if config.broker == "rabbitmq"
+                else "NATS JetStream (file, acks)",
+                "oneQueue": one,
+                "threeQueues": three,
+                "publishCostMs": cost.publish * 1000,
+                "deliveryCostMs": cost.delivery * 1000,
+            }
+    return found
+
+
+def _series(load: shoppers.Load) -> dict[str, list[Any]]:
+    seconds = int(load.seconds) + 1
+    paid = [t for p in load.placed if (t := p.reached("PAID"))]
+    reserved = [t for p in load.placed if (t := p.reached("RESERVED"))]
+    by_second: list[list[float]] = [[] for _ in range(seconds)]
+    for p in load.placed:
+        t = p.reached("RESERVED")
+        i = int(p.sent - load.started)
+        if t is not None and 0 <= i < seconds:
+            by_second[i].append((t - p.sent) * 1000)
+    return {
+        "paidPerSecond": stats.per_second(paid, load.started, seconds),
+        "reservedPerSecond": stats.per_second(reserved, load.started, seconds),
+        "reservedP50Ms": [stats.percentile(b, 50) for b in by_second],
+        "reservedP99Ms": [stats.percentile(b, 99) for b in by_second],
+    }
+
+
+async def scenario(
+    name: str,
+    config: Config,
+    system: SystemUnderTest,
+    http: httpx.AsyncClient,
+    admin: shoppers.Headers,
+    people: list[shoppers.Headers],
+    progress: Progress,
+    placed_so_far: int,
+    found_raw: dict[str, Any],
+) -> dict[str, Any]:
+    count, stock = (
+        (config.products, config.stock)
+        if name == "plenty"
+        else (config.scarce_products, config.scarce_stock)
+    )
+    tag = f"{name}-{uuid.uuid4().hex[:6]}"
+    with _task(progress, f"{name}: products", count) as tick:
+        products = await shoppers.create_products(http, admin, count, stock, tag, tick)
+    before = await scrape.scrape(system.metrics_urls)
+    total = config.orders if config.orders is not None else None
+    with _task(
+        progress,
+        f"{name}: checkouts" + (f" ({config.duration:.0f}s)" if total is None else ""),
+        total,
+    ) as tick:
+        load = await shoppers.shop(http, people, products, config.orders, config.duration, tick)
+    with _task(progress, f"{name}: settle", None):
+        unsettled = await shoppers.collect(http, people, load.placed, config.settle_timeout)
+        checked = await invariants.check(
+            http,
+            admin,
+            dict.fromkeys(products, stock),
+            load.placed,
+            unsettled,
+            placed_so_far + len(load.placed),
+        )
+    after = await scrape.scrape(system.metrics_urls)
+    delta = scrape.difference(after, before)
+    orders = len(load.placed)
+    cost = scrape.per_order(delta, orders)
+    paid = [p for p in load.placed if p.reached("PAID")]
+    reserved = [p for p in load.placed if p.reached("RESERVED")]
+    reserved_rate = len(reserved) / load.seconds if load.seconds else 0.0
+    broker = found_raw.get("broker")
+    broker_cost = (
+        stats.BrokerCost(broker["publishCostMs"] / 1000, broker["deliveryCostMs"] / 1000)
+        if broker
+        else None
+    )
+    tps = found_raw.get("database", {}).get("tps", 0.0)
+    limit = (
+        stats.ceiling(
+            cost["events"] or 0,
+            cost["deliveries"] or 0,
+            cost["transactions"] or 0,
+            broker_cost,
+            tps,
+        )
+        if found_raw and cost["transactions"]
+        else None
+    )
+    return {
+        "products": count,
+        "stockPerProduct": stock,
+        "shoppers": len(people),
+        "orders": orders,
+        "seconds": load.seconds,
+        "paidPerSecond": len(paid) / load.seconds if load.seconds else 0.0,
+        "reservedPerSecond": reserved_rate,
+        "browsePerSecond": load.browse / load.seconds if load.seconds else 0.0,
+        "latencyMs": {
+            "paid": stats.summary([t - p.sent for p in paid if (t := p.reached("PAID"))]),
+            "reserved": stats.summary(
+                [t - p.sent for p in reserved if (t := p.reached("RESERVED"))]
+            ),
+        },
+        "errors": dict(load.errors.most_common()),
+        "costPerOrder": {**cost, "byService": scrape.by_service(delta, orders)},
+        "ceiling": {
+            "ordersPerSecond": limit,
+            "percent": 100 * reserved_rate / limit if limit else None,
+        },
+        "invariants": checked,
+        "series": _series(load),
+    }
+
+
+async def bench(config: Config, console: Console) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {
+        "run": {
+            "id": run_id,
+            "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+            "broker": config.broker,
+            "database": config.database,
+            "machine": (
+                f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+            ),
+            "config": {
+                k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
+            },
+        },
+        "raw": {},
+        "scenarios": {},
+        "ceilingFormula": stats.CEILING_FORMULA,
+        "notes": [],
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="mercato-bench-") as tmp,
+        _progress(console) as progress,
+    ):
+        workdir = Path(tmp)
+        if not config.skip_raw:
+            results["raw"] = await measure_raw(config, progress, run_id, workdir)
+        system = SystemUnderTest(
+            run_id, config.broker, config.database, workdir, config.carrier_delay
+        )
+        try:
+            with _task(progress, "start the system", None):
+                system.start()
+                await system.ready()
+            limits = httpx.Limits(max_connections=config.shoppers + 20)
+            async with httpx.AsyncClient(
+                base_url=system.base_url, timeout=60, limits=limits
+            ) as http:
+                admin = await shoppers.sign_in(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+                with _task(progress, "sign up shoppers", config.shoppers) as tick:
+                    people = await shoppers.sign_up_shoppers(http, config.shoppers, run_id, tick)
+                placed = 0
+                for name in config.scenarios:
+                    found = await scenario(
+                        name, config, system, http, admin, people, progress, placed, results["raw"]
+                    )
+                    placed += found["orders"]
+                    results["scenarios"][name] = found
+                with _task(progress, "browse only", None):
+                    browse = await hammer(
+                        system.base_url,
+                        lambda i: f"/api/v1/products?q={shoppers.WORDS[i % 8]}&pageSize=10",
+                        config.browse_seconds,
+                        clients=config.shoppers,
+                        label="GET products?q",
+                    )
+                bare = results["raw"].get("http", {}).get("rps")
+                results["browse"] = {
+                    "rps": browse.rate,
+                    "errors": dict(browse.errors),
+                    "percentOfBare": 100 * browse.rate / bare if bare else None,
+                }
+            if config.wdm:
+                targets = [system.base_url, *config.wdm_targets]
+                results["wdm"] = await wdm.compare(targets, config, progress)
+        finally:
+            code = await system.stop()
+            results["notes"] += system.notes
+            if code not in (0, None, -15):
+                results["notes"].append(f"the system exited with {code}; {system.tail()}")
+        results["run"]["seconds"] = round(time.time() - started.timestamp(), 1)
+    return results

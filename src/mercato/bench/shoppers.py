@@ -1,0 +1,256 @@
+"""Shoppers through the public API: the set-up (products with stock, shoppers signed up and
+in — argon2 makes that slow, so it is never measured), the shopper loop (browse and search,
+add to cart, check out, wait for the outcome), and what is collected from the orders afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from mercato.bench.hammer import error_kind
+
+WORDS = ("cup", "kettle", "teapot", "mug", "press", "grinder", "scale", "filter")
+CARD = {
+    "method": "card",
+    "cardNumber": "4242424242424242",
+    "expiry": "12/39",
+    "cvc": "123",
+    "holder": "Bench Shopper",
+}
+ADDRESS = {
+    "name": "Bench Shopper",
+    "line1": "1 Load Street",
+    "city": "London",
+    "postalCode": "N1 7AA",
+    "country": "GB",
+}
+PASSWORD = "Shopper-bench-9Tq4-Wv2x"
+Headers = dict[str, str]
+Tick = Callable[[int], None]
+
+
+class SetupFailed(RuntimeError):
+    pass
+
+
+def expect(response: httpx.Response, *statuses: int) -> dict[str, Any]:
+    if response.status_code not in statuses:
+        raise SetupFailed(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{response.status_code} {response.text[:300]}"
+        )
+    return dict(response.json()) if response.content else {}
+
+
+async def sign_in(http: httpx.AsyncClient, email: str, password: str) -> Headers:
+    body = expect(
+        await http.post("/api/v1/auth/login", json={"email": email, "password": password}), 200
+    )
+    return {"Authorization": f"Bearer {body['accessToken']}"}
+
+
+async def create_products(
+    http: httpx.AsyncClient, admin: Headers, count: int, stock: int, tag: str, tick: Tick
+) -> list[str]:
+    """``count`` products with ``stock`` units each, once inventory shows them available."""
+    gate = asyncio.Semaphore(8)
+
+    async def one(i: int) -> str:
+        body = {
+            "name": f"Bench {WORDS[i % len(WORDS)]} {tag} {i}",
+            "description": f"A {WORDS[(i + 3) % len(WORDS)]} for the bench",
+            "category": "bench",
+            "price": round(5 + (i % 20) * 1.25, 2),
+            "quantity": stock,
+        }
+        async with gate:
+            made = expect(await http.post("/api/v1/products", json=body, headers=admin), 201)
+        product_id = str(made["productId"])
+        deadline = time.monotonic() + 60
+        while True:
+            shown = expect(await http.get(f"/api/v1/products/{product_id}"), 200)
+            if shown.get("available") == stock:
+                break
+            if time.monotonic() > deadline:
+                raise SetupFailed(f"product {product_id}: inventory never showed its stock")
+            await asyncio.sleep(0.05)
+        tick(1)
+        return product_id
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def sign_up_shoppers(
+    http: httpx.AsyncClient, count: int, tag: str, tick: Tick
+) -> list[Headers]:
+    gate = asyncio.Semaphore(4)
+
+    async def one(i: int) -> Headers:
+        email = f"shopper{i}-{tag}@bench.example"
+        async with gate:
+            body = {"email": email, "password": PASSWORD, "name": f"Shopper {i}"}
+            expect(await http.post("/api/v1/auth/register", json=body), 201)
+            headers = await sign_in(http, email, PASSWORD)
+        tick(1)
+        return headers
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+@dataclass
+class Placed:
+    """One accepted checkout: who placed it, when the request was sent, how the wait ended."""
+
+    order_id: str
+    shopper: int
+    sent: float
+    outcome: str = ""
+    order: dict[str, Any] = field(default_factory=dict)
+
+    def reached(self, status: str) -> float | None:
+        """When the order first reached ``status`` (its history, the system's clock)."""
+        for change in self.order.get("statusHistory", []):
+            if change["toStatus"] == status:
+                return datetime.fromisoformat(change["at"]).timestamp()
+        return None
+
+
+@dataclass
+class Load:
+    started: float = 0.0
+    seconds: float = 0.0
+    placed: list[Placed] = field(default_factory=list)
+    browse: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+async def shop(
+    http: httpx.AsyncClient,
+    shoppers: list[Headers],
+    products: list[str],
+    orders: int | None,
+    duration: float | None,
+    tick: Tick,
+    wait_timeout: float = 30,
+) -> Load:
+    """Every shopper loops browse → add to cart → check out → wait, until ``orders`` checkouts
+    were placed or ``duration`` seconds passed (then in-flight orders finish their wait)."""
+    load = Load(started=time.time())
+    stop_at = time.monotonic() + duration if duration else float("inf")
+    budget = orders if orders is not None else -1
+
+    def claim() -> bool:
+        nonlocal budget
+        if time.monotonic() >= stop_at or budget == 0:
+            return False
+        budget -= 1 if budget > 0 else 0
+        return True
+
+    async def request(label: str, method: str, url: str, ok: int, **kw: Any) -> Any:
+        try:
+            response = await http.request(method, url, **kw)
+        except httpx.HTTPError as exc:
+            load.errors[error_kind(label, exc)] += 1
+            return None
+        if response.status_code != ok:
+            load.errors[error_kind(label, response)] += 1
+            return None
+        return response.json()
+
+    async def wait(placed: Placed, who: Headers) -> str:
+        """Long-poll until RESERVED or cancelled. The order is made from the checkout's
+        event, so for a moment after the 202 it is not there yet (404): ask again."""
+        url = f"/api/v1/orders/{placed.order_id}/wait"
+        params: dict[str, str | float] = {"until": "RESERVED", "timeout": wait_timeout}
+        give_up = time.monotonic() + wait_timeout * 3
+        while time.monotonic() < give_up:
+            try:
+                response = await http.get(
+                    url, params=params, headers=who, timeout=wait_timeout + 10
+                )
+            except httpx.HTTPError as exc:
+                load.errors[error_kind("GET wait", exc)] += 1
+                continue
+            if response.status_code == 404:
+                await asyncio.sleep(0.02)
+            elif response.status_code != 200:
+                load.errors[error_kind("GET wait", response)] += 1
+            elif (outcome := str(response.json()["outcome"])) != "timeout":
+                return outcome
+        load.errors["GET wait gave up"] += 1
+        return "gave up"
+
+    async def shopper(n: int) -> None:
+        who = shoppers[n]
+        rng = random.Random(n)
+        while claim():
+            word = rng.choice(WORDS)
+            params = {"q": word, "pageSize": 10}
+            if await request("GET products?q", "GET", "/api/v1/products", 200, params=params):
+                load.browse += 1
+            product = rng.choice(products)
+            if await request("GET product", "GET", f"/api/v1/products/{product}", 200):
+                load.browse += 1
+            item = {"productId": product, "quantity": rng.randint(1, 2)}
+            if not await request(
+                "POST cart/items", "POST", "/api/v1/cart/items", 200, json=item, headers=who
+            ):
+                continue
+            body = {"payment": CARD, "shippingAddress": ADDRESS}
+            sent = time.time()
+            answer = await request(
+                "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
+            )
+            if not answer:
+                continue
+            placed = Placed(str(answer["orderId"]), n, sent)
+            load.placed.append(placed)
+            placed.outcome = await wait(placed, who)
+            tick(1)
+
+    await asyncio.gather(*(shopper(n) for n in range(len(shoppers))))
+    load.seconds = time.time() - load.started
+    return load
+
+
+SETTLED = {"CANCELLED", "RESERVED", "DELIVERING", "COMPLETED"}
+
+
+def settled(order: dict[str, Any]) -> bool:
+    """Final for the bench: cancelled with any capture refunded, or reserved (or beyond) and
+    paid (the carrier never delivers during a run, see MERCATO_CARRIER_DELAY)."""
+    status, payment = order.get("status"), order.get("payment", {})
+    if status == "CANCELLED":
+        return not payment.get("paid") or bool(payment.get("refunded"))
+    return status in SETTLED and bool(payment.get("paid")) and not payment.get("refunded")
+
+
+async def collect(
+    http: httpx.AsyncClient, shoppers: list[Headers], placed: list[Placed], timeout: float
+) -> list[Placed]:
+    """Read every placed order until it is settled or ``timeout`` passes; the unsettled ones."""
+    gate = asyncio.Semaphore(16)
+    deadline = time.monotonic() + timeout
+
+    async def read(p: Placed) -> None:
+        async with gate:
+            response = await http.get(f"/api/v1/orders/{p.order_id}", headers=shoppers[p.shopper])
+        if response.status_code == 200:
+            p.order = response.json()
+
+    pending = list(placed)
+    while pending:
+        await asyncio.gather(*(read(p) for p in pending))
+        pending = [p for p in pending if not settled(p.order)]
+        if not pending or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    return pending

@@ -1,0 +1,109 @@
+"""The WDM benchmark's load (its Locust stress test, in asyncio): bulk set-up by the
+``batch_init`` routes, then every client loops create order → addItem ×1–3 → checkout → find,
+against any base URL that serves that API, so another system can be measured in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from rich.progress import Progress
+
+from mercato.bench import stats
+from mercato.bench.hammer import error_kind
+
+if TYPE_CHECKING:
+    from mercato.bench.run import Config
+
+STARTING_MONEY, STARTING_STOCK, ITEM_PRICE = 1_000_000, 1_000_000, 1
+
+
+async def batch_init(http: httpx.AsyncClient, users: int, items: int) -> None:
+    for path in (
+        f"/payment/batch_init/{users}/{STARTING_MONEY}",
+        f"/stock/batch_init/{items}/{STARTING_STOCK}/{ITEM_PRICE}",
+        f"/orders/batch_init/{users}/{items}/{users}/{ITEM_PRICE}",
+    ):
+        response = await http.post(path, timeout=300)
+        if not response.is_success:
+            raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:200]}")
+
+
+async def stress(
+    base_url: str, clients: int, seconds: float, users: int, items: int
+) -> dict[str, Any]:
+    """Checkouts/s (answered 2xx or 4xx), their latency, and errors (5xx, transport)."""
+    limits = httpx.Limits(max_connections=clients + 5)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
+        await batch_init(http, users, items)
+        errors: Counter[str] = Counter()
+        outcomes: Counter[str] = Counter()
+        latencies: list[float] = []
+        stop_at = time.monotonic() + seconds
+
+        async def post(label: str, path: str) -> httpx.Response | None:
+            try:
+                response = await http.post(path)
+            except httpx.HTTPError as exc:
+                errors[error_kind(label, exc)] += 1
+                return None
+            if response.status_code >= 500:
+                errors[error_kind(label, response)] += 1
+                return None
+            return response
+
+        async def client(n: int) -> None:
+            rng = random.Random(n)
+            while time.monotonic() < stop_at:
+                created = await post("POST orders/create", f"/orders/create/{rng.randrange(users)}")
+                if created is None or not created.is_success:
+                    continue
+                order_id = created.json()["order_id"]
+                for _ in range(rng.randint(1, 3)):
+                    await post(
+                        "POST orders/addItem",
+                        f"/orders/addItem/{order_id}/{rng.randrange(items)}/1",
+                    )
+                sent = time.perf_counter()
+                checkout = await post("POST orders/checkout", f"/orders/checkout/{order_id}")
+                if checkout is None:
+                    continue
+                latencies.append(time.perf_counter() - sent)
+                outcomes["paid" if checkout.is_success else "refused"] += 1
+                try:
+                    await http.get(f"/orders/find/{order_id}")
+                except httpx.HTTPError as exc:
+                    errors[error_kind("GET orders/find", exc)] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {
+        "url": base_url,
+        "checkouts": sum(outcomes.values()),
+        "checkoutsPerSecond": sum(outcomes.values()) / elapsed,
+        "outcomes": dict(outcomes),
+        "latencyMs": stats.summary(latencies),
+        "errors": dict(errors),
+    }
+
+
+async def compare(targets: list[str], config: Config, progress: Progress) -> dict[str, Any]:
+    """The same WDM load on each target in turn; rates as ratios to the first (ours)."""
+    found = []
+    for url in targets:
+        task = progress.add_task(f"WDM load on {url}", total=None)
+        found.append(
+            await stress(
+                url, config.shoppers, config.wdm_seconds, config.wdm_users, config.wdm_items
+            )
+        )
+        progress.update(task, total=1, completed=1)
+    first = found[0]["checkoutsPerSecond"]
+    for target in found:
+        target["ratioToFirst"] = target["checkoutsPerSecond"] / first if first else None
+    return {"targets": found}

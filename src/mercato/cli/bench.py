@@ -1,0 +1,135 @@
+"""``mercato bench``: the system under shopper load, with the raw limits measured beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mercato.cli.common import console, fail
+
+
+class Broker(StrEnum):
+    memory = "memory"
+    rabbitmq = "rabbitmq"
+    nats = "nats"
+
+
+class Database(StrEnum):
+    sqlite = "sqlite"
+    postgres = "postgres"
+
+
+class Scenario(StrEnum):
+    plenty = "plenty"
+    scarce = "scarce"
+    both = "both"
+
+
+def bench(
+    broker: Annotated[Broker, typer.Option(help="memory = embedded (one process)")] = Broker.memory,
+    database: Annotated[
+        Database, typer.Option(help="postgres: fresh databases, dropped after")
+    ] = Database.sqlite,
+    scenario: Annotated[
+        Scenario, typer.Option(help="plenty of stock, scarce stock, or both")
+    ] = Scenario.both,
+    shoppers: Annotated[
+        int | None,
+        typer.Option(min=1, max=2000, help="Concurrent shoppers [default: 50; quick 16]"),
+    ] = None,
+    orders: Annotated[
+        int | None, typer.Option(min=1, help="Checkouts per scenario (instead of --duration)")
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(min=1, max=3600, help="Seconds of load per scenario [default: 30; quick 6]"),
+    ] = None,
+    products: Annotated[
+        int | None,
+        typer.Option(min=1, max=10_000, help="Products (plenty scenario) [default: 50; quick 20]"),
+    ] = None,
+    stock: Annotated[
+        int, typer.Option(min=1, help="Units per product (plenty scenario)")
+    ] = 1_000_000,
+    scarce_stock: Annotated[
+        int | None,
+        typer.Option(min=1, help="Units per product (scarce: 4 products) [default: 10; quick 5]"),
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small sizes: the whole run < 1 minute")
+    ] = False,
+    skip_raw: Annotated[
+        bool, typer.Option("--skip-raw", help="Do not measure the raw limits")
+    ] = False,
+    carrier_delay: Annotated[
+        str, typer.Option(help="MERCATO_CARRIER_DELAY of the system")
+    ] = "never",
+    wdm: Annotated[bool, typer.Option("--wdm", help="Also drive the WDM benchmark API")] = False,
+    target: Annotated[
+        list[str] | None, typer.Option(help="Another WDM system's base URL (with --wdm)")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Directory for the JSON results and the PNG plot")
+    ] = Path("bench-results"),
+) -> None:
+    """Drive the system like shoppers; report throughput, latency, cost per order, invariants,
+    and the raw limits of broker, database and HTTP measured in the same run."""
+    from mercato.bench import report
+    from mercato.bench.run import Config
+    from mercato.bench.run import bench as run_bench
+    from mercato.bench.run import quick as quick_sizes
+    from mercato.bench.shoppers import SetupFailed
+    from mercato.bench.system import SystemFailed
+
+    if (broker is Broker.memory) != (database is Database.sqlite):
+        fail("--broker memory runs embedded on SQLite; rabbitmq/nats run as processes on postgres")
+    if carrier_delay != "never":
+        try:
+            if float(carrier_delay) < 0:
+                raise ValueError
+        except ValueError:
+            fail(f"--carrier-delay {carrier_delay!r}: a number of seconds ≥ 0, or 'never'")
+    if target and not wdm:
+        fail("--target needs --wdm")
+    for url in target or []:
+        if not url.startswith(("http://", "https://")):
+            fail(f"--target {url!r}: expected an http:// or https:// base URL")
+    given: dict[str, Any] = {
+        "shoppers": shoppers,
+        "products": products,
+        "scarce_stock": scarce_stock,
+        "orders": orders,
+        "duration": duration,
+    }
+    config = Config(
+        broker=broker.value,
+        database=database.value,
+        scenarios=("plenty", "scarce") if scenario is Scenario.both else (scenario.value,),
+        stock=stock,
+        skip_raw=skip_raw,
+        carrier_delay=carrier_delay,
+        wdm=wdm,
+        wdm_targets=tuple(target or ()),
+        out=out,
+    )
+    if quick:
+        config = dataclasses.replace(config, **quick_sizes())
+    config = dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
+    if orders is not None:
+        config = dataclasses.replace(config, duration=None)
+    try:
+        results = asyncio.run(run_bench(config, console))
+    except (SystemFailed, SetupFailed) as exc:
+        fail(str(exc), code=1)
+    stem = f"bench-{config.broker}-{config.database}-{results['run']['id']}"
+    report.show(console, results)
+    report.write_json(results, out / f"{stem}.json")
+    report.plot(results, out / f"{stem}.png")
+    console.print(f"results: {out / (stem + '.json')}, plot: {out / (stem + '.png')}")
+    if not all(s["invariants"]["ok"] for s in results["scenarios"].values()):
+        raise typer.Exit(1)

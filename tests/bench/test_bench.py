@@ -1,0 +1,178 @@
+"""``mercato bench``: the pure arithmetic (percentiles, ceiling, metrics parsing, settlement and
+money rules), the raw probes at tiny sizes, and one tiny embedded run through the CLI whose
+JSON must hold every figure and whose invariants must hold."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mercato.bench import raw, scrape, stats
+from mercato.bench.invariants import money, reserved_units
+from mercato.bench.shoppers import Placed, settled
+from mercato.cli.main import app
+
+METRICS = """\
+# HELP mercato_events_published_total Events the outbox relay handed to the broker.
+# TYPE mercato_events_published_total counter
+mercato_events_published_total{service="order"} 12.0
+mercato_events_published_total{service="payment"} 3.0
+# TYPE mercato_deliveries_total counter
+mercato_deliveries_total{service="order"} 7.0
+# TYPE mercato_db_transactions_total counter
+mercato_db_transactions_total{service="inventory"} 5.0
+# TYPE other_total counter
+other_total 99.0
+"""
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    assert stats.percentile([], 50) is None
+    assert stats.percentile([3.0], 99) == 3.0
+    assert stats.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert stats.percentile([4.0, 1.0, 3.0, 2.0], 100) == 4.0
+    assert stats.percentile(list(map(float, range(101))), 90) == 90.0
+    with pytest.raises(ValueError):
+        stats.percentile([1.0], 101)
+    assert stats.summary([0.1, 0.2]) == {
+        "count": 2,
+        "p50": pytest.approx(150),
+        "p90": pytest.approx(190),
+        "p99": pytest.approx(199),
+        "max": pytest.approx(200),
+    }
+
+
+def test_per_second_buckets_from_the_start() -> None:
+    assert stats.per_second([100.2, 100.9, 101.5, 99.0, 104.0], 100.0, 3) == [2, 1, 0]
+
+
+def test_broker_cost_splits_publish_and_delivery() -> None:
+    # 1,000 msgs/s on one queue (1 ms each), 500 fanned out to three (2 ms each): each of the
+    # two extra deliveries costs 0.5 ms, so a delivery is 0.5 ms and a publish 0.5 ms.
+    cost = stats.BrokerCost.from_rates(1000, 500)
+    assert cost.publish == pytest.approx(0.0005) and cost.delivery == pytest.approx(0.0005)
+    # Noise that makes the fan-out look free never gives a negative cost.
+    assert stats.BrokerCost.from_rates(1000, 1100).delivery == 0
+    with pytest.raises(ValueError):
+        stats.BrokerCost.from_rates(0, 10)
+
+
+def test_ceiling_adds_up_the_costs_on_the_shared_machine() -> None:
+    broker = stats.BrokerCost(publish=0.0005, delivery=0.0005)
+    # 10 events, 25 deliveries (17.5 ms) + 12 transactions at 2,000 tps (6 ms) = 23.5 ms.
+    assert stats.ceiling(10, 25, 12, broker, 2000) == pytest.approx(1 / 0.0235)
+    assert stats.ceiling(10, 25, 12, None, 2000) == pytest.approx(2000 / 12)
+    assert stats.ceiling(1, 1, 1, broker, 0) is None
+
+
+def test_metrics_are_parsed_merged_and_divided_per_order() -> None:
+    parsed = scrape.parse(METRICS)
+    assert parsed == {
+        "events": {"order": 12.0, "payment": 3.0},
+        "deliveries": {"order": 7.0},
+        "transactions": {"inventory": 5.0},
+    }
+    merged = scrape.merge([parsed, parsed])
+    assert merged["events"]["order"] == 24.0
+    delta = scrape.difference(merged, parsed)
+    assert delta["events"] == {"order": 12.0, "payment": 3.0}
+    assert scrape.per_order(delta, 3) == {"events": 5.0, "deliveries": 7 / 3, "transactions": 5 / 3}
+    assert scrape.per_order(delta, 0)["events"] is None
+
+
+def order(status: str, paid: bool, refunded: bool = False, total: str = "10.00") -> Placed:
+    body = {
+        "status": status,
+        "total": total,
+        "payment": {"paid": paid, "refunded": refunded},
+        "items": [{"productId": "p1", "quantity": 2}],
+    }
+    return Placed("o", 0, 0.0, order=body)
+
+
+def test_an_order_is_settled_only_with_its_money_settled() -> None:
+    assert settled(order("DELIVERING", paid=True).order)
+    assert settled(order("CANCELLED", paid=True, refunded=True).order)
+    assert settled(order("CANCELLED", paid=False).order)
+    assert not settled(order("CANCELLED", paid=True).order)  # capture not refunded yet
+    assert not settled(order("PAID", paid=True).order)
+    assert not settled(order("RESERVED", paid=False).order)
+
+
+def test_money_and_units_count_only_orders_not_cancelled() -> None:
+    placed = [
+        order("DELIVERING", paid=True),
+        order("CANCELLED", paid=True, refunded=True),
+        order("CANCELLED", paid=False),
+    ]
+    assert money(placed)["ok"] and reserved_units(placed) == {"p1": 2}
+    unrefunded = [*placed, order("CANCELLED", paid=True)]
+    assert not money(unrefunded)["ok"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--broker", "kafka"],
+        ["--shoppers", "0"],
+        ["--broker", "rabbitmq"],  # with sqlite
+        ["--target", "http://x"],  # without --wdm
+        ["--wdm", "--target", "ftp://x"],
+        ["--carrier-delay", "soon"],
+    ],
+)
+def test_bad_flags_are_clear_errors(args: list[str]) -> None:
+    result = CliRunner().invoke(app, ["bench", *args])
+    assert result.exit_code == 2, result.output
+
+
+async def test_raw_sqlite_and_bare_http_at_tiny_sizes(tmp_path: Path) -> None:
+    assert await raw.sqlite(0.2, tmp_path) > 0
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+    assert (await raw.bare_http(0.3, clients=2)).rate > 0
+
+
+@pytest.mark.postgres
+async def test_raw_postgres_transactions(postgres_server: str) -> None:
+    assert await raw.postgres(0.3, connections=2, run_id="t" + str(id(postgres_server))[-6:]) > 0
+
+
+@pytest.mark.rabbitmq
+async def test_raw_rabbitmq_one_queue_and_fanned_out(rabbitmq_url: str) -> None:
+    assert await raw.rabbitmq(rabbitmq_url, 50, 1) > 0
+    assert await raw.rabbitmq(rabbitmq_url, 30, 3) > 0
+
+
+@pytest.mark.nats
+async def test_raw_nats_jetstream_one_queue_and_fanned_out(nats_url: str) -> None:
+    assert await raw.nats_jetstream(nats_url, 50, 1) > 0
+    assert await raw.nats_jetstream(nats_url, 30, 3) > 0
+
+
+def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(tmp_path: Path) -> None:
+    args = ["bench", "--quick", "--skip-raw", "--shoppers", "3", "--orders", "4"]
+    result = CliRunner().invoke(
+        app, [*args, "--products", "3", "--scarce-stock", "1", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    [path] = tmp_path.glob("bench-memory-sqlite-*.json")
+    assert path.with_suffix(".png").stat().st_size > 0
+    results = json.loads(path.read_text())
+    assert set(results["scenarios"]) == {"plenty", "scarce"}
+    for name, s in results["scenarios"].items():
+        assert s["orders"] == 4, name
+        assert s["invariants"]["ok"], s["invariants"]
+        assert s["latencyMs"]["paid"]["p99"] is not None
+        assert set(s["costPerOrder"]) >= {"events", "deliveries", "transactions"}
+        assert s["costPerOrder"]["events"] > 0
+        assert s["ceiling"]["ordersPerSecond"] is None  # no raw limits measured
+    plenty, scarce = results["scenarios"]["plenty"], results["scenarios"]["scarce"]
+    assert plenty["reservedPerSecond"] > 0 and plenty["latencyMs"]["reserved"]["count"] == 4
+    # 4 orders of 1–2 units on 4 products of 1 unit: none oversold.
+    assert scarce["invariants"]["stock"]["unitsReserved"] <= 4
+    assert results["browse"]["rps"] > 0
