@@ -9,6 +9,7 @@ from mercato.services.gateway.routes import (
     cart,
     compat_oms,
     compat_orders,
+    compat_wdm_orders,
     orders,
     products,
     shipments,
@@ -23,4 +24,5 @@ ROUTERS: list[APIRouter] = [
     cart.router,
     # The seed routes first: /api/v1/orders/list must not be taken for an order id.
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
+    compat_wdm_orders.router,
 ]
