@@ -167,9 +167,10 @@ async def create(uow: UnitOfWork, new: NewProduct, product_id: str | None = None
 
 
 async def put_many(uow: UnitOfWork, wanted: dict[str, NewProduct]) -> tuple[int, int]:
-    """Make the products of ``wanted`` (by id) that do not exist and set those that do (active
-    and undeleted again); (made, set). One insert and one executemany update, whatever the
-    count, and each product's event as ``create`` and ``update`` publish it."""
+    """Make the products of ``wanted`` (by id) that do not exist and set the name and price of
+    those that do (active and undeleted again, their stock left to inventory); (made, set).
+    One insert and one executemany update, whatever the count, and each product's event as
+    ``create`` and ``update`` publish it."""
     now = datetime.now(UTC)
     taken = await known(uow.conn, list(wanted))
     fresh = {i: p for i, p in wanted.items() if i not in taken}
@@ -184,7 +185,6 @@ async def put_many(uow: UnitOfWork, wanted: dict[str, NewProduct]) -> tuple[int,
                 name=sa.bindparam("put_name"),
                 price=sa.bindparam("put_price"),
                 currency=sa.bindparam("put_currency"),
-                available=sa.bindparam("put_quantity"),
                 active=True,
                 deleted_at=None,
                 updated_at=now,
@@ -195,7 +195,6 @@ async def put_many(uow: UnitOfWork, wanted: dict[str, NewProduct]) -> tuple[int,
                     "put_name": wanted[product_id].name,
                     "put_price": wanted[product_id].price,
                     "put_currency": wanted[product_id].currency,
-                    "put_quantity": wanted[product_id].quantity,
                 }
                 for product_id in sorted(taken)
             ],
@@ -209,7 +208,6 @@ async def put_many(uow: UnitOfWork, wanted: dict[str, NewProduct]) -> tuple[int,
                 name=p.name,
                 price=p.price,
                 currency=p.currency,
-                quantity=p.quantity,
                 active=True,
             )
         uow.publish(event, subject=product_id)

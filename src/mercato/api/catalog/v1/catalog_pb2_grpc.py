@@ -122,7 +122,8 @@ class CatalogServicer:
     def PutProducts(self, request, context):
         """Admin only, for bulk set-up (1 to 1000 products): each product with the id given is made
         (ProductCreated; its quantity is the stock inventory starts from) or, when the id is
-        taken, set to the name, price and quantity given, active and undeleted (ProductUpdated).
+        taken, set to the name and price given, active and undeleted (ProductUpdated without a
+        quantity: an existing product's stock is inventory's, see Inventory.SetStocks).
         INVALID_ARGUMENT for a bad field: then nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
