@@ -1,5 +1,6 @@
-"""inventory's RemoveStock (conditional, idempotent per key) and GetStocks (bulk read), over
-its gRPC port; the admin's token is signed by a test key."""
+"""inventory's admin bulk and WDM calls over its gRPC port: RemoveStock (conditional,
+idempotent per key), SetStocks (bulk set-up) and GetStocks (bulk read); the admin's token is
+signed by a test key."""
 
 from __future__ import annotations
 
@@ -115,3 +116,43 @@ async def test_concurrent_removals_never_go_below_zero(rig: tuple[Inventory, Met
 async def test_concurrent_removals_on_postgres(tmp_path: Path, postgres_template: str) -> None:
     async for inv, admin in started(tmp_path, database_url=postgres_template):
         await race(inv, admin)
+
+
+async def set_up(inv: Inventory, admin: Metadata) -> None:
+    request = pb.SetStocksRequest(product_ids=["p", "q", "gone", "q"], quantity=7)
+    reply = await stub(inv).SetStocks(request, metadata=admin, timeout=5)
+    assert reply.count == 3
+    found = await stub(inv).GetStocks(pb.GetStocksRequest(product_ids=["p", "q", "gone"]))
+    assert sorted((s.product_id, s.available, s.retired) for s in found.stocks) == [
+        ("gone", 7, False),
+        ("p", 7, False),
+        ("q", 7, False),
+    ]
+    # The product's own creation, arriving after, changes nothing.
+    late = ProductCreated(productId="q", name="x", price=Decimal(1), quantity=99)
+    await inv.feed(h.stock_product, late)
+    assert (await inv.stock("q")).available == 7
+    told = {e.subject: e.data["quantity"] for e in await inv.events("StockUpdated")}
+    assert told["q"] == 7
+
+
+async def test_set_stocks_makes_or_resets_each(rig: tuple[Inventory, Metadata]) -> None:
+    inv, admin = rig
+    await set_up(inv, admin)
+    for request in (
+        pb.SetStocksRequest(product_ids=[], quantity=1),
+        pb.SetStocksRequest(product_ids=[str(i) for i in range(1001)], quantity=1),
+        pb.SetStocksRequest(product_ids=["p", ""], quantity=1),
+        pb.SetStocksRequest(product_ids=["x" * 65], quantity=1),
+        pb.SetStocksRequest(product_ids=["p"], quantity=-1),
+    ):
+        call = stub(inv).SetStocks(request, metadata=admin, timeout=5)
+        assert await code_of(call) == grpc.StatusCode.INVALID_ARGUMENT
+    unsigned = stub(inv).SetStocks(pb.SetStocksRequest(product_ids=["p"], quantity=1), timeout=5)
+    assert await code_of(unsigned) == grpc.StatusCode.UNAUTHENTICATED
+    assert (await inv.stock("p")).available == 7
+
+
+async def test_set_stocks_on_postgres(tmp_path: Path, postgres_template: str) -> None:
+    async for inv, admin in started(tmp_path, database_url=postgres_template):
+        await set_up(inv, admin)

@@ -19,6 +19,7 @@ from mercato.services.inventory.domain import merge_lines
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 MAX_QUANTITY = 1_000_000_000
 MAX_GET = 1000
+MAX_ID = 64  # the stock table's product_id
 
 
 def stock_reply(found: store.Stock) -> pb.Stock:
@@ -117,6 +118,21 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
         reason = "the product was deleted" if found.retired else f"only {found.available} left"
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, reason)
         raise AssertionError("abort returned")  # pragma: no cover
+
+    async def SetStocks(self, request: pb.SetStocksRequest, context: Context) -> pb.SetStocksReply:
+        await require_caller(self.ctx, context, role="admin")
+        ids = sorted(set(request.product_ids))
+        if not 1 <= len(ids) <= MAX_GET or not all(0 < len(i) <= MAX_ID for i in ids):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"1 to {MAX_GET} product ids of 1 to {MAX_ID}"
+            )
+        if not 0 <= request.quantity <= MAX_QUANTITY:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"quantity must be 0..{MAX_QUANTITY}"
+            )
+        async with self.ctx.transaction() as uow:
+            await store.put_stocks(uow, ids, request.quantity)
+        return pb.SetStocksReply(count=len(ids))
 
     async def GetStocks(self, request: pb.GetStocksRequest, context: Context) -> pb.GetStocksReply:
         ids = sorted(set(request.product_ids))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import OutOfStock, StockLow, StockUpdated
@@ -59,8 +60,11 @@ async def announce(uow: UnitOfWork, product_id: str) -> None:
     if current is None:
         return
     available = 0 if current.retired else current.available
+    _tell(uow, product_id, available, await threshold(uow.conn))
+
+
+def _tell(uow: UnitOfWork, product_id: str, available: int, limit: int) -> None:
     uow.publish(StockUpdated(productId=product_id, quantity=available), subject=product_id)
-    limit = await threshold(uow.conn)
     low, out = warnings_for(available, limit)
     if out:
         uow.publish(OutOfStock(productId=product_id), subject=product_id)
@@ -88,6 +92,34 @@ async def put_stock(conn: AsyncConnection, product_id: str, available: int) -> N
                 updated_at=now,
             )
         )
+
+
+async def put_stocks(uow: UnitOfWork, product_ids: list[str], available: int) -> None:
+    """``put_stock`` for many products in one upsert, then their StockUpdated (and StockLow /
+    OutOfStock) as ``announce`` says them: every one now has ``available`` and is not retired."""
+    now = datetime.now(UTC)
+    insert = postgresql.insert if uow.conn.dialect.name == "postgresql" else sqlite.insert
+    rows = [
+        {
+            "product_id": p,
+            "available": available,
+            "reserved": 0,
+            "retired": False,
+            "updated_at": now,
+        }
+        for p in product_ids
+    ]
+    await uow.conn.execute(
+        insert(stock)
+        .values(rows)
+        .on_conflict_do_update(
+            index_elements=[stock.c.product_id],
+            set_={"available": available, "retired": False, "updated_at": now},
+        )
+    )
+    limit = await threshold(uow.conn)
+    for product_id in product_ids:
+        _tell(uow, product_id, available, limit)
 
 
 async def retire(conn: AsyncConnection, product_id: str) -> bool:

@@ -85,3 +85,17 @@ class GetStocksReply(_message.Message):
     STOCKS_FIELD_NUMBER: _ClassVar[int]
     stocks: _containers.RepeatedCompositeFieldContainer[Stock]
     def __init__(self, stocks: _Optional[_Iterable[_Union[Stock, _Mapping]]] = ...) -> None: ...
+
+class SetStocksRequest(_message.Message):
+    __slots__ = ("product_ids", "quantity")
+    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    product_ids: _containers.RepeatedScalarFieldContainer[str]
+    quantity: int
+    def __init__(self, product_ids: _Optional[_Iterable[str]] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class SetStocksReply(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...

@@ -54,6 +54,11 @@ class InventoryStub:
                 request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RemoveStockRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.FromString,
                 _registered_method=True)
+        self.SetStocks = channel.unary_unary(
+                '/mercato.api.inventory.v1.Inventory/SetStocks',
+                request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.FromString,
+                _registered_method=True)
         self.GetStocks = channel.unary_unary(
                 '/mercato.api.inventory.v1.Inventory/GetStocks',
                 request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksRequest.SerializeToString,
@@ -96,6 +101,15 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetStocks(self, request, context):
+        """Admin only, for bulk set-up (1 to 1000 products): what is free to sell becomes `quantity`
+        for each (reservations stay held), made now if inventory has not yet heard of the product
+        (its ProductCreated, when it comes, then changes nothing). StockUpdated for each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStocks(self, request, context):
         """The stock of each product asked for (1 to 1000) that inventory knows; the others are left out.
         """
@@ -125,6 +139,11 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.RemoveStock,
                     request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RemoveStockRequest.FromString,
                     response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.SerializeToString,
+            ),
+            'SetStocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetStocks,
+                    request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.SerializeToString,
             ),
             'GetStocks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStocks,
@@ -240,6 +259,33 @@ class Inventory:
             '/mercato.api.inventory.v1.Inventory/RemoveStock',
             mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.RemoveStockRequest.SerializeToString,
             mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.Stock.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetStocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.inventory.v1.Inventory/SetStocks',
+            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.SerializeToString,
+            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.FromString,
             options,
             channel_credentials,
             insecure,
