@@ -20,6 +20,7 @@ from mercato.api.payment.v1 import payment_pb2
 from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
 from mercato.platform.runtime.system import System
 from mercato.services import all_services, load_service
+from mercato.services.gateway.routes import compat_wdm_orders
 from mercato.services.gateway.wdm import wdm_id
 from tests.conftest import eventually
 from tests.e2e.test_saga import ADMIN, Shop
@@ -196,3 +197,25 @@ async def test_the_api_is_off_unless_asked_for(tmp_path: Path) -> None:
             await http.post("/orders/batch_init/1/1/1/1"),
         ):
             assert answer.status_code == 404, answer.text
+
+
+async def test_a_checkout_without_an_outcome_in_time_is_a_504_and_a_retry_learns_it(
+    shop: Wdm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id = await shop.user(credit=50)
+    cup = await shop.product(price=10, quantity=5)
+    monkeypatch.setattr(compat_wdm_orders, "CHECKOUT_WAIT", 0.0)
+    # Waiting 0 s, a checkout is answered before the saga has moved, but for about one in 50
+    # that the saga outruns: the first of five that gets no outcome is the one followed.
+    for _ in range(5):
+        order_id = await shop.order_with(user_id, (cup, 1))
+        pending = await shop.http.post(f"/orders/checkout/{order_id}")
+        if pending.status_code == 504:
+            break
+        assert pending.status_code == 200, pending.text
+    assert pending.status_code == 504 and "retry the checkout" in pending.text
+    monkeypatch.undo()
+    done = await shop.http.post(f"/orders/checkout/{order_id}")
+    assert done.status_code == 200, done.text
+    assert (await shop.find(order_id))["paid"] is True
+    assert len(await shop.events("payment", "PaymentCompleted", order_id)) == 1
