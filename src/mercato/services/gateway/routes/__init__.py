@@ -9,6 +9,7 @@ from mercato.services.gateway.routes import (
     cart,
     compat_oms,
     compat_orders,
+    compat_wdm,
     compat_wdm_orders,
     orders,
     products,
@@ -25,4 +26,5 @@ ROUTERS: list[APIRouter] = [
     # The seed routes first: /api/v1/orders/list must not be taken for an order id.
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
     compat_wdm_orders.router,
+    compat_wdm.router,
 ]
