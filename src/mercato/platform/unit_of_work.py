@@ -37,6 +37,11 @@ class UnitOfWork:
         self.service = service
         self.cause = cause
         self.events: list[Envelope] = []
+        self.committed: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the transaction has committed (never if it rolls back)."""
+        self.committed.append(callback)
 
     def publish(
         self, payload: Payload, subject: str | None = None, *, correlationid: str | None = None
@@ -81,10 +86,13 @@ async def transaction(
     cause: Envelope | None = None,
     on_events: Callable[[], None] | None = None,
 ) -> AsyncIterator[UnitOfWork]:
-    """Commit the work and its outbox rows together; then wake the relay."""
+    """Commit the work and its outbox rows together; then wake the relay and run the
+    ``after_commit`` callbacks."""
     async with engine.begin() as conn:
         uow = UnitOfWork(conn, service, cause)
         yield uow
         await uow.write_outbox()
     if uow.events and on_events is not None:
         on_events()
+    for callback in uow.committed:
+        callback()

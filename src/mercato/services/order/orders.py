@@ -89,7 +89,8 @@ async def _keep(uow: UnitOfWork, before: Stored, reaction: Reaction, now: dateti
         return before
     await store.save(uow.conn, before, reaction, now)
     _publish(uow, reaction)
-    nudge(reaction.order.order_id)
+    order_id = reaction.order.order_id
+    uow.after_commit(lambda: nudge(order_id))
     for change in reaction.changes:
         log.info(
             "order status changed",

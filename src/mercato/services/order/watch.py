@@ -1,21 +1,20 @@
 """Watching an order's status without polling from the client: the wait and stream calls.
 
 A watcher reads the order, yields it when its ``version`` changed, and sleeps until a nudge or
-``POLL`` seconds. Whatever changes an order in this process nudges its watchers; the nudge can
-come just before the change commits, so a nudged watcher that finds nothing new looks again
-shortly. The poll is the fallback for changes made by another replica of the service.
+``POLL`` seconds. Whatever changes an order in this process nudges its watchers once the change
+has committed, so one read after a nudge sees it. The poll is the fallback for changes made by
+another replica of the service.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
 from mercato.services.order.store import Stored
 
 POLL = 1.0  # seconds between reads when nothing nudges
-SETTLE = (0.02, 0.05, 0.1)  # re-reads after a nudge that found nothing new yet
 
 _waiters: dict[str, set[asyncio.Future[None]]] = {}
 
@@ -32,14 +31,12 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-async def _nudged(order_id: str, timeout: float) -> bool:
+@contextlib.contextmanager
+def _listening(order_id: str) -> Iterator[asyncio.Future[None]]:
     waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     _waiters.setdefault(order_id, set()).add(waiter)
     try:
-        await asyncio.wait_for(waiter, timeout)
-        return True
-    except TimeoutError:
-        return False
+        yield waiter
     finally:
         waiting = _waiters.get(order_id)
         if waiting is not None:
@@ -55,17 +52,15 @@ async def watch(
     """The order now, then again each time it changes; ends when it is final (or gone)."""
     seen = -1
     while True:
-        stored = await read()
-        if stored is None:
-            return
-        if stored.version != seen:
-            seen = stored.version
-            yield stored
-            if stored.order.is_final:
+        # Listen before reading, so a change that commits in between still wakes us.
+        with _listening(order_id) as nudged:
+            stored = await read()
+            if stored is None:
                 return
-        if await _nudged(order_id, POLL):
-            for pause in SETTLE:
-                await asyncio.sleep(pause)
-                fresh = await read()
-                if fresh is None or fresh.version != seen:
-                    break
+            if stored.version != seen:
+                seen = stored.version
+                yield stored
+                if stored.order.is_final:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(nudged, POLL)
