@@ -82,8 +82,9 @@ async def rabbitmq(url: str, messages: int, queues: int) -> float:
         )
         await asyncio.wait_for(done.wait(), timeout=120)
         elapsed = time.perf_counter() - started
+        await consumer.close()  # before the queues go, or the broker cancels its consumers
         for queue in declared:
-            await queue.delete(if_unused=False, if_empty=False)
+            await channel.queue_delete(queue.name)
         await exchange.delete()
     finally:
         await consumer.close()

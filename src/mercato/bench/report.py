@@ -81,29 +81,65 @@ def tables(results: dict[str, Any]) -> list[Table]:
             "yes" if inv["money"]["ok"] else "NO",
             "[green]ok[/]" if inv["ok"] else "[red]FAILED[/]",
         )
-    limits = Table("limit", "raw", "Mercato", "ratio", title="Raw limits, same run, same machine")
+    scenarios: dict[str, dict[str, Any]] = results["scenarios"]
+    name, first = next(iter(scenarios.items()), ("", {}))
+    limits = Table(
+        "limit", "raw", f"Mercato ({name})", "% of raw", title="Raw limits, same run, same machine"
+    )
     raw, browse = results["raw"], results.get("browse", {})
+    use: dict[str, float] = first.get("usage", {})
+
+    def pct(part: float | None, whole: float | None) -> str:
+        return _n(100 * part / whole) + " %" if part is not None and whole else "—"
+
     if raw.get("http"):
+        bare = raw["http"]["rps"]
         limits.add_row(
-            "HTTP req/s (bare uvicorn vs gateway browse)",
-            _n(raw["http"]["rps"]),
+            "HTTP req/s: bare uvicorn | gateway browse only",
+            _n(bare),
             _n(browse.get("rps")),
-            _n(browse.get("percentOfBare")) + " %",
+            pct(browse.get("rps"), bare),
         )
     if raw.get("database"):
         d = raw["database"]
-        limits.add_row(f"{d['kind']} handler transactions/s", _n(d["tps"]), "", "")
+        tps = use.get("transactionsPerSecond")
+        limits.add_row(
+            f"{d['kind']}: handler transactions/s", _n(d["tps"]), _n(tps), pct(tps, d["tps"])
+        )
     if raw.get("broker"):
         b = raw["broker"]
-        limits.add_row(f"{b['kind']} msgs/s, 1 queue", _n(b["oneQueue"]), "", "")
-        limits.add_row(f"{b['kind']} msgs/s, fanned out to 3", _n(b["threeQueues"]), "", "")
+        eps = use.get("eventsPerSecond")
+        limits.add_row(
+            f"{b['kind']}: msgs/s, 1 queue | events/s",
+            _n(b["oneQueue"]),
+            _n(eps),
+            pct(eps, b["oneQueue"]),
+        )
+        limits.add_row(f"{b['kind']}: msgs/s, fanned out to 3", _n(b["threeQueues"]), "", "")
+    found = [speed, cost, checks, limits]
     wdm = results.get("wdm")
     if wdm:
-        for target in wdm["targets"]:
-            limits.add_row(
-                f"WDM checkouts/s: {target['url']}", "", _n(target["checkoutsPerSecond"]), ""
+        table = Table(
+            "target",
+            "checkouts/s",
+            "paid/refused",
+            "checkout p50/p90/p99/max ms",
+            "errors",
+            "× first",
+            title="WDM benchmark load (create, addItem ×1–3, checkout, find)",
+        )
+        for t in wdm["targets"]:
+            lat = t["latencyMs"]
+            table.add_row(
+                t["url"],
+                _n(t["checkoutsPerSecond"]),
+                f"{t['outcomes'].get('paid', 0)}/{t['outcomes'].get('refused', 0)}",
+                "/".join(_n(lat[p], 0) for p in ("p50", "p90", "p99", "max")),
+                ", ".join(f"{k}: {v}" for k, v in t["errors"].items()) or "0",
+                _n(t["ratioToFirst"], 2),
             )
-    return [speed, cost, checks, limits]
+        found.append(table)
+    return found
 
 
 def show(console: Console, results: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import tempfile
 import time
 import uuid
@@ -88,7 +89,9 @@ def _task(progress: Progress, description: str, total: float | None) -> Iterator
         progress.advance(task, n)
 
     yield tick
-    progress.update(task, completed=progress.tasks[task].total or progress.tasks[task].completed)
+    done = max(progress.tasks[task].completed, progress.tasks[task].total or 1)
+    progress.update(task, total=done, completed=done)
+    progress.stop_task(task)
 
 
 async def measure_raw(
@@ -230,6 +233,12 @@ async def scenario(
             "ordersPerSecond": limit,
             "percent": 100 * reserved_rate / limit if limit else None,
         },
+        "usage": {
+            f"{figure}PerSecond": sum(delta[figure].values()) / load.seconds
+            if load.seconds
+            else 0.0
+            for figure in ("events", "deliveries", "transactions")
+        },
         "invariants": checked,
         "series": _series(load),
     }
@@ -303,6 +312,11 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                 results["wdm"] = await wdm.compare(targets, config, progress)
         finally:
             code = await system.stop()
+            log = config.out / f"bench-{run_id}-system.log"
+            if (workdir / "system.log").exists():
+                log.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(workdir / "system.log", log)
+                results["systemLog"] = str(log)
             results["notes"] += system.notes
             if code not in (0, None, -15):
                 results["notes"].append(f"the system exited with {code}; {system.tail()}")
