@@ -39,7 +39,7 @@ class Config:
     scarce_stock: int = 10
     skip_raw: bool = False
     raw_seconds: float = 5.0
-    raw_messages: int = 10_000
+    raw_messages: int = 5_000
     browse_seconds: float = 10.0
     settle_timeout: float = 60.0
     carrier_delay: str = "never"
@@ -55,12 +55,12 @@ def quick() -> dict[str, Any]:
     """The sizes of ``--quick``: the whole run under a minute on 2 cores (when nothing else
     runs there); flags given explicitly win over them."""
     return {
-        "shoppers": 16,
-        "duration": 6.0,
+        "shoppers": 10,
+        "duration": 5.0,
         "orders": None,
         "products": 20,
         "scarce_stock": 5,
-        "raw_seconds": 1.5,
+        "raw_seconds": 1.0,
         "raw_messages": 1500,
         "browse_seconds": 3.0,
         "settle_timeout": 20.0,
@@ -321,4 +321,5 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
             if code not in (0, None, -15):
                 results["notes"].append(f"the system exited with {code}; {system.tail()}")
         results["run"]["seconds"] = round(time.time() - started.timestamp(), 1)
+        results["run"]["phases"] = {t.description: round(t.elapsed or 0, 1) for t in progress.tasks}
     return results

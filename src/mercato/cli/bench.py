@@ -40,14 +40,14 @@ def bench(
     ] = Scenario.both,
     shoppers: Annotated[
         int | None,
-        typer.Option(min=1, max=2000, help="Concurrent shoppers [default: 50; quick 16]"),
+        typer.Option(min=1, max=2000, help="Concurrent shoppers [default: 50; quick 10]"),
     ] = None,
     orders: Annotated[
         int | None, typer.Option(min=1, help="Checkouts per scenario (instead of --duration)")
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option(min=1, max=3600, help="Seconds of load per scenario [default: 30; quick 6]"),
+        typer.Option(min=1, max=3600, help="Seconds of load per scenario [default: 30; quick 5]"),
     ] = None,
     products: Annotated[
         int | None,
