@@ -1,18 +1,22 @@
 """``mercato bench``: the pure arithmetic (percentiles, ceiling, metrics parsing, settlement and
-money rules), the raw probes at tiny sizes, and one tiny embedded run through the CLI whose
-JSON must hold every figure and whose invariants must hold."""
+money rules), bad flags, the raw probes at tiny sizes, and one tiny embedded run whose JSON must
+hold every figure and whose invariants must hold."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from mercato.bench import raw, scrape, stats
 from mercato.bench.invariants import money, reserved_units
+from mercato.bench.report import save
+from mercato.bench.run import Config, bench
 from mercato.bench.shoppers import Placed, settled
 from mercato.cli.main import app
 
@@ -83,6 +87,14 @@ def test_metrics_are_parsed_merged_and_divided_per_order() -> None:
     assert delta["events"] == {"order": 12.0, "payment": 3.0}
     assert scrape.per_order(delta, 3) == {"events": 5.0, "deliveries": 7 / 3, "transactions": 5 / 3}
     assert scrape.per_order(delta, 0)["events"] is None
+    # An idle system's 2 events/s over 3 s are not the orders': taken off in proportion.
+    net = scrape.without_idle(delta, {"events": 2.0}, 3.0)
+    assert net["events"] == {"order": pytest.approx(7.2), "payment": pytest.approx(1.8)}
+    assert net["deliveries"] == delta["deliveries"]
+    assert scrape.without_idle(delta, {"events": 100.0}, 3.0)["events"] == {
+        "order": 0,
+        "payment": 0,
+    }
 
 
 def order(status: str, paid: bool, refunded: bool = False, total: str = "10.00") -> Placed:
@@ -154,25 +166,36 @@ async def test_raw_nats_jetstream_one_queue_and_fanned_out(nats_url: str) -> Non
     assert await raw.nats_jetstream(nats_url, 30, 3) > 0
 
 
-def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(tmp_path: Path) -> None:
-    args = ["bench", "--quick", "--skip-raw", "--shoppers", "3", "--orders", "4"]
-    result = CliRunner().invoke(
-        app, [*args, "--products", "3", "--scarce-stock", "1", "--out", str(tmp_path)]
+@pytest.mark.slow  # starts the system (one process)
+async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
+    tmp_path: Path,
+) -> None:
+    config = Config(
+        shoppers=3,
+        orders=3,
+        duration=None,
+        products=2,
+        scarce_stock=1,
+        skip_raw=True,
+        browse_seconds=0.5,
+        idle_seconds=0.5,
+        settle_timeout=20,
+        out=tmp_path,
     )
-    assert result.exit_code == 0, result.output
-    [path] = tmp_path.glob("bench-memory-sqlite-*.json")
-    assert path.with_suffix(".png").stat().st_size > 0
-    results = json.loads(path.read_text())
+    results = await bench(config, Console(file=io.StringIO()))
+    path, plotted = await asyncio.to_thread(save, results, tmp_path)
+    assert (await asyncio.to_thread(plotted.stat)).st_size > 0
+    results = json.loads(await asyncio.to_thread(path.read_text))
     assert set(results["scenarios"]) == {"plenty", "scarce"}
     for name, s in results["scenarios"].items():
-        assert s["orders"] == 4, name
+        assert s["orders"] == 3, name
         assert s["invariants"]["ok"], s["invariants"]
         assert s["latencyMs"]["paid"]["p99"] is not None
-        assert set(s["costPerOrder"]) >= {"events", "deliveries", "transactions"}
-        assert s["costPerOrder"]["events"] > 0
+        assert s["costPerOrder"]["events"] > 0 and s["costPerOrder"]["transactions"] > 0
         assert s["ceiling"]["ordersPerSecond"] is None  # no raw limits measured
     plenty, scarce = results["scenarios"]["plenty"], results["scenarios"]["scarce"]
-    assert plenty["reservedPerSecond"] > 0 and plenty["latencyMs"]["reserved"]["count"] == 4
-    # 4 orders of 1–2 units on 4 products of 1 unit: none oversold.
+    assert plenty["reservedPerSecond"] > 0 and plenty["latencyMs"]["reserved"]["count"] == 3
+    # 3 orders of 1–2 units on 4 products of 1 unit each: never more than the 4 units out.
     assert scarce["invariants"]["stock"]["unitsReserved"] <= 4
     assert results["browse"]["rps"] > 0
+    assert set(results["idlePerSecond"]) == {"events", "deliveries", "transactions"}

@@ -145,9 +145,29 @@ def tables(results: dict[str, Any]) -> list[Table]:
 def show(console: Console, results: dict[str, Any]) -> None:
     for table in tables(results):
         console.print(table)
+    run = results["run"]
+    console.print(
+        f"machine: {run['machine']}; load average at start {run['loadAverageAtStart']}, "
+        f"at end {run.get('loadAverageAtEnd')}; phases (s): {run.get('phases')}"
+    )
+    idle = results.get("idlePerSecond")
+    if idle:
+        console.print(
+            "idle system (taken off the per-order figures): "
+            + ", ".join(f"{v:.1f} {k}/s" for k, v in idle.items())
+        )
     console.print(f"[dim]ceiling: {results['ceilingFormula']}[/dim]")
     for note in results["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def save(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """The JSON results and the PNG plot, named by broker, database and run."""
+    run = results["run"]
+    stem = out / f"bench-{run['broker']}-{run['database']}-{run['id']}"
+    write_json(results, stem.with_suffix(".json"))
+    plot(results, stem.with_suffix(".png"))
+    return stem.with_suffix(".json"), stem.with_suffix(".png")
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

@@ -42,6 +42,7 @@ class Config:
     raw_messages: int = 5_000
     browse_seconds: float = 10.0
     settle_timeout: float = 60.0
+    idle_seconds: float = 5.0
     carrier_delay: str = "never"
     wdm: bool = False
     wdm_targets: tuple[str, ...] = ()
@@ -64,6 +65,7 @@ def quick() -> dict[str, Any]:
         "raw_messages": 1500,
         "browse_seconds": 3.0,
         "settle_timeout": 20.0,
+        "idle_seconds": 2.0,
         "wdm_seconds": 5.0,
         "wdm_users": 100,
         "wdm_items": 100,
@@ -160,6 +162,7 @@ async def scenario(
     progress: Progress,
     placed_so_far: int,
     found_raw: dict[str, Any],
+    idle: dict[str, float],
 ) -> dict[str, Any]:
     count, stock = (
         (config.products, config.stock)
@@ -170,6 +173,7 @@ async def scenario(
     with _task(progress, f"{name}: products", count) as tick:
         products = await shoppers.create_products(http, admin, count, stock, tag, tick)
     before = await scrape.scrape(system.metrics_urls)
+    scraped_at = time.monotonic()
     total = config.orders if config.orders is not None else None
     with _task(
         progress,
@@ -188,7 +192,10 @@ async def scenario(
             placed_so_far + len(load.placed),
         )
     after = await scrape.scrape(system.metrics_urls)
-    delta = scrape.difference(after, before)
+    # What the system does with no orders at all (relays polling, timers) is not the orders'.
+    delta = scrape.without_idle(
+        scrape.difference(after, before), idle, time.monotonic() - scraped_at
+    )
     orders = len(load.placed)
     cost = scrape.per_order(delta, orders)
     paid = [p for p in load.placed if p.reached("PAID")]
@@ -253,6 +260,8 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
             "date": started.strftime("%Y-%m-%d %H:%M UTC"),
             "broker": config.broker,
             "database": config.database,
+            # Other work on the machine skews every figure: say how busy it was.
+            "loadAverageAtStart": [round(x, 2) for x in os.getloadavg()],
             "machine": (
                 f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
             ),
@@ -286,10 +295,22 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                 admin = await shoppers.sign_in(http, ADMIN_EMAIL, ADMIN_PASSWORD)
                 with _task(progress, "sign up shoppers", config.shoppers) as tick:
                     people = await shoppers.sign_up_shoppers(http, config.shoppers, run_id, tick)
+                with _task(progress, "idle baseline", None):
+                    idle = await scrape.idle_rates(system.metrics_urls, config.idle_seconds)
+                results["idlePerSecond"] = idle
                 placed = 0
                 for name in config.scenarios:
                     found = await scenario(
-                        name, config, system, http, admin, people, progress, placed, results["raw"]
+                        name,
+                        config,
+                        system,
+                        http,
+                        admin,
+                        people,
+                        progress,
+                        placed,
+                        results["raw"],
+                        idle,
                     )
                     placed += found["orders"]
                     results["scenarios"][name] = found
@@ -321,5 +342,6 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
             if code not in (0, None, -15):
                 results["notes"].append(f"the system exited with {code}; {system.tail()}")
         results["run"]["seconds"] = round(time.time() - started.timestamp(), 1)
+        results["run"]["loadAverageAtEnd"] = [round(x, 2) for x in os.getloadavg()]
         results["run"]["phases"] = {t.description: round(t.elapsed or 0, 1) for t in progress.tasks}
     return results

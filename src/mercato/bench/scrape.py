@@ -76,3 +76,24 @@ async def scrape(urls: Iterable[str]) -> Counts:
             return parse(response.text)
 
         return merge(await asyncio.gather(*(one(u) for u in urls)))
+
+
+def without_idle(delta: Counts, idle: Mapping[str, float], seconds: float) -> Counts:
+    """``delta`` less what the idle system does in ``seconds`` (``idle``: figure → per
+    second), taken from its services in proportion and never below zero."""
+    net: Counts = {}
+    for figure, services in delta.items():
+        total = sum(services.values())
+        background = min(idle.get(figure, 0.0) * seconds, total)
+        share = (total - background) / total if total else 0.0
+        net[figure] = {s: v * share for s, v in services.items()}
+    return net
+
+
+async def idle_rates(urls: Iterable[str], seconds: float) -> dict[str, float]:
+    """Counters per second of the system doing nothing, over ``seconds``."""
+    listed = list(urls)
+    before = await scrape(listed)
+    await asyncio.sleep(seconds)
+    delta = difference(await scrape(listed), before)
+    return {figure: sum(s.values()) / seconds for figure, s in delta.items()}

@@ -126,10 +126,8 @@ def bench(
         results = asyncio.run(run_bench(config, console))
     except (SystemFailed, SetupFailed) as exc:
         fail(str(exc), code=1)
-    stem = f"bench-{config.broker}-{config.database}-{results['run']['id']}"
     report.show(console, results)
-    report.write_json(results, out / f"{stem}.json")
-    report.plot(results, out / f"{stem}.png")
-    console.print(f"results: {out / (stem + '.json')}, plot: {out / (stem + '.png')}")
+    written, plotted = report.save(results, out)
+    console.print(f"results: {written}, plot: {plotted}")
     if not all(s["invariants"]["ok"] for s in results["scenarios"].values()):
         raise typer.Exit(1)
