@@ -236,7 +236,7 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
         self, request: pb.SetUpWalletsRequest, context: Context
     ) -> pb.SetUpWalletsReply:
         await require_caller(self.ctx, context, role="admin")
-        user_ids = list(dict.fromkeys(request.user_ids))
+        user_ids = sorted(set(request.user_ids))  # one lock order for concurrent writers
         if not 1 <= len(user_ids) <= MAX_SET_UP or not all(
             0 < len(u) <= MAX_USER_ID for u in user_ids
         ):

@@ -7,10 +7,12 @@ inventory. Amounts in paths are whole numbers, as WDM clients send them; bad one
 unknown ids a 404, a refused payment or subtraction (not enough credit or stock) a 400.
 
 Inventory learns of a new product from catalog's ProductCreated, later. So that ``find`` right
-after ``create`` (or ``batch_init``) answers, the routes that make items also set their stock in
-inventory directly (``SetStocks``), before they answer; the ProductCreated that comes after then
-changes nothing. ``batch_init`` is a few bulk calls per thousand entities, and may be run again:
-it resets the users' credit and the items' price and stock.
+after ``create`` (or ``batch_init``) answers, the routes that make items set their stock in
+inventory directly (``SetStocks``) and only then make the products (``PutProducts``): the
+ProductCreated that follows finds the stock there and changes nothing, and it cannot race the
+set-up for the same rows (on PostgreSQL, a bulk upsert racing inventory's own inserts of the
+same rows in another order can deadlock). ``batch_init`` is a few bulk calls per thousand
+entities, and may be run again: it resets the users' credit and the items' price and stock.
 """
 
 from __future__ import annotations
@@ -151,20 +153,30 @@ async def batch_init_users(n: str, starting_money: str, wdm: Wdm) -> dict[str, s
 
 
 # -- stock ---------------------------------------------------------------------------------
-async def _stock(wdm: WdmUpstream, item_ids: list[str], stock: int) -> None:
-    """Inventory holds ``stock`` of each item now (catalog's events would tell it later)."""
-    request = inventory_pb2.SetStocksRequest(product_ids=item_ids, quantity=stock)
-    await _call(wdm, "inventory", InventoryStub, "SetStocks", request, timeout=BULK_DEADLINE)
+async def _make_items(wdm: WdmUpstream, named: dict[str, str], stock: int, price: int) -> None:
+    """Items (id → name), each with ``stock`` at ``price``, a thousand a call: their stock in
+    inventory first, then the catalog products (see the module's docstring)."""
+    ids = list(named)
+    for start in range(0, len(ids), BULK):
+        chunk = ids[start : start + BULK]
+        stocks = inventory_pb2.SetStocksRequest(product_ids=chunk, quantity=stock)
+        await _call(wdm, "inventory", InventoryStub, "SetStocks", stocks, timeout=BULK_DEADLINE)
+        products = catalog_pb2.PutProductsRequest(
+            products=[
+                catalog_pb2.PutProduct(
+                    product_id=item_id, name=named[item_id], price=_usd(price), quantity=stock
+                )
+                for item_id in chunk
+            ]
+        )
+        await _call(wdm, "catalog", CatalogStub, "PutProducts", products, timeout=BULK_DEADLINE)
 
 
 @router.post("/stock/item/create/{price}", summary="WDM: a new item at that price, no stock")
 async def create_item(price: str, wdm: Wdm) -> dict[str, str]:
-    request = catalog_pb2.CreateProductRequest(
-        name="WDM item", price=_usd(_whole(price, "price", 0, MAX_PRICE)), quantity=0
-    )
-    product = await _call(wdm, "catalog", CatalogStub, "CreateProduct", request)
-    await _stock(wdm, [product.product_id], 0)
-    return {"item_id": product.product_id}
+    item_id = new_id()
+    await _make_items(wdm, {item_id: "WDM item"}, 0, _whole(price, "price", 0, MAX_PRICE))
+    return {"item_id": item_id}
 
 
 @router.get("/stock/find/{item_id}", summary="WDM: an item's stock and price")
@@ -216,18 +228,7 @@ async def batch_init_items(
 ) -> dict[str, str]:
     count = _whole(n, "n", 0, MAX_BATCH)
     stock = _whole(starting_stock, "starting_stock", 0, MAX_STOCK)
-    price = _usd(_whole(item_price, "item_price", 0, MAX_PRICE))
-    for start in range(0, count, BULK):
-        numbers = range(start, min(count, start + BULK))
-        ids = [wdm_id("item", str(i)) for i in numbers]
-        products = catalog_pb2.PutProductsRequest(
-            products=[
-                catalog_pb2.PutProduct(
-                    product_id=product_id, name=f"WDM item {i}", price=price, quantity=stock
-                )
-                for i, product_id in zip(numbers, ids, strict=True)
-            ]
-        )
-        await _call(wdm, "catalog", CatalogStub, "PutProducts", products, timeout=BULK_DEADLINE)
-        await _stock(wdm, ids, stock)
+    price = _whole(item_price, "item_price", 0, MAX_PRICE)
+    named = {wdm_id("item", str(i)): f"WDM item {i}" for i in range(count)}
+    await _make_items(wdm, named, stock, price)
     return {"msg": "Batch init for stock successful"}
