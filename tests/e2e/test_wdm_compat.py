@@ -199,3 +199,27 @@ async def test_the_routes_are_off_unless_asked_for(tmp_path: Path) -> None:
             ("POST", "/stock/batch_init/1/1/1"),
         ):
             assert await status(client, method, path) == 404, path
+
+
+async def test_set_up_and_races_on_postgres(tmp_path: Path, postgres_template: str) -> None:
+    # On PostgreSQL writers really run at once: the set-up, run twice while inventory and
+    # catalog still handle the first one's events, must neither deadlock nor undo anything.
+    settings = make_settings(
+        tmp_path,
+        admin_email=ADMIN["email"],
+        admin_password=ADMIN["password"],
+        wdm_api=True,
+        database_url=postgres_template,
+    )
+    async with running(all_services(), settings) as (_, client):
+        for _ in range(2):
+            await ok(client, "POST", "/stock/batch_init/1000/5/3")
+            await ok(client, "POST", "/payment/batch_init/1000/5")
+        for kind, verb in (("stock", "subtract"), ("payment", "pay")):
+            codes = await asyncio.gather(
+                *(status(client, "POST", f"/{kind}/{verb}/999/1") for _ in range(12))
+            )
+            assert sorted(codes) == [200] * 5 + [400] * 7
+        await asyncio.sleep(1)
+        assert await ok(client, "GET", "/stock/find/999") == {"stock": 0, "price": 3}
+        assert await credit_of(client, "999") == 0
