@@ -76,7 +76,8 @@ def tables(results: dict[str, Any]) -> list[Table]:
         checks.add_row(
             name,
             ", ".join(f"{k} {v}" for k, v in inv["byStatus"].items()),
-            "yes" if inv["nothingLost"] else f"NO ({len(inv['unsettled'])} unsettled)",
+            ("yes" if inv["nothingLost"] else f"NO ({len(inv['unsettled'])} unsettled)")
+            + (f" (+{n} unanswered)" if (n := inv.get("ordersFromUnansweredCheckouts")) else ""),
             "yes" if inv["stock"]["ok"] else "NO",
             "yes" if inv["money"]["ok"] else "NO",
             "[green]ok[/]" if inv["ok"] else "[red]FAILED[/]",

@@ -160,7 +160,7 @@ async def scenario(
     admin: shoppers.Headers,
     people: list[shoppers.Headers],
     progress: Progress,
-    placed_so_far: int,
+    known: set[str],
     found_raw: dict[str, Any],
     idle: dict[str, float],
 ) -> dict[str, Any]:
@@ -182,14 +182,12 @@ async def scenario(
     ) as tick:
         load = await shoppers.shop(http, people, products, config.orders, config.duration, tick)
     with _task(progress, f"{name}: settle", None):
-        unsettled = await shoppers.collect(http, people, load.placed, config.settle_timeout)
+        unsettled = await shoppers.collect(
+            http, lambda p: people[p.shopper], load.placed, config.settle_timeout
+        )
+        known.update(p.order_id for p in load.placed)
         checked = await invariants.check(
-            http,
-            admin,
-            dict.fromkeys(products, stock),
-            load.placed,
-            unsettled,
-            placed_so_far + len(load.placed),
+            http, admin, dict.fromkeys(products, stock), load.placed, unsettled, known
         )
     after = await scrape.scrape(system.metrics_urls)
     # What the system does with no orders at all (relays polling, timers) is not the orders'.
@@ -298,7 +296,7 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                 with _task(progress, "idle baseline", None):
                     idle = await scrape.idle_rates(system.metrics_urls, config.idle_seconds)
                 results["idlePerSecond"] = idle
-                placed = 0
+                known: set[str] = set()
                 for name in config.scenarios:
                     found = await scenario(
                         name,
@@ -308,11 +306,10 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                         admin,
                         people,
                         progress,
-                        placed,
+                        known,
                         results["raw"],
                         idle,
                     )
-                    placed += found["orders"]
                     results["scenarios"][name] = found
                 with _task(progress, "browse only", None):
                     browse = await hammer(

@@ -201,9 +201,18 @@ async def shop(
         load.errors["GET wait gave up"] += 1
         return "gave up"
 
+    async def empty_cart(who: Headers) -> None:
+        """A checkout that failed (a 503 after its deadline, say) may or may not have taken
+        the cart: start again from an empty one, so no order carries leftovers."""
+        cart = await request("GET cart", "GET", "/api/v1/cart", 200, headers=who)
+        for line in cart["items"] if cart else []:
+            url = f"/api/v1/cart/items/{line['productId']}"
+            await request("DELETE cart/items", "DELETE", url, 200, headers=who)
+
     async def shopper(n: int) -> None:
         who = shoppers[n]
         rng = random.Random(n)
+        await empty_cart(who)
         while claim():
             word = rng.choice(WORDS)
             params = {"q": word, "pageSize": 10}
@@ -216,6 +225,7 @@ async def shop(
             if not await request(
                 "POST cart/items", "POST", "/api/v1/cart/items", 200, json=item, headers=who
             ):
+                await empty_cart(who)
                 continue
             body = {"payment": CARD, "shippingAddress": ADDRESS}
             sent = time.time()
@@ -223,6 +233,7 @@ async def shop(
                 "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
             )
             if not answer:
+                await empty_cart(who)
                 continue
             placed = Placed(str(answer["orderId"]), n, sent)
             load.placed.append(placed)
@@ -247,7 +258,10 @@ def settled(order: dict[str, Any]) -> bool:
 
 
 async def collect(
-    http: httpx.AsyncClient, shoppers: list[Headers], placed: list[Placed], timeout: float
+    http: httpx.AsyncClient,
+    headers: Callable[[Placed], Headers],
+    placed: list[Placed],
+    timeout: float,
 ) -> list[Placed]:
     """Read every placed order until it is settled or ``timeout`` passes; the unsettled ones."""
     gate = asyncio.Semaphore(16)
@@ -255,7 +269,7 @@ async def collect(
 
     async def read(p: Placed) -> None:
         async with gate:
-            response = await http.get(f"/api/v1/orders/{p.order_id}", headers=shoppers[p.shopper])
+            response = await http.get(f"/api/v1/orders/{p.order_id}", headers=headers(p))
         if response.status_code == 200:
             p.order = response.json()
 
