@@ -1,4 +1,4 @@
-"""inventory's gRPC API: GetStock(s), CheckAvailability, Restock and RemoveStock (admin)."""
+"""inventory's gRPC API: GetStock, CheckAvailability; Restock, RemoveStock, SetStocks (admin)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from mercato.services.inventory.domain import merge_lines
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 MAX_QUANTITY = 1_000_000_000
-MAX_GET = 1000
+MAX_BULK = 1000
 MAX_ID = 64  # the stock table's product_id
 
 
@@ -122,9 +122,9 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
     async def SetStocks(self, request: pb.SetStocksRequest, context: Context) -> pb.SetStocksReply:
         await require_caller(self.ctx, context, role="admin")
         ids = sorted(set(request.product_ids))
-        if not 1 <= len(ids) <= MAX_GET or not all(0 < len(i) <= MAX_ID for i in ids):
+        if not 1 <= len(ids) <= MAX_BULK or not all(0 < len(i) <= MAX_ID for i in ids):
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"1 to {MAX_GET} product ids of 1 to {MAX_ID}"
+                grpc.StatusCode.INVALID_ARGUMENT, f"1 to {MAX_BULK} product ids of 1 to {MAX_ID}"
             )
         if not 0 <= request.quantity <= MAX_QUANTITY:
             await context.abort(
@@ -133,14 +133,6 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
         async with self.ctx.transaction() as uow:
             await store.put_stocks(uow, ids, request.quantity)
         return pb.SetStocksReply(count=len(ids))
-
-    async def GetStocks(self, request: pb.GetStocksRequest, context: Context) -> pb.GetStocksReply:
-        ids = sorted(set(request.product_ids))
-        if not 1 <= len(ids) <= MAX_GET:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"1 to {MAX_GET} product ids")
-        async with self.ctx.engine.connect() as conn:
-            found = await store.get_stocks(conn, ids)
-        return pb.GetStocksReply(stocks=[stock_reply(s) for s in found])
 
 
 class Refused(Exception):

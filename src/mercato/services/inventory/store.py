@@ -45,11 +45,6 @@ async def get_stock(conn: AsyncConnection, product_id: str) -> Stock | None:
     return None if row is None else _stock(row)
 
 
-async def get_stocks(conn: AsyncConnection, product_ids: list[str]) -> list[Stock]:
-    rows = await conn.execute(sa.select(stock).where(stock.c.product_id.in_(product_ids)))
-    return [_stock(r) for r in rows]
-
-
 def _stock(row: sa.Row[Any]) -> Stock:
     return Stock(row.product_id, int(row.available), int(row.reserved), bool(row.retired))
 

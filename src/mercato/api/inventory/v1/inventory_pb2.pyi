@@ -74,18 +74,6 @@ class RemoveStockRequest(_message.Message):
     quantity: int
     def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
 
-class GetStocksRequest(_message.Message):
-    __slots__ = ("product_ids",)
-    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
-    product_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class GetStocksReply(_message.Message):
-    __slots__ = ("stocks",)
-    STOCKS_FIELD_NUMBER: _ClassVar[int]
-    stocks: _containers.RepeatedCompositeFieldContainer[Stock]
-    def __init__(self, stocks: _Optional[_Iterable[_Union[Stock, _Mapping]]] = ...) -> None: ...
-
 class SetStocksRequest(_message.Message):
     __slots__ = ("product_ids", "quantity")
     PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]

@@ -59,11 +59,6 @@ class InventoryStub:
                 request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.FromString,
                 _registered_method=True)
-        self.GetStocks = channel.unary_unary(
-                '/mercato.api.inventory.v1.Inventory/GetStocks',
-                request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksRequest.SerializeToString,
-                response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksReply.FromString,
-                _registered_method=True)
 
 
 class InventoryServicer:
@@ -110,13 +105,6 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetStocks(self, request, context):
-        """The stock of each product asked for (1 to 1000) that inventory knows; the others are left out.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_InventoryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,11 +132,6 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.SetStocks,
                     request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.FromString,
                     response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.SerializeToString,
-            ),
-            'GetStocks': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetStocks,
-                    request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksRequest.FromString,
-                    response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -286,33 +269,6 @@ class Inventory:
             '/mercato.api.inventory.v1.Inventory/SetStocks',
             mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.SerializeToString,
             mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetStocks(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/mercato.api.inventory.v1.Inventory/GetStocks',
-            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksRequest.SerializeToString,
-            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStocksReply.FromString,
             options,
             channel_credentials,
             insecure,
