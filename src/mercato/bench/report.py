@@ -162,10 +162,67 @@ def show(console: Console, results: dict[str, Any]) -> None:
         console.print(f"[yellow]note:[/yellow] {note}")
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The figures as Markdown tables, for docs/performance.md."""
+    run, raw, browse = results["run"], results["raw"], results.get("browse", {})
+    flags = {k: v for k, v in run["config"].items() if k in SIZES}
+    lines = [
+        f"**{run['broker']} + {run['database']}**, {run['date']}, run {run['id']} "
+        f"({run['machine']}; load average {run['loadAverageAtStart']} at start, "
+        f"{run.get('loadAverageAtEnd')} at end); sizes {flags}",
+        "",
+        "| scenario | orders | →PAID/s | →RESERVED/s | browse/s | PAID p50/p90/p99/max ms "
+        "| RESERVED p50/p90/p99/max ms | events/order | deliveries/order | transactions/order "
+        "| ceiling/s | % of ceiling | invariants | errors |",
+        "| --- " * 14 + "|",
+    ]
+    for name, s in results["scenarios"].items():
+        lat, c, inv = s["latencyMs"], s["costPerOrder"], s["invariants"]
+
+        def four(k: str, lat: dict[str, Any] = lat) -> str:
+            return "/".join(_n(lat[k][p], 0) for p in ("p50", "p90", "p99", "max"))
+
+        errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "0"
+        statuses = ", ".join(f"{k} {v}" for k, v in inv["byStatus"].items())
+        lines.append(
+            f"| {name} | {s['orders']} | {_n(s['paidPerSecond'])} | {_n(s['reservedPerSecond'])} "
+            f"| {_n(s['browsePerSecond'])} | {four('paid')} | {four('reserved')} "
+            f"| {_n(c['events'], 2)} | {_n(c['deliveries'], 2)} | {_n(c['transactions'], 2)} "
+            f"| {_n(s['ceiling']['ordersPerSecond'])} | {_n(s['ceiling']['percent'])} "
+            f"| {'ok' if inv['ok'] else 'FAILED'} ({statuses}) | {errors} |"
+        )
+    lines += ["", "| raw limit | rate | Mercato | % |", "| --- | --- | --- | --- |"]
+    if raw.get("http"):
+        lines.append(
+            f"| bare uvicorn req/s vs gateway browse only | {_n(raw['http']['rps'])} "
+            f"| {_n(browse.get('rps'))} | {_n(browse.get('percentOfBare'))} |"
+        )
+    if raw.get("database"):
+        lines.append(
+            f"| {raw['database']['kind']} transactions/s | {_n(raw['database']['tps'])} | | |"
+        )
+    if raw.get("broker"):
+        b = raw["broker"]
+        lines.append(f"| {b['kind']} msgs/s, 1 queue | {_n(b['oneQueue'])} | | |")
+        lines.append(f"| {b['kind']} msgs/s, 3 queues | {_n(b['threeQueues'])} | | |")
+    for t in (results.get("wdm") or {}).get("targets", []):
+        lines.append(
+            f"| WDM load checkouts/s on {t['url']} | | {_n(t['checkoutsPerSecond'])} "
+            f"| ×{_n(t['ratioToFirst'], 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+SIZES = ("shoppers", "orders", "duration", "products", "stock", "scarce_stock", "skip_raw")
+
+
 def save(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """The JSON results and the PNG plot, named by broker, database and run."""
+    """The JSON results, the PNG plot and the Markdown tables, named by broker, database and
+    run."""
     run = results["run"]
     stem = out / f"bench-{run['broker']}-{run['database']}-{run['id']}"
+    stem.with_suffix(".md").parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(markdown(results))
     write_json(results, stem.with_suffix(".json"))
     plot(results, stem.with_suffix(".png"))
     return stem.with_suffix(".json"), stem.with_suffix(".png")
