@@ -40,25 +40,25 @@ def bench(
     ] = Scenario.both,
     shoppers: Annotated[
         int | None,
-        typer.Option(min=1, max=2000, help="Concurrent shoppers [default: 50; quick 10]"),
+        typer.Option(min=1, max=2000, help="Concurrent shoppers (default 50; --quick 10)"),
     ] = None,
     orders: Annotated[
         int | None, typer.Option(min=1, help="Checkouts per scenario (instead of --duration)")
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option(min=1, max=3600, help="Seconds of load per scenario [default: 30; quick 5]"),
+        typer.Option(min=1, max=3600, help="Seconds of load per scenario (default 30; --quick 5)"),
     ] = None,
     products: Annotated[
         int | None,
-        typer.Option(min=1, max=10_000, help="Products (plenty scenario) [default: 50; quick 20]"),
+        typer.Option(min=1, max=10_000, help="Products (plenty scenario) (default 50; --quick 20)"),
     ] = None,
     stock: Annotated[
         int, typer.Option(min=1, help="Units per product (plenty scenario)")
     ] = 1_000_000,
     scarce_stock: Annotated[
         int | None,
-        typer.Option(min=1, help="Units per product (scarce: 4 products) [default: 10; quick 5]"),
+        typer.Option(min=1, help="Units per product (scarce: 4 products) (default 10; --quick 5)"),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Small sizes: the whole run < 1 minute")
