@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import eventually
-from tests.e2e.test_saga import Shop, card, open_shop
+from tests.e2e.test_saga import ADDRESS, Shop, card, open_shop
 
 ORDERS, STOCK = (int(n) for n in os.environ.get("MERCATO_SAGA_LOAD", "200/50").split("/"))
 PRICE = Decimal("3.50")
@@ -28,8 +28,21 @@ async def overselling_is_impossible(shop: Shop) -> None:
     cup = await shop.product(price=float(PRICE), quantity=STOCK)
 
     async def buy(i: int) -> str:
-        placed = await shop.place(buyers[i % len(buyers)], [(cup, 1)], payment=card())
-        return str(placed["orderId"])
+        # As a client should: a 503 ("retry later") is retried with the same Idempotency-Key,
+        # which never makes a second order.
+        body = {
+            "items": [{"productId": cup, "quantity": 1}],
+            "payment": card(),
+            "shippingAddress": ADDRESS,
+        }
+        headers = {**buyers[i % len(buyers)], "Idempotency-Key": f"buy-{i}"}
+        for _ in range(10):
+            placed = await shop.http.post("/api/v1/orders", json=body, headers=headers)
+            if placed.status_code != 503:
+                break
+            await asyncio.sleep(1)
+        assert placed.status_code == 202, placed.text
+        return str(placed.json()["orderId"])
 
     order_ids = await asyncio.gather(*(buy(i) for i in range(ORDERS)))
 
