@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mercato.bench import raw, scrape, stats
 from mercato.bench.invariants import money, reserved_units
-from mercato.bench.report import save
+from mercato.bench.report import save, show
 from mercato.bench.run import Config, bench
 from mercato.bench.shoppers import Placed, settled
 from mercato.cli.main import app
@@ -135,6 +135,7 @@ def test_money_and_units_count_only_orders_not_cancelled() -> None:
         ["--broker", "rabbitmq"],  # with sqlite
         ["--target", "http://x"],  # without --wdm
         ["--wdm", "--target", "ftp://x"],
+        ["--wdm", "--target", "http://127.0.0.1:9"],  # nothing answers on the discard port
         ["--carrier-delay", "soon"],
     ],
 )
@@ -183,6 +184,9 @@ async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
         out=tmp_path,
     )
     results = await bench(config, Console(file=io.StringIO()))
+    shown = io.StringIO()
+    show(Console(file=shown, width=200), results)
+    assert "Invariants" in shown.getvalue() and "FAILED" not in shown.getvalue()
     path, plotted = await asyncio.to_thread(save, results, tmp_path)
     assert (await asyncio.to_thread(plotted.stat)).st_size > 0
     results = json.loads(await asyncio.to_thread(path.read_text))

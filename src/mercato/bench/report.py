@@ -130,6 +130,9 @@ def tables(results: dict[str, Any]) -> list[Table]:
             title="WDM benchmark load (create, addItem ×1–3, checkout, find)",
         )
         for t in wdm["targets"]:
+            if "failed" in t:
+                table.add_row(t["url"], "—", "—", "—", f"[red]{t['failed']}[/]", "—")
+                continue
             lat = t["latencyMs"]
             table.add_row(
                 t["url"],
@@ -207,8 +210,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {b['kind']} msgs/s, 3 queues | {_n(b['threeQueues'])} | | |")
     for t in (results.get("wdm") or {}).get("targets", []):
         lines.append(
-            f"| WDM load checkouts/s on {t['url']} | | {_n(t['checkoutsPerSecond'])} "
-            f"| ×{_n(t['ratioToFirst'], 2)} |"
+            f"| WDM load checkouts/s on {t['url']} | | "
+            f"{t.get('failed') or _n(t['checkoutsPerSecond'])} | ×{_n(t['ratioToFirst'], 2)} |"
         )
     return "\n".join(lines) + "\n"
 

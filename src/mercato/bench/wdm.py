@@ -92,18 +92,36 @@ async def stress(
     }
 
 
+async def reachable(url: str) -> bool:
+    """Whether anything answers HTTP at ``url`` (checked before a long run starts)."""
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            await http.get(url)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
 async def compare(targets: list[str], config: Config, progress: Progress) -> dict[str, Any]:
     """The same WDM load on each target in turn; rates as ratios to the first (ours)."""
     found = []
     for url in targets:
         task = progress.add_task(f"WDM load on {url}", total=None)
-        found.append(
-            await stress(
-                url, config.shoppers, config.wdm_seconds, config.wdm_users, config.wdm_items
+        try:
+            found.append(
+                await stress(
+                    url, config.shoppers, config.wdm_seconds, config.wdm_users, config.wdm_items
+                )
             )
-        )
+        except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
+            # One target failing (down, or not serving the WDM API) spoils only its own row.
+            found.append(
+                {"url": url, "failed": f"{type(exc).__name__}: {exc}", "checkoutsPerSecond": None}
+            )
         progress.update(task, total=1, completed=1)
+        progress.stop_task(task)
     first = found[0]["checkoutsPerSecond"]
     for target in found:
-        target["ratioToFirst"] = target["checkoutsPerSecond"] / first if first else None
+        rate = target["checkoutsPerSecond"]
+        target["ratioToFirst"] = rate / first if first and rate is not None else None
     return {"targets": found}

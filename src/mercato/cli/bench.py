@@ -85,6 +85,7 @@ def bench(
     from mercato.bench.run import quick as quick_sizes
     from mercato.bench.shoppers import SetupFailed
     from mercato.bench.system import SystemFailed
+    from mercato.bench.wdm import reachable
 
     if (broker is Broker.memory) != (database is Database.sqlite):
         fail("--broker memory runs embedded on SQLite; rabbitmq/nats run as processes on postgres")
@@ -99,6 +100,8 @@ def bench(
     for url in target or []:
         if not url.startswith(("http://", "https://")):
             fail(f"--target {url!r}: expected an http:// or https:// base URL")
+        if not asyncio.run(reachable(url)):
+            fail(f"--target {url!r}: nothing answers there")
     given: dict[str, Any] = {
         "shoppers": shoppers,
         "products": products,
