@@ -16,6 +16,7 @@ from mercato.platform.dead_letters import Redriver
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
 from mercato.platform.metrics import count_commits
 from mercato.platform.outbox import OutboxRelay
+from mercato.platform.runtime.grpc_errors import HideInternalErrors
 from mercato.platform.runtime.service import Service, ServiceContext
 from mercato.platform.settings import Settings
 from mercato.platform.storage.database import (
@@ -99,7 +100,7 @@ class ServiceHost:
 
     async def _start_grpc(self, ctx: ServiceContext) -> None:
         assert self.service.grpc is not None
-        server = grpc.aio.server()
+        server = grpc.aio.server(interceptors=[HideInternalErrors()])
         names = self.service.grpc(server, ctx)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,0 +1,73 @@
+"""A gRPC server interceptor for the errors no servicer expected.
+
+grpc.aio answers an unhandled exception with UNKNOWN and ``str(exception)`` as the details:
+for a database error that is the whole SQL statement with its parameters, which leaks internals
+and can exceed the metadata limit (the caller then sees RESOURCE_EXHAUSTED, which the gateway
+would answer as 429). This interceptor logs the exception with its traceback and answers
+INTERNAL with a short message instead; deliberate aborts (``context.abort``) pass untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MESSAGE = "an internal error; it has been logged"
+
+
+class HideInternalErrors(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None:
+            return handler
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _streaming(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no client-streaming calls here
+
+
+def _unary(behaviour: Any, method: str) -> Any:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behaviour(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unexpected error in a gRPC call", method=method)
+            await context.abort(grpc.StatusCode.INTERNAL, MESSAGE)
+
+    return call
+
+
+def _streaming(behaviour: Any, method: str) -> Any:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for reply in behaviour(request, context):
+                yield reply
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unexpected error in a gRPC call", method=method)
+            await context.abort(grpc.StatusCode.INTERNAL, MESSAGE)
+
+    return call
