@@ -69,7 +69,9 @@ class Served:
                 return False
             return answer.status_code == 200 and answer.json()["status"] == "ok"
 
-        await eventually(check, timeout=40, interval=0.1)
+        # Generous: eight processes importing everything at once on two busy cores take a while;
+        # a process that dies is reported at once by the check above.
+        await eventually(check, timeout=120, interval=0.1)
 
     async def stop(self) -> int:
         """SIGTERM, then wait for the exit; the exit code."""

@@ -10,6 +10,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from mercato.platform.storage.sqlite_one_hop import one_hop_creator
+
 
 class DatabaseConfigError(ValueError):
     pass
@@ -70,7 +72,14 @@ def create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     # (back-off of up to 100 ms a try), while one connection queues the transactions in the
     # pool, first come first served, at no cost. Nothing may open a second connection to the
     # same database while it holds one.
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60, **kwargs)
+    engine = create_async_engine(
+        url,
+        async_creator=one_hop_creator(url.database or ""),  # see sqlite_one_hop.py
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=60,
+        **kwargs,
+    )
 
     # BEGIN IMMEDIATE: take the write lock when a transaction starts, so that another process
     # on the same file (a CLI command, a second replica) queues on busy_timeout instead of
