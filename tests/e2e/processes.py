@@ -1,0 +1,59 @@
+"""Running services as separate ``mercato serve`` processes on RabbitMQ and PostgreSQL, for the
+end-to-end tests that go through the gateway's HTTP port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from tests.demo.probe import ROOT, drop_namespace
+from tests.runtime.test_processes import Served
+
+
+@asynccontextmanager
+async def serving(
+    names: Sequence[str],
+    *,
+    rabbitmq_url: str,
+    postgres_template: str,
+    data_dir: Path,
+    admin: dict[str, str],
+    **settings: str,
+) -> AsyncIterator[str]:
+    """Start ``names`` (the gateway among them), each its own process; yield the gateway's base
+    URL. On the way out: every process stops cleanly (exit 0), logged no traceback and no card
+    number, and the RabbitMQ queues are gone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "MERCATO_BROKER_URL": rabbitmq_url,
+        "MERCATO_DATABASE_URL": postgres_template,
+        "MERCATO_DATA_DIR": str(data_dir),
+        "MERCATO_RELAY_POLL_INTERVAL": "0.05",
+        "MERCATO_RETRY_BASE_DELAY": "0.05",
+        "MERCATO_DEMO_CATALOG": "0",
+        "MERCATO_ADMIN_EMAIL": admin["email"],
+        "MERCATO_ADMIN_PASSWORD": admin["password"],
+        "MERCATO_LOG_FORMAT": "json",
+        **{f"MERCATO_{k.upper()}": v for k, v in settings.items()},
+    }
+    served = {name: Served(name, env, data_dir / f"{name}.log") for name in names}
+    targets = ",".join(f"{n}=127.0.0.1:{s.grpc_port}" for n, s in served.items())
+    for process in served.values():
+        process.env = {**env, "MERCATO_GRPC_TARGETS": targets}
+    try:
+        for process in served.values():
+            process.start()
+        await asyncio.gather(*(p.ready() for p in served.values()))
+        yield f"http://127.0.0.1:{served['gateway'].http_port}"
+        for name, process in served.items():
+            assert await process.stop() == 0, process.logs.read_text()
+            assert "Traceback" not in process.logs.read_text(), name
+            assert "4242424242424242" not in process.logs.read_text(), name
+    finally:
+        for process in served.values():
+            process.kill()
+        await drop_namespace(rabbitmq_url, "mercato", [n for n in names if n != "gateway"])
