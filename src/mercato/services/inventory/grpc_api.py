@@ -93,7 +93,7 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
         product_id = request.product_id
 
         async def work(uow: UnitOfWork) -> pb.Stock:
-            if not await store.remove_available(uow.conn, product_id, request.quantity):
+            if not await store.take(uow.conn, product_id, request.quantity, reserve=False):
                 raise Refused(await store.get_stock(uow.conn, product_id))
             await store.announce(uow, product_id)
             found = await store.get_stock(uow.conn, product_id)

@@ -80,7 +80,7 @@ async def reserve_stock(event: OrderCreated, uow: UnitOfWork) -> None:
     # taken before it are given back and nothing of the order stays reserved.
     savepoint = await uow.conn.begin_nested()
     for product_id, quantity in lines:
-        if not await store.take(uow.conn, product_id, quantity):
+        if not await store.take(uow.conn, product_id, quantity, reserve=True):
             current = await store.get_stock(uow.conn, product_id)
             available = 0 if current is None or current.retired else current.available
             short.append(ShortItem(productId=product_id, requested=quantity, available=available))

@@ -135,23 +135,9 @@ async def add_available(conn: AsyncConnection, product_id: str, quantity: int) -
     return changed.rowcount > 0
 
 
-async def remove_available(conn: AsyncConnection, product_id: str, quantity: int) -> bool:
-    """Take ``quantity`` from what is free to sell, only if that much is there: one conditional
-    UPDATE, for the reason given at ``take``."""
-    changed = await conn.execute(
-        sa.update(stock)
-        .where(
-            stock.c.product_id == product_id,
-            stock.c.retired.is_(False),
-            stock.c.available >= quantity,
-        )
-        .values(available=stock.c.available - quantity, updated_at=datetime.now(UTC))
-    )
-    return changed.rowcount == 1
-
-
-async def take(conn: AsyncConnection, product_id: str, quantity: int) -> bool:
-    """Move ``quantity`` from available to reserved, only if that much is available.
+async def take(conn: AsyncConnection, product_id: str, quantity: int, *, reserve: bool) -> bool:
+    """Take ``quantity`` from what is free to sell, only if that much is there: into the
+    reservations (``reserve``), or out of stock altogether (an admin's removal).
 
     The check and the decrement are ONE conditional UPDATE: the database evaluates
     ``available >= :q`` on the row it is about to change, under that row's write lock
@@ -160,6 +146,12 @@ async def take(conn: AsyncConnection, product_id: str, quantity: int) -> bool:
     unit: the loser's UPDATE matches no row (rowcount 0) and it reports a shortfall. A
     read-then-write in Python would oversell under concurrency.
     """
+    values: dict[str, Any] = {
+        "available": stock.c.available - quantity,
+        "updated_at": datetime.now(UTC),
+    }
+    if reserve:
+        values["reserved"] = stock.c.reserved + quantity
     changed = await conn.execute(
         sa.update(stock)
         .where(
@@ -167,11 +159,7 @@ async def take(conn: AsyncConnection, product_id: str, quantity: int) -> bool:
             stock.c.retired.is_(False),
             stock.c.available >= quantity,
         )
-        .values(
-            available=stock.c.available - quantity,
-            reserved=stock.c.reserved + quantity,
-            updated_at=datetime.now(UTC),
-        )
+        .values(values)
     )
     return changed.rowcount == 1
 
