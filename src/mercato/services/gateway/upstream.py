@@ -57,6 +57,12 @@ _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 # Printable ASCII without spaces: what an HTTP and a gRPC header value both carry.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
+BAD_IDEMPOTENCY_KEY = "Idempotency-Key must be 1 to 200 printable ASCII characters"
+
+
+def valid_idempotency_key(key: str) -> bool:
+    return re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key) is not None
+
 
 # Declare it on a route that creates something, so the OpenAPI document shows the header.
 IdempotencyKey = Annotated[
@@ -91,8 +97,8 @@ class Gateway:
             pairs.append(("authorization", authorization))
         key = headers.get("idempotency-key")
         if key and self.request.method in _WRITES:
-            if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
-                raise Problem(422, "Idempotency-Key must be 1 to 200 printable ASCII characters")
+            if not valid_idempotency_key(key):
+                raise Problem(422, BAD_IDEMPOTENCY_KEY)
             pairs.append(("idempotency-key", key))
         # The request id the middleware accepted (or made): never an unchecked header.
         request_id = getattr(self.request.state, "request_id", None)
