@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
@@ -57,6 +57,7 @@ from mercato.services.order.watch import watch
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 ORDER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 MAX_WAIT = 60.0
+APPEAR = 2.0  # seconds WatchOrder waits for an order not there yet (the gateway: 5 s)
 MAX_PAGE_SIZE = 100
 MAX_DRAFTS = 10_000
 CANCELLED_SPELLINGS = {"CANCELLED", "CANCELED"}
@@ -199,26 +200,32 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         return await self.GetOrder(pb.GetOrderRequest(order_id=request.order_id), context)
 
     async def WaitOrder(self, request: pb.WaitOrderRequest, context: Context) -> pb.WaitOrderReply:
+        """An order not there yet (a checkout's, made from its event a moment after the cart
+        answered) is waited for within the timeout; NOT_FOUND if it does not appear, or is
+        someone else's."""
         caller = await require_caller(self.ctx, context)
         try:
             until = Until(request.until if request.until == "terminal" else request.until.upper())
         except ValueError:
             await abort(context, INVALID_ARGUMENT, "until: PAID, RESERVED, COMPLETED or terminal")
-        if not 0 <= request.timeout_seconds <= MAX_WAIT:
+        timeout = request.timeout_seconds
+        if not 0 <= timeout <= MAX_WAIT:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"timeout: 0..{MAX_WAIT:g} s")
-        async with self.ctx.engine.connect() as conn:
-            last = await self._own(conn, caller, request.order_id, context)
-        result = outcome(last.order.status, until)
-        if result is Outcome.PENDING:
-            changes = watch(request.order_id, self._reader(request.order_id))
-            try:
-                async with asyncio.timeout(request.timeout_seconds), contextlib.aclosing(changes):
-                    async for last in changes:
-                        result = outcome(last.order.status, until)
-                        if result is not Outcome.PENDING:
-                            break
-            except TimeoutError:
-                pass
+        deadline = asyncio.get_running_loop().time() + timeout
+        changes = self._watch(caller, request.order_id, appear=timeout)
+        async with contextlib.aclosing(changes):
+            # The first read is made even with timeout 0: the order as it is now.
+            last = await anext(changes, None)
+            if last is None:
+                await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
+            result = outcome(last.order.status, until)
+            if result is Outcome.PENDING:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        async for last in changes:
+                            result = outcome(last.order.status, until)
+                            if result is not Outcome.PENDING:
+                                break
         async with self.ctx.engine.connect() as conn:
             history = await store.history(conn, request.order_id)
         answer = "timeout" if result is Outcome.PENDING else result.value
@@ -227,13 +234,19 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
     async def WatchOrder(
         self, request: pb.WatchOrderRequest, context: Context
     ) -> AsyncIterator[pb.Order]:
+        """An order not there yet is waited for up to ``APPEAR`` seconds (NOT_FOUND after)."""
         caller = await require_caller(self.ctx, context)
-        async with self.ctx.engine.connect() as conn:
-            await self._own(conn, caller, request.order_id, context)
-        async for stored in watch(request.order_id, self._reader(request.order_id)):
-            async with self.ctx.engine.connect() as conn:
-                history = await store.history(conn, request.order_id)
-            yield order_reply(stored, history)
+        remaining = context.time_remaining()
+        appear = APPEAR if remaining is None else max(0.0, min(APPEAR, remaining - 1))
+        found = False
+        async with contextlib.aclosing(self._watch(caller, request.order_id, appear)) as changes:
+            async for stored in changes:
+                found = True
+                async with self.ctx.engine.connect() as conn:
+                    history = await store.history(conn, request.order_id)
+                yield order_reply(stored, history)
+        if not found:
+            await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
 
     # -- drafts (the WDM API's orders before checkout) -------------------------------------
     async def CreateDraft(self, request: pb.CreateDraftRequest, context: Context) -> pb.Draft:
@@ -335,12 +348,20 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
         return stored
 
-    def _reader(self, order_id: str) -> Any:
+    def _watch(self, caller: Caller, order_id: str, appear: float) -> AsyncGenerator[Stored, None]:
+        """The caller's order as it changes (see ``watch``): nothing if it is someone else's
+        or is not there within ``appear`` seconds."""
+
         async def read() -> Stored | None:
             async with self.ctx.engine.connect() as conn:
                 return await store.load(conn, order_id)
 
-        return read
+        def mine(stored: Stored) -> bool:
+            return caller.may_act_for(stored.order.user_id)
+
+        if not order_id:
+            appear = 0.0
+        return watch(order_id, read, visible=mine, appear=appear)
 
     async def _cancel(self, order_id: str, reason: str, context: Context) -> pb.Order:
         try:

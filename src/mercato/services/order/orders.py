@@ -62,6 +62,7 @@ async def place_order(
     )
     await store.insert(uow.conn, reaction, now, cart_id=cart_id)
     _publish(uow, reaction)
+    uow.after_commit(lambda: nudge(order_id))  # a wait may have come before the order
     log.info("order placed", order_id=order_id, total=str(reaction.order.total))
     return Stored(reaction.order, 1, now, cart_id)
 
