@@ -8,6 +8,15 @@ its public keys as a JWKS (gRPC ``GetJwks``). Every service verifies a token its
   one its key (found by ``kid``) was published for;
 - issuer, audience, ``exp`` and ``iat`` are checked, ``sub`` (the user id) is required.
 
+A verifier remembers the tokens it has accepted (``TokenVerifier`` below: at most
+``MAX_REMEMBERED`` of them, never past their ``exp``, and only while their ``kid`` still names
+the key that verified them), so a token presented again costs a dictionary look-up instead of
+a signature check. That changes nothing a token can do: an access token is a stateless JWT
+with a short lifetime (``MERCATO_ACCESS_TOKEN_TTL``) and nothing revokes one before its
+``exp`` — signing out revokes the refresh token — so a remembered acceptance is exactly what
+verifying the same token again would answer. Refusals are not remembered: a refused token is
+verified afresh each time and refused again.
+
 In a grpc.aio servicer::
 
     from mercato.platform.auth import require_caller
@@ -49,6 +58,7 @@ ALGORITHMS = ("EdDSA", "RS256")
 ROLES = ("customer", "admin")
 LEEWAY_SECONDS = 10  # clock skew tolerated between machines
 JWKS_DEADLINE = 2.0  # seconds allowed for one GetJwks call
+MAX_REMEMBERED = 10_000  # accepted tokens a verifier remembers; the oldest are forgotten first
 
 
 class AuthError(Exception):
@@ -121,6 +131,7 @@ class JwksCache:
         self._ttl = ttl
         self._min_refresh = min_refresh
         self._keys: dict[str, jwt.PyJWK] | None = None
+        self._document: dict[str, Any] | None = None
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
 
@@ -140,7 +151,12 @@ class JwksCache:
 
     async def _refresh(self) -> None:
         try:
-            self._keys = parse_jwks(await self._fetch())
+            document = await self._fetch()
+            # The same document keeps the same key objects: a verifier's remembered tokens
+            # stay valid across a refresh that changed nothing (see ``TokenVerifier``).
+            if document != self._document or self._keys is None:
+                self._keys = parse_jwks(document)
+                self._document = document
             self._fetched_at = time.monotonic()
         except Exception as exc:
             if self._keys is None:
@@ -164,6 +180,14 @@ def parse_jwks(document: dict[str, Any]) -> dict[str, jwt.PyJWK]:
     return keys
 
 
+@dataclass(frozen=True)
+class _Accepted:
+    caller: Caller
+    kid: str
+    key: jwt.PyJWK  # the key object that verified the token
+    expires: float  # the token's ``exp``, seconds since the epoch
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -171,14 +195,35 @@ class TokenVerifier:
         issuer: str = ISSUER,
         audience: str = AUDIENCE,
         algorithms: Iterable[str] = ALGORITHMS,
+        remember: int = MAX_REMEMBERED,
     ):
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.algorithms = tuple(a for a in algorithms if a in ALGORITHMS)
+        self._remember = remember
+        self._accepted: dict[str, _Accepted] = {}
 
     async def verify(self, token: str) -> Caller:
         """The caller a token names; ``InvalidToken``/``ExpiredToken``, or ``KeysUnavailable``."""
+        accepted = self._accepted.get(token)
+        if accepted is not None:
+            # Only before its exp (verifying again would still allow the leeway after it), and
+            # only while its kid names the very key that verified it: a key withdrawn from, or
+            # replaced in, identity's JWKS takes its tokens' acceptance with it.
+            if time.time() < accepted.expires and await self.keys.key(accepted.kid) is accepted.key:
+                return accepted.caller
+            self._accepted.pop(token, None)  # (another task may have dropped it meanwhile)
+        caller, kid, key, expires = await self._verify(token)
+        if time.time() < expires:
+            if len(self._accepted) >= self._remember:
+                del self._accepted[next(iter(self._accepted))]  # the oldest remembered
+            self._accepted[token] = _Accepted(caller, kid, key, expires)
+        return caller
+
+    async def _verify(self, token: str) -> tuple[Caller, str, jwt.PyJWK, float]:
+        """Check the token's signature and claims: the caller, the kid and key that verified
+        it, and its ``exp``."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -213,7 +258,8 @@ class TokenVerifier:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise InvalidToken("invalid token: roles must be a list of strings")
-        return Caller(user_id=subject, roles=frozenset(roles), token=token)
+        caller = Caller(user_id=subject, roles=frozenset(roles), token=token)
+        return caller, kid, key, float(claims["exp"])
 
 
 # -- wiring in a service ---------------------------------------------------------------------
