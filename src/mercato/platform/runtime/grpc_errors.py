@@ -5,6 +5,7 @@ for a database error that is the whole SQL statement with its parameters, which 
 and can exceed the metadata limit (the caller then sees RESOURCE_EXHAUSTED, which the gateway
 would answer as 429). This interceptor logs the exception with its traceback and answers
 INTERNAL with a short message instead; deliberate aborts (``context.abort``) pass untouched.
+The in-process channel (``local_grpc``) wraps the servicers the same way.
 """
 
 from __future__ import annotations
@@ -33,20 +34,22 @@ class HideInternalErrors(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, method),
+                guarded_unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, method),
+                guarded_stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler  # no client-streaming calls here
 
 
-def _unary(behaviour: Any, method: str) -> Any:
+def guarded_unary(behaviour: Any, method: str) -> Any:
+    """``behaviour`` (a unary servicer method) answering INTERNAL for what it did not expect."""
+
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await behaviour(request, context)
@@ -59,7 +62,9 @@ def _unary(behaviour: Any, method: str) -> Any:
     return call
 
 
-def _streaming(behaviour: Any, method: str) -> Any:
+def guarded_stream(behaviour: Any, method: str) -> Any:
+    """The same for a server-streaming servicer method."""
+
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
             async for reply in behaviour(request, context):

@@ -17,6 +17,7 @@ from mercato.platform.inbox import InboxConsumer, RetryPolicy
 from mercato.platform.metrics import count_commits
 from mercato.platform.outbox import OutboxRelay
 from mercato.platform.runtime.grpc_errors import HideInternalErrors
+from mercato.platform.runtime.local_grpc import LocalServices
 from mercato.platform.runtime.service import Service, ServiceContext
 from mercato.platform.settings import Settings
 from mercato.platform.storage.database import (
@@ -38,6 +39,7 @@ class ServiceHost:
         bus: EventBus,
         grpc_port: int = 0,
         grpc_targets: dict[str, str] | None = None,
+        local: LocalServices | None = None,
     ):
         self.service = service
         self.settings = settings
@@ -45,6 +47,8 @@ class ServiceHost:
         self.requested_grpc_port = grpc_port
         # Shared by every host of one System: each adds its own address when it starts.
         self.grpc_targets = grpc_targets if grpc_targets is not None else {}
+        # Shared likewise: the servicers of this process, called without the network.
+        self.local = local if local is not None else LocalServices()
         self.grpc_port: int | None = None
         self.ctx: ServiceContext | None = None
         self.relay: OutboxRelay | None = None
@@ -67,7 +71,13 @@ class ServiceHost:
         count_commits(engine, self.name)
         self.relay = OutboxRelay(engine, self.bus, self.name, poll_interval=s.relay_poll_interval)
         self.ctx = ServiceContext(
-            self.service, s, engine, self.bus, self.relay.wake, grpc_targets=self.grpc_targets
+            self.service,
+            s,
+            engine,
+            self.bus,
+            self.relay.wake,
+            grpc_targets=self.grpc_targets,
+            local=self.local,
         )
         if self.service.on_start is not None:
             await self.service.on_start(self.ctx)
@@ -101,7 +111,7 @@ class ServiceHost:
     async def _start_grpc(self, ctx: ServiceContext) -> None:
         assert self.service.grpc is not None
         server = grpc.aio.server(interceptors=[HideInternalErrors()])
-        names = self.service.grpc(server, ctx)
+        names = self.service.grpc(self.local.recording(server, self.name), ctx)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from mercato.platform.bus.port import EventBus
+    from mercato.platform.runtime.local_grpc import LocalServices
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ServiceContext:
     bus: EventBus
     wake_relay: Callable[[], None] = lambda: None
     grpc_targets: dict[str, str] = field(default_factory=dict)
+    local: LocalServices | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
@@ -63,9 +65,12 @@ class ServiceContext:
         return self.service.name
 
     def channel(self, service: str) -> grpc.aio.Channel:
-        """A shared gRPC channel to another service (address from ``grpc_targets``)."""
+        """A shared gRPC channel to another service: in-process when that service runs in
+        this process (see ``local_grpc``), else to its address from ``grpc_targets``."""
         import grpc.aio
 
+        if self.local is not None and service in self.local:
+            return self.local.channel()
         channel = self._channels.get(service)
         if channel is None:
             target = self.grpc_targets.get(service)

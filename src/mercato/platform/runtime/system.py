@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mercato.platform.bus.factory import create_bus
 from mercato.platform.bus.port import EventBus
 from mercato.platform.runtime.host import ServiceHost
+from mercato.platform.runtime.local_grpc import LocalServices
 from mercato.platform.runtime.service import Service
 from mercato.platform.settings import Settings, parse_targets
 
@@ -33,9 +34,15 @@ class System:
         self.bus = bus or create_bus(settings)
         ports = grpc_ports or {}
         self.grpc_targets = parse_targets(settings.grpc_targets)
+        local = LocalServices()
         self.hosts = {
             s.name: ServiceHost(
-                s, settings, self.bus, ports.get(s.name, settings.grpc_port), self.grpc_targets
+                s,
+                settings,
+                self.bus,
+                ports.get(s.name, settings.grpc_port),
+                self.grpc_targets,
+                local,
             )
             for s in services
         }
