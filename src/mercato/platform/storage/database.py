@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from mercato.platform.storage.sqlite_one_hop import one_hop_creator
+from mercato.platform.storage.sqlite_inline import inline_creator
 
 
 class DatabaseConfigError(ValueError):
@@ -70,11 +70,12 @@ def create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     # SQLite: one connection per database and process. SQLite writes one transaction at a
     # time anyway; with several connections a waiting writer sleeps in SQLite's busy handler
     # (back-off of up to 100 ms a try), while one connection queues the transactions in the
-    # pool, first come first served, at no cost. Nothing may open a second connection to the
-    # same database while it holds one.
+    # pool, first come first served, at no cost. Statements run on the event loop's thread
+    # (see sqlite_inline.py: a second connection to the same file waits on a gate, another
+    # process's write lock with an asynchronous back-off).
     engine = create_async_engine(
         url,
-        async_creator=one_hop_creator(url.database or ""),  # see sqlite_one_hop.py
+        async_creator=inline_creator(url.database or ""),
         pool_size=1,
         max_overflow=0,
         pool_timeout=60,
@@ -82,15 +83,16 @@ def create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     )
 
     # BEGIN IMMEDIATE: take the write lock when a transaction starts, so that another process
-    # on the same file (a CLI command, a second replica) queues on busy_timeout instead of
-    # failing with "database is locked" when it tries to upgrade its lock.
+    # on the same file (a CLI command, a second replica) waits at the start instead of
+    # failing with "database is locked" when it tries to upgrade its lock. busy_timeout 0:
+    # that wait is sqlite_inline's, asynchronous; SQLite's own would put the loop to sleep.
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA busy_timeout=0")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -1,0 +1,134 @@
+"""Embedded SQLite runs on the event loop's thread, yet nothing waits with the loop asleep:
+two connections of one process to one file queue on the file's gate, another process's write
+lock is waited for with an asynchronous back-off, and a transaction that ends either way
+lets the next one in."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.platform.storage import sqlite_inline
+from mercato.platform.storage.database import create_engine, service_url
+
+
+@pytest.fixture
+async def engines(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    url = service_url(None, "inline", tmp_path)
+    first, second = create_engine(url), create_engine(url)
+    async with first.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    yield first, second
+    await first.dispose()
+    await second.dispose()
+
+
+class Ticker:
+    """Counts loop turns while it runs: proof that the loop was never put to sleep."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+async def rows(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        return [r.n for r in await conn.execute(text("SELECT n FROM t ORDER BY rowid"))]
+
+
+async def test_two_connections_of_one_process_queue_on_the_gate(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    first, second = engines
+    ticker = Ticker()
+    holding = asyncio.Event()
+
+    async def slow_writer() -> None:
+        async with first.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+            holding.set()
+            await asyncio.sleep(0.3)  # the transaction stays open across awaits
+
+    async def second_writer() -> None:
+        await holding.wait()
+        async with second.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+
+    await asyncio.gather(slow_writer(), second_writer())
+    ticker.stop()
+    assert await rows(first) == [1, 2]
+    assert ticker.ticks >= 10, "the loop kept turning while the second writer waited"
+
+
+async def test_a_failed_transaction_lets_the_next_one_in(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    first, second = engines
+    with pytest.raises(OperationalError):
+        async with first.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+            await conn.execute(text("INSERT INTO nowhere VALUES (1)"))
+    async with asyncio.timeout(2):
+        async with second.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+    assert await rows(first) == [2]
+
+
+def hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process takes the write lock, says so, holds it for ``seconds``."""
+    script = (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO t VALUES (9)')\n"
+        "print('holding', flush=True)\n"
+        f"time.sleep({seconds}); c.execute('COMMIT')\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert other.stdout is not None and other.stdout.readline().strip() == "holding"
+    return other
+
+
+async def test_another_process_is_waited_for_without_blocking_the_loop(
+    engines: tuple[AsyncEngine, AsyncEngine], tmp_path: Path
+) -> None:
+    first, _ = engines
+    other = hold_write_lock(tmp_path / "inline.db", 0.5)
+    ticker = Ticker()
+    async with first.begin() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (1)"))
+    ticker.stop()
+    assert other.wait(5) == 0
+    assert await rows(first) == [9, 1]
+    assert ticker.ticks >= 10, "the loop kept turning while the other process held the lock"
+
+
+async def test_a_lock_held_too_long_is_an_error_and_releases_the_gate(
+    engines: tuple[AsyncEngine, AsyncEngine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = engines
+    monkeypatch.setattr(sqlite_inline, "BUSY_WAIT", 0.2)
+    other = hold_write_lock(tmp_path / "inline.db", 1.5)
+    with pytest.raises(OperationalError, match="locked"):
+        async with first.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+    assert other.wait(5) == 0
+    async with asyncio.timeout(2):
+        async with second.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+    assert await rows(second) == [9, 2]
