@@ -30,6 +30,10 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # Mercato does not use OpenTelemetry (its metrics are Prometheus', its logs structlog's).
+        # Left on, FastAPI looks up the global tracer, meter and logger providers on every
+        # request only to find them unconfigured.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.ctx = ctx
     app.state.rate_limiters = {}

@@ -147,4 +147,10 @@ def problem_of(service: str, method: str, exc: grpc.aio.AioRpcError) -> Problem:
     return Problem(status, f"the {service} service failed to answer")
 
 
-Upstream = Annotated[Gateway, Depends(Gateway)]
+async def _gateway(request: Request) -> Gateway:
+    # A coroutine, not the class itself: FastAPI runs a plain callable dependency (a class
+    # too) in the thread pool, a thread hand-over per request for a few attribute reads.
+    return Gateway(request)
+
+
+Upstream = Annotated[Gateway, Depends(_gateway)]
