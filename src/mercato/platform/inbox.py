@@ -102,6 +102,8 @@ class InboxConsumer:
         for h in handlers:
             self._by_type.setdefault(h.event_type, []).append(h)
         self.patterns = tuple(sorted({h.pattern for h in handlers}))
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._claim = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
     async def __call__(self, batch: Sequence[RawMessage]) -> list[Verdict]:
         DELIVERIES.labels(self.name).inc(len(batch))
@@ -153,22 +155,27 @@ class InboxConsumer:
 
     async def _handle(self, items: Sequence[_Decoded]) -> None:
         async with transaction(self.engine, self.name, on_events=self.on_events) as uow:
-            insert = _insert_ignore(self.engine)
             now = datetime.now(UTC)
-            for item in items:
-                env = item.envelope
-                fresh = await uow.conn.execute(
-                    insert,
+            # One statement records the whole batch; it returns the events not seen before.
+            claimed = await uow.conn.execute(
+                self._claim,
+                [
                     {
                         "consumer": self.name,
-                        "event_id": env.id,
-                        "event_type": env.type,
+                        "event_id": item.envelope.id,
+                        "event_type": item.envelope.type,
                         "processed_at": now,
-                    },
-                )
-                if fresh.rowcount == 0:
+                    }
+                    for item in items
+                ],
+            )
+            fresh = {row.event_id for row in claimed}
+            for item in items:
+                env = item.envelope
+                if env.id not in fresh:  # handled before, or earlier in this batch
                     log.debug("duplicate event skipped", consumer=self.name, event_id=env.id)
                     continue
+                fresh.discard(env.id)
                 uow.cause = env
                 with structlog.contextvars.bound_contextvars(
                     event_id=env.id,
@@ -246,11 +253,6 @@ def _route_value(envelope: Envelope, handler: On) -> str | None:
     field = ROUTE_BY.get(handler.event_type)
     value = envelope.data.get(field) if field else None
     return str(value) if value is not None else None
-
-
-def _insert_ignore(engine: AsyncEngine) -> Any:
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(inbox).on_conflict_do_nothing()
 
 
 def _header(message: RawMessage, name: str) -> str | None:

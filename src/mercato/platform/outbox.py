@@ -7,7 +7,7 @@ import zlib
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mercato.platform.bus.port import EventBus
@@ -16,6 +16,19 @@ from mercato.platform.metrics import EVENTS_PUBLISHED
 from mercato.platform.storage.tables import outbox
 
 log = structlog.get_logger(__name__)
+
+# Built once: the relay runs them for every batch.
+UNSENT = (
+    select(outbox.c.seq, outbox.c.topic, outbox.c.envelope)
+    .where(outbox.c.sent_at.is_(None))
+    .order_by(outbox.c.seq)
+    .limit(bindparam("batch"))
+)
+MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
+    .values(sent_at=bindparam("now"))
+)
 
 
 class OutboxRelay:
@@ -90,14 +103,7 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch of unsent rows; return how many the broker confirmed."""
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(outbox.c.seq, outbox.c.topic, outbox.c.envelope)
-                    .where(outbox.c.sent_at.is_(None))
-                    .order_by(outbox.c.seq)
-                    .limit(self.batch_size)
-                )
-            ).all()
+            rows = (await conn.execute(UNSENT, {"batch": self.batch_size})).all()
             await conn.rollback()
         if not rows:
             await self._purge()
@@ -108,9 +114,7 @@ class OutboxRelay:
         if done:
             EVENTS_PUBLISHED.labels(self.service).inc(len(done))
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    update(outbox).where(outbox.c.seq.in_(done)).values(sent_at=datetime.now(UTC))
-                )
+                await conn.execute(MARK_SENT, {"seqs": done, "now": datetime.now(UTC)})
         if len(done) < len(rows):
             raise RuntimeError(f"broker confirmed {len(done)} of {len(rows)} events")
         return len(done)

@@ -14,6 +14,8 @@ from mercato.platform.bus.port import topic_of
 from mercato.platform.envelope import Envelope
 from mercato.platform.storage.tables import outbox
 
+ADD_TO_OUTBOX = outbox.insert()
+
 
 def new_traceparent(trace_id: str | None = None) -> str:
     """W3C trace context: keep the trace, start a new span (parent id)."""
@@ -64,7 +66,7 @@ class UnitOfWork:
             return
         now = datetime.now(UTC)
         await self.conn.execute(
-            outbox.insert(),
+            ADD_TO_OUTBOX,
             [
                 {
                     "event_id": e.id,

@@ -49,6 +49,7 @@ class MemoryBus:
     def __init__(self) -> None:
         self._queues: dict[str, _Queue] = {}
         self._timers: set[asyncio.TimerHandle] = set()
+        self._routes: dict[str, list[_Queue]] = {}  # topic → queues; cleared on subscribe
 
     async def connect(self) -> None:
         return None
@@ -62,11 +63,16 @@ class MemoryBus:
         for queue in self._queues.values():
             _fail_pending(queue)
         self._queues.clear()
+        self._routes.clear()
 
     def _targets(self, topic: str) -> list[_Queue]:
-        return [
-            q for q in self._queues.values() if any(topic_matches(p, topic) for p in q.patterns)
-        ]
+        targets = self._routes.get(topic)
+        if targets is None:
+            targets = [
+                q for q in self._queues.values() if any(topic_matches(p, topic) for p in q.patterns)
+            ]
+            self._routes[topic] = targets
+        return targets
 
     async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
         loop = asyncio.get_running_loop()
@@ -105,6 +111,7 @@ class MemoryBus:
     ) -> Subscription:
         queue = self._queues.setdefault(consumer, _Queue())
         queue.patterns.update(patterns)
+        self._routes.clear()
         queue.workers += 1
         stopping = asyncio.Event()
         task = asyncio.create_task(self._work(queue, processor, batch_size, stopping))
