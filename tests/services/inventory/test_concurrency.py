@@ -71,3 +71,45 @@ async def test_shortfall_takes_nothing_on_postgres(tmp_path: Path, postgres_temp
         await inv.feed(h.reserve_stock, order("o2", ("a", 3), ("b", 1)))
         a = await inv.stock("a")
         assert (a.available, a.reserved) == (2, 3)
+
+
+async def two_item_race(inv: Inventory) -> None:
+    # Every order takes one "a" and one "b"; "b" runs out first. Each order is reserved
+    # whole or not at all, whichever transaction wins each row.
+    for product_id, quantity in (("a", 40), ("b", 15)):
+        created = ProductCreated(productId=product_id, name="x", price=1, quantity=quantity)
+        await inv.feed(h.stock_product, created)
+    await asyncio.gather(
+        *(inv.feed(h.reserve_stock, order(f"o{i}", ("b", 1), ("a", 1))) for i in range(30))
+    )
+    assert len(await inv.events("StockReserved")) == 15
+    assert len(await inv.events("StockReservationFailed")) == 15
+    a, b = await inv.stock("a"), await inv.stock("b")
+    assert (a.available, a.reserved, b.available, b.reserved) == (25, 15, 0, 15)
+
+
+async def test_two_item_orders_are_all_or_nothing_on_sqlite(tmp_path: Path) -> None:
+    async with inventory(tmp_path) as inv:
+        await two_item_race(inv)
+
+
+async def test_two_item_orders_are_all_or_nothing_on_postgres(
+    tmp_path: Path, postgres_template: str
+) -> None:
+    async with inventory(tmp_path, database_url=postgres_template) as inv:
+        await two_item_race(inv)
+
+
+async def test_racing_duplicates_of_one_order_reserve_once_on_postgres(
+    tmp_path: Path, postgres_template: str
+) -> None:
+    # The same OrderCreated under several event ids at once (past the inbox): the reservation
+    # row's ON CONFLICT DO NOTHING lets one of them reserve, the others wait and do nothing.
+    async with inventory(tmp_path, database_url=postgres_template) as inv:
+        await inv.feed(
+            h.stock_product, ProductCreated(productId="p", name="p", price=1, quantity=9)
+        )
+        await asyncio.gather(*(inv.feed(h.reserve_stock, order("o1", ("p", 2))) for _ in range(8)))
+        assert len(await inv.events("StockReserved")) == 1
+        p = await inv.stock("p")
+        assert (p.available, p.reserved) == (7, 2)

@@ -15,6 +15,7 @@ from mercato.contracts.events import (
     ReturnShipmentReceived,
 )
 from mercato.services.inventory import handlers as h
+from mercato.services.inventory import store
 from tests.services.inventory.shop import Inventory, inventory, order
 
 
@@ -162,3 +163,19 @@ async def test_cancellation_before_creation_leaves_a_tombstone(tmp_path: Path) -
         await inv.feed(h.deduct_stock, OrderCompleted(orderId="o3", paymentId="p", status="X"))
         await inv.feed(h.reserve_stock, order("o3", ("a", 1)))
         assert (await inv.stock("a")).available == 4
+
+
+async def test_a_new_threshold_is_used_at_once(tmp_path: Path) -> None:
+    # The threshold is cached per engine; writing it here forgets the cached value.
+    async with inventory(tmp_path, stock_low_threshold=3) as inv:
+        await products(inv, a=10)
+        await inv.feed(h.reserve_stock, order("o1", ("a", 8)))
+        assert [e.data["quantity"] for e in await inv.events("StockLow")] == [2]
+        async with inv.ctx.engine.begin() as conn:
+            await store.set_threshold(conn, 10)
+        await inv.feed(h.reserve_stock, order("o2", ("a", 1)))
+        assert (await inv.events("StockLow"))[-1].data == {
+            "productId": "a",
+            "quantity": 1,
+            "threshold": 10,
+        }

@@ -74,9 +74,9 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
         async with self.ctx.transaction() as uow:
             found = await store.get_stock(uow.conn, request.product_id)
             if found is not None and not found.retired:
-                await store.add_available(uow.conn, request.product_id, request.quantity)
-                await store.announce(uow, request.product_id)
-                found = await store.get_stock(uow.conn, request.product_id)
+                found = await store.add_available(uow.conn, request.product_id, request.quantity)
+                if found is not None:
+                    await store.tell(uow, found)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no stock for {request.product_id!r}")
         assert found is not None
@@ -93,11 +93,10 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
         product_id = request.product_id
 
         async def work(uow: UnitOfWork) -> pb.Stock:
-            if not await store.take(uow.conn, product_id, request.quantity, reserve=False):
+            found = await store.take(uow.conn, product_id, request.quantity, reserve=False)
+            if found is None:
                 raise Refused(await store.get_stock(uow.conn, product_id))
-            await store.announce(uow, product_id)
-            found = await store.get_stock(uow.conn, product_id)
-            assert found is not None
+            await store.tell(uow, found)
             return stock_reply(found)
 
         try:

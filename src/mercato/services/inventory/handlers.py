@@ -65,39 +65,53 @@ async def retire_product(event: ProductDeleted, uow: UnitOfWork) -> None:
 async def reserve_stock(event: OrderCreated, uow: UnitOfWork) -> None:
     """Reserve every item of the order, or none → StockReserved / StockReservationFailed.
 
-    Idempotent: the reservation row keyed by order id is written once, so a second
-    OrderCreated for the same order reserves nothing more. Tolerates reordering: if the order's
-    OrderCancelled came first it left a CANCELLED tombstone, and this late OrderCreated
+    Idempotent: the reservation row keyed by order id is written once (``store.claim``), so a
+    second OrderCreated for the same order reserves nothing more. Tolerates reordering: if the
+    order's OrderCancelled came first it left a CANCELLED tombstone, and this late OrderCreated
     reserves nothing.
     """
-    if await store.reservation(uow.conn, event.orderId) is not None:
+    lines = merge_lines((i.productId, i.quantity) for i in event.items)
+    if not await store.claim(uow.conn, event.orderId, lines):
         log.info("order already handled; nothing reserved", order_id=event.orderId)
         return
-    lines = merge_lines((i.productId, i.quantity) for i in event.items)
     short: list[ShortItem] = []
-    # All items in one transaction, under a savepoint: each item is taken by a conditional
-    # UPDATE (see store.take); on any shortfall the savepoint is rolled back, so the items
-    # taken before it are given back and nothing of the order stays reserved.
-    savepoint = await uow.conn.begin_nested()
+    taken: list[store.Stock] = []
+    # All items in one transaction: each item is taken by a conditional UPDATE (see
+    # store.take). With several items a savepoint comes first; on any shortfall it is rolled
+    # back, so the items taken before it are given back and nothing of the order stays
+    # reserved. With one item a shortfall took nothing: no savepoint needed.
+    savepoint = await uow.conn.begin_nested() if len(lines) > 1 else None
     for product_id, quantity in lines:
-        if not await store.take(uow.conn, product_id, quantity, reserve=True):
-            current = await store.get_stock(uow.conn, product_id)
-            available = 0 if current is None or current.retired else current.available
-            short.append(ShortItem(productId=product_id, requested=quantity, available=available))
+        after = await store.take(uow.conn, product_id, quantity, reserve=True)
+        if after is not None:
+            taken.append(after)
+            continue
+        current = await store.get_stock(uow.conn, product_id)
+        available = 0 if current is None or current.retired else current.available
+        short.append(ShortItem(productId=product_id, requested=quantity, available=available))
     if short:
-        await savepoint.rollback()
-        await store.record(uow.conn, event.orderId, Reservation.FAILED, lines)
+        if savepoint is not None:
+            await savepoint.rollback()
+        await store.set_status(uow.conn, event.orderId, Reservation.FAILED)
         reason = "insufficient stock for " + ", ".join(s.productId for s in short)
         uow.publish(
             StockReservationFailed(orderId=event.orderId, reason=reason, items=short),
             subject=event.orderId,
         )
         return
-    await savepoint.commit()
-    await store.record(uow.conn, event.orderId, Reservation.RESERVED, lines)
+    if savepoint is not None:
+        await savepoint.commit()
     uow.publish(StockReserved(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
-    for product_id, _ in lines:
-        await store.announce(uow, product_id)
+    for after in taken:
+        await store.tell(uow, after)
+
+
+async def _give_back(
+    uow: UnitOfWork, lines: list[tuple[str, int]], *, back: bool
+) -> list[store.Stock]:
+    """``store.unreserve`` for each line; the stock rows as they are afterwards."""
+    changed = [await store.unreserve(uow.conn, p, q, back=back) for p, q in lines]
+    return [s for s in changed if s is not None]
 
 
 async def _release(uow: UnitOfWork, order_id: str) -> None:
@@ -109,12 +123,11 @@ async def _release(uow: UnitOfWork, order_id: str) -> None:
     status, lines = found
     if status is not Reservation.RESERVED:
         return  # never reserved, or already released / deducted / returning
-    for product_id, quantity in lines:
-        await store.unreserve(uow.conn, product_id, quantity, back=True)
+    changed = await _give_back(uow, lines, back=True)
     await store.set_status(uow.conn, order_id, Reservation.RELEASED)
     uow.publish(StockReleased(orderId=order_id, items=_items(lines)), subject=order_id)
-    for product_id, _ in lines:
-        await store.announce(uow, product_id)
+    for after in changed:
+        await store.tell(uow, after)
 
 
 async def release_cancelled(event: OrderCancelled, uow: UnitOfWork) -> None:
@@ -142,8 +155,7 @@ async def deduct_stock(event: OrderCompleted, uow: UnitOfWork) -> None:
     if found is None or found[0] is not Reservation.RESERVED:
         return
     lines = found[1]
-    for product_id, quantity in lines:
-        await store.unreserve(uow.conn, product_id, quantity, back=False)
+    await _give_back(uow, lines, back=False)
     await store.set_status(uow.conn, event.orderId, Reservation.DEDUCTED)
     uow.publish(StockDeducted(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
 
@@ -159,14 +171,13 @@ async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None
         return
     status, lines = found
     if status in (Reservation.RESERVED, Reservation.RETURNING):
-        for product_id, quantity in lines:
-            await store.unreserve(uow.conn, product_id, quantity, back=True)
+        changed = await _give_back(uow, lines, back=True)
     elif status is Reservation.DEDUCTED:
         lines = merge_lines((i.productId, i.quantity) for i in event.items)
-        for product_id, quantity in lines:
-            await store.add_available(uow.conn, product_id, quantity)
+        added = [await store.add_available(uow.conn, p, q) for p, q in lines]
+        changed = [s for s in added if s is not None]
     else:
         return
     await store.set_status(uow.conn, event.orderId, Reservation.RETURNED)
-    for product_id, _ in lines:
-        await store.announce(uow, product_id)
+    for after in changed:
+        await store.tell(uow, after)

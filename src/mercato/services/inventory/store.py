@@ -1,13 +1,21 @@
-"""inventory's state: stock rows, reservations, and the events every change causes."""
+"""inventory's state: stock rows, reservations, and the events every change causes.
+
+The statements of the hot paths are built once, here, and executed with their parameters
+(``conn.execute(STATEMENT, {...})``): building one per call (coercions, a fresh cache key
+for SQLAlchemy's compiled cache) cost about as much CPU as running it.
+"""
 
 from __future__ import annotations
 
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import OutOfStock, StockLow, StockUpdated
@@ -16,6 +24,9 @@ from mercato.services.inventory.domain import Reservation, warnings_for
 from mercato.services.inventory.tables import config, reservations, stock
 
 DEFAULT_THRESHOLD = 5
+# How long a process trusts the threshold it read: another process (a restarted replica with
+# other settings) may rewrite it; a write by this process forgets it at once.
+THRESHOLD_TTL = 10.0
 
 
 @dataclass(frozen=True)
@@ -30,32 +41,99 @@ class Shortfall(Exception):
     """Some item of an order could not be reserved: nothing was (the transaction rolls back)."""
 
 
+def _by_id(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    return column == sa.bindparam("b_id")
+
+
+_STOCK = (stock.c.product_id, stock.c.available, stock.c.reserved, stock.c.retired)
+_GET_STOCK = sa.select(*_STOCK).where(_by_id(stock.c.product_id))
+_GET_THRESHOLD = sa.select(config.c.value).where(config.c.name == "stock_low")
+_NOW: sa.BindParameter[datetime] = sa.bindparam("b_now")
+_QUANTITY: sa.BindParameter[int] = sa.bindparam("b_quantity")
+_UPDATE_STOCK = sa.update(stock).where(_by_id(stock.c.product_id))
+_PUT = _UPDATE_STOCK.values(available=sa.bindparam("b_available"), retired=False, updated_at=_NOW)
+_RETIRE = _UPDATE_STOCK.values(retired=True, updated_at=_NOW)
+_ADD = _UPDATE_STOCK.values(available=stock.c.available + _QUANTITY, updated_at=_NOW).returning(
+    *_STOCK
+)
+# See take(): the check and the decrement are one conditional UPDATE.
+_TAKE = sa.update(stock).where(
+    _by_id(stock.c.product_id), stock.c.retired.is_(False), stock.c.available >= _QUANTITY
+)
+_RESERVE = _TAKE.values(
+    available=stock.c.available - _QUANTITY,
+    reserved=stock.c.reserved + _QUANTITY,
+    updated_at=_NOW,
+).returning(*_STOCK)
+_REMOVE = _TAKE.values(available=stock.c.available - _QUANTITY, updated_at=_NOW).returning(*_STOCK)
+_HELD_LESS = sa.case((stock.c.reserved >= _QUANTITY, stock.c.reserved - _QUANTITY), else_=0)
+_UNRESERVE = {
+    True: _UPDATE_STOCK.values(
+        reserved=_HELD_LESS, available=stock.c.available + _QUANTITY, updated_at=_NOW
+    ).returning(*_STOCK),
+    False: _UPDATE_STOCK.values(reserved=_HELD_LESS, updated_at=_NOW).returning(*_STOCK),
+}
+_GET_RESERVATION = sa.select(reservations.c.status, reservations.c["items"]).where(
+    _by_id(reservations.c.order_id)
+)
+_SET_STATUS = (
+    sa.update(reservations)
+    .where(_by_id(reservations.c.order_id))
+    .values(status=sa.bindparam("b_status"), updated_at=_NOW)
+)
+_RECORD = reservations.insert()
+# A first reservation of an order, or nothing (another delivery of it came first).
+_CLAIM = {
+    "postgresql": postgresql.insert(reservations).on_conflict_do_nothing(
+        index_elements=[reservations.c.order_id]
+    ),
+    "sqlite": sqlite.insert(reservations).on_conflict_do_nothing(
+        index_elements=[reservations.c.order_id]
+    ),
+}
+
+# engine → (threshold, read at time.monotonic())
+_thresholds: weakref.WeakKeyDictionary[Engine, tuple[int, float]] = weakref.WeakKeyDictionary()
+
+
 async def threshold(conn: AsyncConnection) -> int:
-    value = await conn.scalar(sa.select(config.c.value).where(config.c.name == "stock_low"))
-    return DEFAULT_THRESHOLD if value is None else int(value)
+    """The low-stock threshold, read at most once per THRESHOLD_TTL per engine."""
+    now = time.monotonic()
+    cached = _thresholds.get(conn.sync_engine)
+    if cached is not None and now - cached[1] < THRESHOLD_TTL:
+        return cached[0]
+    value = await conn.scalar(_GET_THRESHOLD)
+    limit = DEFAULT_THRESHOLD if value is None else int(value)
+    _thresholds[conn.sync_engine] = (limit, now)
+    return limit
 
 
 async def set_threshold(conn: AsyncConnection, value: int) -> None:
+    _thresholds.pop(conn.sync_engine, None)
     await conn.execute(sa.delete(config).where(config.c.name == "stock_low"))
     await conn.execute(config.insert().values(name="stock_low", value=value))
 
 
 async def get_stock(conn: AsyncConnection, product_id: str) -> Stock | None:
-    row = (await conn.execute(sa.select(stock).where(stock.c.product_id == product_id))).first()
+    row = (await conn.execute(_GET_STOCK, {"b_id": product_id})).first()
     return None if row is None else _stock(row)
 
 
-def _stock(row: sa.Row[Any]) -> Stock:
+def _stock(row: sa.Row[Any, Any, Any, Any]) -> Stock:
     return Stock(row.product_id, int(row.available), int(row.reserved), bool(row.retired))
 
 
 async def announce(uow: UnitOfWork, product_id: str) -> None:
     """StockUpdated after every change, with StockLow / OutOfStock when it applies."""
     current = await get_stock(uow.conn, product_id)
-    if current is None:
-        return
+    if current is not None:
+        await tell(uow, current)
+
+
+async def tell(uow: UnitOfWork, current: Stock) -> None:
+    """``announce`` for a stock row already in hand (a change's RETURNING)."""
     available = 0 if current.retired else current.available
-    _tell(uow, product_id, available, await threshold(uow.conn))
+    _tell(uow, current.product_id, available, await threshold(uow.conn))
 
 
 def _tell(uow: UnitOfWork, product_id: str, available: int, limit: int) -> None:
@@ -72,20 +150,17 @@ def _tell(uow: UnitOfWork, product_id: str, available: int, limit: int) -> None:
 async def put_stock(conn: AsyncConnection, product_id: str, available: int) -> None:
     """Create the product's stock, or set what is free to sell (reservations stay held)."""
     now = datetime.now(UTC)
-    changed = await conn.execute(
-        sa.update(stock)
-        .where(stock.c.product_id == product_id)
-        .values(available=available, retired=False, updated_at=now)
-    )
+    changed = await conn.execute(_PUT, {"b_id": product_id, "b_available": available, "b_now": now})
     if changed.rowcount == 0:
         await conn.execute(
-            stock.insert().values(
-                product_id=product_id,
-                available=available,
-                reserved=0,
-                retired=False,
-                updated_at=now,
-            )
+            stock.insert(),
+            {
+                "product_id": product_id,
+                "available": available,
+                "reserved": 0,
+                "retired": False,
+                "updated_at": now,
+            },
         )
 
 
@@ -118,92 +193,85 @@ async def put_stocks(uow: UnitOfWork, product_ids: list[str], available: int) ->
 
 
 async def retire(conn: AsyncConnection, product_id: str) -> bool:
-    changed = await conn.execute(
-        sa.update(stock)
-        .where(stock.c.product_id == product_id)
-        .values(retired=True, updated_at=datetime.now(UTC))
-    )
+    changed = await conn.execute(_RETIRE, {"b_id": product_id, "b_now": datetime.now(UTC)})
     return changed.rowcount > 0
 
 
-async def add_available(conn: AsyncConnection, product_id: str, quantity: int) -> bool:
-    changed = await conn.execute(
-        sa.update(stock)
-        .where(stock.c.product_id == product_id)
-        .values(available=stock.c.available + quantity, updated_at=datetime.now(UTC))
-    )
-    return changed.rowcount > 0
+async def add_available(conn: AsyncConnection, product_id: str, quantity: int) -> Stock | None:
+    """Put ``quantity`` back on sale; the stock as it is now (None: no such product)."""
+    params = {"b_id": product_id, "b_quantity": quantity, "b_now": datetime.now(UTC)}
+    row = (await conn.execute(_ADD, params)).first()
+    return None if row is None else _stock(row)
 
 
-async def take(conn: AsyncConnection, product_id: str, quantity: int, *, reserve: bool) -> bool:
+async def take(
+    conn: AsyncConnection, product_id: str, quantity: int, *, reserve: bool
+) -> Stock | None:
     """Take ``quantity`` from what is free to sell, only if that much is there: into the
-    reservations (``reserve``), or out of stock altogether (an admin's removal).
+    reservations (``reserve``), or out of stock altogether (an admin's removal). Answers the
+    stock as it is after the take, or None when nothing was taken.
 
     The check and the decrement are ONE conditional UPDATE: the database evaluates
     ``available >= :q`` on the row it is about to change, under that row's write lock
     (PostgreSQL re-checks the condition after waiting for a concurrent writer; SQLite holds the
     database write lock from BEGIN IMMEDIATE). So two orders can never both see the same last
-    unit: the loser's UPDATE matches no row (rowcount 0) and it reports a shortfall. A
-    read-then-write in Python would oversell under concurrency.
+    unit: the loser's UPDATE matches no row (RETURNING gives none) and it reports a shortfall.
+    A read-then-write in Python would oversell under concurrency. RETURNING (SQLite ≥ 3.35,
+    PostgreSQL) hands back the row the UPDATE wrote, so nothing reads it again.
     """
-    values: dict[str, Any] = {
-        "available": stock.c.available - quantity,
-        "updated_at": datetime.now(UTC),
-    }
-    if reserve:
-        values["reserved"] = stock.c.reserved + quantity
-    changed = await conn.execute(
-        sa.update(stock)
-        .where(
-            stock.c.product_id == product_id,
-            stock.c.retired.is_(False),
-            stock.c.available >= quantity,
-        )
-        .values(values)
-    )
-    return changed.rowcount == 1
+    params = {"b_id": product_id, "b_quantity": quantity, "b_now": datetime.now(UTC)}
+    row = (await conn.execute(_RESERVE if reserve else _REMOVE, params)).first()
+    return None if row is None else _stock(row)
 
 
-async def unreserve(conn: AsyncConnection, product_id: str, quantity: int, back: bool) -> None:
-    """Stop holding ``quantity``: back to available (``back``) or gone for good (deducted)."""
-    values: dict[str, Any] = {
-        "reserved": sa.case((stock.c.reserved >= quantity, stock.c.reserved - quantity), else_=0),
-        "updated_at": datetime.now(UTC),
-    }
-    if back:
-        values["available"] = stock.c.available + quantity
-    await conn.execute(sa.update(stock).where(stock.c.product_id == product_id).values(values))
+async def unreserve(
+    conn: AsyncConnection, product_id: str, quantity: int, back: bool
+) -> Stock | None:
+    """Stop holding ``quantity``: back to available (``back``) or gone for good (deducted).
+    Answers the stock as it is now (None: no such product)."""
+    params = {"b_id": product_id, "b_quantity": quantity, "b_now": datetime.now(UTC)}
+    row = (await conn.execute(_UNRESERVE[back], params)).first()
+    return None if row is None else _stock(row)
 
 
 async def reservation(
     conn: AsyncConnection, order_id: str
 ) -> tuple[Reservation, list[tuple[str, int]]] | None:
-    row = (
-        await conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id))
-    ).first()
+    row = (await conn.execute(_GET_RESERVATION, {"b_id": order_id})).first()
     if row is None:
         return None
     return Reservation(row.status), [(str(p), int(q)) for p, q in row.items]
 
 
+def _row(order_id: str, status: Reservation, items: list[tuple[str, int]]) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "order_id": order_id,
+        "status": status.value,
+        "items": [list(i) for i in items],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 async def record(
     conn: AsyncConnection, order_id: str, status: Reservation, items: list[tuple[str, int]]
 ) -> None:
-    now = datetime.now(UTC)
-    await conn.execute(
-        reservations.insert().values(
-            order_id=order_id,
-            status=status.value,
-            items=[list(i) for i in items],
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    await conn.execute(_RECORD, _row(order_id, status, items))
+
+
+async def claim(conn: AsyncConnection, order_id: str, items: list[tuple[str, int]]) -> bool:
+    """Write the order's reservation row as RESERVED, unless the order has one already
+    (handled before, or a cancellation's tombstone): False then, and nothing is written.
+
+    ``ON CONFLICT DO NOTHING`` on the primary key: a concurrent transaction claiming the same
+    order makes PostgreSQL wait for it and then do nothing (SQLite runs them one at a time).
+    """
+    statement = _CLAIM[conn.dialect.name]
+    result = await conn.execute(statement, _row(order_id, Reservation.RESERVED, items))
+    return result.rowcount == 1
 
 
 async def set_status(conn: AsyncConnection, order_id: str, status: Reservation) -> None:
-    await conn.execute(
-        sa.update(reservations)
-        .where(reservations.c.order_id == order_id)
-        .values(status=status.value, updated_at=datetime.now(UTC))
-    )
+    params = {"b_id": order_id, "b_status": status.value, "b_now": datetime.now(UTC)}
+    await conn.execute(_SET_STATUS, params)
