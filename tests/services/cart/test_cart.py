@@ -319,3 +319,51 @@ async def test_concurrent_adds_share_one_cart_and_lose_nothing(any_db_rig: CartR
     assert (
         len({e.subject for e in await rig.events("CartItemAdded") if e.data["userId"] == ADA}) == 1
     )
+
+
+async def test_concurrent_adds_of_different_products_each_see_the_ones_before(
+    any_db_rig: CartRig,
+) -> None:
+    rig = any_db_rig
+    names = [f"p{i}" for i in range(8)]
+    for name in names:
+        rig.catalog.products[name] = Product(name.upper(), "1.00")
+    views = await asyncio.gather(*(rig.add(ADA, name, 1) for name in names))
+    # One after another on the cart's lock: each answer holds the lines added before it.
+    assert sorted(len(v.items) for v in views) == list(range(1, 9))
+    assert len({v.cart_id for v in views}) == 1
+    counts = [len(e.data["items"]) for e in await rig.events("CartUpdated")]
+    assert counts == list(range(1, 9))
+    view = await rig.view(ADA)
+    assert sorted(x.product_id for x in view.items) == names and view.total.amount == "8.00"
+
+
+async def test_a_cart_is_changed_and_checked_out_the_same_on_every_database(
+    any_db_rig: CartRig,
+) -> None:
+    rig = any_db_rig
+    stock(rig)
+    me = rig.token(ADA)
+    await rig.add(ADA, "mug", 1)
+    await rig.add(ADA, "tea", 1)
+    added = await rig.add(ADA, "mug", 2)
+    assert [(x.product_id, x.quantity) for x in added.items] == [("mug", 3), ("tea", 1)]
+    assert added == await rig.view(ADA)
+    changed = await rig.stub.UpdateItem(
+        pb.UpdateItemRequest(product_id="tea", quantity=4), metadata=me
+    )
+    assert changed == await rig.view(ADA) and changed.total.amount == "45.50"
+    removed = await rig.stub.RemoveItem(pb.RemoveItemRequest(product_id="mug"), metadata=me)
+    assert removed == await rig.view(ADA) and [x.product_id for x in removed.items] == ["tea"]
+    request = pb.CheckoutRequest(payment=CARD, shipping_address=ADDRESS)
+    keyed = [*me, ("idempotency-key", "k-1")]
+    replies = await asyncio.gather(*(rig.stub.Checkout(request, metadata=keyed) for _ in range(3)))
+    assert len({r.order_id for r in replies}) == 1
+    [event] = await rig.events("CartCheckedOut")
+    assert event.data["items"] == [{"productId": "tea", "quantity": 4, "price": 4.25}]
+    assert event.subject == removed.cart_id
+    assert (await rig.view(ADA)).cart_id == ""
+    detail = await refused(
+        rig.stub.Checkout(request, metadata=me), grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert "empty" in detail

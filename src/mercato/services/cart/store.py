@@ -1,19 +1,28 @@
 """cart's use cases over its tables: the active cart and its lines, checkout, abandonment.
 
-Every change to a cart happens with the cart's row locked (``FOR UPDATE`` on PostgreSQL;
-SQLite serializes writers anyway), so two requests on one cart cannot both read "3 in the
-cart" and write their own sum.
+Every change to a cart happens with the cart's row locked, so two requests on one cart cannot
+both read "3 in the cart" and write their own sum. The lock is taken by the request's first
+statement, an UPDATE of the active cart's row (its ``touched_at``, or its checkout), which holds
+the row until commit on PostgreSQL as ``FOR UPDATE`` would; SQLite serializes writers anyway.
+A request that is then refused rolls back, that update included. The lines are read after the
+lock, in a statement of their own: on PostgreSQL a statement that waited for the lock sees
+what the lock's holder committed only from its next statement on.
+
+The statements of the hot paths are built once, here, with bind parameters: building a
+statement per call (coercions, cache keys) costs more CPU than running it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, bindparam, delete, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import (
@@ -31,7 +40,7 @@ from mercato.platform.ids import new_id
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.cart import domain
 from mercato.services.cart.domain import CannotSell, CartChanged, Line, NotInCart
-from mercato.services.cart.tables import cart_items, carts, product_prices
+from mercato.services.cart.tables import When, cart_items, carts, product_prices
 
 
 def utc(moment: datetime) -> datetime:
@@ -58,68 +67,110 @@ class Priced:
     as_of: datetime
 
 
+_ACTIVE = (carts.c.user_id == bindparam("b_user"), carts.c.status == "active")
+_NOW = bindparam("b_now", type_=When)
+# The user changed the cart: lock it and start its idle clock again; its id (none: no cart).
+_TOUCH = (
+    update(carts).where(*_ACTIVE).values(touched_at=_NOW, abandoned_at=None).returning(carts.c.id)
+)
+# A user's first cart; nothing if another request opened one at the same moment (the
+# one-active-cart index keeps a second out; PostgreSQL waits for that request's outcome).
+_OPEN = {
+    "postgresql": postgresql.insert(carts).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(carts).on_conflict_do_nothing(),
+}
+_LINES = (
+    select(cart_items)
+    .where(cart_items.c.cart_id == bindparam("cart_id"))
+    .order_by(cart_items.c.added_at, cart_items.c.product_id)
+)
+# The active cart and its lines in one read (a cart without lines: one row of NULL lines).
+_VIEW = (
+    select(
+        carts.c.id,
+        carts.c.touched_at,
+        cart_items.c.product_id,
+        cart_items.c.name,
+        cart_items.c.quantity,
+        cart_items.c.price,
+        cart_items.c.currency,
+    )
+    .select_from(carts.outerjoin(cart_items, cart_items.c.cart_id == carts.c.id))
+    .where(*_ACTIVE)
+    .order_by(cart_items.c.added_at, cart_items.c.product_id)
+)
+_ADD_LINE = cart_items.insert()
+_KNOWN_PRICE = select(product_prices).where(product_prices.c.product_id == bindparam("product_id"))
+_THE_LINE = (
+    cart_items.c.cart_id == bindparam("b_cart"),
+    cart_items.c.product_id == bindparam("b_product"),
+)
+_SET_QUANTITY = update(cart_items).where(*_THE_LINE).values(quantity=bindparam("b_quantity"))
+_SET_PRICED_QUANTITY = _SET_QUANTITY.values(
+    name=bindparam("b_name"),
+    price=bindparam("b_price"),
+    currency=bindparam("b_currency"),
+    price_as_of=bindparam("b_as_of"),
+)
+_DROP_LINE = delete(cart_items).where(*_THE_LINE)
+_CHECK_OUT = (
+    update(carts)
+    .where(*_ACTIVE)
+    .values(
+        status="checked_out", order_id=bindparam("b_order"), checked_out_at=_NOW, touched_at=_NOW
+    )
+    .returning(carts.c.id)
+)
+
+
 def _line(row: Any) -> Line:
     return Line(row.product_id, row.name, row.quantity, Decimal(row.price), row.currency)
 
 
-async def _active(conn: AsyncConnection, user_id: str, *, lock: bool = False) -> Any:
-    query = select(carts).where(carts.c.user_id == user_id, carts.c.status == "active")
-    return (await conn.execute(query.with_for_update() if lock else query)).first()
-
-
-async def _rows(conn: AsyncConnection, cart_id: str) -> list[Any]:
-    query = (
-        select(cart_items)
-        .where(cart_items.c.cart_id == cart_id)
-        .order_by(cart_items.c.added_at, cart_items.c.product_id)
-    )
-    return list((await conn.execute(query)).all())
+async def _lines(conn: AsyncConnection, cart_id: str) -> Sequence[Row[Any]]:
+    return (await conn.execute(_LINES, {"cart_id": cart_id})).all()
 
 
 async def view(conn: AsyncConnection, user_id: str) -> CartState:
-    cart = await _active(conn, user_id)
-    if cart is None:
+    rows = (await conn.execute(_VIEW, {"b_user": user_id})).all()
+    if not rows:
         return CartState(None, user_id, [], None)
-    lines = [_line(r) for r in await _rows(conn, cart.id)]
-    return CartState(cart.id, user_id, lines, utc(cart.touched_at))
+    lines = [_line(r) for r in rows if r.product_id is not None]
+    return CartState(rows[0].id, user_id, lines, utc(rows[0].touched_at))
 
 
-async def _open(uow: UnitOfWork, user_id: str, now: datetime) -> str:
-    cart = await _active(uow.conn, user_id, lock=True)
-    if cart is not None:
-        return str(cart.id)
-    cart_id = new_id()
-    try:
-        async with uow.conn.begin_nested():
-            await uow.conn.execute(
-                carts.insert().values(
-                    id=cart_id, user_id=user_id, status="active", created_at=now, touched_at=now
-                )
-            )
-    except IntegrityError:
-        # Another request opened the user's cart at the same moment (PostgreSQL; SQLite
-        # serializes writers): the one-active-cart index kept a second out, so use theirs.
-        cart = await _active(uow.conn, user_id, lock=True)
-        if cart is None:
-            raise
-        return str(cart.id)
-    return cart_id
+async def _touch(uow: UnitOfWork, user_id: str, now: datetime) -> str | None:
+    """Lock and touch the user's active cart; its id, None if the user has none."""
+    cart_id = (await uow.conn.execute(_TOUCH, {"b_user": user_id, "b_now": now})).scalar()
+    return None if cart_id is None else str(cart_id)
 
 
-async def _touch(uow: UnitOfWork, cart_id: str, now: datetime) -> None:
-    """The user changed the cart: its idle clock starts again."""
-    await uow.conn.execute(
-        update(carts).where(carts.c.id == cart_id).values(touched_at=now, abandoned_at=None)
-    )
+async def _open(uow: UnitOfWork, user_id: str, now: datetime) -> tuple[str, Sequence[Row[Any]]]:
+    """The user's active cart, locked and touched (opened if there is none), and its lines."""
+    for _ in range(2):
+        cart_id = await _touch(uow, user_id, now)
+        if cart_id is not None:
+            return cart_id, await _lines(uow.conn, cart_id)
+        cart_id = new_id()
+        opened = await uow.conn.execute(
+            _OPEN[uow.conn.dialect.name],
+            {
+                "id": cart_id,
+                "user_id": user_id,
+                "status": "active",
+                "created_at": now,
+                "touched_at": now,
+            },
+        )
+        if opened.rowcount:
+            return cart_id, []
+        # Another request opened the user's cart at the same moment: use theirs.
+    raise CartChanged("the cart changed meanwhile; retry")
 
 
 async def _newest(conn: AsyncConnection, priced: Priced) -> Priced:
     """The catalog's answer, unless an event has told us something newer since."""
-    known = (
-        await conn.execute(
-            select(product_prices).where(product_prices.c.product_id == priced.product_id)
-        )
-    ).first()
+    known = (await conn.execute(_KNOWN_PRICE, {"product_id": priced.product_id})).first()
     if known is None:
         return priced
     if known.deleted_at is not None:
@@ -154,85 +205,85 @@ def publish_updated(uow: UnitOfWork, state: CartState) -> None:
 async def add_item(
     uow: UnitOfWork, user_id: str, priced: Priced, quantity: int, now: datetime
 ) -> CartState:
-    cart_id = await _open(uow, user_id, now)
-    rows = {r.product_id: r for r in await _rows(uow.conn, cart_id)}
-    lines = [_line(r) for r in rows.values()]
+    cart_id, rows = await _open(uow, user_id, now)
+    lines = [_line(r) for r in rows]
     priced = await _newest(uow.conn, priced)
-    existing = rows.get(priced.product_id)
-    total = domain.added(_line(existing) if existing else None, quantity)
-    domain.check_room(lines, priced.product_id)
-    domain.check_currency(lines, priced.currency, priced.product_id)
-    price = {
-        "name": priced.name,
-        "price": str(priced.price),
-        "currency": priced.currency,
-        "price_as_of": priced.as_of,
-    }
-    if existing is None:
+    product_id = priced.product_id
+    index = next((i for i, r in enumerate(rows) if r.product_id == product_id), None)
+    total = domain.added(lines[index] if index is not None else None, quantity)
+    domain.check_room(lines, product_id)
+    domain.check_currency(lines, priced.currency, product_id)
+    line = Line(product_id, priced.name, total, priced.price, priced.currency)
+    price = {"name": priced.name, "price": str(priced.price), "currency": priced.currency}
+    if index is None:
         await uow.conn.execute(
-            cart_items.insert().values(
-                cart_id=cart_id,
-                product_id=priced.product_id,
-                quantity=total,
-                added_at=now,
+            _ADD_LINE,
+            {
+                "cart_id": cart_id,
+                "product_id": product_id,
+                "quantity": total,
+                "added_at": now,
+                "price_as_of": priced.as_of,
                 **price,
-            )
+            },
+        )
+        # The lines are in the order they were added (then by product id).
+        lines.insert(
+            bisect_right([(utc(r.added_at), r.product_id) for r in rows], (now, product_id)),
+            line,
         )
     else:
-        fresher = priced.as_of >= utc(existing.price_as_of)
-        await uow.conn.execute(
-            update(cart_items)
-            .where(cart_items.c.cart_id == cart_id, cart_items.c.product_id == priced.product_id)
-            .values(quantity=total, **(price if fresher else {}))
-        )
-    await _touch(uow, cart_id, now)
+        keys = {"b_cart": cart_id, "b_product": product_id, "b_quantity": total}
+        if priced.as_of >= utc(rows[index].price_as_of):
+            await uow.conn.execute(
+                _SET_PRICED_QUANTITY,
+                {**keys, **{f"b_{k}": v for k, v in price.items()}, "b_as_of": priced.as_of},
+            )
+        else:
+            await uow.conn.execute(_SET_QUANTITY, keys)
+            line = replace(lines[index], quantity=total)
+        lines[index] = line
     uow.publish(
-        CartItemAdded(userId=user_id, productId=priced.product_id, quantity=quantity),
+        CartItemAdded(userId=user_id, productId=product_id, quantity=quantity),
         subject=cart_id,
     )
-    state = await view(uow.conn, user_id)
+    state = CartState(cart_id, user_id, lines, now)
     publish_updated(uow, state)
     return state
 
 
-async def _line_cart(uow: UnitOfWork, user_id: str, product_id: str) -> str:
-    cart = await _active(uow.conn, user_id, lock=True)
-    found = cart is not None and await uow.conn.scalar(
-        select(
-            exists().where(cart_items.c.cart_id == cart.id, cart_items.c.product_id == product_id)
-        )
-    )
-    if not found:
+async def _change_line(
+    uow: UnitOfWork, user_id: str, product_id: str, now: datetime
+) -> tuple[str, list[Line], int]:
+    """The user's active cart, locked and touched, its lines, and where ``product_id`` is."""
+    cart_id = await _touch(uow, user_id, now)
+    lines = [_line(r) for r in await _lines(uow.conn, cart_id)] if cart_id is not None else []
+    index = next((i for i, x in enumerate(lines) if x.product_id == product_id), None)
+    if cart_id is None or index is None:
         raise NotInCart(f"product {product_id} is not in the cart")
-    return str(cart.id)
+    return cart_id, lines, index
 
 
 async def set_quantity(
     uow: UnitOfWork, user_id: str, product_id: str, quantity: int, now: datetime
 ) -> CartState:
     domain.check_quantity(quantity)
-    cart_id = await _line_cart(uow, user_id, product_id)
+    cart_id, lines, index = await _change_line(uow, user_id, product_id, now)
     await uow.conn.execute(
-        update(cart_items)
-        .where(cart_items.c.cart_id == cart_id, cart_items.c.product_id == product_id)
-        .values(quantity=quantity)
+        _SET_QUANTITY, {"b_cart": cart_id, "b_product": product_id, "b_quantity": quantity}
     )
-    await _touch(uow, cart_id, now)
-    state = await view(uow.conn, user_id)
+    lines[index] = replace(lines[index], quantity=quantity)
+    state = CartState(cart_id, user_id, lines, now)
     publish_updated(uow, state)
     return state
 
 
 async def remove_item(uow: UnitOfWork, user_id: str, product_id: str, now: datetime) -> CartState:
-    cart_id = await _line_cart(uow, user_id, product_id)
-    await uow.conn.execute(
-        delete(cart_items).where(
-            cart_items.c.cart_id == cart_id, cart_items.c.product_id == product_id
-        )
-    )
-    await _touch(uow, cart_id, now)
+    cart_id, lines, index = await _change_line(uow, user_id, product_id, now)
+    await uow.conn.execute(_DROP_LINE, {"b_cart": cart_id, "b_product": product_id})
+    del lines[index]
     uow.publish(CartItemRemoved(userId=user_id, productId=product_id), subject=cart_id)
-    state = await view(uow.conn, user_id)
+    state = CartState(cart_id, user_id, lines, now)
     publish_updated(uow, state)
     return state
 
@@ -250,9 +301,12 @@ async def checkout(
     ``confirmed`` is the catalog's answer for the lines read before this transaction; if the
     cart changed since, the client retries (nothing is written).
     """
-    cart = await _active(uow.conn, user_id, lock=True)
-    rows = await _rows(uow.conn, cart.id) if cart is not None else []
-    if cart is None or not rows:
+    order_id = new_id()
+    # Closed first, which locks the cart; a refusal below rolls the closing back.
+    closing = {"b_user": user_id, "b_order": order_id, "b_now": now}
+    cart_id = (await uow.conn.execute(_CHECK_OUT, closing)).scalar()
+    rows = await _lines(uow.conn, cart_id) if cart_id is not None else []
+    if cart_id is None or not rows:
         raise CannotSell("the cart is empty")
     if {r.product_id for r in rows} != set(confirmed):
         raise CartChanged("the cart changed during checkout; retry")
@@ -267,16 +321,10 @@ async def checkout(
         for r in rows
     ]
     currency = domain.currency_of(lines)
-    order_id = new_id()
-    await uow.conn.execute(
-        update(carts)
-        .where(carts.c.id == cart.id)
-        .values(status="checked_out", order_id=order_id, checked_out_at=now, touched_at=now)
-    )
     uow.publish(
         CartCheckedOut(
             userId=user_id,
-            cartId=cart.id,
+            cartId=cart_id,
             orderId=order_id,
             items=[
                 CartItem(productId=x.product_id, quantity=x.quantity, price=x.price) for x in lines
@@ -296,7 +344,7 @@ async def checkout(
                 country=address.country,
             ),
         ),
-        subject=cart.id,
+        subject=cart_id,
         correlationid=order_id,
     )
     return order_id
