@@ -1,13 +1,17 @@
 """payment's event handlers: charge on OrderCreated, refund or void on OrderCancelled.
 
 Idempotency: the inbox makes a redelivered event a no-op, and behind it the payments table
-holds one row per order (``order_id`` is unique). A handler that finds the order's row does
-nothing more, and two deliveries racing past the inbox cannot both insert: the loser's
-transaction fails on the unique key, is retried, and then finds the row. Charges happen in
-the same transaction as the row, so there is never a second capture for one order.
+holds one row per order (``order_id`` is unique). The charge writes the order's row with
+``INSERT … ON CONFLICT (order_id) DO NOTHING`` before it asks the provider anything: when the
+order has a row already, nothing is inserted and nothing more is done, and of two deliveries
+racing past the inbox the second waits for the first (PostgreSQL; SQLite runs them one at a
+time) and then finds its row. Charges happen in the same transaction as the row, so there is
+never a second capture for one order.
 
 Reordering: OrderCancelled before OrderCreated leaves a CANCELLED tombstone row for the
 order, so the late OrderCreated finds the row and never charges.
+
+The statements are built once, at import, and executed with their parameters.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import (
     OrderCancelled,
@@ -31,13 +37,57 @@ from mercato.services.payment.domain import Outcome, Status, from_units, to_unit
 from mercato.services.payment.provider import PROVIDERS, Charge, Declined
 from mercato.services.payment.tables import cards, payments
 
+_CARD = select(cards.c.user_id, cards.c.last4, cards.c.outcome).where(
+    cards.c.token == bindparam("b_token")
+)
+# The order's first payment row, or nothing (the order has one).
+_FIRST_ROW = {
+    "postgresql": postgresql.insert(payments).on_conflict_do_nothing(
+        index_elements=[payments.c.order_id]
+    ),
+    "sqlite": sqlite.insert(payments).on_conflict_do_nothing(index_elements=[payments.c.order_id]),
+}
+_TOMBSTONE = payments.insert()
+_OF_ORDER = select(payments).where(payments.c.order_id == bindparam("b_order_id"))
+_SET = (
+    update(payments)
+    .where(payments.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"), reason=bindparam("b_reason"), updated_at=bindparam("b_now")
+    )
+)
+# Moves the status only from the one it was read with: of two concurrent moves, one matches.
+_MOVE = _SET.where(payments.c.status == bindparam("b_from"))
+
 
 async def _set(uow: UnitOfWork, payment_id: str, status: Status, reason: str | None) -> None:
-    await uow.conn.execute(
-        update(payments)
-        .where(payments.c.id == payment_id)
-        .values(status=status, reason=reason, updated_at=datetime.now(UTC))
-    )
+    params = {
+        "b_id": payment_id,
+        "b_status": status,
+        "b_reason": reason,
+        "b_now": datetime.now(UTC),
+    }
+    await uow.conn.execute(_SET, params)
+
+
+async def _refusal(
+    conn: AsyncConnection, event: OrderCreated
+) -> tuple[str | None, Outcome, str | None]:
+    """Why the order's payment method cannot be charged at all (None: it can be tried), what
+    the sandbox does with its card, and the last four digits to keep."""
+    method = event.payment
+    if method is None:
+        return "the order has no payment method", Outcome.APPROVED, None
+    if method.method != "card":
+        return None, Outcome.APPROVED, method.last4
+    if method.token is None:
+        return "a card payment needs a card token", Outcome.APPROVED, method.last4
+    card = (await conn.execute(_CARD, {"b_token": method.token})).first()
+    if card is None:
+        return f"unknown card token {method.token}", Outcome.APPROVED, method.last4
+    if card.user_id != event.userId:
+        return "the card token belongs to another user", Outcome.APPROVED, method.last4
+    return None, Outcome(card.outcome), card.last4
 
 
 async def charge_order(event: OrderCreated, uow: UnitOfWork) -> None:
@@ -47,12 +97,10 @@ async def charge_order(event: OrderCreated, uow: UnitOfWork) -> None:
     a duplicate or an OrderCreated after OrderCancelled finds the row and does nothing.
     """
     order_id = event.orderId
-    found = await uow.conn.execute(select(payments.c.id).where(payments.c.order_id == order_id))
-    if found.first() is not None:
-        return
+    method = event.payment
+    refused, outcome, last4 = await _refusal(uow.conn, event)
     now = datetime.now(UTC)
     payment_id = new_id()
-    method = event.payment
     row: dict[str, Any] = {
         "id": payment_id,
         "order_id": order_id,
@@ -61,12 +109,17 @@ async def charge_order(event: OrderCreated, uow: UnitOfWork) -> None:
         "currency": event.currency,
         "method": method.method if method else None,
         "token": method.token if method else None,
-        "last4": method.last4 if method else None,
-        "status": Status.INITIATED,
+        "last4": last4,
+        # The status the charge ends with if the provider agrees: the row commits together
+        # with the charge, so no one sees it before; a refusal rewrites it below.
+        "status": Status.FAILED if refused else Status.CAPTURED,
+        "reason": refused,
         "created_at": now,
         "updated_at": now,
     }
-    await uow.conn.execute(payments.insert().values(**row))
+    inserted = await uow.conn.execute(_FIRST_ROW[uow.conn.dialect.name], row)
+    if inserted.rowcount != 1:
+        return  # the order has its row: charged (or being charged) already, or cancelled
     uow.publish(
         PaymentInitiated(
             paymentId=payment_id,
@@ -78,41 +131,27 @@ async def charge_order(event: OrderCreated, uow: UnitOfWork) -> None:
         subject=order_id,
     )
 
-    async def fail(reason: str, status: Status = Status.FAILED) -> None:
-        await _set(uow, payment_id, status, reason)
+    def failed(reason: str) -> None:
         uow.publish(
             PaymentFailed(paymentId=payment_id, orderId=order_id, reason=reason),
             subject=order_id,
         )
 
-    if method is None:
-        return await fail("the order has no payment method")
-    outcome = Outcome.APPROVED
-    if method.method == "card":
-        if method.token is None:
-            return await fail("a card payment needs a card token")
-        card = (await uow.conn.execute(select(cards).where(cards.c.token == method.token))).first()
-        if card is None:
-            return await fail(f"unknown card token {method.token}")
-        if card.user_id != event.userId:
-            return await fail("the card token belongs to another user")
-        outcome = Outcome(card.outcome)
-        await uow.conn.execute(
-            update(payments).where(payments.c.id == payment_id).values(last4=card.last4)
-        )
+    if refused is not None or method is None:
+        return failed(refused or "the order has no payment method")
     provider = PROVIDERS[method.method]
     charge = Charge(payment_id, event.userId, row["amount"], event.currency, outcome)
     try:
         await provider.authorize(uow.conn, charge)
     except Declined as exc:
-        return await fail(str(exc))
-    await _set(uow, payment_id, Status.AUTHORIZED, None)
+        await _set(uow, payment_id, Status.FAILED, str(exc))
+        return failed(str(exc))
     try:
         await provider.capture(uow.conn, charge)
     except Declined as exc:
         # Still authorized: the cancellation that follows voids it.
-        return await fail(str(exc), Status.AUTHORIZED)
-    await _set(uow, payment_id, Status.CAPTURED, None)
+        await _set(uow, payment_id, Status.AUTHORIZED, str(exc))
+        return failed(str(exc))
     uow.publish(
         PaymentCompleted(paymentId=payment_id, orderId=order_id, status="COMPLETED"),
         subject=order_id,
@@ -129,31 +168,33 @@ async def refund_or_void(event: OrderCancelled, uow: UnitOfWork) -> None:
     or cancelled is left alone.
     """
     order_id = event.orderId
-    row = (await uow.conn.execute(select(payments).where(payments.c.order_id == order_id))).first()
+    row = (await uow.conn.execute(_OF_ORDER, {"b_order_id": order_id})).first()
     now = datetime.now(UTC)
     if row is None:
-        await uow.conn.execute(
-            payments.insert().values(
-                id=new_id(),
-                order_id=order_id,
-                user_id=event.userId,
-                amount=0,
-                currency="USD",
-                status=Status.CANCELLED,
-                reason=event.reason,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        tombstone = {
+            "id": new_id(),
+            "order_id": order_id,
+            "user_id": event.userId,
+            "amount": 0,
+            "currency": "USD",
+            "status": Status.CANCELLED,
+            "reason": event.reason,
+            "created_at": now,
+            "updated_at": now,
+        }
+        await uow.conn.execute(_TOMBSTONE, tombstone)
         return
     if row.status not in (Status.CAPTURED, Status.AUTHORIZED) or row.method is None:
         return
     target = Status.REFUNDED if row.status == Status.CAPTURED else Status.VOIDED
-    moved = await uow.conn.execute(
-        update(payments)
-        .where(payments.c.id == row.id, payments.c.status == row.status)
-        .values(status=target, reason=event.reason, updated_at=now)
-    )
+    params = {
+        "b_id": row.id,
+        "b_from": row.status,
+        "b_status": target,
+        "b_reason": event.reason,
+        "b_now": now,
+    }
+    moved = await uow.conn.execute(_MOVE, params)
     if moved.rowcount != 1:
         return
     provider = PROVIDERS[row.method]

@@ -11,12 +11,34 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import update
+from sqlalchemy import BindParameter, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.services.payment.domain import REASONS, Outcome
 from mercato.services.payment.tables import wallets
+
+_WALLET = update(wallets).where(
+    wallets.c.user_id == bindparam("b_user_id"), wallets.c.currency == bindparam("b_currency")
+)
+_AMOUNT: BindParameter[int] = bindparam("b_amount")
+# See Wallet: the check and the debit are one conditional UPDATE.
+_DEBIT = _WALLET.where(wallets.c.balance >= _AMOUNT).values(
+    balance=wallets.c.balance - _AMOUNT, updated_at=bindparam("b_now")
+)
+_CREDIT = _WALLET.values(
+    balance=wallets.c.balance + _AMOUNT, updated_at=bindparam("b_now")
+).returning(wallets.c.balance)
+_NEW_WALLET = wallets.insert()
+
+
+def _params(user_id: str, amount: int, currency: str) -> dict[str, object]:
+    return {
+        "b_user_id": user_id,
+        "b_currency": currency,
+        "b_amount": amount,
+        "b_now": datetime.now(UTC),
+    }
 
 
 class Declined(Exception):
@@ -65,15 +87,8 @@ class Wallet:
     the credit back."""
 
     async def authorize(self, conn: AsyncConnection, charge: Charge) -> None:
-        result = await conn.execute(
-            update(wallets)
-            .where(
-                wallets.c.user_id == charge.user_id,
-                wallets.c.currency == charge.currency,
-                wallets.c.balance >= charge.amount,
-            )
-            .values(balance=wallets.c.balance - charge.amount, updated_at=datetime.now(UTC))
-        )
+        params = _params(charge.user_id, charge.amount, charge.currency)
+        result = await conn.execute(_DEBIT, params)
         if result.rowcount != 1:
             raise Declined("insufficient wallet credit")
 
@@ -89,20 +104,18 @@ class Wallet:
 
 async def credit(conn: AsyncConnection, user_id: str, amount: int, currency: str) -> int:
     """Add credit (creating the wallet on first top-up); answers the new balance."""
-    now = datetime.now(UTC)
-    result = await conn.execute(
-        update(wallets)
-        .where(wallets.c.user_id == user_id, wallets.c.currency == currency)
-        .values(balance=wallets.c.balance + amount, updated_at=now)
-        .returning(wallets.c.balance)
-    )
-    row = result.first()
+    params = _params(user_id, amount, currency)
+    row = (await conn.execute(_CREDIT, params)).first()
     if row is not None:
         return int(row.balance)
     # A first top-up; a concurrent one hits the primary key and its transaction retries.
-    await conn.execute(
-        wallets.insert().values(user_id=user_id, balance=amount, currency=currency, updated_at=now)
-    )
+    wallet = {
+        "user_id": user_id,
+        "balance": amount,
+        "currency": currency,
+        "updated_at": params["b_now"],
+    }
+    await conn.execute(_NEW_WALLET, wallet)
     return amount
 
 
