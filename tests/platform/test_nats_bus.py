@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from mercato.platform.bus.nats import NatsBus, durable_name, pattern_subject, topic_subject
 from mercato.platform.bus.port import RawMessage, Retry, Verdict, pattern_for, topic_of
+from mercato.platform.envelope import Envelope
 from mercato.platform.inbox import InboxConsumer, on
 from mercato.platform.storage.database import create_engine, service_url
 from mercato.platform.storage.migrate import migrate
@@ -219,3 +220,26 @@ async def test_ping_needs_a_connection(nats_url: str) -> None:
         await bus.ping()
     with pytest.raises(ValueError):
         NatsBus(nats_url, namespace="mercato.prod")
+
+
+async def test_patterns_of_one_subscription_meet_in_one_batch(bus: NatsBus) -> None:
+    """One durable per pattern, one processor: what the other patterns bring while a batch is
+    in the processor goes together into the next one (one transaction, as on RabbitMQ)."""
+    seen = Recorder()
+    seen.gate = asyncio.Event()
+    batches: list[list[str]] = []
+
+    async def processor(batch: Sequence[RawMessage]) -> list[Verdict]:
+        batches.append(sorted(m.topic for m in batch))
+        return await seen(batch)
+
+    await bus.subscribe("svc-a", ["gate.#", "pinger.Pinged", "pinger.Other"], processor)
+    first = Envelope(type="Pinged", source="mercato/gate", data={"pingId": "g"})
+    await bus.publish([(topic_of(first), first)])
+    await eventually(lambda: batches)  # the first batch waits at the gate
+    other = Envelope(type="Other", source="mercato/pinger", data={"pingId": "o"})
+    await bus.publish([(topic_of(e), e) for e in [ping(2), other]])
+    await asyncio.sleep(0.3)  # both other pullers have handed theirs in by now
+    seen.gate.set()
+    await eventually(lambda: len(seen.seen) == 3)
+    assert batches == [["gate.Pinged"], ["pinger.Other", "pinger.Pinged"]]

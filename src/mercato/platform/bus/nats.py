@@ -15,7 +15,9 @@ Layout (nats-server 2.9: a consumer has one filter subject):
   the duplicate window (the consumer's inbox drops later ones).
 - A durable pull consumer per (service, pattern), shared by the service's replicas, explicit
   ack, ``max_deliver``. A pull asks for up to a batch with ``no_wait`` and ``expires``: the
-  server holds it until a first message, then returns what is ready.
+  server holds it until a first message, then returns what is ready. The pullers of one
+  subscription share its processor: what they bring while a batch is being handled goes
+  together into the next batch (one transaction), as one RabbitMQ queue carries all patterns.
 - Stream ``{NS}_EXHAUSTED`` stores the server's MAX_DELIVERIES advisories (a handler that kept
   killing its process). Each service has a durable consumer on it; the message named by the
   advisory is read from the events stream by sequence and handed over with ``exhausted=True``,
@@ -257,9 +259,11 @@ class NatsBus:
                     filter_subject=subject,
                 ),
             )
-        lock = asyncio.Lock()  # one batch at a time per subscription, as on the other buses
+        # One batch at a time per subscription, as on the other buses, and what the pullers
+        # hand in meanwhile goes together into the next one.
+        batcher = _Batcher(processor, self.ack_wait)
         pullers = [
-            _Puller(self, nc, self.stream, name, batch_size, self._event, processor, lock)
+            _Puller(self, nc, self.stream, name, batch_size, self._event, batcher)
             for name in filters
         ]
         ours = _safe(consumer) + "__"
@@ -271,8 +275,7 @@ class NatsBus:
                 exhausted,
                 batch_size,
                 lambda msg: self._exhausted(msg, ours),
-                processor,
-                lock,
+                batcher,
             )
         )
         for puller in pullers:
@@ -335,12 +338,11 @@ class _Puller:
         durable: str,
         batch_size: int,
         convert: Convert,
-        processor: Processor,
-        lock: asyncio.Lock,
+        batcher: _Batcher,
     ):
         self.nc, self.durable, self.batch_size = nc, durable, batch_size
-        self.poll, self.ack_wait = bus.poll, bus.ack_wait
-        self.convert, self.processor, self.lock = convert, processor, lock
+        self.poll = bus.poll
+        self.convert, self.batcher = convert, batcher
         self.next_subject = f"{_NEXT}.{stream}.{durable}"
         self.inbox = nc.new_inbox()
         self.received: deque[Msg] = deque()
@@ -435,22 +437,70 @@ class _Puller:
                 ready.append((msg, raw))
         if ready:
             try:
-                verdicts = await self._process([m for m, _ in ready], [raw for _, raw in ready])
+                verdicts = await self.batcher.process(
+                    [m for m, _ in ready], [raw for _, raw in ready]
+                )
             except Exception:
                 log.exception("processor failed; batch will be redelivered")
                 verdicts = [Retry(1.0)] * len(ready)
             settled += [(m, v) for (m, _), v in zip(ready, verdicts, strict=True)]
         await _settle(settled)
 
-    async def _process(self, msgs: list[Msg], batch: list[RawMessage]) -> list[Verdict]:
-        async with self.lock:
-            work = asyncio.ensure_future(self.processor(batch))
-            # A long batch (a slow database) must not be redelivered to a sibling meanwhile.
-            while not (await asyncio.wait({work}, timeout=self.ack_wait / 3))[0]:
-                for msg in msgs:
-                    with contextlib.suppress(Exception):  # then ack_wait decides; work goes on
-                        await msg.in_progress()
-            verdicts = work.result()
+
+class _Batcher:
+    """The processor of one subscription, shared by its pullers (one per pattern): a batch at
+    a time, and the messages handed in while one is in the processor go together into the
+    next, so a service bound to several patterns handles them in one transaction, as it does
+    on RabbitMQ, where one queue carries all its patterns."""
+
+    def __init__(self, processor: Processor, ack_wait: float):
+        self.processor, self.ack_wait = processor, ack_wait
+        self._waiting: list[tuple[list[Msg], list[RawMessage], asyncio.Future[list[Verdict]]]]
+        self._waiting = []
+        self._busy = False
+
+    async def process(self, msgs: list[Msg], batch: list[RawMessage]) -> list[Verdict]:
+        answer: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((msgs, batch, answer))
+        if not self._busy:  # this caller runs the batches until none is waiting
+            self._busy = True
+            try:
+                await self._drain()
+            finally:
+                self._busy = False
+        return await answer
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            taken, self._waiting = self._waiting, []
+            msgs = [m for part, _, _ in taken for m in part]
+            batch = [raw for _, part, _ in taken for raw in part]
+            try:
+                verdicts = await self._run(msgs, batch)
+            except BaseException as exc:
+                # Stopped midway (or the processor broke): every caller's batch goes back.
+                failure = exc if isinstance(exc, Exception) else RuntimeError("stopped")
+                for _, _, answer in taken + self._waiting:
+                    if not answer.done():
+                        answer.set_exception(failure)
+                self._waiting = []
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            start = 0
+            for _, part, answer in taken:
+                if not answer.done():
+                    answer.set_result(verdicts[start : start + len(part)])
+                start += len(part)
+
+    async def _run(self, msgs: list[Msg], batch: list[RawMessage]) -> list[Verdict]:
+        work = asyncio.ensure_future(self.processor(batch))
+        # A long batch (a slow database) must not be redelivered to a sibling meanwhile.
+        while not (await asyncio.wait({work}, timeout=self.ack_wait / 3))[0]:
+            for msg in msgs:
+                with contextlib.suppress(Exception):  # then ack_wait decides; work goes on
+                    await msg.in_progress()
+        verdicts = work.result()
         if len(verdicts) != len(batch):
             raise RuntimeError(f"{len(verdicts)} verdicts for {len(batch)} messages")
         return verdicts
