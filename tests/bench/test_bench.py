@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mercato.bench import raw, scrape, stats
+from mercato.bench import cpu, raw, scrape, stats
 from mercato.bench.invariants import money, reserved_units
 from mercato.bench.report import save, show
 from mercato.bench.run import Config, bench
@@ -107,6 +108,17 @@ def order(status: str, paid: bool, refunded: bool = False, total: str = "10.00")
     return Placed("o", 0, 0.0, order=body)
 
 
+def test_cpu_is_read_for_a_process_tree_and_divided_per_order() -> None:
+    first = cpu.sample(os.getpid())  # this process as the "system": its tree includes it
+    assert first is not None and first["system"] >= first["bench"] > 0
+    assert {"broker", "database"} <= first.keys()
+    later = dict(first, system=first["system"] + 0.5)
+    assert cpu.per_order(first, later, 10) == pytest.approx(
+        {"bench": 0.0, "system": 50.0, "broker": 0.0, "database": 0.0}
+    )
+    assert cpu.per_order(first, later, 0) is None and cpu.per_order(None, later, 1) is None
+
+
 def test_an_order_is_settled_only_with_its_money_settled() -> None:
     assert settled(order("DELIVERING", paid=True).order)
     assert settled(order("CANCELLED", paid=True, refunded=True).order)
@@ -197,6 +209,7 @@ async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
         assert s["latencyMs"]["paid"]["p99"] is not None
         assert s["costPerOrder"]["events"] > 0 and s["costPerOrder"]["transactions"] > 0
         assert s["ceiling"]["ordersPerSecond"] is None  # no raw limits measured
+        assert s["cpuMsPerOrder"]["system"] > 0 and s["cpuMsPerOrder"]["bench"] > 0
     plenty, scarce = results["scenarios"]["plenty"], results["scenarios"]["scarce"]
     assert plenty["reservedPerSecond"] > 0 and plenty["latencyMs"]["reserved"]["count"] == 3
     # 3 orders of 1–2 units on 4 products of 1 unit each: never more than the 4 units out.

@@ -18,6 +18,13 @@ def _n(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def cpu_split(ms: dict[str, float] | None) -> str:
+    """CPU per order: the system under test, the broker, the database server, the bench."""
+    if not ms:
+        return "—"
+    return "/".join(_n(ms.get(part), 0) for part in ("system", "broker", "database", "bench"))
+
+
 def tables(results: dict[str, Any]) -> list[Table]:
     run = results["run"]
     title = f"mercato bench — {run['broker']} + {run['database']}, {run['date']}"
@@ -40,6 +47,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
         "transactions/order",
         "ceiling orders/s",
         "RESERVED/s % of ceiling",
+        "CPU ms/order system/broker/db/bench",
         title="Cost per order and ceiling",
     )
     checks = Table(
@@ -71,6 +79,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
             _n(c["transactions"], 2),
             _n(ceiling["ordersPerSecond"]),
             _n(ceiling["percent"]) + " %",
+            cpu_split(s.get("cpuMsPerOrder")),
         )
         inv = s["invariants"]
         checks.add_row(
@@ -176,8 +185,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "| scenario | orders | →PAID/s | →RESERVED/s | browse/s | PAID p50/p90/p99/max ms "
         "| RESERVED p50/p90/p99/max ms | events/order | deliveries/order | transactions/order "
-        "| ceiling/s | % of ceiling | invariants | errors |",
-        "| --- " * 14 + "|",
+        "| ceiling/s | % of ceiling | CPU ms/order system/broker/db/bench | invariants | errors |",
+        "| --- " * 15 + "|",
     ]
     for name, s in results["scenarios"].items():
         lat, c, inv = s["latencyMs"], s["costPerOrder"], s["invariants"]
@@ -192,6 +201,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_n(s['browsePerSecond'])} | {four('paid')} | {four('reserved')} "
             f"| {_n(c['events'], 2)} | {_n(c['deliveries'], 2)} | {_n(c['transactions'], 2)} "
             f"| {_n(s['ceiling']['ordersPerSecond'])} | {_n(s['ceiling']['percent'])} "
+            f"| {cpu_split(s.get('cpuMsPerOrder'))} "
             f"| {'ok' if inv['ok'] else 'FAILED'} ({statuses}) | {errors} |"
         )
     lines += ["", "| raw limit | rate | Mercato | % |", "| --- | --- | --- | --- |"]

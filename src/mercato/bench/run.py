@@ -20,7 +20,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mercato.bench import invariants, raw, scrape, shoppers, stats, wdm
+from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm
 from mercato.bench.hammer import hammer
 from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, SystemUnderTest
 
@@ -178,6 +178,8 @@ async def scenario(
         products = await shoppers.create_products(http, admin, count, stock, tag, tick)
     before = await scrape.scrape(system.metrics_urls)
     scraped_at = time.monotonic()
+    system_pid = system.process.pid if system.process is not None else None
+    cpu_before = cpu.sample(system_pid)
     total = config.orders if config.orders is not None else None
     with _task(
         progress,
@@ -185,6 +187,7 @@ async def scenario(
         total,
     ) as tick:
         load = await shoppers.shop(http, people, products, config.orders, config.duration, tick)
+    cpu_after = cpu.sample(system_pid)
     with _task(progress, f"{name}: settle", None):
         unsettled = await shoppers.collect(
             http, lambda p: people[p.shopper], load.placed, config.settle_timeout
@@ -238,6 +241,8 @@ async def scenario(
         },
         "errors": dict(load.errors.most_common()),
         "costPerOrder": {**cost, "byService": scrape.by_service(delta, orders)},
+        # The shoppers' whole loop (browse, cart, checkout, wait) while they shopped.
+        "cpuMsPerOrder": cpu.per_order(cpu_before, cpu_after, orders),
         "ceiling": {
             "ordersPerSecond": limit,
             "percent": 100 * reserved_rate / limit if limit else None,
