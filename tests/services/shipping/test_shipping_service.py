@@ -161,6 +161,18 @@ async def test_a_cancellation_seen_first_means_nothing_ships(depot: Depot) -> No
     assert await depot.shipments("o-1") == []
 
 
+async def test_a_cancellation_before_pick_up_stops_the_shipment(depot: Depot) -> None:
+    await depot.tell(handed_over("o-1"))
+    await depot.tell(OrderCancelled(orderId="o-1", reason="c", previousStatus="RESERVED"))
+    (shipment,) = await depot.shipments("o-1")
+    assert (shipment.kind, shipment.status, shipment.reason) == (
+        "delivery",
+        "STOPPED",
+        "order cancelled",
+    )
+    assert await depot.published("ReturnShipmentCreated") == []
+
+
 async def test_only_status_reserved_reaches_shipping(depot: Depot) -> None:
     paid = OrderStatusChanged(orderId="o-1", status="PAID", previousStatus="CREATED")
     await depot.tell(paid)  # no queue of shipping is bound to it: nobody receives it

@@ -7,6 +7,7 @@ deciding about the same shipment at once take turns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import structlog
@@ -28,8 +29,10 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-async def _keep(uow: UnitOfWork, decision: Decision) -> None:
-    await store.keep(uow.conn, decision.shipments)
+async def _keep(uow: UnitOfWork, decision: Decision, known: Iterable[Shipment]) -> None:
+    """Write what the decision changed (``known``: the shipments it was made from, read from
+    the database: updated; the others are new: inserted) and publish its events."""
+    await store.keep(uow.conn, decision.shipments, {s.shipment_id for s in known})
     for event in decision.events:
         order_id = getattr(event, "orderId", None)
         uow.publish(event, subject=order_id, correlationid=order_id)
@@ -44,7 +47,10 @@ async def ship(
     items: list[Item],
     address: Address | None,
 ) -> None:
-    existing = await store.of_order(uow.conn, order_id, Kind.DELIVERY, lock=True)
+    # No lock needed: a delivery already made is left alone, and two hand-overs racing to
+    # make one meet on the unique key (order, kind).
+    delivery_id, cancelled = await store.before_shipping(uow.conn, order_id)
+    existing = await store.get(uow.conn, delivery_id) if delivery_id is not None else None
     decision = domain.ship(
         new_id(),
         order_id,
@@ -52,10 +58,10 @@ async def ship(
         items,
         address,
         now_utc(),
-        existing=existing[0] if existing else None,
-        order_cancelled=await store.is_cancelled(uow.conn, order_id),
+        existing=existing,
+        order_cancelled=cancelled,
     )
-    await _keep(uow, decision)
+    await _keep(uow, decision, [existing] if existing is not None else [])
 
 
 async def take_back(uow: UnitOfWork, order_id: str, previous_status: str | None) -> None:
@@ -64,7 +70,8 @@ async def take_back(uow: UnitOfWork, order_id: str, previous_status: str | None)
     found = await store.of_order(uow.conn, order_id, lock=True)
     delivery = next((s for s in found if s.kind is Kind.DELIVERY), None)
     back = next((s for s in found if s.kind is Kind.RETURN), None)
-    await _keep(uow, domain.order_cancelled(delivery, back, previous_status, new_id(), now))
+    decision = domain.order_cancelled(delivery, back, previous_status, new_id(), now)
+    await _keep(uow, decision, found)
 
 
 async def deliver(uow: UnitOfWork, shipment_id: str) -> Shipment:
@@ -73,7 +80,7 @@ async def deliver(uow: UnitOfWork, shipment_id: str) -> Shipment:
     if shipment is None:
         raise UnknownShipment(shipment_id)
     decision = domain.deliver(shipment, now_utc())
-    await _keep(uow, decision)
+    await _keep(uow, decision, [shipment])
     return decision.shipments[0] if decision.shipments else shipment
 
 
@@ -83,5 +90,5 @@ async def fail(uow: UnitOfWork, shipment_id: str, reason: str) -> Shipment:
     if shipment is None:
         raise UnknownShipment(shipment_id)
     decision = domain.fail(shipment, reason, now_utc())
-    await _keep(uow, decision)
+    await _keep(uow, decision, [shipment])
     return decision.shipments[0] if decision.shipments else shipment

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BindParameter, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,67 +37,94 @@ def _shipment(row: Any) -> Shipment:
     )
 
 
+_ORDER_ID: BindParameter[str] = bindparam("b_order_id")
+_BY_ID = select(shipments).where(shipments.c.id == bindparam("b_id"))
+_OF_ORDER = select(shipments).where(shipments.c.order_id == _ORDER_ID)
+_OF_ORDER_KIND = _OF_ORDER.where(shipments.c.kind == bindparam("b_kind"))
+_ORDERED = (shipments.c.created_at, shipments.c.id)
+# (kind given, lock) → statement; the lock: PostgreSQL FOR UPDATE (SQLite's transactions hold
+# the write lock from their start).
+_OF_ORDER_BY = {
+    (kind, lock): (q.order_by(*_ORDERED).with_for_update() if lock else q.order_by(*_ORDERED))
+    for kind, q in ((False, _OF_ORDER), (True, _OF_ORDER_KIND))
+    for lock in (False, True)
+}
+# What a hand-over needs to know, in one statement: the order's delivery shipment (if any)
+# and whether the order is known cancelled.
+_BEFORE_SHIPPING = select(
+    select(shipments.c.id)
+    .where(shipments.c.order_id == _ORDER_ID, shipments.c.kind == Kind.DELIVERY.value)
+    .scalar_subquery(),
+    select(cancelled_orders.c.order_id).where(cancelled_orders.c.order_id == _ORDER_ID).exists(),
+)
+_NEW = shipments.insert()
+_CHANGE = (
+    update(shipments)
+    .where(shipments.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"), reason=bindparam("b_reason"), updated_at=bindparam("b_now")
+    )
+)
+_CANCELLED = {
+    "postgresql": postgresql.insert(cancelled_orders).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(cancelled_orders).on_conflict_do_nothing(),
+}
+
+
 async def get(conn: AsyncConnection, shipment_id: str, *, lock: bool = False) -> Shipment | None:
-    query = select(shipments).where(shipments.c.id == shipment_id)
-    row = (await conn.execute(query.with_for_update() if lock else query)).first()
+    query = _BY_ID.with_for_update() if lock else _BY_ID
+    row = (await conn.execute(query, {"b_id": shipment_id})).first()
     return _shipment(row) if row is not None else None
 
 
 async def of_order(
     conn: AsyncConnection, order_id: str, kind: Kind | None = None, *, lock: bool = False
 ) -> list[Shipment]:
-    query = select(shipments).where(shipments.c.order_id == order_id)
-    if kind is not None:
-        query = query.where(shipments.c.kind == kind.value)
-    query = query.order_by(shipments.c.created_at, shipments.c.id)
-    rows = await conn.execute(query.with_for_update() if lock else query)
+    params = {"b_order_id": order_id, "b_kind": kind.value if kind is not None else None}
+    rows = await conn.execute(_OF_ORDER_BY[kind is not None, lock], params)
     return [_shipment(r) for r in rows]
 
 
-async def keep(conn: AsyncConnection, changed: Sequence[Shipment]) -> None:
-    """Insert new shipments, update known ones."""
+async def before_shipping(conn: AsyncConnection, order_id: str) -> tuple[str | None, bool]:
+    """The id of the order's delivery shipment (None: not made yet) and whether the order is
+    known to be cancelled: what a hand-over decides on, read in one statement."""
+    delivery_id, cancelled = (await conn.execute(_BEFORE_SHIPPING, {"b_order_id": order_id})).one()
+    return delivery_id, bool(cancelled)
+
+
+async def keep(conn: AsyncConnection, changed: Sequence[Shipment], known: Collection[str]) -> None:
+    """Insert the new shipments, update the ``known`` ones (those read from the database)."""
     for s in changed:
-        values = {
+        if s.shipment_id in known:
+            params = {
+                "b_id": s.shipment_id,
+                "b_status": s.status.value,
+                "b_reason": s.reason,
+                "b_now": s.updated_at,
+            }
+            await conn.execute(_CHANGE, params)
+            continue
+        row = {
+            "id": s.shipment_id,
+            "order_id": s.order_id,
+            "user_id": s.user_id,
+            "kind": s.kind.value,
             "status": s.status.value,
+            "items": json.dumps([i.dump() for i in s.items]),
+            "address": s.address.model_dump_json(exclude_none=True) if s.address else None,
+            "return_of": s.return_of,
             "reason": s.reason,
+            "created_at": s.created_at,
             "updated_at": s.updated_at,
         }
-        moved = await conn.execute(
-            update(shipments).where(shipments.c.id == s.shipment_id).values(values)
-        )
-        if moved.rowcount:
-            continue
-        await conn.execute(
-            shipments.insert().values(
-                id=s.shipment_id,
-                order_id=s.order_id,
-                user_id=s.user_id,
-                kind=s.kind.value,
-                items=json.dumps([i.dump() for i in s.items]),
-                address=s.address.model_dump_json(exclude_none=True) if s.address else None,
-                return_of=s.return_of,
-                created_at=s.created_at,
-                **values,
-            )
-        )
+        await conn.execute(_NEW, row)
 
 
 async def remember_cancelled(
     conn: AsyncConnection, order_id: str, previous_status: str | None, now: datetime
 ) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    await conn.execute(
-        dialect.insert(cancelled_orders)
-        .values(order_id=order_id, previous_status=previous_status, cancelled_at=now)
-        .on_conflict_do_nothing()
-    )
-
-
-async def is_cancelled(conn: AsyncConnection, order_id: str) -> bool:
-    found = await conn.scalar(
-        select(cancelled_orders.c.order_id).where(cancelled_orders.c.order_id == order_id)
-    )
-    return found is not None
+    row = {"order_id": order_id, "previous_status": previous_status, "cancelled_at": now}
+    await conn.execute(_CANCELLED[conn.dialect.name], row)
 
 
 async def due(conn: AsyncConnection, created_before: datetime, limit: int = 100) -> list[str]:
