@@ -149,6 +149,16 @@ async def test_browse_search_filter_sort_and_page(shop: Shop) -> None:
     names = [p["name"] for p in first["items"] + second["items"] + third["items"]]
     assert names == sorted(names) and len(names) == 5 and first["total"] == 5
     assert third["page"] == 3 and third["pageSize"] == 2
+    assert second["total"] == third["total"] == 5
+    # The total is counted for a page past the end, and with words and a category too.
+    past = (await shop.http.get("/api/v1/products", params={"pageSize": 2, "page": 4})).json()
+    assert past["items"] == [] and past["total"] == 5
+    for number, expected in ((2, ["Red mug"]), (3, [])):
+        params = {"q": "mug", "category": "kitchen", "pageSize": 1, "page": number}
+        found = (await shop.http.get("/api/v1/products", params=params)).json()
+        assert [p["name"] for p in found["items"]] == expected and found["total"] == 2
+    nothing = (await shop.http.get("/api/v1/products", params={"q": "teapot"})).json()
+    assert nothing["items"] == [] and nothing["total"] == 0
 
     for bad in ({"pageSize": 0}, {"pageSize": 101}, {"page": 0}, {"sort": "random"}):
         problem(await shop.http.get("/api/v1/products", params=bad), 422)

@@ -205,8 +205,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         ids = sorted({item.product_id for item in request.items})
         async with self.ctx.engine.connect() as conn:
-            live = await store.many(conn, ids)
-            known = await store.known(conn, ids)
+            live, known = await store.look_up(conn, ids)
         replies = []
         for item in request.items:
             p = live.get(item.product_id)

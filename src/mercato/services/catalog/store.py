@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -71,6 +72,40 @@ _ORDER = {
 }
 
 
+def _matching(words: int, category: bool, include_inactive: bool) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = [products.c.deleted_at.is_(None)]
+    if not include_inactive:
+        where.append(products.c.active.is_(True))
+    for i in range(words):  # every word, in the name or the description
+        pattern = sa.bindparam(f"word{i}", type_=sa.String)
+        where.append(
+            sa.or_(
+                sa.func.lower(products.c.name).like(pattern, escape="\\"),
+                sa.func.lower(products.c.description).like(pattern, escape="\\"),
+            )
+        )
+    if category:
+        where.append(products.c.category == sa.bindparam("category", type_=sa.String))
+    return where
+
+
+@functools.lru_cache(maxsize=256)
+def _search(
+    words: int, category: bool, include_inactive: bool, sort: str
+) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """A search's statements, built once per shape: (count, one page with the count)."""
+    where = _matching(words, category, include_inactive)
+    count = sa.select(sa.func.count()).where(*where)
+    page = (
+        sa.select(products, count.scalar_subquery().correlate(None).label("total"))
+        .where(*where)
+        .order_by(*_ORDER[sort])
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+        .offset(sa.bindparam("offset", type_=sa.Integer))
+    )
+    return count, page
+
+
 async def search(
     conn: AsyncConnection,
     text: str,
@@ -80,55 +115,51 @@ async def search(
     include_inactive: bool = False,
 ) -> tuple[list[Product], int]:
     """Undeleted (and active) products matching ``text`` (name or description) and ``category``."""
-    where: list[sa.ColumnElement[bool]] = [products.c.deleted_at.is_(None)]
-    if not include_inactive:
-        where.append(products.c.active.is_(True))
-    for word in text.split():  # every word, in the name or the description
-        pattern = like_pattern(word)
-        where.append(
-            sa.or_(
-                sa.func.lower(products.c.name).like(pattern, escape="\\"),
-                sa.func.lower(products.c.description).like(pattern, escape="\\"),
-            )
-        )
+    words = text.split()
+    count, query = _search(len(words), bool(category), include_inactive, sort)
+    values: dict[str, Any] = {f"word{i}": like_pattern(w) for i, w in enumerate(words)}
     if category:
-        where.append(products.c.category == category)
-    total = (await conn.execute(sa.select(sa.func.count()).where(*where))).scalar_one()
-    query = (
-        sa.select(products)
-        .where(*where)
-        .order_by(*_ORDER[sort])
-        .limit(page.size)
-        .offset(page.offset)
-    )
-    rows = (await conn.execute(query)).all()
+        values["category"] = category
+    rows = (await conn.execute(query, {**values, "limit": page.size, "offset": page.offset})).all()
+    if rows:
+        total = rows[0].total  # counted in the same statement, so the same snapshot
+    elif page.offset:
+        total = (await conn.execute(count, values)).scalar_one()  # a page past the end
+    else:
+        total = 0
     return [_product(r) for r in rows], int(total)
 
 
+_GET = sa.select(products).where(
+    products.c.id == sa.bindparam("product_id"), products.c.deleted_at.is_(None)
+)
+_BY_IDS = sa.select(products).where(products.c.id.in_(sa.bindparam("ids", expanding=True)))
+_IDS = sa.select(products.c.id).where(products.c.id.in_(sa.bindparam("ids", expanding=True)))
+
+
 async def get(conn: AsyncConnection, product_id: str) -> Product:
-    query = sa.select(products).where(products.c.id == product_id, products.c.deleted_at.is_(None))
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_GET, {"product_id": product_id})).first()
     if row is None:
         raise ProductNotFound(product_id)
     return _product(row)
 
 
-async def many(conn: AsyncConnection, product_ids: list[str]) -> dict[str, Product]:
-    """The live (undeleted) products among ``product_ids``."""
+async def look_up(
+    conn: AsyncConnection, product_ids: list[str]
+) -> tuple[dict[str, Product], set[str]]:
+    """The live (undeleted) products among ``product_ids``, and the ids among them that ever
+    existed (deleted ones included), in one read."""
     if not product_ids:
-        return {}
-    query = sa.select(products).where(
-        products.c.id.in_(product_ids), products.c.deleted_at.is_(None)
-    )
-    return {r.id: _product(r) for r in (await conn.execute(query)).all()}
+        return {}, set()
+    rows = (await conn.execute(_BY_IDS, {"ids": product_ids})).all()
+    return {r.id: _product(r) for r in rows if r.deleted_at is None}, {r.id for r in rows}
 
 
 async def known(conn: AsyncConnection, product_ids: list[str]) -> set[str]:
     """The ids among ``product_ids`` that ever existed (deleted ones included)."""
     if not product_ids:
         return set()
-    query = sa.select(products.c.id).where(products.c.id.in_(product_ids))
-    return {r.id for r in (await conn.execute(query)).all()}
+    return {r.id for r in (await conn.execute(_IDS, {"ids": product_ids})).all()}
 
 
 def _row(product_id: str, new: NewProduct, now: datetime) -> dict[str, Any]:
@@ -161,7 +192,7 @@ def _created(product_id: str, new: NewProduct) -> ProductCreated:
 
 async def create(uow: UnitOfWork, new: NewProduct, product_id: str | None = None) -> Product:
     product_id = product_id or new_id()
-    await uow.conn.execute(products.insert().values(_row(product_id, new, datetime.now(UTC))))
+    await uow.conn.execute(products.insert(), _row(product_id, new, datetime.now(UTC)))
     uow.publish(_created(product_id, new), subject=product_id)
     return await get(uow.conn, product_id)
 
@@ -254,16 +285,22 @@ async def delete(uow: UnitOfWork, product_id: str) -> None:
     uow.publish(ProductDeleted(productId=product_id), subject=product_id)
 
 
+_STOCK_AT = sa.bindparam("b_at", type_=products.c.stock_at.type)
+_SHOW_STOCK = (
+    products.update()
+    .where(
+        products.c.id == sa.bindparam("b_id"),
+        sa.or_(products.c.stock_at.is_(None), products.c.stock_at <= _STOCK_AT),
+    )
+    .values(available=sa.bindparam("b_available"), stock_at=_STOCK_AT)
+)
+
+
 async def set_available(
     conn: AsyncConnection, product_id: str, quantity: int, at: datetime
 ) -> bool:
     """Record inventory's report unless a newer one is already in; False if none applied."""
     result = await conn.execute(
-        products.update()
-        .where(
-            products.c.id == product_id,
-            sa.or_(products.c.stock_at.is_(None), products.c.stock_at <= at),
-        )
-        .values(available=quantity, stock_at=at)
+        _SHOW_STOCK, {"b_id": product_id, "b_available": quantity, "b_at": at}
     )
     return bool(result.rowcount)
