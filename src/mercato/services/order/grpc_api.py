@@ -33,7 +33,6 @@ from mercato.services.order.domain import (
     Until,
     check_address,
     outcome,
-    readdress,
 )
 from mercato.services.order.drafts import NoSuchDraft
 from mercato.services.order.orders import OrderExists
@@ -52,7 +51,7 @@ from mercato.services.order.views import (
     order_reply,
     payment_of,
 )
-from mercato.services.order.watch import watch
+from mercato.services.order.watch import Seen, watch
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 ORDER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
@@ -218,18 +217,16 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
             last = await anext(changes, None)
             if last is None:
                 await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
-            result = outcome(last.order.status, until)
+            result = outcome(last.stored.order.status, until)
             if result is Outcome.PENDING:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(deadline):
                         async for last in changes:
-                            result = outcome(last.order.status, until)
+                            result = outcome(last.stored.order.status, until)
                             if result is not Outcome.PENDING:
                                 break
-        async with self.ctx.engine.connect() as conn:
-            history = await store.history(conn, request.order_id)
         answer = "timeout" if result is Outcome.PENDING else result.value
-        return pb.WaitOrderReply(outcome=answer, order=order_reply(last, history))
+        return pb.WaitOrderReply(outcome=answer, order=await self._reply(last))
 
     async def WatchOrder(
         self, request: pb.WatchOrderRequest, context: Context
@@ -240,11 +237,9 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         appear = APPEAR if remaining is None else max(0.0, min(APPEAR, remaining - 1))
         found = False
         async with contextlib.aclosing(self._watch(caller, request.order_id, appear)) as changes:
-            async for stored in changes:
+            async for seen in changes:
                 found = True
-                async with self.ctx.engine.connect() as conn:
-                    history = await store.history(conn, request.order_id)
-                yield order_reply(stored, history)
+                yield await self._reply(seen)
         if not found:
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
 
@@ -348,7 +343,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
         return stored
 
-    def _watch(self, caller: Caller, order_id: str, appear: float) -> AsyncGenerator[Stored, None]:
+    def _watch(self, caller: Caller, order_id: str, appear: float) -> AsyncGenerator[Seen, None]:
         """The caller's order as it changes (see ``watch``): nothing if it is someone else's
         or is not there within ``appear`` seconds."""
 
@@ -362,6 +357,14 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         if not order_id:
             appear = 0.0
         return watch(order_id, read, visible=mine, appear=appear)
+
+    async def _reply(self, seen: Seen) -> pb.Order:
+        """The order with its history (read unless the watch was told all of it)."""
+        history = seen.history
+        if history is None:
+            async with self.ctx.engine.connect() as conn:
+                history = tuple(await store.history(conn, seen.stored.order.order_id))
+        return order_reply(seen.stored, history)
 
     async def _cancel(self, order_id: str, reason: str, context: Context) -> pb.Order:
         try:
@@ -399,7 +402,5 @@ def _wanted(request: pb.CreateOrderRequest) -> list[tuple[str, int]]:
 
 
 async def _readdress(uow: UnitOfWork, request: pb.UpdateOrderRequest) -> None:
-    before = await store.load(uow.conn, request.order_id, lock=True)
-    assert before is not None
-    reaction = readdress(before.order, address_of(request.shipping_address))
-    await store.save(uow.conn, before, reaction, orders.now_utc())
+    moved = await orders.change_address(uow, request.order_id, address_of(request.shipping_address))
+    assert moved is not None  # orders are never deleted

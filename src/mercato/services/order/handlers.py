@@ -25,6 +25,7 @@ from mercato.contracts.events import (
 from mercato.platform.ids import new_id
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.order import orders, store
+from mercato.services.order.orders import OrderExists
 from mercato.services.order.pricing import current_prices
 
 log = structlog.get_logger(__name__)
@@ -50,25 +51,28 @@ async def place_checked_out_order(event: CartCheckedOut, uow: UnitOfWork) -> Non
     still maps to one order. Items without a price are priced by the catalog.
     """
     order_id = event.orderId or (uow.cause.id if uow.cause is not None else new_id())
-    if await store.load(uow.conn, order_id) is not None:
-        log.info("checkout already placed", order_id=order_id)
-        return
     if all(item.price is not None for item in event.items):
         lines = [(i.productId, i.quantity, i.price) for i in event.items if i.price is not None]
         currency = event.currency
+    elif await store.load(uow.conn, order_id) is not None:  # not worth asking the catalog
+        log.info("checkout already placed", order_id=order_id)
+        return
     else:
         priced = await current_prices().price([(i.productId, i.quantity) for i in event.items])
         lines, currency = priced.lines, priced.currency
-    await orders.place_order(
-        uow,
-        order_id,
-        event.userId,
-        lines,
-        currency=currency,
-        payment=event.payment,
-        shipping_address=event.shippingAddress,
-        cart_id=event.cartId,
-    )
+    try:
+        await orders.place_order(
+            uow,
+            order_id,
+            event.userId,
+            lines,
+            currency=currency,
+            payment=event.payment,
+            shipping_address=event.shippingAddress,
+            cart_id=event.cartId,
+        )
+    except OrderExists:
+        log.info("checkout already placed", order_id=order_id)
 
 
 async def advance_saga(event: ParticipantNews, uow: UnitOfWork) -> None:

@@ -9,13 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
+from weakref import WeakKeyDictionary
 
 import structlog
 
 from mercato.contracts.events import Address, PaymentMethod
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.order import store
-from mercato.services.order.domain import Reaction, SagaMessage, Timeouts, expire, place, react
+from mercato.services.order.domain import (
+    Reaction,
+    SagaMessage,
+    Timeouts,
+    expire,
+    place,
+    react,
+    readdress,
+)
 from mercato.services.order.store import Stored
 from mercato.services.order.watch import nudge
 
@@ -36,6 +45,26 @@ def _publish(uow: UnitOfWork, reaction: Reaction) -> None:
         uow.publish(event, subject=order_id, correlationid=order_id)
 
 
+# The orders a unit of work has loaded or written, as they are in it: a batch of saga messages
+# for one order reads it once. Sound because the transaction holds the order's row from its
+# first read on (SQLite's write lock, PostgreSQL's FOR UPDATE), and only these use cases write
+# orders; a rolled-back unit of work is dropped with what it knew.
+_known: WeakKeyDictionary[UnitOfWork, dict[str, Stored]] = WeakKeyDictionary()
+
+
+def _kept(uow: UnitOfWork, stored: Stored) -> Stored:
+    _known.setdefault(uow, {})[stored.order.order_id] = stored
+    return stored
+
+
+async def _locked(uow: UnitOfWork, order_id: str) -> Stored | None:
+    known = _known.get(uow, {}).get(order_id)
+    if known is not None:
+        return known
+    stored = await store.load(uow.conn, order_id, lock=True)
+    return _kept(uow, stored) if stored is not None else None
+
+
 async def place_order(
     uow: UnitOfWork,
     order_id: str,
@@ -48,8 +77,6 @@ async def place_order(
     cart_id: str | None = None,
 ) -> Stored:
     """A new order (``InvalidOrder`` if it cannot be placed, ``OrderExists`` for a taken id)."""
-    if await store.load(uow.conn, order_id) is not None:
-        raise OrderExists(order_id)
     now = now_utc()
     reaction = place(
         order_id,
@@ -60,16 +87,19 @@ async def place_order(
         payment=payment,
         shipping_address=shipping_address,
     )
-    await store.insert(uow.conn, reaction, now, cart_id=cart_id)
+    if not await store.insert(uow.conn, reaction, now, cart_id=cart_id):
+        raise OrderExists(order_id)
     _publish(uow, reaction)
-    uow.after_commit(lambda: nudge(order_id))  # a wait may have come before the order
+    placed = _kept(uow, Stored(reaction.order, 1, now, cart_id))
+    # A wait may have come before the order: hand it the order as committed.
+    uow.after_commit(lambda: nudge(order_id, placed, reaction.changes))
     log.info("order placed", order_id=order_id, total=str(reaction.order.total))
-    return Stored(reaction.order, 1, now, cart_id)
+    return placed
 
 
 async def apply(uow: UnitOfWork, order_id: str, message: SagaMessage) -> Stored | None:
     """Feed one message to the order's saga; None if there is no such order."""
-    before = await store.load(uow.conn, order_id, lock=True)
+    before = await _locked(uow, order_id)
     if before is None:
         return None
     now = now_utc()
@@ -78,11 +108,19 @@ async def apply(uow: UnitOfWork, order_id: str, message: SagaMessage) -> Stored 
 
 
 async def expire_if_overdue(uow: UnitOfWork, order_id: str, timeouts: Timeouts) -> Stored | None:
-    before = await store.load(uow.conn, order_id, lock=True)
+    before = await _locked(uow, order_id)
     if before is None:
         return None
     now = now_utc()
     return await _keep(uow, before, expire(before.order, timeouts, now), now)
+
+
+async def change_address(uow: UnitOfWork, order_id: str, address: Address) -> Stored | None:
+    """A new shipping address (``CannotChange`` once handed to delivery); None if no order."""
+    before = await _locked(uow, order_id)
+    if before is None:
+        return None
+    return await _keep(uow, before, readdress(before.order, address), now_utc())
 
 
 async def _keep(uow: UnitOfWork, before: Stored, reaction: Reaction, now: datetime) -> Stored:
@@ -90,8 +128,6 @@ async def _keep(uow: UnitOfWork, before: Stored, reaction: Reaction, now: dateti
         return before
     await store.save(uow.conn, before, reaction, now)
     _publish(uow, reaction)
-    order_id = reaction.order.order_id
-    uow.after_commit(lambda: nudge(order_id))
     for change in reaction.changes:
         log.info(
             "order status changed",
@@ -102,4 +138,6 @@ async def _keep(uow: UnitOfWork, before: Stored, reaction: Reaction, now: dateti
         )
     if reaction.order == before.order:
         return before
-    return Stored(reaction.order, before.version + 1, now, before.cart_id)
+    after = _kept(uow, Stored(reaction.order, before.version + 1, now, before.cart_id))
+    uow.after_commit(lambda: nudge(after.order.order_id, after, reaction.changes))
+    return after

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import Address, PaymentMethod
@@ -64,23 +65,50 @@ def _order(row: Any, lines: Sequence[Line]) -> Order:
 
 
 def _line(row: Any) -> Line:
-    return Line(row.product_id, int(row.quantity), Decimal(row.price), ItemStatus(row.status))
+    return Line(
+        row.item_product_id,
+        int(row.item_quantity),
+        Decimal(row.item_price),
+        ItemStatus(row.item_status),
+    )
+
+
+# The hot statements are built once and executed with parameters, so that SQLAlchemy does not
+# build, coerce and cache-key them again on every call. An order and its items are read in one
+# statement (the items' columns labelled ``item_*``); ``FOR UPDATE OF orders`` locks the order's
+# row on PostgreSQL (SQLite renders no lock: its transactions hold the write lock from BEGIN).
+_ITEM_COLUMNS = [c.label(f"item_{c.name}") for c in order_items.c if c.name != "order_id"]
+_LOAD = (
+    select(orders, *_ITEM_COLUMNS)
+    .outerjoin(order_items, order_items.c.order_id == orders.c.id)
+    .where(orders.c.id == bindparam("key"))
+    .order_by(order_items.c.position)
+)
+_LOAD_LOCKED = _LOAD.with_for_update(of=orders)
+_INSERT = {
+    "postgresql": postgresql.insert(orders).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(orders).on_conflict_do_nothing(),
+}
+_INSERT_ITEMS = order_items.insert()
+_UPDATE = update(orders).where(orders.c.id == bindparam("key"))
+_UPDATE_ITEMS = update(order_items).where(order_items.c.order_id == bindparam("key"))
+_APPEND = order_status_history.insert()
+_HISTORY = (
+    select(order_status_history)
+    .where(order_status_history.c.order_id == bindparam("key"))
+    .order_by(order_status_history.c.seq)
+)
 
 
 async def load(conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Stored | None:
     """The order, or None. ``lock``: hold its row until commit (PostgreSQL ``FOR UPDATE``;
     SQLite's transactions already hold the database's write lock from their start)."""
-    query = select(orders).where(orders.c.id == order_id)
-    row = (await conn.execute(query.with_for_update() if lock else query)).first()
-    if row is None:
+    rows = (await conn.execute(_LOAD_LOCKED if lock else _LOAD, {"key": order_id})).all()
+    if not rows:
         return None
-    found = await conn.execute(
-        select(order_items)
-        .where(order_items.c.order_id == order_id)
-        .order_by(order_items.c.position)
-    )
-    order = _order(row, [_line(r) for r in found])
-    return Stored(order, int(row.version), utc(row.updated_at), row.cart_id)
+    row = rows[0]
+    lines = [_line(r) for r in rows if r.item_product_id is not None]
+    return Stored(_order(row, lines), int(row.version), utc(row.updated_at), row.cart_id)
 
 
 def _fields(order: Order) -> dict[str, Any]:
@@ -105,26 +133,29 @@ async def insert(
     reaction: Reaction,
     now: datetime,
     cart_id: str | None = None,
-) -> None:
+) -> bool:
+    """Keep a new order; False (and nothing written) if its id is taken."""
     order = reaction.order
-    await conn.execute(
-        orders.insert().values(
-            id=order.order_id,
-            user_id=order.user_id,
-            currency=order.currency,
-            total_amount=order.total,
-            payment_method=order.payment.model_dump_json(exclude_none=True)
-            if order.payment
-            else None,
-            cart_id=cart_id,
-            version=1,
-            created_at=order.created_at,
-            updated_at=now,
+    payment = order.payment
+    placed = await conn.execute(
+        _INSERT[conn.dialect.name],
+        {
+            "id": order.order_id,
+            "user_id": order.user_id,
+            "currency": order.currency,
+            "total_amount": order.total,
+            "payment_method": payment.model_dump_json(exclude_none=True) if payment else None,
+            "cart_id": cart_id,
+            "version": 1,
+            "created_at": order.created_at,
+            "updated_at": now,
             **_fields(order),
-        )
+        },
     )
+    if placed.rowcount == 0:
+        return False
     await conn.execute(
-        order_items.insert(),
+        _INSERT_ITEMS,
         [
             {
                 "order_id": order.order_id,
@@ -138,6 +169,7 @@ async def insert(
         ],
     )
     await _append(conn, order.order_id, reaction.changes)
+    return True
 
 
 async def save(conn: AsyncConnection, before: Stored, reaction: Reaction, now: datetime) -> None:
@@ -146,43 +178,37 @@ async def save(conn: AsyncConnection, before: Stored, reaction: Reaction, now: d
     if order == before.order:
         return
     await conn.execute(
-        update(orders)
-        .where(orders.c.id == order.order_id)
-        .values(version=before.version + 1, updated_at=now, **_fields(order))
+        _UPDATE,
+        {
+            "key": order.order_id,
+            "version": before.version + 1,
+            "updated_at": now,
+            **_fields(order),
+        },
     )
     statuses = {line.status for line in order.lines}
     if statuses != {line.status for line in before.order.lines} and len(statuses) == 1:
-        await conn.execute(
-            update(order_items)
-            .where(order_items.c.order_id == order.order_id)
-            .values(status=statuses.pop().value)
-        )
+        await conn.execute(_UPDATE_ITEMS, {"key": order.order_id, "status": statuses.pop().value})
     await _append(conn, order.order_id, reaction.changes)
 
 
 async def _append(conn: AsyncConnection, order_id: str, changes: Sequence[Change]) -> None:
-    if changes:
-        await conn.execute(
-            order_status_history.insert(),
-            [
-                {
-                    "order_id": order_id,
-                    "at": c.at,
-                    "from_status": c.from_status.value if c.from_status else None,
-                    "to_status": c.to_status.value,
-                    "reason": c.reason,
-                }
-                for c in changes
-            ],
-        )
+    rows = [
+        {
+            "order_id": order_id,
+            "at": c.at,
+            "from_status": c.from_status.value if c.from_status else None,
+            "to_status": c.to_status.value,
+            "reason": c.reason,
+        }
+        for c in changes
+    ]
+    if rows:
+        await conn.execute(_APPEND, rows[0] if len(rows) == 1 else rows)
 
 
 async def history(conn: AsyncConnection, order_id: str) -> list[Change]:
-    rows = await conn.execute(
-        select(order_status_history)
-        .where(order_status_history.c.order_id == order_id)
-        .order_by(order_status_history.c.seq)
-    )
+    rows = await conn.execute(_HISTORY, {"key": order_id})
     return [
         Change(
             utc(r.at),
@@ -222,30 +248,44 @@ async def page(
     return [s for s in found if s is not None], int(total or 0)
 
 
+_created = orders.c.created_at
+_OVERDUE = (
+    select(orders.c.id)
+    .where(
+        or_(
+            and_(
+                orders.c.status == Status.CREATED.value,
+                or_(
+                    _created <= bindparam("unpaid_since"),
+                    and_(~orders.c.reserved, _created <= bindparam("unreserved_since")),
+                ),
+            ),
+            and_(
+                orders.c.status == Status.PAID.value,
+                _created <= bindparam("unreserved_since"),
+            ),
+            and_(
+                orders.c.status == Status.RESERVED.value,
+                orders.c.status_since <= bindparam("unshipped_since"),
+            ),
+        )
+    )
+    .order_by(_created)
+    .limit(bindparam("limit"))
+)
+
+
 async def overdue(
     conn: AsyncConnection, timeouts: Timeouts, now: datetime, limit: int = 100
 ) -> list[str]:
     """Orders whose waiting step has timed out (the conditions of ``domain.deadline``)."""
-    created = orders.c.created_at
     result = await conn.scalars(
-        select(orders.c.id)
-        .where(
-            or_(
-                and_(
-                    orders.c.status == Status.CREATED.value,
-                    or_(
-                        created <= now - timeouts.payment,
-                        and_(~orders.c.reserved, created <= now - timeouts.reservation),
-                    ),
-                ),
-                and_(orders.c.status == Status.PAID.value, created <= now - timeouts.reservation),
-                and_(
-                    orders.c.status == Status.RESERVED.value,
-                    orders.c.status_since <= now - timeouts.shipment,
-                ),
-            )
-        )
-        .order_by(created)
-        .limit(limit)
+        _OVERDUE,
+        {
+            "unpaid_since": now - timeouts.payment,
+            "unreserved_since": now - timeouts.reservation,
+            "unshipped_since": now - timeouts.shipment,
+            "limit": limit,
+        },
     )
     return list(result.all())

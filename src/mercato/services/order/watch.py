@@ -1,9 +1,10 @@
 """Watching an order's status without polling from the client: the wait and stream calls.
 
-A watcher reads the order, yields it when its ``version`` changed, and sleeps until a nudge or
-``POLL`` seconds. Whatever places or changes an order in this process nudges its watchers once
-it has committed, so one read after a nudge sees it. The poll is the fallback for changes made
-by another replica of the service.
+A watcher reads the order once, yields it, and then sleeps until a nudge or ``POLL`` seconds.
+Whatever places or changes an order in this process nudges its watchers once that has
+committed, and hands them the order as it committed it: the watchers of one order share that
+instead of each reading it again. A nudge without an order (or none within ``POLL``) makes the
+watcher read; the poll is the fallback for changes made by another replica of the service.
 
 An order not there yet (a checkout's order is made from its event, a moment after the cart
 answered) is waited for in the same way, for as long as the caller allows.
@@ -13,40 +14,95 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 
+from mercato.services.order.domain import Change
 from mercato.services.order.store import Stored
 
 POLL = 1.0  # seconds between reads when nothing nudges
 
-_waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+class _Listener:
+    """One watch's ear: wakes it, keeps the newest order a nudge handed over and, while the
+    nudges tell every step from the order's placing on, its history."""
+
+    __slots__ = ("handed", "history", "loop", "unknown", "version", "woken")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.woken = asyncio.Event()
+        self.handed: Stored | None = None
+        self.unknown = False  # a nudge came without the order: read it
+        self.history: list[Change] | None = None  # the order's history up to ``version``
+        self.version = 0
+
+    def hear(self, stored: Stored | None, changes: Sequence[Change]) -> None:
+        if stored is None:
+            self.unknown = True
+        else:
+            self._follow(stored, changes)
+            if self.handed is None or stored.version > self.handed.version:
+                self.handed = stored
+        self.woken.set()
+
+    def _follow(self, stored: Stored, changes: Sequence[Change]) -> None:
+        if self.history is not None and stored.version == self.version + 1:
+            self.history.extend(changes)
+            self.version = stored.version
+        elif stored.version > self.version:
+            self.history = None  # a step we were not told of: its history must be read
+
+    async def news(self, pause: float) -> tuple[Stored | None, bool]:
+        """What nudges brought since the last call, waiting up to ``pause`` for one: the
+        newest order handed over, and whether the order must be read (nothing else known)."""
+        if not self.woken.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.woken.wait(), pause)
+        handed, unknown = self.handed, self.unknown or not self.woken.is_set()
+        self.woken.clear()
+        self.handed, self.unknown = None, False
+        return handed, unknown
 
 
-def nudge(order_id: str) -> None:
-    """Wake whoever watches this order (it was placed or changed, and that has committed)."""
-    for waiter in _waiters.pop(order_id, ()):
-        if not waiter.done():
-            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+_listeners: dict[str, set[_Listener]] = {}
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+def nudge(order_id: str, stored: Stored | None = None, changes: Sequence[Change] = ()) -> None:
+    """Wake whoever watches this order: it was placed or changed, and that has committed
+    (``stored``: the order as committed, and ``changes`` what that added to its history, if
+    the caller has them)."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for listener in tuple(_listeners.get(order_id, ())):
+        if listener.loop is running:
+            listener.hear(stored, changes)
+        else:
+            listener.loop.call_soon_threadsafe(listener.hear, stored, changes)
 
 
 @contextlib.contextmanager
-def _listening(order_id: str) -> Iterator[asyncio.Future[None]]:
-    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    _waiters.setdefault(order_id, set()).add(waiter)
+def _listening(order_id: str) -> Iterator[_Listener]:
+    listener = _Listener(asyncio.get_running_loop())
+    _listeners.setdefault(order_id, set()).add(listener)
     try:
-        yield waiter
+        yield listener
     finally:
-        waiting = _waiters.get(order_id)
-        if waiting is not None:
-            waiting.discard(waiter)
-            if not waiting:
-                with contextlib.suppress(KeyError):
-                    del _waiters[order_id]
+        listening = _listeners.get(order_id)
+        if listening is not None:
+            listening.discard(listener)
+            if not listening:
+                del _listeners[order_id]
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The order as a watch saw it; ``history`` when the nudges told all of it (else read it)."""
+
+    stored: Stored
+    history: tuple[Change, ...] | None
 
 
 async def watch(
@@ -55,7 +111,7 @@ async def watch(
     *,
     visible: Callable[[Stored], bool] = lambda _: True,
     appear: float = 0.0,
-) -> AsyncGenerator[Stored, None]:
+) -> AsyncGenerator[Seen, None]:
     """The order now, then again each time it changes; ends when it is final.
 
     An order that is not there is waited for up to ``appear`` seconds; one the caller may not
@@ -64,23 +120,29 @@ async def watch(
     """
     loop = asyncio.get_running_loop()
     give_up = loop.time() + appear
-    seen = -1
-    while True:
-        # Listen before reading, so a change that commits in between still wakes us.
-        with _listening(order_id) as nudged:
-            stored = await read()
+    seen: Stored | None = None
+    # Listen before reading, so a change that commits in between still wakes us.
+    with _listening(order_id) as listener:
+        stored = await read()
+        if stored is None:
+            listener.history = []  # not placed yet: the nudges will tell its whole history
+        while True:
             if stored is None:
-                if seen >= 0 or loop.time() >= give_up:
+                if seen is not None or loop.time() >= give_up:
                     return
                 pause = min(POLL, give_up - loop.time())
             elif not visible(stored):
                 return
             else:
-                if stored.version != seen:
-                    seen = stored.version
-                    yield stored
+                if seen is None or stored.version > seen.version:
+                    seen = stored
+                    told = listener.history if stored.version == listener.version else None
+                    yield Seen(stored, tuple(told) if told is not None else None)
                     if stored.order.is_final:
                         return
                 pause = POLL
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(nudged, pause)
+            handed, unknown = await listener.news(pause)
+            if unknown:
+                stored = await read()
+            elif handed is not None:
+                stored = handed
