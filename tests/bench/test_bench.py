@@ -111,10 +111,10 @@ def order(status: str, paid: bool, refunded: bool = False, total: str = "10.00")
 def test_cpu_is_read_for_a_process_tree_and_divided_per_order() -> None:
     first = cpu.sample(os.getpid())  # this process as the "system": its tree includes it
     assert first is not None and first["system"] >= first["bench"] > 0
-    assert {"broker", "database"} <= first.keys()
+    assert {"broker", "database", "system:main"} <= first.keys()
     later = dict(first, system=first["system"] + 0.5)
     assert cpu.per_order(first, later, 10) == pytest.approx(
-        {"bench": 0.0, "system": 50.0, "broker": 0.0, "database": 0.0}
+        {"bench": 0.0, "system": 50.0, "system:main": 0.0, "broker": 0.0, "database": 0.0}
     )
     assert cpu.per_order(first, later, 0) is None and cpu.per_order(None, later, 1) is None
 

@@ -1,6 +1,7 @@
 """Where the machine's CPU went during a scenario, read from ``/proc`` (Linux; elsewhere every
 figure is None): the system under test (its process and every child: one per service with
-``--processes``), the broker's and the database server's processes, and the bench itself."""
+``--processes``, also counted by service as ``system:NAME``), the broker's and the database
+server's processes, and the bench itself."""
 
 from __future__ import annotations
 
@@ -33,6 +34,17 @@ def _all() -> dict[int, tuple[str, int, float]]:
     return found
 
 
+def _served(pid: int) -> str:
+    """The service a `mercato serve NAME` process runs, else "main"."""
+    try:
+        args = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "main"
+    if b"serve" in args and args.index(b"serve") + 1 < len(args):
+        return args[args.index(b"serve") + 1].decode(errors="replace") or "main"
+    return "main"
+
+
 def _tree(root: int, processes: dict[int, tuple[str, int, float]]) -> set[int]:
     tree, grown = {root}, True
     while grown:
@@ -53,7 +65,11 @@ def sample(system_pid: int | None) -> dict[str, float] | None:
 
     parts = {"bench": used([os.getpid()])}
     if system_pid is not None:
-        parts["system"] = used(_tree(system_pid, processes))
+        tree = _tree(system_pid, processes)
+        parts["system"] = used(tree)
+        for pid in tree:  # with --processes: one `mercato serve NAME` per service
+            part = f"system:{_served(pid)}"
+            parts[part] = parts.get(part, 0.0) + processes[pid][2]
     for part, names in SERVERS.items():
         parts[part] = used(p for p, (name, _, _) in processes.items() if name in names)
     return parts
