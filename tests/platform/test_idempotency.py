@@ -123,6 +123,25 @@ async def test_concurrent_requests_with_one_key_do_the_work_once(engine: AsyncEn
     assert await count(engine) == 1
 
 
+async def test_a_request_waiting_on_a_claim_that_fails_does_the_work(engine: AsyncEngine) -> None:
+    def tx():  # type: ignore[no-untyped-def]
+        return transaction(engine, "idem")
+
+    async def fail_late(uow: UnitOfWork) -> bytes:
+        await uow.conn.execute(orders.insert().values(id="half"))
+        await asyncio.sleep(0.2)
+        raise RuntimeError("boom")
+
+    first = asyncio.create_task(
+        run_once(tx, scope="s", key="k", request={}, work=fail_late, decode=bytes)
+    )
+    await asyncio.sleep(0.05)  # the first holds the claim, uncommitted
+    second = run_once(tx, scope="s", key="k", request={}, work=make_order("o1"), decode=bytes)
+    failed, answer = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(failed, RuntimeError) and answer == b"o1"
+    assert await count(engine) == 1
+
+
 async def test_keys_are_checked(engine: AsyncEngine) -> None:
     def tx():  # type: ignore[no-untyped-def]
         return transaction(engine, "idem")

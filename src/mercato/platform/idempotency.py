@@ -19,10 +19,12 @@ The gateway forwards a client's ``Idempotency-Key`` header as gRPC metadata
 
 The key's row (scope, key, a fingerprint of the request, the encoded response) is written in
 the same transaction as the work, so either both are there or neither. The row is claimed
-*before* the work: a concurrent request with the same key waits on it (PostgreSQL: on the
-primary key; SQLite: on the write lock) and then replays the answer instead of doing the work
-twice. The same key with a different request is ``IdempotencyKeyReused`` (HTTP 422; over gRPC
-INVALID_ARGUMENT). Without a key the work simply runs in one transaction.
+*before* the work, by an ``INSERT … ON CONFLICT DO NOTHING``: a concurrent request with the
+same key waits on it (PostgreSQL: on the primary key, until the claim's transaction ends;
+SQLite: on the write lock), finds the key taken and replays the answer instead of doing the
+work twice (or claims the key itself if that transaction rolled back). The same key with a
+different request is ``IdempotencyKeyReused`` (HTTP 422; over gRPC INVALID_ARGUMENT). Without
+a key the work simply runs in one transaction.
 
 Put the caller in ``scope`` so two users' keys never meet.
 """
@@ -37,8 +39,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.platform.storage.tables import idempotency_keys
@@ -95,6 +97,20 @@ def _encode(result: Any) -> bytes:
     raise TypeError("pass encode= for a response that is not a protobuf message")
 
 
+# Built once: building a statement per call costs more CPU than running it.
+_THE_KEY = (
+    idempotency_keys.c.scope == bindparam("b_scope"),
+    idempotency_keys.c.key == bindparam("b_key"),
+)
+# The claim: nothing if the key is taken.
+_CLAIM = {
+    "postgresql": postgresql.insert(idempotency_keys).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(idempotency_keys).on_conflict_do_nothing(),
+}
+_STORED = select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(*_THE_KEY)
+_ANSWER = update(idempotency_keys).where(*_THE_KEY).values(response=bindparam("b_response"))
+
+
 async def run_once(
     transaction: Callable[[], AbstractAsyncContextManager[UnitOfWork]],
     *,
@@ -111,49 +127,29 @@ async def run_once(
             return await work(uow)
     check_key(key)
     digest = fingerprint(request)
-    for attempt in (1, 2):
-        claimed = False
-        try:
-            async with transaction() as uow:
-                row = await _stored(uow.conn, scope, key)
-                if row is not None:
-                    if row.fingerprint != digest:
-                        raise IdempotencyKeyReused(
-                            "this Idempotency-Key was already used with a different request"
-                        )
-                    return decode(row.response)
-                await uow.conn.execute(
-                    idempotency_keys.insert().values(
-                        scope=scope,
-                        key=key,
-                        fingerprint=digest,
-                        response=b"",
-                        created_at=datetime.now(UTC),
-                    )
-                )
-                claimed = True
+    the_key = {"b_scope": scope, "b_key": key}
+    for _attempt in (1, 2):
+        async with transaction() as uow:
+            claim = {
+                "scope": scope,
+                "key": key,
+                "fingerprint": digest,
+                "response": b"",
+                "created_at": datetime.now(UTC),
+            }
+            if (await uow.conn.execute(_CLAIM[uow.conn.dialect.name], claim)).rowcount:
                 result = await work(uow)
-                await uow.conn.execute(
-                    update(idempotency_keys)
-                    .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
-                    .values(response=encode(result))
-                )
+                await uow.conn.execute(_ANSWER, {**the_key, "b_response": encode(result)})
                 return result
-        except IntegrityError:
-            # Only a lost race for the claim is retried (the winner has committed by now);
-            # an integrity error from the work itself is the work's to report.
-            if claimed or attempt == 2:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def _stored(conn: AsyncConnection, scope: str, key: str) -> Any:
-    result = await conn.execute(
-        select(idempotency_keys.c.fingerprint, idempotency_keys.c.response).where(
-            idempotency_keys.c.scope == scope, idempotency_keys.c.key == key
-        )
-    )
-    return result.first()
+            row = (await uow.conn.execute(_STORED, the_key)).first()
+            if row is not None:
+                if row.fingerprint != digest:
+                    raise IdempotencyKeyReused(
+                        "this Idempotency-Key was already used with a different request"
+                    )
+                return decode(row.response)
+        # Taken, then forgotten (forget_older_than) between the two statements: claim again.
+    raise RuntimeError(f"idempotency key {key!r} of {scope!r} could not be claimed")
 
 
 async def forget_older_than(conn: AsyncConnection, age: timedelta) -> int:
