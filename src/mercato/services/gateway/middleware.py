@@ -18,6 +18,7 @@ from mercato.services.gateway.problems import Problem, problem_response
 log = structlog.get_logger(__name__)
 
 HEADER = "x-request-id"
+_HEADER = HEADER.encode()
 _ACCEPTED = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -29,30 +30,35 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers", ())).get(HEADER.encode(), b"").decode("latin-1")
-        request_id = given if _ACCEPTED.match(given) else new_id()
+        given = b""
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                given = value  # the last one, as a dict of the headers would keep
+        request_id = given.decode("latin-1")
+        if not _ACCEPTED.fullmatch(request_id):
+            request_id = new_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        header = (_HEADER, request_id.encode())
         started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (HEADER.encode(), request_id.encode()),
-                ]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            except Exception:
-                log.exception("unhandled error", path=scope.get("path"))
-                if started:
-                    raise
-                response = problem_response(
-                    Request(scope), Problem(500, "an unexpected error; it has been logged")
-                )
-                await response(scope, receive, send_with_id)
+        # bind/reset rather than bound_contextvars, which copies the whole context each time.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error", path=scope.get("path"))
+            if started:
+                raise
+            response = problem_response(
+                Request(scope), Problem(500, "an unexpected error; it has been logged")
+            )
+            await response(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)

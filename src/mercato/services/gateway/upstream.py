@@ -54,6 +54,7 @@ STATUS: dict[grpc.StatusCode, int] = {
 }
 _SHOWN = {422, 404, 409, 403, 401, 429}
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+_STUBS = "mercato.gateway.stubs"  # in ctx.extras: (service, stub type) -> (channel, stub)
 
 # Printable ASCII without spaces: what an HTTP and a gRPC header value both carry.
 IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
@@ -117,7 +118,7 @@ class Gateway:
     ) -> Any:
         """Call ``service``'s ``method``; a failure is raised as a ``Problem``."""
         try:
-            stub = stub_type(self.ctx.channel(service))
+            stub = self._stub(service, stub_type)
         except LookupError:
             raise Problem(503, f"the {service} service is not available") from None
         deadline = timeout if timeout is not None else self.ctx.settings.grpc_deadline
@@ -125,6 +126,16 @@ class Gateway:
             return await getattr(stub, method)(message, timeout=deadline, metadata=self.metadata())
         except grpc.aio.AioRpcError as exc:
             raise problem_of(service, method, exc) from None
+
+    def _stub(self, service: str, stub_type: type[Any]) -> Any:
+        # A stub builds a callable per method of the service: made once per channel, not
+        # once per request.
+        channel = self.ctx.channel(service)
+        stubs: dict[tuple[str, type[Any]], tuple[Any, Any]] = self.ctx.extras.setdefault(_STUBS, {})
+        made = stubs.get((service, stub_type))
+        if made is None or made[0] is not channel:
+            made = stubs[(service, stub_type)] = (channel, stub_type(channel))
+        return made[1]
 
 
 def problem_of(service: str, method: str, exc: grpc.aio.AioRpcError) -> Problem:
