@@ -124,10 +124,10 @@ async def change_address(uow: UnitOfWork, order_id: str, address: Address) -> St
 
 
 async def _keep(uow: UnitOfWork, before: Stored, reaction: Reaction, now: datetime) -> Stored:
-    if reaction.order == before.order and not reaction.events:
+    _publish(uow, reaction)
+    if reaction.order == before.order:  # nothing to write (an event may still go out)
         return before
     await store.save(uow.conn, before, reaction, now)
-    _publish(uow, reaction)
     for change in reaction.changes:
         log.info(
             "order status changed",
@@ -136,8 +136,6 @@ async def _keep(uow: UnitOfWork, before: Stored, reaction: Reaction, now: dateti
             status=change.to_status,
             reason=change.reason,
         )
-    if reaction.order == before.order:
-        return before
     after = _kept(uow, Stored(reaction.order, before.version + 1, now, before.cart_id))
     uow.after_commit(lambda: nudge(after.order.order_id, after, reaction.changes))
     return after

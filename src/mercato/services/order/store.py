@@ -173,10 +173,8 @@ async def insert(
 
 
 async def save(conn: AsyncConnection, before: Stored, reaction: Reaction, now: datetime) -> None:
-    """Write what a reaction changed (nothing if it changed nothing)."""
+    """Write a reaction that changed the order (the caller knows it did)."""
     order = reaction.order
-    if order == before.order:
-        return
     await conn.execute(
         _UPDATE,
         {
