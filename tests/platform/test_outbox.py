@@ -408,3 +408,43 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_unreachable(
     finally:
         await proxy.close()
         await drop_namespace(rabbitmq_url, namespace)
+
+
+# -- polling --------------------------------------------------------------------------------
+class Recording:
+    """A bus that confirms everything and remembers when each event went out."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, float] = {}
+
+    async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        for _, envelope in batch:
+            self.sent[envelope.id] = asyncio.get_running_loop().time()
+        return [True] * len(batch)
+
+
+async def test_an_idle_relay_polls_less_yet_a_commit_here_goes_out_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mercato.platform.outbox.IDLE_POLL", 0.8)
+    engine = await service_engine(None, "ledger", tmp_path)
+    bus = Recording()
+    relay = OutboxRelay(engine, cast(EventBus, bus), "ledger", poll_interval=0.05)
+    running = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(1.5)  # nothing to send: the polls have spread out to 0.8 s
+        async with transaction(engine, "ledger", on_events=relay.wake) as uow:
+            here = (await ledger.record_entry(uow, "acc-1", Decimal("1.00"))).id
+        committed = asyncio.get_running_loop().time()
+        await eventually(lambda: here in bus.sent, timeout=5)
+        assert bus.sent[here] - committed < 0.3, "woken, not polled"
+
+        # Written elsewhere (no wake here): found by a poll, at most IDLE_POLL later.
+        await asyncio.sleep(1.0)
+        async with transaction(engine, "ledger") as uow:
+            elsewhere = (await ledger.record_entry(uow, "acc-1", Decimal("1.00"))).id
+        await eventually(lambda: elsewhere in bus.sent, timeout=3)
+    finally:
+        relay.stop()
+        await running
+        await engine.dispose()

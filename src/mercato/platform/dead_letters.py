@@ -52,7 +52,10 @@ async def count_dead(engine: AsyncEngine) -> int:
 
 
 class Redriver:
-    def __init__(self, engine: AsyncEngine, consumer: InboxConsumer, poll_interval: float = 1.0):
+    """Redrives what ``mercato dlq redrive`` (another process) marked: it looks every
+    ``poll_interval`` seconds, an operator's action needs no faster answer."""
+
+    def __init__(self, engine: AsyncEngine, consumer: InboxConsumer, poll_interval: float = 5.0):
         self.engine = engine
         self.consumer = consumer
         self.poll_interval = poll_interval

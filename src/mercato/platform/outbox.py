@@ -17,6 +17,8 @@ from mercato.platform.storage.tables import outbox
 
 log = structlog.get_logger(__name__)
 
+IDLE_POLL = 5.0  # seconds between polls at most, when nothing was found for a while
+
 # Built once: the relay runs them for every batch.
 UNSENT = (
     select(outbox.c.seq, outbox.c.topic, outbox.c.envelope)
@@ -57,6 +59,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.retention = retention
         self._wake = asyncio.Event()
+        self._idle_poll = max(IDLE_POLL, poll_interval)
         self._stopping = False
         self._lock_conn: AsyncConnection | None = None
         self._lock_key = zlib.crc32(f"mercato.outbox.{service}".encode())
@@ -72,7 +75,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def _pause(self, seconds: float) -> None:
-        self._wake.clear()
+        """Sleep ``seconds`` unless woken meanwhile (or since the batch began)."""
         if self._stopping:
             return
         try:
@@ -81,11 +84,18 @@ class OutboxRelay:
             pass
 
     async def run(self) -> None:
+        """Relay until stopped. A commit in this process wakes the relay at once; the poll is
+        for rows written elsewhere (another replica, a CLI command): every ``poll_interval``
+        while there is work (and on a standby waiting for the lock), and after polls that
+        found nothing less and less often, up to ``IDLE_POLL`` seconds apart."""
         failures = 0
+        pause = self.poll_interval
         try:
             while not self._stopping:
+                self._wake.clear()  # a commit from here on wakes the pause below
                 try:
-                    sent = await self.relay_once() if await self._is_leader() else 0
+                    leader = await self._is_leader()
+                    sent = await self.relay_once() if leader else 0
                     failures = 0
                 except asyncio.CancelledError:
                     raise
@@ -93,10 +103,14 @@ class OutboxRelay:
                     failures += 1
                     log.warning("outbox relay failed", service=self.service, error=str(exc))
                     await self._drop_lock()
+                    self._wake.clear()  # back off even while commits keep waking us
                     await self._pause(min(0.1 * 2**failures, 5.0))
                     continue
+                # A standby (not the leader) keeps asking at the poll interval, to take over.
+                idle = leader and not sent
+                pause = min(2 * pause, self._idle_poll) if idle else self.poll_interval
                 if sent < self.batch_size:
-                    await self._pause(self.poll_interval)
+                    await self._pause(pause)
         finally:
             await self._drop_lock()
 
