@@ -149,14 +149,14 @@ class OutboxRelay:
         if self.engine.dialect.name != "postgresql":
             return True
         if self._lock_conn is not None:
-            # Prove the lock is still ours: if its connection died, so did the lock.
-            await self._lock_conn.execute(text("SELECT 1"))
-            await self._lock_conn.commit()
+            # Prove the lock is still ours: if its connection died, so did the lock. The lock
+            # connection is in autocommit mode: one round trip, no transaction.
+            await self._lock_conn.exec_driver_sql("SELECT 1")
             return True
         conn = await self.engine.connect()
         try:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})
-            await conn.commit()
         except BaseException:
             await conn.close()
             raise
