@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +29,14 @@ class Scenario(StrEnum):
     plenty = "plenty"
     scarce = "scarce"
     both = "both"
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # Windows
+        return None
+    return uvloop.new_event_loop
 
 
 def bench(
@@ -126,7 +135,10 @@ def bench(
     if orders is not None:
         config = dataclasses.replace(config, duration=None)
     try:
-        results = asyncio.run(run_bench(config, console))
+        # The load generator shares the machine: libuv's loop where there is one (as uvicorn
+        # takes it for the system and the bare endpoint), to leave the system more of the CPU.
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            results = runner.run(run_bench(config, console))
     except (SystemFailed, SetupFailed) as exc:
         fail(str(exc), code=1)
     report.show(console, results)
