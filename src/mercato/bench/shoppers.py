@@ -146,7 +146,7 @@ class Load:
 
 
 async def shop(
-    http: httpx.AsyncClient,
+    base: httpx.AsyncClient,
     shoppers: list[Headers],
     products: list[str],
     orders: int | None,
@@ -167,7 +167,9 @@ async def shop(
         budget -= 1 if budget > 0 else 0
         return True
 
-    async def request(label: str, method: str, url: str, ok: int, **kw: Any) -> Any:
+    async def request(
+        http: httpx.AsyncClient, label: str, method: str, url: str, ok: int, **kw: Any
+    ) -> Any:
         try:
             response = await http.request(method, url, **kw)
         except httpx.HTTPError as exc:
@@ -178,7 +180,7 @@ async def shop(
             return None
         return response.json()
 
-    async def wait(placed: Placed, who: Headers) -> str:
+    async def wait(http: httpx.AsyncClient, placed: Placed, who: Headers) -> str:
         """Long-poll until RESERVED or cancelled. The order is made from the checkout's
         event, so for a moment after the 202 it is not there yet (404): ask again."""
         url = f"/api/v1/orders/{placed.order_id}/wait"
@@ -201,43 +203,49 @@ async def shop(
         load.errors["GET wait gave up"] += 1
         return "gave up"
 
-    async def empty_cart(who: Headers) -> None:
+    async def empty_cart(http: httpx.AsyncClient, who: Headers) -> None:
         """A checkout that failed (a 503 after its deadline, say) may or may not have taken
         the cart: start again from an empty one, so no order carries leftovers."""
-        cart = await request("GET cart", "GET", "/api/v1/cart", 200, headers=who)
+        cart = await request(http, "GET cart", "GET", "/api/v1/cart", 200, headers=who)
         for line in cart["items"] if cart else []:
             url = f"/api/v1/cart/items/{line['productId']}"
-            await request("DELETE cart/items", "DELETE", url, 200, headers=who)
+            await request(http, "DELETE cart/items", "DELETE", url, 200, headers=who)
 
     async def shopper(n: int) -> None:
+        # A client (one connection) per shopper: one pool of many connections costs httpx
+        # more than the requests themselves (see hammer.py).
+        async with httpx.AsyncClient(base_url=base.base_url, timeout=base.timeout) as http:
+            await shop_as(http, n)
+
+    async def shop_as(http: httpx.AsyncClient, n: int) -> None:
         who = shoppers[n]
         rng = random.Random(n)
-        await empty_cart(who)
+        await empty_cart(http, who)
         while claim():
             word = rng.choice(WORDS)
             params = {"q": word, "pageSize": 10}
-            if await request("GET products?q", "GET", "/api/v1/products", 200, params=params):
+            search = "/api/v1/products"
+            if await request(http, "GET products?q", "GET", search, 200, params=params):
                 load.browse += 1
             product = rng.choice(products)
-            if await request("GET product", "GET", f"/api/v1/products/{product}", 200):
+            if await request(http, "GET product", "GET", f"/api/v1/products/{product}", 200):
                 load.browse += 1
             item = {"productId": product, "quantity": rng.randint(1, 2)}
-            if not await request(
-                "POST cart/items", "POST", "/api/v1/cart/items", 200, json=item, headers=who
-            ):
-                await empty_cart(who)
+            add = "/api/v1/cart/items"
+            if not await request(http, "POST cart/items", "POST", add, 200, json=item, headers=who):
+                await empty_cart(http, who)
                 continue
             body = {"payment": CARD, "shippingAddress": ADDRESS}
             sent = time.time()
             answer = await request(
-                "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
+                http, "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
             )
             if not answer:
-                await empty_cart(who)
+                await empty_cart(http, who)
                 continue
             placed = Placed(str(answer["orderId"]), n, sent)
             load.placed.append(placed)
-            placed.outcome = await wait(placed, who)
+            placed.outcome = await wait(http, placed, who)
             tick(1)
 
     await asyncio.gather(*(shopper(n) for n in range(len(shoppers))))
