@@ -42,3 +42,16 @@ def uuid7() -> uuid.UUID:
 
 def new_id() -> str:
     return str(uuid7())
+
+
+def made_within(value: str, seconds: float, *, skew: float = 5.0) -> bool:
+    """Whether ``value`` is a UUIDv7 made in the last ``seconds`` (``skew`` seconds of clock
+    difference between machines allowed either way)."""
+    try:
+        parsed = uuid.UUID(value)
+    except (ValueError, TypeError):
+        return False
+    if parsed.version != 7:
+        return False
+    age = time.time() - (parsed.int >> 80) / 1000
+    return -skew <= age <= seconds + skew

@@ -18,7 +18,7 @@ from mercato.api.order.v1 import order_pb2_grpc
 from mercato.contracts.events import Address, PaymentMethod
 from mercato.platform.auth import Caller, require_caller
 from mercato.platform.idempotency import grpc_run_once
-from mercato.platform.ids import new_id
+from mercato.platform.ids import made_within, new_id
 from mercato.platform.runtime.service import ServiceContext
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.order import drafts, orders, store
@@ -57,6 +57,9 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 ORDER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 MAX_WAIT = 60.0
 APPEAR = 2.0  # seconds WatchOrder waits for an order not there yet (the gateway: 5 s)
+# Only an id made this recently (a checkout's: the cart gives out UUIDv7 ids) may name an
+# order still on its way; any other unknown id is NOT_FOUND at once.
+PENDING = 120.0
 MAX_PAGE_SIZE = 100
 MAX_DRAFTS = 10_000
 CANCELLED_SPELLINGS = {"CANCELLED", "CANCELED"}
@@ -354,8 +357,8 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         def mine(stored: Stored) -> bool:
             return caller.may_act_for(stored.order.user_id)
 
-        if not order_id:
-            appear = 0.0
+        if not made_within(order_id, PENDING):
+            appear = 0.0  # not an id a checkout gave out lately: no order is on its way
         return watch(order_id, read, visible=mine, appear=appear)
 
     async def _reply(self, seen: Seen) -> pb.Order:

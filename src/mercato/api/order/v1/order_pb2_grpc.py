@@ -141,14 +141,18 @@ class OrdersServicer:
 
     def WaitOrder(self, request, context):
         """Waits until the order reaches `until` (PAID, RESERVED, COMPLETED or "terminal"), can no
-        longer reach it (cancelled), or `timeout_seconds` (at most 60) have passed.
+        longer reach it (cancelled), or `timeout_seconds` (at most 60) have passed. An order not
+        there yet (placed from a checkout a moment ago) is waited for within the timeout;
+        NOT_FOUND if it never appears or is someone else's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchOrder(self, request, context):
-        """The order now, then again on every change; ends when it is COMPLETED or CANCELLED.
+        """The order now, then again on every change; ends when it is COMPLETED or CANCELLED. An
+        order not there yet is waited for up to 2 s; NOT_FOUND if it never appears or is
+        someone else's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -274,7 +274,12 @@ async def cancel_order(
     return order_of(await upstream.call("order", OrdersStub, "CancelOrder", message))
 
 
-@router.get("/{orderId}/wait", summary="Wait until the order reaches a status (long poll)")
+@router.get(
+    "/{orderId}/wait",
+    summary="Wait until the order reaches a status (long poll)",
+    description="An order not there yet (the checkout's 202 came a moment ago) is waited for "
+    "within `timeout`; 404 if it never appears or is someone else's.",
+)
 async def wait_for_order(
     orderId: OrderId,
     caller: CurrentCaller,
