@@ -73,9 +73,7 @@ async def test_a_wait_answers_as_soon_as_the_order_appears_if_that_is_all_there_
 async def test_someone_elses_order_is_not_found_at_once_or_when_it_appears(shop: Shop) -> None:
     ada_id, _ = await shop.customer("ada@example.com")
     _, bo = await shop.customer("bo@example.com")
-    early = asyncio.ensure_future(
-        not_found(shop.orders.WaitOrder(wait_for(O1, 10), metadata=bo))
-    )
+    early = asyncio.ensure_future(not_found(shop.orders.WaitOrder(wait_for(O1, 10), metadata=bo)))
     await asyncio.sleep(0.2)
     await shop.tell(checkout(O1, ada_id))
     assert await asyncio.wait_for(early, 5) < 5
