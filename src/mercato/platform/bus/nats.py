@@ -447,6 +447,10 @@ class _Puller:
         await _settle(settled)
 
 
+# What one puller handed in: its messages, as read, and where its verdicts go.
+_Handed = tuple[list[Msg], list[RawMessage], asyncio.Future[list[Verdict]]]
+
+
 class _Batcher:
     """The processor of one subscription, shared by its pullers (one per pattern): a batch at
     a time, and the messages handed in while one is in the processor go together into the
@@ -455,8 +459,7 @@ class _Batcher:
 
     def __init__(self, processor: Processor, ack_wait: float):
         self.processor, self.ack_wait = processor, ack_wait
-        self._waiting: list[tuple[list[Msg], list[RawMessage], asyncio.Future[list[Verdict]]]]
-        self._waiting = []
+        self._waiting: list[_Handed] = []
         self._busy = False
 
     async def process(self, msgs: list[Msg], batch: list[RawMessage]) -> list[Verdict]:

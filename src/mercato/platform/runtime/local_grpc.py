@@ -91,7 +91,7 @@ class LocalChannel:
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool = False,
     ) -> Callable[..., Any]:
-        handler = self._handler(method)
+        handler = self._handlers.get(method)
 
         async def call(request: Any, **options: Any) -> Any:
             call = _Call(
@@ -122,7 +122,7 @@ class LocalChannel:
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool = False,
     ) -> Callable[..., Any]:
-        handler = self._handler(method)
+        handler = self._handlers.get(method)
 
         def call(request: Any, **options: Any) -> LocalStream:
             call = _Call(
@@ -139,18 +139,12 @@ class LocalChannel:
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Callable[..., Any]:
         return self._unsupported(method)
 
-    def _handler(self, method: str) -> grpc.RpcMethodHandler | None:
-        return self._handlers.get(method)
-
     @staticmethod
     def _unsupported(method: str) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> NoReturn:
             raise _error(grpc.StatusCode.UNIMPLEMENTED, f"{method}: not callable in-process")
 
         return call
-
-    async def close(self) -> None:
-        pass
 
 
 class LocalStream:
@@ -215,9 +209,6 @@ class LocalStream:
     def cancel(self) -> bool:
         return self._task.cancel()
 
-    def done(self) -> bool:
-        return self._task.done()
-
 
 class _Call:
     """One call's parts: the servicer's handler, its context, the request as the servicer
@@ -262,9 +253,6 @@ class _Context:
 
     def time_remaining(self) -> float | None:
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
-
-    def peer(self) -> str:
-        return "local"
 
     async def abort(
         self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()
