@@ -3,8 +3,9 @@
 SQLAlchemy's ``sqlite+aiosqlite`` dialect runs each statement on aiosqlite's worker thread:
 a hand-over to the thread and a wake-up of the event loop per statement. For Mercato's
 statements (a few rows by primary key, WAL commits without fsync) that hand-over cost many
-times the statement itself: measured on the embedded system, ≈ 260 µs of CPU per statement
-through the thread against ≈ 30 µs here (``docs/performance.md``).
+times the statement itself: a prebuilt SELECT by key executed through SQLAlchemy cost
+≈ 280 µs of CPU with the thread and 120–180 µs inline, side by side (the rest is SQLAlchemy's
+own; ``docs/performance.md``).
 
 So this module gives the dialect a connection with aiosqlite's interface whose statements
 run inline, and keeps the two things the thread was for:
