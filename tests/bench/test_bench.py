@@ -8,6 +8,8 @@ import asyncio
 import io
 import json
 import os
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from mercato.bench import cpu, raw, scrape, stats
+from mercato.bench.client import Client, Response
+from mercato.bench.hammer import error_kind, hammer
 from mercato.bench.invariants import money, reserved_units
 from mercato.bench.report import save, show
 from mercato.bench.run import Config, bench
@@ -160,6 +164,22 @@ async def test_raw_sqlite_and_bare_http_at_tiny_sizes(tmp_path: Path) -> None:
     assert await raw.sqlite(0.2, tmp_path) > 0
     assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
     assert (await raw.bare_http(0.3, clients=2)).rate > 0
+
+
+async def test_the_client_counts_failures_by_kind_and_bounds_each_request() -> None:
+    assert error_kind("POST checkout", Response("POST", "/x", 503, b"")) == "POST checkout 503"
+    refused = await hammer("http://127.0.0.1:9", lambda i: "/", 0.1, clients=1)  # discard port
+    assert refused.requests == 0 and refused.errors
+    assert all(kind.startswith("GET ") and not kind[4:].isdigit() for kind in refused.errors)
+    with socket.socket() as silent:  # takes connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        async with Client(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.1) as http:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError) as failure:
+                await http.get("/", timeout=0.4)  # the request's own timeout wins
+            assert 0.35 < time.monotonic() - started < 3
+    assert error_kind("GET wait", failure.value) == "GET wait TimeoutError"
 
 
 @pytest.mark.postgres

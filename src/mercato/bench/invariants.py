@@ -8,8 +8,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
+from mercato.bench.client import Client
 from mercato.bench.shoppers import Headers, Placed, collect, settled
 
 
@@ -38,7 +37,7 @@ def money(placed: list[Placed]) -> dict[str, str | bool]:
 
 
 async def stock(
-    http: httpx.AsyncClient, products: dict[str, int], placed: list[Placed], timeout: float
+    http: Client, products: dict[str, int], placed: list[Placed], timeout: float
 ) -> dict[str, Any]:
     """Per product: available never below 0, units reserved ≤ units put in, and what the
     catalog shows available = put in − reserved (polled: the catalog learns it by event)."""
@@ -66,7 +65,7 @@ async def stock(
 
 
 async def unanswered(
-    http: httpx.AsyncClient, admin: Headers, products: dict[str, int], known: set[str]
+    http: Client, admin: Headers, products: dict[str, int], known: set[str]
 ) -> list[Placed]:
     """Orders of these products that no shopper heard of: made by a checkout whose answer
     was lost (a 503 after the gateway's deadline while the cart service went on)."""
@@ -89,7 +88,7 @@ async def unanswered(
 
 
 async def check(
-    http: httpx.AsyncClient,
+    http: Client,
     admin: Headers,
     products: dict[str, int],
     placed: list[Placed],

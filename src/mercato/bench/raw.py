@@ -23,10 +23,10 @@ from pathlib import Path
 import aio_pika
 import aiosqlite
 import asyncpg  # type: ignore[import-untyped]
-import httpx
 import nats
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 
+from mercato.bench.client import FAILURES, Client
 from mercato.bench.hammer import Hammered, hammer
 from mercato.bench.system import POSTGRES, free_port
 
@@ -255,12 +255,12 @@ async def bare_http(seconds: float, clients: int) -> Hammered:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=1) as http:
+        async with Client(base, timeout=1) as http:
             for _ in range(100):
                 try:
                     await http.get("/")
                     break
-                except httpx.HTTPError:
+                except FAILURES:
                     await asyncio.sleep(0.1)
         return await hammer(base, lambda i: "/", seconds, clients, label="GET hello")
     finally:

@@ -16,16 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm
+from mercato.bench.client import Client
 from mercato.bench.hammer import hammer
 from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, SystemUnderTest
 
-# Loops hammering the bare endpoint and the gateway's browse alike: httpx in this one process
-# is itself the limit, and it gives most at a few loops (measured: 4–8 loops ≈ 1.5× 50 loops).
+# Loops hammering the bare endpoint and the gateway's browse alike. The client shares the two
+# cores with the server, and a few loops give the most (bare endpoint, quiet machine: 8 loops
+# ≈ 1.8× 50 loops).
 HTTP_CLIENTS = 8
 
 
@@ -160,7 +161,7 @@ async def scenario(
     name: str,
     config: Config,
     system: SystemUnderTest,
-    http: httpx.AsyncClient,
+    http: Client,
     admin: shoppers.Headers,
     people: list[shoppers.Headers],
     progress: Progress,
@@ -295,9 +296,8 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
             with _task(progress, "start the system", None):
                 system.start()
                 await system.ready()
-            limits = httpx.Limits(max_connections=config.shoppers + 20)
-            async with httpx.AsyncClient(
-                base_url=system.base_url, timeout=60, limits=limits
+            async with Client(
+                system.base_url, timeout=60, connections=config.shoppers + 20
             ) as http:
                 admin = await shoppers.sign_in(http, ADMIN_EMAIL, ADMIN_PASSWORD)
                 with _task(progress, "sign up shoppers", config.shoppers) as tick:

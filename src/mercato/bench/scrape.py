@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from mercato.bench.client import Client
 
 COUNTERS = {
     "events": "mercato_events_published",
@@ -68,11 +69,12 @@ def by_service(delta: Counts, orders: int) -> dict[str, Mapping[str, float]]:
 
 async def scrape(urls: Iterable[str]) -> Counts:
     """Every process's counters, summed."""
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with Client(timeout=10) as http:
 
         async def one(url: str) -> Counts:
             response = await http.get(url)
-            response.raise_for_status()
+            if not response.is_success:
+                raise RuntimeError(f"GET {url}: {response.status_code}")
             return parse(response.text)
 
         return merge(await asyncio.gather(*(one(u) for u in urls)))

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
-
+from mercato.bench.client import FAILURES, Client, Response
 from mercato.bench.hammer import error_kind
 
 WORDS = ("cup", "kettle", "teapot", "mug", "press", "grinder", "scale", "filter")
@@ -41,18 +40,17 @@ class SetupFailed(RuntimeError):
     pass
 
 
-def expect(response: httpx.Response, *statuses: int) -> dict[str, Any]:
+def expect(response: Response, *statuses: int) -> dict[str, Any]:
     if response.status_code not in statuses:
         raise SetupFailed(
-            f"{response.request.method} {response.request.url.path}: "
-            f"{response.status_code} {response.text[:300]}"
+            f"{response.method} {response.path}: {response.status_code} {response.text[:300]}"
         )
     return dict(response.json()) if response.content else {}
 
 
 async def post_retrying(
-    http: httpx.AsyncClient, url: str, body: dict[str, Any], headers: Headers | None = None
-) -> httpx.Response:
+    http: Client, url: str, body: dict[str, Any], headers: Headers | None = None
+) -> Response:
     """POST during set-up, again on 503 (a service still starting, or busy hashing passwords
     for the other shoppers signing up)."""
     for attempt in range(10):
@@ -63,14 +61,14 @@ async def post_retrying(
     return response
 
 
-async def sign_in(http: httpx.AsyncClient, email: str, password: str) -> Headers:
+async def sign_in(http: Client, email: str, password: str) -> Headers:
     answer = await post_retrying(http, "/api/v1/auth/login", {"email": email, "password": password})
     body = expect(answer, 200)
     return {"Authorization": f"Bearer {body['accessToken']}"}
 
 
 async def create_products(
-    http: httpx.AsyncClient, admin: Headers, count: int, stock: int, tag: str, tick: Tick
+    http: Client, admin: Headers, count: int, stock: int, tag: str, tick: Tick
 ) -> list[str]:
     """``count`` products with ``stock`` units each, once inventory shows them available."""
     gate = asyncio.Semaphore(8)
@@ -100,9 +98,7 @@ async def create_products(
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def sign_up_shoppers(
-    http: httpx.AsyncClient, count: int, tag: str, tick: Tick
-) -> list[Headers]:
+async def sign_up_shoppers(http: Client, count: int, tag: str, tick: Tick) -> list[Headers]:
     gate = asyncio.Semaphore(2)  # argon2: more at once only queue on the cores
 
     async def one(i: int) -> Headers:
@@ -146,7 +142,7 @@ class Load:
 
 
 async def shop(
-    base: httpx.AsyncClient,
+    http: Client,
     shoppers: list[Headers],
     products: list[str],
     orders: int | None,
@@ -167,12 +163,10 @@ async def shop(
         budget -= 1 if budget > 0 else 0
         return True
 
-    async def request(
-        http: httpx.AsyncClient, label: str, method: str, url: str, ok: int, **kw: Any
-    ) -> Any:
+    async def request(label: str, method: str, url: str, ok: int, **kw: Any) -> Any:
         try:
             response = await http.request(method, url, **kw)
-        except httpx.HTTPError as exc:
+        except FAILURES as exc:
             load.errors[error_kind(label, exc)] += 1
             return None
         if response.status_code != ok:
@@ -180,7 +174,7 @@ async def shop(
             return None
         return response.json()
 
-    async def wait(http: httpx.AsyncClient, placed: Placed, who: Headers) -> str:
+    async def wait(placed: Placed, who: Headers) -> str:
         """Long-poll until RESERVED or cancelled. The order is made from the checkout's
         event, so for a moment after the 202 it is not there yet (404): ask again."""
         url = f"/api/v1/orders/{placed.order_id}/wait"
@@ -191,7 +185,7 @@ async def shop(
                 response = await http.get(
                     url, params=params, headers=who, timeout=wait_timeout + 10
                 )
-            except httpx.HTTPError as exc:
+            except FAILURES as exc:
                 load.errors[error_kind("GET wait", exc)] += 1
                 continue
             if response.status_code == 404:
@@ -203,49 +197,43 @@ async def shop(
         load.errors["GET wait gave up"] += 1
         return "gave up"
 
-    async def empty_cart(http: httpx.AsyncClient, who: Headers) -> None:
+    async def empty_cart(who: Headers) -> None:
         """A checkout that failed (a 503 after its deadline, say) may or may not have taken
         the cart: start again from an empty one, so no order carries leftovers."""
-        cart = await request(http, "GET cart", "GET", "/api/v1/cart", 200, headers=who)
+        cart = await request("GET cart", "GET", "/api/v1/cart", 200, headers=who)
         for line in cart["items"] if cart else []:
             url = f"/api/v1/cart/items/{line['productId']}"
-            await request(http, "DELETE cart/items", "DELETE", url, 200, headers=who)
+            await request("DELETE cart/items", "DELETE", url, 200, headers=who)
 
     async def shopper(n: int) -> None:
-        # A client (one connection) per shopper: one pool of many connections costs httpx
-        # more than the requests themselves (see hammer.py).
-        async with httpx.AsyncClient(base_url=base.base_url, timeout=base.timeout) as http:
-            await shop_as(http, n)
-
-    async def shop_as(http: httpx.AsyncClient, n: int) -> None:
         who = shoppers[n]
         rng = random.Random(n)
-        await empty_cart(http, who)
+        await empty_cart(who)
         while claim():
             word = rng.choice(WORDS)
             params = {"q": word, "pageSize": 10}
             search = "/api/v1/products"
-            if await request(http, "GET products?q", "GET", search, 200, params=params):
+            if await request("GET products?q", "GET", search, 200, params=params):
                 load.browse += 1
             product = rng.choice(products)
-            if await request(http, "GET product", "GET", f"/api/v1/products/{product}", 200):
+            if await request("GET product", "GET", f"/api/v1/products/{product}", 200):
                 load.browse += 1
             item = {"productId": product, "quantity": rng.randint(1, 2)}
             add = "/api/v1/cart/items"
-            if not await request(http, "POST cart/items", "POST", add, 200, json=item, headers=who):
-                await empty_cart(http, who)
+            if not await request("POST cart/items", "POST", add, 200, json=item, headers=who):
+                await empty_cart(who)
                 continue
             body = {"payment": CARD, "shippingAddress": ADDRESS}
             sent = time.time()
             answer = await request(
-                http, "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
+                "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
             )
             if not answer:
-                await empty_cart(http, who)
+                await empty_cart(who)
                 continue
             placed = Placed(str(answer["orderId"]), n, sent)
             load.placed.append(placed)
-            placed.outcome = await wait(http, placed, who)
+            placed.outcome = await wait(placed, who)
             tick(1)
 
     await asyncio.gather(*(shopper(n) for n in range(len(shoppers))))
@@ -266,7 +254,7 @@ def settled(order: dict[str, Any]) -> bool:
 
 
 async def collect(
-    http: httpx.AsyncClient,
+    http: Client,
     headers: Callable[[Placed], Headers],
     placed: list[Placed],
     timeout: float,

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import IO
 
 import asyncpg  # type: ignore[import-untyped]
-import httpx
 
+from mercato.bench.client import FAILURES, Client
 from mercato.services import ordered_names
 
 BROKERS = {
@@ -169,7 +169,7 @@ class SystemUnderTest:
         """Wait for /readyz on every process (the gateway's answers for the embedded one)."""
         urls = [u.removesuffix("/metrics") + "/readyz" for u in self.metrics_urls]
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2) as http:
+        async with Client(timeout=2) as http:
             for url in urls:
                 while True:
                     if self.process is not None and self.process.poll() is not None:
@@ -179,7 +179,7 @@ class SystemUnderTest:
                     try:
                         if (await http.get(url)).status_code == 200:
                             break
-                    except httpx.HTTPError:
+                    except FAILURES:
                         pass
                     if time.monotonic() > deadline:
                         raise SystemFailed(f"{url} not ready within {timeout:.0f}s; {self.tail()}")

@@ -10,10 +10,10 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from rich.progress import Progress
 
 from mercato.bench import stats
+from mercato.bench.client import FAILURES, Client, Response
 from mercato.bench.hammer import error_kind
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 STARTING_MONEY, STARTING_STOCK, ITEM_PRICE = 1_000_000, 1_000_000, 1
 
 
-async def batch_init(http: httpx.AsyncClient, users: int, items: int) -> None:
+async def batch_init(http: Client, users: int, items: int) -> None:
     for path in (
         f"/payment/batch_init/{users}/{STARTING_MONEY}",
         f"/stock/batch_init/{items}/{STARTING_STOCK}/{ITEM_PRICE}",
@@ -37,18 +37,17 @@ async def stress(
     base_url: str, clients: int, seconds: float, users: int, items: int
 ) -> dict[str, Any]:
     """Checkouts/s (answered 2xx or 4xx), their latency, and errors (5xx, transport)."""
-    limits = httpx.Limits(max_connections=clients + 5)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
+    async with Client(base_url, timeout=60, connections=clients + 5) as http:
         await batch_init(http, users, items)
         errors: Counter[str] = Counter()
         outcomes: Counter[str] = Counter()
         latencies: list[float] = []
         stop_at = time.monotonic() + seconds
 
-        async def post(label: str, path: str) -> httpx.Response | None:
+        async def post(label: str, path: str) -> Response | None:
             try:
                 response = await http.post(path)
-            except httpx.HTTPError as exc:
+            except FAILURES as exc:
                 errors[error_kind(label, exc)] += 1
                 return None
             if response.status_code >= 500:
@@ -76,7 +75,7 @@ async def stress(
                 outcomes["paid" if checkout.is_success else "refused"] += 1
                 try:
                     await http.get(f"/orders/find/{order_id}")
-                except httpx.HTTPError as exc:
+                except FAILURES as exc:
                     errors[error_kind("GET orders/find", exc)] += 1
 
         started = time.perf_counter()
@@ -95,9 +94,9 @@ async def stress(
 async def reachable(url: str) -> bool:
     """Whether anything answers HTTP at ``url`` (checked before a long run starts)."""
     try:
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with Client(timeout=5) as http:
             await http.get(url)
-    except httpx.HTTPError:
+    except FAILURES:
         return False
     return True
 
@@ -113,7 +112,7 @@ async def compare(targets: list[str], config: Config, progress: Progress) -> dic
                     url, config.shoppers, config.wdm_seconds, config.wdm_users, config.wdm_items
                 )
             )
-        except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
+        except (*FAILURES, RuntimeError, KeyError, ValueError) as exc:
             # One target failing (down, or not serving the WDM API) spoils only its own row.
             found.append(
                 {"url": url, "failed": f"{type(exc).__name__}: {exc}", "checkoutsPerSecond": None}
