@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.platform.bus.port import EventBus, RawMessage, topic_of
 from mercato.platform.envelope import NATS_PREFIX, Envelope
 from mercato.platform.ids import new_id
-from mercato.platform.storage.database import create_engine, ensure_database, service_url
+from mercato.platform.storage.database import ensure_database, open_database, service_url
 from mercato.platform.storage.migrate import migrate
+from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import dead_letters, inbox, outbox
 from tests.demo import ledger, tally
 from tests.demo.events import EntryRecorded
@@ -38,21 +38,21 @@ def raw(envelope: Envelope, prefix: str = NATS_PREFIX) -> RawMessage:
     return RawMessage(topic_of(envelope), headers, body, prefix)
 
 
-async def service_engine(template: str | None, name: str, data_dir: Path) -> AsyncEngine:
+async def service_engine(template: str | None, name: str, data_dir: Path) -> Database:
     """A demo service's database, created and migrated (``ledger``, or a tally by any name)."""
     url = service_url(template, name, data_dir)
     await ensure_database(url)
-    engine = create_engine(url)
+    engine = open_database(url)
     await migrate(engine, ledger.MIGRATIONS if name == "ledger" else tally.MIGRATIONS)
     return engine
 
 
-async def rows(engine: AsyncEngine, query: Any) -> list[Any]:
+async def rows(engine: Database, query: Any) -> list[Any]:
     async with engine.connect() as conn:
         return list((await conn.execute(query)).all())
 
 
-async def count_of(engine: AsyncEngine, account: str) -> int:
+async def count_of(engine: Database, account: str) -> int:
     """How many entries the tally counted for ``account`` (0 when none)."""
     async with engine.connect() as conn:
         value = await conn.scalar(
@@ -61,14 +61,14 @@ async def count_of(engine: AsyncEngine, account: str) -> int:
     return int(value or 0)
 
 
-async def arrivals(engine: AsyncEngine, account: str) -> list[tuple[str, int]]:
+async def arrivals(engine: Database, account: str) -> list[tuple[str, int]]:
     """(entry id, n) of every event the tally took for ``account``, in arrival order."""
     a = tally.arrivals.c
     found = await rows(engine, select(a.entry_id, a.n).where(a.account == account).order_by(a.seq))
     return [(r.entry_id, r.n) for r in found]
 
 
-async def inbox_count(engine: AsyncEngine, consumer: str, event_id: str) -> int:
+async def inbox_count(engine: Database, consumer: str, event_id: str) -> int:
     async with engine.connect() as conn:
         value = await conn.scalar(
             select(func.count())
@@ -78,22 +78,22 @@ async def inbox_count(engine: AsyncEngine, consumer: str, event_id: str) -> int:
     return int(value or 0)
 
 
-async def unsent(engine: AsyncEngine) -> list[str]:
+async def unsent(engine: Database) -> list[str]:
     """Event ids still waiting in the outbox."""
     found = await rows(engine, select(outbox.c.event_id).where(outbox.c.sent_at.is_(None)))
     return [r.event_id for r in found]
 
 
-async def letters(engine: AsyncEngine) -> list[Any]:
+async def letters(engine: Database) -> list[Any]:
     return await rows(engine, select(dead_letters).order_by(dead_letters.c.failed_at))
 
 
-async def freeze(engine: AsyncEngine, account: str) -> None:
+async def freeze(engine: Database, account: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(tally.frozen_accounts.insert().values(account=account))
 
 
-async def thaw(engine: AsyncEngine, account: str) -> None:
+async def thaw(engine: Database, account: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             delete(tally.frozen_accounts).where(tally.frozen_accounts.c.account == account)

@@ -21,11 +21,11 @@ import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.platform.envelope import Envelope
 from mercato.platform.settings import Settings
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
+from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import outbox
 from mercato.services import all_services, load_service
 from tests.conftest import eventually
@@ -56,7 +56,7 @@ class Shop:
     http: httpx.AsyncClient
     settings: Settings
     admin: dict[str, str] = field(default_factory=dict)
-    engines: dict[str, AsyncEngine] = field(default_factory=dict)
+    engines: dict[str, Database] = field(default_factory=dict)
 
     async def sign_in(self, email: str, password: str) -> dict[str, str]:
         response = await self.http.post(
@@ -142,7 +142,7 @@ class Shop:
         engine = self.engines.get(service)
         if engine is None:
             url = service_url(self.settings.database_url, service, self.settings.data_dir)
-            engine = self.engines[service] = create_engine(url)
+            engine = self.engines[service] = open_database(url)
         async with engine.connect() as conn:
             query = select(outbox.c.envelope).where(outbox.c.event_type == event_type)
             rows = (await conn.execute(query.order_by(outbox.c.seq))).all()

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from mercato.platform.envelope import Envelope
 from mercato.platform.settings import Settings
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.tables import outbox
 from mercato.services import load_service
 from tests.conftest import eventually
@@ -47,7 +47,7 @@ Events = Callable[[str], Awaitable[list[Envelope]]]
 
 def outbox_reader(settings: Settings, service: str) -> Events:
     """The events ``service`` has published, read from its outbox (any database)."""
-    engine = create_engine(service_url(settings.database_url, service, settings.data_dir))
+    engine = open_database(service_url(settings.database_url, service, settings.data_dir))
 
     async def events(event_type: str) -> list[Envelope]:
         async with engine.connect() as conn:
@@ -55,7 +55,7 @@ def outbox_reader(settings: Settings, service: str) -> Events:
             found = (await conn.execute(query.order_by(outbox.c.seq))).all()
         return [Envelope.from_json(r.envelope) for r in found]
 
-    events.engine = engine  # type: ignore[attr-defined]
+    events.db = engine  # type: ignore[attr-defined]
     return events
 
 
@@ -205,7 +205,7 @@ async def test_the_storefront_journey_embedded(
     try:
         await journey(http, events)
     finally:
-        await events.engine.dispose()  # type: ignore[attr-defined]
+        await events.db.dispose()  # type: ignore[attr-defined]
     out, err = capfd.readouterr()
     assert "4242424242424242" not in out + err and CARD not in out + err
 

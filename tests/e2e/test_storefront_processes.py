@@ -43,4 +43,4 @@ async def test_the_storefront_journey_as_processes_on_rabbitmq_and_postgres(
         # Nothing about one user's cart is reachable by another, across processes too.
         await separate_carts(gateway)
     finally:
-        await events.engine.dispose()  # type: ignore[attr-defined]
+        await events.db.dispose()  # type: ignore[attr-defined]

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.contracts.events import Payload
 from mercato.platform.bus.port import EventBus, Subscription, pattern_for, topic_of
 from mercato.platform.envelope import Envelope
 from mercato.platform.inbox import InboxConsumer, RetryPolicy, on
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.migrate import migrate
+from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import dead_letters
 from mercato.platform.unit_of_work import UnitOfWork
 from tests.conftest import eventually
@@ -53,7 +53,7 @@ class BusWorld:
         self.tmp = tmp
         self.namespace = f"mtest{uuid.uuid4().hex[:8]}"
         self.buses: list[EventBus] = []
-        self.engines: dict[str, AsyncEngine] = {}
+        self.engines: dict[str, Database] = {}
         self.subscriptions: list[Subscription] = []
 
     async def bus(self) -> EventBus:
@@ -75,9 +75,9 @@ class BusWorld:
         self.buses.append(bus)
         return bus
 
-    async def engine(self, consumer: str) -> AsyncEngine:
+    async def db(self, consumer: str) -> Database:
         if consumer not in self.engines:
-            engine = create_engine(service_url(None, consumer, self.tmp))
+            engine = open_database(service_url(None, consumer, self.tmp))
             await migrate(engine, None)
             self.engines[consumer] = engine
         return self.engines[consumer]
@@ -94,7 +94,7 @@ class BusWorld:
     ) -> InboxConsumer:
         processor = InboxConsumer(
             consumer,
-            await self.engine(consumer),
+            await self.db(consumer),
             [on(model, handler)],
             policy=RetryPolicy(max_attempts=max_attempts, base_delay=0.05),
         )
@@ -116,7 +116,7 @@ class BusWorld:
         assert confirmed == [True] * len(envelopes)
 
     async def dead_letters(self, consumer: str) -> list[Any]:
-        async with (await self.engine(consumer)).connect() as conn:
+        async with (await self.db(consumer)).connect() as conn:
             return list((await conn.execute(select(dead_letters))).all())
 
     async def close(self) -> None:

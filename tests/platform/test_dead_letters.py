@@ -12,12 +12,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.platform.dead_letters import Redriver, request_redrive
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
 from mercato.platform.runtime.system import System
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
+from mercato.platform.storage.sql import Database
 from tests.conftest import eventually
 from tests.demo import ledger, tally
 from tests.demo.probe import (
@@ -43,7 +43,7 @@ async def test_a_dead_letter_redriven_after_the_fix_is_handled_exactly_once(
     async with System([ledger.service, tally.service], settings).running() as system:
         ledger_ctx, tally_ctx = system.hosts["ledger"].ctx, system.hosts["tally"].ctx
         assert ledger_ctx is not None and tally_ctx is not None
-        engine = tally_ctx.engine
+        engine = tally_ctx.db
         await freeze(engine, "acc-frozen")
         async with ledger_ctx.transaction() as uow:
             stuck = await record(uow, "acc-frozen")
@@ -82,7 +82,7 @@ async def record(uow, account: str):  # type: ignore[no-untyped-def]
     return await ledger.record_entry(uow, account, Decimal("5.00"))
 
 
-async def _status(engine: AsyncEngine, status: str) -> bool:
+async def _status(engine: Database, status: str) -> bool:
     return [r.status for r in await letters(engine)] == [status]
 
 
@@ -92,18 +92,18 @@ def template(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-async def engine(template: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def engine(template: str | None, tmp_path: Path) -> AsyncIterator[Database]:
     engine = await service_engine(template, "tally", tmp_path)
     yield engine
     await engine.dispose()
 
 
-def tally_consumer(engine: AsyncEngine) -> InboxConsumer:
+def tally_consumer(engine: Database) -> InboxConsumer:
     return InboxConsumer("tally", engine, tally.service.handlers, policy=RetryPolicy(1))
 
 
 async def test_a_redrive_that_fails_again_returns_to_dead_with_the_new_error(
-    engine: AsyncEngine,
+    engine: Database,
 ) -> None:
     await freeze(engine, "acc-1")
     await tally_consumer(engine)([raw(entry_event("acc-1"))])
@@ -116,7 +116,7 @@ async def test_a_redrive_that_fails_again_returns_to_dead_with_the_new_error(
 
 
 async def test_two_replicas_redrive_each_letter_once(
-    engine: AsyncEngine, template: str | None, tmp_path: Path
+    engine: Database, template: str | None, tmp_path: Path
 ) -> None:
     """Each replica runs a Redriver; a letter is claimed by one of them only."""
     for n in range(1, 6):
@@ -124,7 +124,7 @@ async def test_two_replicas_redrive_each_letter_once(
         await tally_consumer(engine)([raw(entry_event(f"acc-{n}"))])
         await thaw(engine, f"acc-{n}")
     assert await request_redrive(engine, None) == 5
-    other = create_engine(service_url(template, "tally", tmp_path))
+    other = open_database(service_url(template, "tally", tmp_path))
     try:
         done = await asyncio.gather(
             Redriver(engine, tally_consumer(engine)).redrive_once(),

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.platform.idempotency import (
     BadIdempotencyKey,
@@ -16,8 +15,14 @@ from mercato.platform.idempotency import (
     fingerprint,
     run_once,
 )
-from mercato.platform.storage.database import create_engine, ensure_database, service_url
+from mercato.platform.storage.database import (
+    ensure_database,
+    open_database,
+    schema_engine,
+    service_url,
+)
 from mercato.platform.storage.migrate import migrate
+from mercato.platform.storage.sql import Database
 from mercato.platform.unit_of_work import UnitOfWork, transaction
 
 orders = Table("orders", MetaData(), Column("id", String(64), primary_key=True))
@@ -29,13 +34,15 @@ def template(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-async def engine(template: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def engine(template: str | None, tmp_path: Path) -> AsyncIterator[Database]:
     url = service_url(template, "idem", tmp_path)
     await ensure_database(url)
-    engine = create_engine(url)
+    engine = open_database(url)
     await migrate(engine, None)
-    async with engine.begin() as conn:
+    schema = schema_engine(url)
+    async with schema.begin() as conn:
         await conn.run_sync(orders.metadata.create_all)
+    await schema.dispose()
     yield engine
     await engine.dispose()
 
@@ -49,12 +56,12 @@ def make_order(order_id: str, pause: float = 0.0):  # type: ignore[no-untyped-de
     return work
 
 
-async def count(engine: AsyncEngine) -> int:
+async def count(engine: Database) -> int:
     async with engine.connect() as conn:
         return int(await conn.scalar(select(func.count()).select_from(orders)) or 0)
 
 
-async def test_the_same_key_and_request_return_the_first_answer(engine: AsyncEngine) -> None:
+async def test_the_same_key_and_request_return_the_first_answer(engine: Database) -> None:
     def tx():  # type: ignore[no-untyped-def]
         return transaction(engine, "idem")
 
@@ -68,7 +75,7 @@ async def test_the_same_key_and_request_return_the_first_answer(engine: AsyncEng
     assert await count(engine) == 1
 
 
-async def test_the_same_key_with_another_request_is_refused(engine: AsyncEngine) -> None:
+async def test_the_same_key_with_another_request_is_refused(engine: Database) -> None:
     def tx():  # type: ignore[no-untyped-def]
         return transaction(engine, "idem")
 
@@ -80,7 +87,7 @@ async def test_the_same_key_with_another_request_is_refused(engine: AsyncEngine)
     assert await count(engine) == 1
 
 
-async def test_scopes_keep_users_keys_apart(engine: AsyncEngine) -> None:
+async def test_scopes_keep_users_keys_apart(engine: Database) -> None:
     def tx():  # type: ignore[no-untyped-def]
         return transaction(engine, "idem")
 
@@ -92,7 +99,7 @@ async def test_scopes_keep_users_keys_apart(engine: AsyncEngine) -> None:
     assert await count(engine) == 2
 
 
-async def test_failed_work_leaves_no_key_behind(engine: AsyncEngine) -> None:
+async def test_failed_work_leaves_no_key_behind(engine: Database) -> None:
     def tx():  # type: ignore[no-untyped-def]
         return transaction(engine, "idem")
 
@@ -107,7 +114,7 @@ async def test_failed_work_leaves_no_key_behind(engine: AsyncEngine) -> None:
     assert await count(engine) == 1
 
 
-async def test_concurrent_requests_with_one_key_do_the_work_once(engine: AsyncEngine) -> None:
+async def test_concurrent_requests_with_one_key_do_the_work_once(engine: Database) -> None:
     def tx():  # type: ignore[no-untyped-def]
         return transaction(engine, "idem")
 
@@ -123,7 +130,7 @@ async def test_concurrent_requests_with_one_key_do_the_work_once(engine: AsyncEn
     assert await count(engine) == 1
 
 
-async def test_a_request_waiting_on_a_claim_that_fails_does_the_work(engine: AsyncEngine) -> None:
+async def test_a_request_waiting_on_a_claim_that_fails_does_the_work(engine: Database) -> None:
     def tx():  # type: ignore[no-untyped-def]
         return transaction(engine, "idem")
 
@@ -142,7 +149,7 @@ async def test_a_request_waiting_on_a_claim_that_fails_does_the_work(engine: Asy
     assert await count(engine) == 1
 
 
-async def test_keys_are_checked(engine: AsyncEngine) -> None:
+async def test_keys_are_checked(engine: Database) -> None:
     def tx():  # type: ignore[no-untyped-def]
         return transaction(engine, "idem")
 

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.platform.bus.port import ACK
 from mercato.platform.envelope import AMQP_PREFIX
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
+from mercato.platform.storage.sql import Database
 from tests.demo import tally
 from tests.demo.probe import (
     arrivals,
@@ -36,18 +36,18 @@ def template(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-async def engine(template: str | None, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def engine(template: str | None, tmp_path: Path) -> AsyncIterator[Database]:
     engine = await service_engine(template, "tally", tmp_path)
     yield engine
     await engine.dispose()
 
 
-def consumer(engine: AsyncEngine) -> InboxConsumer:
+def consumer(engine: Database) -> InboxConsumer:
     return InboxConsumer("tally", engine, tally.service.handlers, policy=RetryPolicy(3, 0.01))
 
 
 async def test_the_same_event_delivered_three_times_takes_effect_once(
-    engine: AsyncEngine,
+    engine: Database,
 ) -> None:
     tally_consumer = consumer(engine)
     event = entry_event("acc-1", amount="12.50")
@@ -58,7 +58,7 @@ async def test_the_same_event_delivered_three_times_takes_effect_once(
     assert await inbox_count(engine, "tally", event.id) == 1
 
 
-async def test_three_copies_in_one_batch_take_effect_once(engine: AsyncEngine) -> None:
+async def test_three_copies_in_one_batch_take_effect_once(engine: Database) -> None:
     event, other = entry_event("acc-1"), entry_event("acc-1", n=2)
     batch = [raw(event), raw(event, AMQP_PREFIX), raw(other), raw(event)]
     assert await consumer(engine)(batch) == [ACK] * 4
@@ -67,7 +67,7 @@ async def test_three_copies_in_one_batch_take_effect_once(engine: AsyncEngine) -
 
 
 async def test_a_failed_batch_is_retried_one_by_one_without_doubling_the_others(
-    engine: AsyncEngine,
+    engine: Database,
 ) -> None:
     await freeze(engine, "acc-frozen")
     good, bad, late = entry_event("acc-1"), entry_event("acc-frozen"), entry_event("acc-1", n=2)
@@ -81,14 +81,14 @@ async def test_a_failed_batch_is_retried_one_by_one_without_doubling_the_others(
 
 
 async def test_two_replicas_handling_one_event_at_once_take_effect_once(
-    engine: AsyncEngine, template: str | None, tmp_path: Path
+    engine: Database, template: str | None, tmp_path: Path
 ) -> None:
     """Two consumers of one service (own engines, as two processes) get the same event together.
 
     The handler pauses inside its transaction, so both hold the event at the same time; the
     second one's inbox insert waits for the first to commit, then finds the row and skips.
     """
-    other_engine = create_engine(service_url(template, "tally", tmp_path))
+    other_engine = open_database(service_url(template, "tally", tmp_path))
     try:
         event = entry_event("acc-race", pause=0.3)
         verdicts = await asyncio.gather(
@@ -102,7 +102,7 @@ async def test_two_replicas_handling_one_event_at_once_take_effect_once(
     assert await inbox_count(engine, "tally", event.id) == 1
 
 
-async def test_consumers_keep_separate_records_of_one_event(engine: AsyncEngine) -> None:
+async def test_consumers_keep_separate_records_of_one_event(engine: Database) -> None:
     """The inbox is per consumer: the same event id is news to a second consumer."""
     event = entry_event("acc-1")
     mirror = InboxConsumer("mirror", engine, tally.mirror.handlers)

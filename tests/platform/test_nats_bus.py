@@ -16,7 +16,7 @@ from mercato.platform.bus.nats import NatsBus, durable_name, pattern_subject, to
 from mercato.platform.bus.port import RawMessage, Retry, Verdict, pattern_for, topic_of
 from mercato.platform.envelope import Envelope
 from mercato.platform.inbox import InboxConsumer, on
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.migrate import migrate
 from mercato.platform.storage.tables import dead_letters
 from tests.conftest import eventually
@@ -116,7 +116,7 @@ async def test_a_message_past_the_delivery_limit_reaches_the_processor_as_exhaus
 async def test_an_event_whose_handler_kills_its_process_ends_as_a_dead_letter(
     bus: NatsBus, nats_url: str, tmp_path: Path
 ) -> None:
-    engine = create_engine(service_url(None, "svc-a", tmp_path))
+    engine = open_database(service_url(None, "svc-a", tmp_path))
     await migrate(engine, None)
     crashing = asyncio.Event()
     dead = asyncio.Event()

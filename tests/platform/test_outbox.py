@@ -27,7 +27,8 @@ from mercato.platform.bus.port import EventBus
 from mercato.platform.envelope import Envelope
 from mercato.platform.outbox import OutboxRelay
 from mercato.platform.runtime.system import System
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
+from mercato.platform.storage.sql import Database
 from mercato.platform.unit_of_work import transaction
 from tests.conftest import eventually
 from tests.demo import ledger, tally
@@ -73,24 +74,24 @@ async def each_consumer_has_once(consumers: System, ledger_system: System, ids: 
     """
     ledger_ctx = ledger_system.hosts["ledger"].ctx
     assert ledger_ctx is not None
-    await eventually(lambda: _none_unsent(ledger_ctx.engine), timeout=20)
+    await eventually(lambda: _none_unsent(ledger_ctx.db), timeout=20)
     async with ledger_ctx.transaction() as uow:
         await ledger.record_entry(uow, "acc-1", Decimal("1.00"))
     for name in CONSUMERS:
         ctx = consumers.hosts[name].ctx
         assert ctx is not None
-        await eventually(lambda ctx=ctx: _count_is(ctx.engine, "acc-1", len(ids) + 1), timeout=20)
-        assert [n for _, n in await arrivals(ctx.engine, "acc-1")] == list(range(1, len(ids) + 2))
-        assert await count_of(ctx.engine, "acc-1") == len(ids) + 1
+        await eventually(lambda ctx=ctx: _count_is(ctx.db, "acc-1", len(ids) + 1), timeout=20)
+        assert [n for _, n in await arrivals(ctx.db, "acc-1")] == list(range(1, len(ids) + 2))
+        assert await count_of(ctx.db, "acc-1") == len(ids) + 1
         for event_id in ids:
-            assert await inbox_count(ctx.engine, name, event_id) == 1
+            assert await inbox_count(ctx.db, name, event_id) == 1
 
 
-async def _count_is(engine: AsyncEngine, account: str, expected: int) -> bool:
+async def _count_is(engine: Database, account: str, expected: int) -> bool:
     return await count_of(engine, account) >= expected
 
 
-async def _none_unsent(engine: AsyncEngine) -> bool:
+async def _none_unsent(engine: Database) -> bool:
     return not await unsent(engine)
 
 
@@ -166,7 +167,7 @@ class SlowBus:
         return [True] * len(batch)
 
 
-async def record_entries(engine: AsyncEngine, accounts: Sequence[str], each: int) -> list[str]:
+async def record_entries(engine: Database, accounts: Sequence[str], each: int) -> list[str]:
     """Each account's entries one transaction after another, accounts side by side."""
     ids: list[str] = []
 
@@ -180,18 +181,18 @@ async def record_entries(engine: AsyncEngine, accounts: Sequence[str], each: int
 
 
 @pytest.fixture
-async def pg_ledger(postgres_template: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+async def pg_ledger(postgres_template: str, tmp_path: Path) -> AsyncIterator[Database]:
     engine = await service_engine(postgres_template, "ledger", tmp_path)
     yield engine
     await engine.dispose()
 
 
 async def test_two_relays_on_postgres_never_publish_at_once_and_the_standby_takes_over(
-    pg_ledger: AsyncEngine, postgres_template: str, tmp_path: Path
+    pg_ledger: Database, postgres_template: str, tmp_path: Path
 ) -> None:
     log = PublishLog()
     url = service_url(postgres_template, "ledger", tmp_path)
-    engines = [create_engine(url), create_engine(url)]
+    engines = [open_database(url), open_database(url)]
     relays = {
         name: OutboxRelay(
             e, cast(EventBus, SlowBus(name, log)), "ledger", batch_size=4, poll_interval=0.02
@@ -300,12 +301,12 @@ async def _check_commit_order(system: System) -> None:
         ctx = system.hosts["ledger"].ctx
         assert ctx is not None
         accounts = [f"acc-{i}" for i in range(4)]
-        await record_entries(ctx.engine, accounts, 8)
+        await record_entries(ctx.db, accounts, 8)
         for name in CONSUMERS:
             consumer_ctx = system.hosts[name].ctx
             assert consumer_ctx is not None
             for account in accounts:
-                engine = consumer_ctx.engine
+                engine = consumer_ctx.db
                 await eventually(lambda e=engine, a=account: _count_is(e, a, 8))
                 assert [n for _, n in await arrivals(engine, account)] == list(range(1, 9))
 
@@ -389,21 +390,21 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_unreachable(
         async with system.running():
             ledger_ctx, tally_ctx = system.hosts["ledger"].ctx, system.hosts["tally"].ctx
             assert ledger_ctx is not None and tally_ctx is not None
-            await record_entries(ledger_ctx.engine, ["acc-1"], 1)
-            await eventually(lambda: _count_is(tally_ctx.engine, "acc-1", 1))
+            await record_entries(ledger_ctx.db, ["acc-1"], 1)
+            await eventually(lambda: _count_is(tally_ctx.db, "acc-1", 1))
 
             await proxy.cut()
             try:
-                await record_entries(ledger_ctx.engine, ["acc-1"], 2)  # commits go on
+                await record_entries(ledger_ctx.db, ["acc-1"], 2)  # commits go on
                 await asyncio.sleep(1.5)
-                assert len(await unsent(ledger_ctx.engine)) == 2, "they wait in the outbox"
-                assert await count_of(tally_ctx.engine, "acc-1") == 1
+                assert len(await unsent(ledger_ctx.db)) == 2, "they wait in the outbox"
+                assert await count_of(tally_ctx.db, "acc-1") == 1
                 assert "unavailable" in (await system.readiness())["ledger"]
             finally:
                 await proxy.open()  # even on failure: the system stops with its broker back
-            await eventually(lambda: _count_is(tally_ctx.engine, "acc-1", 3), timeout=30)
-            await eventually(lambda: _none_unsent(ledger_ctx.engine))
-            assert [n for _, n in await arrivals(tally_ctx.engine, "acc-1")] == [1, 2, 3]
+            await eventually(lambda: _count_is(tally_ctx.db, "acc-1", 3), timeout=30)
+            await eventually(lambda: _none_unsent(ledger_ctx.db))
+            assert [n for _, n in await arrivals(tally_ctx.db, "acc-1")] == [1, 2, 3]
             assert await system.readiness() == {"ledger": "ok", "tally": "ok"}
     finally:
         await proxy.close()

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from mercato.platform.bus.port import RawMessage, Retry, Verdict, pattern_for, topic_of
 from mercato.platform.bus.rabbitmq import RabbitBus
 from mercato.platform.inbox import InboxConsumer, on
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.migrate import migrate
 from mercato.platform.storage.tables import dead_letters
 from tests.conftest import eventually
@@ -121,7 +121,7 @@ async def test_attempts_count_the_redeliveries_and_the_limit_dead_letters(
 async def test_an_event_whose_handler_kills_its_process_ends_as_a_dead_letter(
     processes: Processes, tmp_path: Path
 ) -> None:
-    engine = create_engine(service_url(None, "svc-a", tmp_path))
+    engine = open_database(service_url(None, "svc-a", tmp_path))
     await migrate(engine, None)
     crashing, dead = asyncio.Event(), asyncio.Event()
 

@@ -75,7 +75,7 @@ async def test_stopping_lets_the_handler_in_hand_commit(tmp_path: Path) -> None:
 def tally_engine(system: System):  # type: ignore[no-untyped-def]
     ctx = system.hosts["tally"].ctx
     assert ctx is not None
-    return ctx.engine
+    return ctx.db
 
 
 async def _counted(engine, account: str, expected: int) -> bool:  # type: ignore[no-untyped-def]

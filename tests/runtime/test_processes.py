@@ -21,8 +21,8 @@ from pathlib import Path
 import grpc.aio
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mercato.platform.storage.sql import Database
 from tests.conftest import eventually
 from tests.demo.ledger import call_record
 from tests.demo.probe import ROOT, arrivals, count_of, drop_namespace, service_engine
@@ -148,5 +148,5 @@ async def test_the_pair_runs_as_two_processes_and_sigterm_drains(
         await engine.dispose()
 
 
-async def _counted(engine: AsyncEngine, account: str, expected: int) -> bool:
+async def _counted(engine: Database, account: str, expected: int) -> bool:
     return await count_of(engine, account) >= expected

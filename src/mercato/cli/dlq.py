@@ -8,13 +8,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.cli.common import console, fail, settings_or_exit
 from mercato.platform.dead_letters import list_dead_letters, request_redrive
 from mercato.platform.settings import Settings
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage.database import open_database, service_url
+from mercato.platform.storage.sql import Database
 from mercato.services import SERVICES
 
 app = typer.Typer(help="Dead letters: events a service could not handle.", no_args_is_help=True)
@@ -25,27 +24,26 @@ ServiceOption = Annotated[
 ]
 
 
-async def _each_engine(settings: Settings, names: list[str]) -> list[tuple[str, AsyncEngine]]:
+async def _each_db(settings: Settings, names: list[str]) -> list[tuple[str, Database]]:
     """The databases of the named services (a SQLite file not yet made has no dead letters)."""
-    engines = []
+    dbs = []
     for name in names:
         url = service_url(settings.database_url, name, settings.data_dir)
         if url.get_backend_name() == "sqlite" and url.database and not _exists(url.database):
             continue
-        engine = create_engine(url)
+        db = open_database(url)
         # Read only: migrating here would fail on the service's own revisions (not on this
         # path), and a database without the table has no dead letters.
-        if await _has_dead_letters(engine, name):
-            engines.append((name, engine))
+        if await _has_dead_letters(db, name):
+            dbs.append((name, db))
         else:
-            await engine.dispose()
-    return engines
+            await db.dispose()
+    return dbs
 
 
-async def _has_dead_letters(engine: AsyncEngine, name: str) -> bool:
+async def _has_dead_letters(db: Database, name: str) -> bool:
     try:
-        async with engine.connect() as conn:
-            return bool(await conn.run_sync(lambda c: inspect(c).has_table("dead_letters")))
+        return await db.has_table("dead_letters")
     except Exception as exc:
         if "does not exist" in str(exc):  # PostgreSQL: the service never started here
             return False
@@ -73,11 +71,11 @@ def list_(
 
     async def collect() -> list[Any]:
         rows: list[Any] = []
-        for _, engine in await _each_engine(settings, _names(services)):
+        for _, db in await _each_db(settings, _names(services)):
             try:
-                rows.extend(await list_dead_letters(engine, include_redriven=all_))
+                rows.extend(await list_dead_letters(db, include_redriven=all_))
             finally:
-                await engine.dispose()
+                await db.dispose()
         return rows
 
     rows = asyncio.run(collect())
@@ -112,11 +110,11 @@ def redrive(
 
     async def mark() -> int:
         marked = 0
-        for _, engine in await _each_engine(settings, _names(services)):
+        for _, db in await _each_db(settings, _names(services)):
             try:
-                marked += await request_redrive(engine, None if all_ else letter_id)
+                marked += await request_redrive(db, None if all_ else letter_id)
             finally:
-                await engine.dispose()
+                await db.dispose()
         return marked
 
     marked = asyncio.run(mark())

@@ -14,9 +14,9 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Row, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.platform.inbox import InboxConsumer
+from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import dead_letters
 
 log = structlog.get_logger(__name__)
@@ -24,27 +24,25 @@ log = structlog.get_logger(__name__)
 DEAD, REDRIVE, REDRIVING, REDRIVEN = "dead", "redrive", "redriving", "redriven"
 
 
-async def list_dead_letters(
-    engine: AsyncEngine, include_redriven: bool = False
-) -> Sequence[Row[Any]]:
+async def list_dead_letters(db: Database, include_redriven: bool = False) -> Sequence[Row[Any]]:
     query = select(dead_letters).order_by(dead_letters.c.failed_at)
     if not include_redriven:
         query = query.where(dead_letters.c.status != REDRIVEN)
-    async with engine.connect() as conn:
+    async with db.connect() as conn:
         return (await conn.execute(query)).all()
 
 
-async def request_redrive(engine: AsyncEngine, letter_id: str | None) -> int:
+async def request_redrive(db: Database, letter_id: str | None) -> int:
     """Mark one dead letter (or all, with None) for redrive; return how many were marked."""
     query = update(dead_letters).where(dead_letters.c.status == DEAD).values(status=REDRIVE)
     if letter_id is not None:
         query = query.where(dead_letters.c.id == letter_id)
-    async with engine.begin() as conn:
+    async with db.begin() as conn:
         return (await conn.execute(query)).rowcount
 
 
-async def count_dead(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
+async def count_dead(db: Database) -> int:
+    async with db.connect() as conn:
         value = await conn.scalar(
             select(func.count()).select_from(dead_letters).where(dead_letters.c.status == DEAD)
         )
@@ -55,8 +53,8 @@ class Redriver:
     """Redrives what ``mercato dlq redrive`` (another process) marked: it looks every
     ``poll_interval`` seconds, an operator's action needs no faster answer."""
 
-    def __init__(self, engine: AsyncEngine, consumer: InboxConsumer, poll_interval: float = 5.0):
-        self.engine = engine
+    def __init__(self, db: Database, consumer: InboxConsumer, poll_interval: float = 5.0):
+        self.db = db
         self.consumer = consumer
         self.poll_interval = poll_interval
 
@@ -71,7 +69,7 @@ class Redriver:
             await asyncio.sleep(self.poll_interval)
 
     async def redrive_once(self) -> int:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = (
                 await conn.execute(
                     select(dead_letters)
@@ -85,7 +83,7 @@ class Redriver:
             await conn.rollback()
         done = 0
         for row in rows:
-            async with self.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 claimed = await conn.execute(
                     update(dead_letters)
                     .where(dead_letters.c.id == row.id, dead_letters.c.status == REDRIVE)
@@ -104,7 +102,7 @@ class Redriver:
                     "failed_at": datetime.now(UTC),
                 }
             )
-            async with self.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 await conn.execute(
                     update(dead_letters).where(dead_letters.c.id == row.id).values(**values)
                 )

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from google.protobuf.message import Message
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mercato.platform.storage.sql import Connection
 from mercato.platform.storage.tables import idempotency_keys
 from mercato.platform.unit_of_work import UnitOfWork
 
@@ -152,7 +152,7 @@ async def run_once(
     raise RuntimeError(f"idempotency key {key!r} of {scope!r} could not be claimed")
 
 
-async def forget_older_than(conn: AsyncConnection, age: timedelta) -> int:
+async def forget_older_than(conn: Connection, age: timedelta) -> int:
     """Drop keys older than ``age`` (clients retry within minutes, not days)."""
     result = await conn.execute(
         delete(idempotency_keys).where(idempotency_keys.c.created_at < datetime.now(UTC) - age)

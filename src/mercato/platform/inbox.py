@@ -20,13 +20,13 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mercato.contracts.events import Payload
 from mercato.platform.bus.port import ACK, ROUTE_BY, RawMessage, Retry, Verdict, pattern_for
 from mercato.platform.envelope import Envelope, EnvelopeError
 from mercato.platform.ids import new_id
 from mercato.platform.metrics import DELIVERIES
+from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import dead_letters, inbox
 from mercato.platform.unit_of_work import UnitOfWork, trace_id_of, transaction
 
@@ -88,21 +88,21 @@ class InboxConsumer:
     def __init__(
         self,
         name: str,
-        engine: AsyncEngine,
+        db: Database,
         handlers: Sequence[On],
         *,
         policy: RetryPolicy | None = None,
         on_events: Callable[[], None] | None = None,
     ):
         self.name = name
-        self.engine = engine
+        self.db = db
         self.policy = policy or RetryPolicy()
         self.on_events = on_events
         self._by_type: dict[str, list[On]] = {}
         for h in handlers:
             self._by_type.setdefault(h.event_type, []).append(h)
         self.patterns = tuple(sorted({h.pattern for h in handlers}))
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        dialect = postgresql if db.dialect.name == "postgresql" else sqlite
         self._claim = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
     async def __call__(self, batch: Sequence[RawMessage]) -> list[Verdict]:
@@ -154,7 +154,7 @@ class InboxConsumer:
         return _Decoded(message, envelope, payload, matching)
 
     async def _handle(self, items: Sequence[_Decoded]) -> None:
-        async with transaction(self.engine, self.name, on_events=self.on_events) as uow:
+        async with transaction(self.db, self.name, on_events=self.on_events) as uow:
             now = datetime.now(UTC)
             # One statement records the whole batch; it returns the events not seen before.
             claimed = await uow.conn.execute(
@@ -211,7 +211,7 @@ class InboxConsumer:
             error=error,
         )
         try:
-            async with self.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 await conn.execute(
                     dead_letters.insert(),
                     {

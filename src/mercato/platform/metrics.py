@@ -4,11 +4,9 @@ them before and after a run."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.platform.storage.sql import Database
 
 EVENTS_PUBLISHED = Counter(
     "mercato_events_published",
@@ -27,10 +25,6 @@ TRANSACTIONS = Counter(
 )
 
 
-def count_commits(engine: AsyncEngine, service: str) -> None:
-    """Count every commit on ``engine`` as one of ``service``'s transactions."""
-    committed = TRANSACTIONS.labels(service)
-
-    @event.listens_for(engine.sync_engine, "commit")
-    def _commit(_conn: Any) -> None:
-        committed.inc()
+def count_commits(db: Database, service: str) -> None:
+    """Count every commit on ``db`` as one of ``service``'s transactions."""
+    db.on_commit.append(TRANSACTIONS.labels(service).inc)

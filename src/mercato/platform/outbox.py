@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import bindparam, delete, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mercato.platform.bus.port import EventBus
 from mercato.platform.envelope import Envelope
 from mercato.platform.metrics import EVENTS_PUBLISHED
+from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.storage.tables import outbox
 
 log = structlog.get_logger(__name__)
@@ -26,6 +26,8 @@ UNSENT = (
     .order_by(outbox.c.seq)
     .limit(bindparam("batch"))
 )
+SELECT_1 = text("SELECT 1")
+TRY_LOCK = text("SELECT pg_try_advisory_lock(:k)")
 MARK_SENT = (
     update(outbox)
     .where(outbox.c.seq.in_(bindparam("seqs", expanding=True)))
@@ -44,7 +46,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         bus: EventBus,
         service: str,
         *,
@@ -52,7 +54,7 @@ class OutboxRelay:
         poll_interval: float = 0.5,
         retention: timedelta = timedelta(hours=1),
     ):
-        self.engine = engine
+        self.db = db
         self.bus = bus
         self.service = service
         self.batch_size = batch_size
@@ -61,7 +63,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._idle_poll = max(IDLE_POLL, poll_interval)
         self._stopping = False
-        self._lock_conn: AsyncConnection | None = None
+        self._lock_conn: Connection | None = None
         self._lock_key = zlib.crc32(f"mercato.outbox.{service}".encode())
         self._last_purge = datetime.now(UTC)
 
@@ -116,9 +118,8 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent rows; return how many the broker confirmed."""
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = (await conn.execute(UNSENT, {"batch": self.batch_size})).all()
-            await conn.rollback()
         if not rows:
             await self._purge()
             return 0
@@ -127,7 +128,7 @@ class OutboxRelay:
         done = [row.seq for row, ok in zip(rows, confirmed, strict=True) if ok]
         if done:
             EVENTS_PUBLISHED.labels(self.service).inc(len(done))
-            async with self.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 await conn.execute(MARK_SENT, {"seqs": done, "now": datetime.now(UTC)})
         if len(done) < len(rows):
             raise RuntimeError(f"broker confirmed {len(done)} of {len(rows)} events")
@@ -138,7 +139,7 @@ class OutboxRelay:
         if now - self._last_purge < timedelta(minutes=1):
             return
         self._last_purge = now
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(
                 delete(outbox).where(
                     outbox.c.sent_at.is_not(None), outbox.c.sent_at < now - self.retention
@@ -146,22 +147,21 @@ class OutboxRelay:
             )
 
     async def _is_leader(self) -> bool:
-        if self.engine.dialect.name != "postgresql":
+        if self.db.name != "postgresql":
             return True
         if self._lock_conn is not None:
             # Prove the lock is still ours: if its connection died, so did the lock. The lock
             # connection is in autocommit mode: one round trip, no transaction.
-            await self._lock_conn.exec_driver_sql("SELECT 1")
+            await self._lock_conn.execute(SELECT_1)
             return True
-        conn = await self.engine.connect()
+        conn = await self.db.dedicated()
         try:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})
+            got = await conn.scalar(TRY_LOCK, {"k": self._lock_key})
         except BaseException:
-            await conn.close()
+            await self.db.close_dedicated(conn)
             raise
         if not got:
-            await conn.close()
+            await self.db.close_dedicated(conn)
             await asyncio.sleep(self.poll_interval)
             return False
         self._lock_conn = conn
@@ -171,6 +171,6 @@ class OutboxRelay:
         conn, self._lock_conn = self._lock_conn, None
         if conn is not None:
             try:
-                await conn.invalidate()
+                await self.db.close_dedicated(conn)
             except Exception:  # the connection may already be gone; so is the lock then
                 pass

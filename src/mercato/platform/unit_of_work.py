@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from mercato.contracts.events import Payload
 from mercato.platform.bus.port import topic_of
 from mercato.platform.envelope import Envelope
+from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.storage.tables import outbox
 
 ADD_TO_OUTBOX = outbox.insert()
@@ -34,7 +33,7 @@ class UnitOfWork:
     directly; the relay sends them after commit.
     """
 
-    def __init__(self, conn: AsyncConnection, service: str, cause: Envelope | None = None):
+    def __init__(self, conn: Connection, service: str, cause: Envelope | None = None):
         self.conn = conn
         self.service = service
         self.cause = cause
@@ -83,14 +82,14 @@ class UnitOfWork:
 
 @asynccontextmanager
 async def transaction(
-    engine: AsyncEngine,
+    db: Database,
     service: str,
     cause: Envelope | None = None,
     on_events: Callable[[], None] | None = None,
 ) -> AsyncIterator[UnitOfWork]:
     """Commit the work and its outbox rows together; then wake the relay and run the
     ``after_commit`` callbacks."""
-    async with engine.begin() as conn:
+    async with db.begin() as conn:
         uow = UnitOfWork(conn, service, cause)
         yield uow
         await uow.write_outbox()

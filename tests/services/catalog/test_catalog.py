@@ -42,7 +42,7 @@ class Shop:
     async def events(self, event_type: str) -> list[Envelope]:
         ctx = self.system.hosts["catalog"].ctx
         assert ctx is not None
-        async with ctx.engine.connect() as conn:
+        async with ctx.db.connect() as conn:
             rows = (await conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq))).all()
         found = [Envelope.from_json(r.envelope) for r in rows]
         return [e for e in found if e.type == event_type]
@@ -312,7 +312,7 @@ async def test_demo_catalog_loads_once_across_restarts(tmp_path: Path) -> None:
         again = (await http.get("/api/v1/products", params={"pageSize": 100})).json()
         ctx = system.hosts["catalog"].ctx
         assert ctx is not None
-        async with ctx.engine.connect() as conn:
+        async with ctx.db.connect() as conn:
             rows = (await conn.execute(select(outbox.c.envelope))).all()
         created = [r for r in rows if Envelope.from_json(r.envelope).type == "ProductCreated"]
     # Not reloaded: the deleted demo product stays deleted, and nothing was created twice.

@@ -55,7 +55,7 @@ def put(*items: tuple[str, str, int]) -> pb.PutProductsRequest:
 
 
 async def events(ctx: ServiceContext) -> list[Envelope]:
-    async with ctx.engine.connect() as conn:
+    async with ctx.db.connect() as conn:
         rows = (await conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq))).all()
     return [Envelope.from_json(r.envelope) for r in rows]
 

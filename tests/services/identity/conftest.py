@@ -35,7 +35,7 @@ class Identity:
     async def events(self, event_type: str | None = None) -> list[Envelope]:
         ctx = self.system.hosts["identity"].ctx
         assert ctx is not None
-        async with ctx.engine.connect() as conn:
+        async with ctx.db.connect() as conn:
             rows = (await conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq))).all()
         found = [Envelope.from_json(r.envelope) for r in rows]
         return [e for e in found if event_type is None or e.type == event_type]

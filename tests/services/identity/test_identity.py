@@ -161,7 +161,7 @@ async def test_logout_revokes_and_unknown_or_expired_tokens_are_refused(ident: I
     stale = await ident.login("ada@example.com")
     ctx = ident.system.hosts["identity"].ctx
     assert ctx is not None
-    async with ctx.engine.begin() as conn:
+    async with ctx.db.begin() as conn:
         past = datetime.now(UTC) - timedelta(seconds=1)
         await conn.execute(update(refresh_tokens).values(expires_at=past))
     error = await refused(

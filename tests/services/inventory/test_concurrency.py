@@ -26,7 +26,7 @@ async def race(inv: Inventory) -> None:
     async def watch() -> None:
         # Samples the committed stock while the race runs: it must never be seen below zero.
         while not done.is_set():
-            async with inv.ctx.engine.connect() as conn:
+            async with inv.ctx.db.connect() as conn:
                 lowest.append(int(await conn.scalar(sa.select(stock.c.available)) or 0))
             await asyncio.sleep(0.005)
 

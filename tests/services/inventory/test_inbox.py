@@ -22,7 +22,7 @@ async def test_a_batch_reserves_each_order_alone_and_redeliveries_are_dropped(
     tmp_path: Path,
 ) -> None:
     async with inventory(tmp_path) as inv:
-        consume = InboxConsumer("inventory", inv.ctx.engine, service.handlers)
+        consume = InboxConsumer("inventory", inv.ctx.db, service.handlers)
         stocked = message(ProductCreated(productId="a", name="a", price=1, quantity=3))
         short = message(order("short", ("a", 2), ("missing", 1)))
         fits = message(order("fits", ("a", 2)))

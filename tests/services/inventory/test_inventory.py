@@ -171,7 +171,7 @@ async def test_a_new_threshold_is_used_at_once(tmp_path: Path) -> None:
         await products(inv, a=10)
         await inv.feed(h.reserve_stock, order("o1", ("a", 8)))
         assert [e.data["quantity"] for e in await inv.events("StockLow")] == [2]
-        async with inv.ctx.engine.begin() as conn:
+        async with inv.ctx.db.begin() as conn:
             await store.set_threshold(conn, 10)
         await inv.feed(h.reserve_stock, order("o2", ("a", 1)))
         assert (await inv.events("StockLow"))[-1].data == {

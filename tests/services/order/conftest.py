@@ -79,7 +79,7 @@ class Shop:
 
     async def published(self, kind: str | None = None, order_id: str | None = None) -> list[Any]:
         """What order has written to its outbox, as payload models, oldest first."""
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             rows = (await conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq))).all()
         found = []
         for row in rows:

@@ -46,7 +46,7 @@ async def test_news_and_a_cancellation_racing_leave_one_consistent_history(shop:
 
     await asyncio.gather(*(race(i) for i in ids))
     for order_id in ids:
-        async with shop.ctx.engine.connect() as conn:
+        async with shop.ctx.db.connect() as conn:
             changes = await history(conn, order_id)
         assert history_is_consistent(changes[0].at, changes)
         assert changes[-1].to_status == "CANCELLED"

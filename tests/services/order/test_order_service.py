@@ -167,7 +167,7 @@ async def test_a_malformed_event_goes_to_the_dead_letters(shop: Shop) -> None:
     )
 
     async def dead() -> list[object]:
-        async with shop.ctx.engine.connect() as conn:
+        async with shop.ctx.db.connect() as conn:
             return list((await conn.execute(select(dead_letters.c.error))).all())
 
     (letter,) = await eventually(dead)

@@ -60,7 +60,7 @@ class PaymentRig:
         return [("authorization", f"Bearer {token}")]
 
     async def events(self, event_type: str | None = None) -> list[Envelope]:
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             rows = (await conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq))).all()
         found = [Envelope.from_json(r.envelope) for r in rows]
         return [e for e in found if event_type is None or e.type == event_type]

@@ -34,7 +34,7 @@ async def settled(rig: PaymentRig, order_id: str, *types: str) -> list[str]:
 
 
 async def payment_row(rig: PaymentRig, order_id: str):  # type: ignore[no-untyped-def]
-    async with rig.ctx.engine.connect() as conn:
+    async with rig.ctx.db.connect() as conn:
         return (await conn.execute(select(payments).where(payments.c.order_id == order_id))).one()
 
 
@@ -57,7 +57,7 @@ async def test_luhn_invalid_and_expired_cards_are_refused(rig: PaymentRig) -> No
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await rig.stub.TokenizeCard(request, metadata=rig.token("u1"))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    async with rig.ctx.engine.connect() as conn:
+    async with rig.ctx.db.connect() as conn:
         assert (await conn.execute(select(cards))).all() == []
 
 
@@ -108,7 +108,7 @@ async def test_duplicate_order_created_captures_once(rig: PaymentRig) -> None:
     await asyncio.sleep(0.3)  # let any redelivery run (a second capture would show below)
     assert len(await rig.events("PaymentCompleted")) == 1
     assert len(await rig.events("PaymentInitiated")) == 1
-    async with rig.ctx.engine.connect() as conn:
+    async with rig.ctx.db.connect() as conn:
         assert len((await conn.execute(select(payments))).all()) == 1
 
 
@@ -136,7 +136,7 @@ async def test_wallet_never_negative_under_concurrent_payments(rig: PaymentRig) 
     failed = await rig.events("PaymentFailed")
     assert (len(completed), len(failed)) == (3, 5)
     assert {e.data["reason"] for e in failed} == {"insufficient wallet credit"}
-    async with rig.ctx.engine.connect() as conn:
+    async with rig.ctx.db.connect() as conn:
         balance = (await conn.execute(select(wallets.c.balance))).scalar_one()
     assert balance == 10 * 10_000  # 100 - 3 * 30, in ten-thousandths
     # A refund gives the credit back.
@@ -150,7 +150,7 @@ async def test_card_number_and_cvc_are_never_stored(rig: PaymentRig) -> None:
     token = await rig.tokenize("u1", "4242424242424242")
     await rig.feed(order("o1", "u1", "10", token=token))
     await settled(rig, "o1", "PaymentCompleted")
-    async with rig.ctx.engine.connect() as conn:
+    async with rig.ctx.db.connect() as conn:
         dump = repr([(await conn.execute(select(t))).all() for t in (cards, payments)])
         dump += repr((await conn.execute(select(rig_outbox()))).all())
     assert "4242424242424242" not in dump

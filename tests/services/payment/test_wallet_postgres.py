@@ -21,7 +21,7 @@ async def test_concurrent_wallet_payments_never_overdraw(pg_rig: PaymentRig) -> 
     await asyncio.gather(*(pay(i) for i in range(12)))
     assert len(await pg_rig.events("PaymentCompleted")) == 3
     assert len(await pg_rig.events("PaymentFailed")) == 9
-    async with pg_rig.ctx.engine.connect() as conn:
+    async with pg_rig.ctx.db.connect() as conn:
         assert (await conn.execute(select(wallets.c.balance))).scalar_one() == 10 * 10_000
 
 
@@ -37,6 +37,6 @@ async def test_racing_duplicates_of_one_order_capture_once(pg_rig: PaymentRig) -
     await asyncio.gather(*(pay() for _ in range(6)))
     assert len(await pg_rig.events("PaymentInitiated")) == 1
     assert len(await pg_rig.events("PaymentCompleted")) == 1
-    async with pg_rig.ctx.engine.connect() as conn:
+    async with pg_rig.ctx.db.connect() as conn:
         assert (await conn.execute(select(wallets.c.balance))).scalar_one() == 70 * 10_000
         assert len((await conn.execute(select(payments))).all()) == 1

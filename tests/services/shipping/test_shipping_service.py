@@ -68,7 +68,7 @@ class Depot:
         assert await self.system.bus.publish([(topic_of(envelope), envelope)]) == [True]
 
     async def published(self, kind: str | None = None) -> list[Any]:
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             rows = (await conn.execute(select(outbox.c.envelope).order_by(outbox.c.seq))).all()
         found = [Envelope.from_json(r.envelope) for r in rows]
         return [
@@ -176,11 +176,11 @@ async def test_a_cancellation_before_pick_up_stops_the_shipment(depot: Depot) ->
 async def test_only_status_reserved_reaches_shipping(depot: Depot) -> None:
     paid = OrderStatusChanged(orderId="o-1", status="PAID", previousStatus="CREATED")
     await depot.tell(paid)  # no queue of shipping is bound to it: nobody receives it
-    async with depot.ctx.engine.connect() as conn:
+    async with depot.ctx.db.connect() as conn:
         handled = (await conn.execute(select(inbox.c.event_type))).all()
     assert handled == []
     await depot.tell(handed_over("o-1"))
-    async with depot.ctx.engine.connect() as conn:
+    async with depot.ctx.db.connect() as conn:
         handled = (await conn.execute(select(inbox.c.event_type))).all()
     assert [h.event_type for h in handled] == ["OrderStatusChanged"]
 

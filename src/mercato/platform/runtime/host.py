@@ -21,8 +21,8 @@ from mercato.platform.runtime.local_grpc import LocalServices
 from mercato.platform.runtime.service import Service, ServiceContext
 from mercato.platform.settings import Settings
 from mercato.platform.storage.database import (
-    create_engine,
     ensure_database,
+    open_database,
     ping,
     service_url,
 )
@@ -66,14 +66,14 @@ class ServiceHost:
         s = self.settings
         url = service_url(s.database_url, self.name, s.data_dir)
         await ensure_database(url)
-        engine = create_engine(url)
-        await migrate(engine, self.service.migrations)
-        count_commits(engine, self.name)
-        self.relay = OutboxRelay(engine, self.bus, self.name, poll_interval=s.relay_poll_interval)
+        db = open_database(url)
+        await migrate(db, self.service.migrations)
+        count_commits(db, self.name)
+        self.relay = OutboxRelay(db, self.bus, self.name, poll_interval=s.relay_poll_interval)
         self.ctx = ServiceContext(
             self.service,
             s,
-            engine,
+            db,
             self.bus,
             self.relay.wake,
             grpc_targets=self.grpc_targets,
@@ -84,7 +84,7 @@ class ServiceHost:
         if self.service.handlers:
             policy = RetryPolicy(max_attempts=s.max_attempts, base_delay=s.retry_base_delay)
             self.consumer = InboxConsumer(
-                self.name, engine, self.service.handlers, policy=policy, on_events=self.relay.wake
+                self.name, db, self.service.handlers, policy=policy, on_events=self.relay.wake
             )
             self._subscription = await self.bus.subscribe(
                 self.name,
@@ -95,7 +95,7 @@ class ServiceHost:
                 # process); ordinary failures are dead-lettered by the consumer first.
                 max_deliveries=policy.max_attempts + 3,
             )
-            self._spawn(Redriver(engine, self.consumer).run(), "redriver")
+            self._spawn(Redriver(db, self.consumer).run(), "redriver")
         if self.service.grpc is not None:
             await self._start_grpc(self.ctx)
         for task in self.service.tasks:
@@ -137,8 +137,7 @@ class ServiceHost:
     async def ready(self) -> None:
         """Raise if the database or the broker cannot be reached."""
         assert self.ctx is not None
-        async with self.ctx.engine.connect() as conn:
-            await ping(conn)
+        await ping(self.ctx.db)
         await self.bus.ping()
 
     async def stop_consuming(self) -> None:
@@ -168,5 +167,5 @@ class ServiceHost:
                 await asyncio.wait_for(self.relay.relay_once(), self.settings.shutdown_timeout / 2)
         if self.ctx is not None:
             await self.ctx.close_channels()
-            await self.ctx.engine.dispose()
+            await self.ctx.db.dispose()
         log.info("service stopped", service=self.name)

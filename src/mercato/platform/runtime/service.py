@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from mercato.platform.envelope import Envelope
 from mercato.platform.inbox import On
 from mercato.platform.settings import Settings
+from mercato.platform.storage.sql import Database
 from mercato.platform.unit_of_work import UnitOfWork, transaction
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ class ServiceContext:
 
     service: Service
     settings: Settings
-    engine: AsyncEngine
+    db: Database
     bus: EventBus
     wake_relay: Callable[[], None] = lambda: None
     grpc_targets: dict[str, str] = field(default_factory=dict)
@@ -89,5 +88,5 @@ class ServiceContext:
 
     @asynccontextmanager
     async def transaction(self, cause: Envelope | None = None) -> AsyncIterator[UnitOfWork]:
-        async with transaction(self.engine, self.name, cause, self.wake_relay) as uow:
+        async with transaction(self.db, self.name, cause, self.wake_relay) as uow:
             yield uow

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
-from mercato.platform.storage.sqlite_inline import inline_creator
+from mercato.platform.storage.sql import BUSY_WAIT, Database, PostgresDatabase, SqliteDatabase
+
+SELECT_1 = text("SELECT 1")
 
 
 class DatabaseConfigError(ValueError):
@@ -65,52 +67,34 @@ async def ensure_database(url: URL) -> None:
         await admin.dispose()
 
 
-def create_engine(url: URL, **kwargs: Any) -> AsyncEngine:
+def open_database(url: URL) -> Database:
+    """The database a service runs on (``sql.py``): statements on the driver itself."""
+    dialect_class: Any = url.get_dialect()
+    dialect = dialect_class(dbapi=dialect_class.import_dbapi())
     if is_postgres(url):
-        return create_async_engine(url, pool_size=10, max_overflow=10, **kwargs)
-    # SQLite: one connection per database and process. SQLite writes one transaction at a
-    # time anyway; with several connections a waiting writer sleeps in SQLite's busy handler
-    # (back-off of up to 100 ms a try), while one connection queues the transactions in the
-    # pool, first come first served, at no cost. Statements run on the event loop's thread
-    # (see sqlite_inline.py: a second connection to the same file waits on a gate, another
-    # process's write lock with an asynchronous back-off).
-    engine = create_async_engine(
-        url,
-        async_creator=inline_creator(url.database or ""),
-        pool_size=1,
-        max_overflow=0,
-        pool_timeout=60,
-        **kwargs,
-    )
+        return PostgresDatabase(url, dialect)
+    return SqliteDatabase(url, dialect)
 
-    # BEGIN IMMEDIATE: take the write lock when a transaction starts, so that another process
-    # on the same file (a CLI command, a second replica) waits at the start instead of
-    # failing with "database is locked" when it tries to upgrade its lock. busy_timeout 0:
-    # that wait is sqlite_inline's, asynchronous; SQLite's own would put the loop to sleep.
+
+def schema_engine(url: URL) -> AsyncEngine:
+    """A SQLAlchemy engine for Alembic's migrations, used at start-up and disposed."""
+    if is_postgres(url):
+        return create_async_engine(url, poolclass=NullPool)
+    # BEGIN IMMEDIATE: a second process migrating the same file waits at the start (up to
+    # BUSY_WAIT) instead of failing when it upgrades a read lock.
+    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": BUSY_WAIT})
+
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=0")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        # On the DBAPI cursor: SQLAlchemy's statement execution around it cost as much
-        # as the transaction's own statements.
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:  # as SQLAlchemy would have raised it
-            raise DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite3.Error) from exc
-        finally:
-            cursor.close()
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
 
-async def ping(conn: AsyncConnection) -> None:
-    await conn.execute(text("SELECT 1"))
+async def ping(db: Database) -> None:
+    async with db.connect() as conn:
+        await conn.execute(SELECT_1)

@@ -7,7 +7,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mercato.platform.storage.database import schema_engine
+from mercato.platform.storage.sql import Database
 
 PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,7 +26,7 @@ def alembic_config(service_versions: Path | None) -> Config:
     return cfg
 
 
-async def migrate(engine: AsyncEngine, service_versions: Path | None) -> None:
+async def migrate(db: Database, service_versions: Path | None) -> None:
     """Bring the database to the newest revision of every branch (``upgrade heads``)."""
     cfg = alembic_config(service_versions)
 
@@ -32,5 +34,9 @@ async def migrate(engine: AsyncEngine, service_versions: Path | None) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
 
-    async with engine.begin() as conn:
-        await conn.run_sync(upgrade)
+    engine = schema_engine(db.url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade)
+    finally:
+        await engine.dispose()

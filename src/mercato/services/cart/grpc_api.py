@@ -92,7 +92,7 @@ class CartApi(cart_pb2_grpc.CartServicer):
 
     async def GetCart(self, request: pb.GetCartRequest, context: Context) -> pb.CartView:
         owner = await self._owner(request.user_id, context)
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             return cart_view(await store.view(conn, owner))
 
     async def AddItem(self, request: pb.AddItemRequest, context: Context) -> pb.CartView:
@@ -175,7 +175,7 @@ class CartApi(cart_pb2_grpc.CartServicer):
 
     async def _confirm_lines(self, owner: str) -> dict[str, store.Priced]:
         """The catalog's current price of every line (none for an empty cart)."""
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             state = await store.view(conn, owner)
         if not state.lines:
             return {}

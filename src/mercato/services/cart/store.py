@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import (
     Address,
@@ -37,6 +36,7 @@ from mercato.contracts.events import (
     PricedItem,
 )
 from mercato.platform.ids import new_id
+from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.cart import domain
 from mercato.services.cart.domain import CannotSell, CartChanged, Line, NotInCart
@@ -127,11 +127,11 @@ def _line(row: Any) -> Line:
     return Line(row.product_id, row.name, row.quantity, Decimal(row.price), row.currency)
 
 
-async def _lines(conn: AsyncConnection, cart_id: str) -> Sequence[Row[Any]]:
+async def _lines(conn: Connection, cart_id: str) -> Sequence[Row[Any]]:
     return (await conn.execute(_LINES, {"cart_id": cart_id})).all()
 
 
-async def view(conn: AsyncConnection, user_id: str) -> CartState:
+async def view(conn: Connection, user_id: str) -> CartState:
     rows = (await conn.execute(_VIEW, {"b_user": user_id})).all()
     if not rows:
         return CartState(None, user_id, [], None)
@@ -168,7 +168,7 @@ async def _open(uow: UnitOfWork, user_id: str, now: datetime) -> tuple[str, Sequ
     raise CartChanged("the cart changed meanwhile; retry")
 
 
-async def _newest(conn: AsyncConnection, priced: Priced) -> Priced:
+async def _newest(conn: Connection, priced: Priced) -> Priced:
     """The catalog's answer, unless an event has told us something newer since."""
     known = (await conn.execute(_KNOWN_PRICE, {"product_id": priced.product_id})).first()
     if known is None:

@@ -38,7 +38,7 @@ async def load_demo_catalog(ctx: ServiceContext) -> None:
     second replica racing this one) finds it and skips."""
     if not ctx.settings.demo_catalog:
         return
-    async with ctx.engine.connect() as conn:
+    async with ctx.db.connect() as conn:
         done = (await conn.execute(sa.select(seeded.c.name).where(seeded.c.name == DEMO))).first()
     if done is not None:
         return

@@ -86,7 +86,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
                 raise Invalid("a search text has at most 200 characters")
         except Invalid as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             found, total = await store.search(
                 conn, text, category, sort, page, include_inactive=request.include_inactive
             )
@@ -204,7 +204,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
         except Invalid as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         ids = sorted({item.product_id for item in request.items})
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             live, known = await store.look_up(conn, ids)
         replies = []
         for item in request.items:

@@ -9,10 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import ProductCreated, ProductDeleted, ProductUpdated
 from mercato.platform.ids import new_id
+from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.catalog.domain import Page, like_pattern
 from mercato.services.catalog.tables import products
@@ -107,7 +107,7 @@ def _search(
 
 
 async def search(
-    conn: AsyncConnection,
+    conn: Connection,
     text: str,
     category: str,
     sort: str,
@@ -137,16 +137,14 @@ _BY_IDS = sa.select(products).where(products.c.id.in_(sa.bindparam("ids", expand
 _IDS = sa.select(products.c.id).where(products.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
-async def get(conn: AsyncConnection, product_id: str) -> Product:
+async def get(conn: Connection, product_id: str) -> Product:
     row = (await conn.execute(_GET, {"product_id": product_id})).first()
     if row is None:
         raise ProductNotFound(product_id)
     return _product(row)
 
 
-async def look_up(
-    conn: AsyncConnection, product_ids: list[str]
-) -> tuple[dict[str, Product], set[str]]:
+async def look_up(conn: Connection, product_ids: list[str]) -> tuple[dict[str, Product], set[str]]:
     """The live (undeleted) products among ``product_ids``, and the ids among them that ever
     existed (deleted ones included), in one read."""
     if not product_ids:
@@ -155,7 +153,7 @@ async def look_up(
     return {r.id: _product(r) for r in rows if r.deleted_at is None}, {r.id for r in rows}
 
 
-async def known(conn: AsyncConnection, product_ids: list[str]) -> set[str]:
+async def known(conn: Connection, product_ids: list[str]) -> set[str]:
     """The ids among ``product_ids`` that ever existed (deleted ones included)."""
     if not product_ids:
         return set()
@@ -296,9 +294,7 @@ _SHOW_STOCK = (
 )
 
 
-async def set_available(
-    conn: AsyncConnection, product_id: str, quantity: int, at: datetime
-) -> bool:
+async def set_available(conn: Connection, product_id: str, quantity: int, at: datetime) -> bool:
     """Record inventory's report unless a newer one is already in; False if none applied."""
     result = await conn.execute(
         _SHOW_STOCK, {"b_id": product_id, "b_available": quantity, "b_at": at}

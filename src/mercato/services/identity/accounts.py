@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import (
     LoginFailed,
@@ -22,6 +21,7 @@ from mercato.contracts.events import (
     UserRolesUpdated,
 )
 from mercato.platform.ids import new_id
+from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.identity.domain import Throttle, check_roles
 from mercato.services.identity.passwords import NO_PASSWORD
@@ -59,11 +59,11 @@ def _account(row: Any) -> Account:
     return Account(row.id, row.email, row.name, row.roles.split(","), utc(row.created_at))
 
 
-async def user_by_email(conn: AsyncConnection, email: str) -> Any:
+async def user_by_email(conn: Connection, email: str) -> Any:
     return (await conn.execute(select(users).where(users.c.email == email))).first()
 
 
-async def get_account(conn: AsyncConnection, user_id: str) -> Account:
+async def get_account(conn: Connection, user_id: str) -> Account:
     row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
     if row is None:
         raise UserNotFound(user_id)
@@ -120,7 +120,7 @@ async def create_many(uow: UnitOfWork, new: list[tuple[str, str, str]]) -> int:
     return count
 
 
-async def seconds_locked(conn: AsyncConnection, email: str, now: datetime) -> int:
+async def seconds_locked(conn: Connection, email: str, now: datetime) -> int:
     locked = await conn.scalar(
         select(login_failures.c.locked_until).where(login_failures.c.email == email)
     )
@@ -168,7 +168,7 @@ async def accept_login(
 
 
 async def _issue(
-    conn: AsyncConnection,
+    conn: Connection,
     user_id: str,
     roles: list[str],
     family_id: str,
@@ -219,7 +219,7 @@ async def refresh(
     return await _issue(uow.conn, user.id, user.roles.split(","), row.family_id, issuer, now)
 
 
-async def revoke_family(conn: AsyncConnection, family_id: str, now: datetime) -> None:
+async def revoke_family(conn: Connection, family_id: str, now: datetime) -> None:
     await conn.execute(
         update(refresh_tokens)
         .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
@@ -273,7 +273,7 @@ async def set_roles(uow: UnitOfWork, user_id: str, roles: list[str]) -> Account:
     return await get_account(uow.conn, user_id)
 
 
-async def count_admins(conn: AsyncConnection) -> int:
+async def count_admins(conn: Connection) -> int:
     # roles is a short sorted list: "admin" or "admin,customer".
     found = await conn.scalar(
         select(func.count()).select_from(users).where(users.c.roles.like("admin%"))

@@ -36,7 +36,7 @@ def _generated_password(email: str) -> str:
 
 async def ensure_admin(ctx: ServiceContext) -> None:
     """Create the admin account unless an admin exists already."""
-    async with ctx.engine.connect() as conn:
+    async with ctx.db.connect() as conn:
         if await accounts.count_admins(conn) > 0:
             return
     settings = ctx.settings
@@ -57,7 +57,7 @@ async def ensure_admin(ctx: ServiceContext) -> None:
     except (accounts.EmailTaken, IntegrityError):
         # Another replica made it first, or the email belongs to someone who is not an admin
         # (then an operator must decide: nothing is granted silently).
-        async with ctx.engine.connect() as conn:
+        async with ctx.db.connect() as conn:
             if await accounts.count_admins(conn) == 0:
                 log.error("cannot create the admin account: the email is taken", email=email)
         return

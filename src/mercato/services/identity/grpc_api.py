@@ -92,7 +92,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServicer):
         except Invalid as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         now = datetime.now(UTC)
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             user = await accounts.user_by_email(conn, email)
             locked = await accounts.seconds_locked(conn, email, now)
         outcome: Issued | Refused
@@ -158,7 +158,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServicer):
         if not caller.may_act_for(user_id):
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, "not your account")
         try:
-            async with self.ctx.engine.connect() as conn:
+            async with self.ctx.db.connect() as conn:
                 return user_reply(await accounts.get_account(conn, user_id))
         except UserNotFound:
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such user")

@@ -38,7 +38,7 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
         self.ctx = ctx
 
     async def GetStock(self, request: pb.GetStockRequest, context: Context) -> pb.Stock:
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             found = await store.get_stock(conn, request.product_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no stock for {request.product_id!r}")
@@ -53,7 +53,7 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "give at least one item, each quantity ≥ 1"
             )
         short: list[pb.ShortItem] = []
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             for product_id, quantity in merge_lines(
                 (i.product_id, i.quantity) for i in request.items
             ):

@@ -31,7 +31,7 @@ def register(server: grpc.aio.Server, ctx: ServiceContext) -> Sequence[str]:
 
 async def keep_settings(ctx: ServiceContext) -> None:
     """Handlers get no context: the low-stock threshold is kept where they can read it."""
-    async with ctx.engine.begin() as conn:
+    async with ctx.db.begin() as conn:
         await store.set_threshold(conn, ctx.settings.stock_low_threshold)
 
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import OutOfStock, StockLow, StockUpdated
+from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.inventory.domain import Reservation, warnings_for
 from mercato.services.inventory.tables import config, reservations, stock
@@ -92,29 +91,29 @@ _CLAIM = {
     ),
 }
 
-# engine → (threshold, read at time.monotonic())
-_thresholds: weakref.WeakKeyDictionary[Engine, tuple[int, float]] = weakref.WeakKeyDictionary()
+# database → (threshold, read at time.monotonic())
+_thresholds: weakref.WeakKeyDictionary[Database, tuple[int, float]] = weakref.WeakKeyDictionary()
 
 
-async def threshold(conn: AsyncConnection) -> int:
-    """The low-stock threshold, read at most once per THRESHOLD_TTL per engine."""
+async def threshold(conn: Connection) -> int:
+    """The low-stock threshold, read at most once per THRESHOLD_TTL per database."""
     now = time.monotonic()
-    cached = _thresholds.get(conn.sync_engine)
+    cached = _thresholds.get(conn.db)
     if cached is not None and now - cached[1] < THRESHOLD_TTL:
         return cached[0]
     value = await conn.scalar(_GET_THRESHOLD)
     limit = DEFAULT_THRESHOLD if value is None else int(value)
-    _thresholds[conn.sync_engine] = (limit, now)
+    _thresholds[conn.db] = (limit, now)
     return limit
 
 
-async def set_threshold(conn: AsyncConnection, value: int) -> None:
-    _thresholds.pop(conn.sync_engine, None)
+async def set_threshold(conn: Connection, value: int) -> None:
+    _thresholds.pop(conn.db, None)
     await conn.execute(sa.delete(config).where(config.c.name == "stock_low"))
     await conn.execute(config.insert().values(name="stock_low", value=value))
 
 
-async def get_stock(conn: AsyncConnection, product_id: str) -> Stock | None:
+async def get_stock(conn: Connection, product_id: str) -> Stock | None:
     row = (await conn.execute(_GET_STOCK, {"b_id": product_id})).first()
     return None if row is None else _stock(row)
 
@@ -147,7 +146,7 @@ def _tell(uow: UnitOfWork, product_id: str, available: int, limit: int) -> None:
         )
 
 
-async def put_stock(conn: AsyncConnection, product_id: str, available: int) -> None:
+async def put_stock(conn: Connection, product_id: str, available: int) -> None:
     """Create the product's stock, or set what is free to sell (reservations stay held)."""
     now = datetime.now(UTC)
     changed = await conn.execute(_PUT, {"b_id": product_id, "b_available": available, "b_now": now})
@@ -192,21 +191,19 @@ async def put_stocks(uow: UnitOfWork, product_ids: list[str], available: int) ->
         _tell(uow, product_id, available, limit)
 
 
-async def retire(conn: AsyncConnection, product_id: str) -> bool:
+async def retire(conn: Connection, product_id: str) -> bool:
     changed = await conn.execute(_RETIRE, {"b_id": product_id, "b_now": datetime.now(UTC)})
     return changed.rowcount > 0
 
 
-async def add_available(conn: AsyncConnection, product_id: str, quantity: int) -> Stock | None:
+async def add_available(conn: Connection, product_id: str, quantity: int) -> Stock | None:
     """Put ``quantity`` back on sale; the stock as it is now (None: no such product)."""
     params = {"b_id": product_id, "b_quantity": quantity, "b_now": datetime.now(UTC)}
     row = (await conn.execute(_ADD, params)).first()
     return None if row is None else _stock(row)
 
 
-async def take(
-    conn: AsyncConnection, product_id: str, quantity: int, *, reserve: bool
-) -> Stock | None:
+async def take(conn: Connection, product_id: str, quantity: int, *, reserve: bool) -> Stock | None:
     """Take ``quantity`` from what is free to sell, only if that much is there: into the
     reservations (``reserve``), or out of stock altogether (an admin's removal). Answers the
     stock as it is after the take, or None when nothing was taken.
@@ -224,9 +221,7 @@ async def take(
     return None if row is None else _stock(row)
 
 
-async def unreserve(
-    conn: AsyncConnection, product_id: str, quantity: int, back: bool
-) -> Stock | None:
+async def unreserve(conn: Connection, product_id: str, quantity: int, back: bool) -> Stock | None:
     """Stop holding ``quantity``: back to available (``back``) or gone for good (deducted).
     Answers the stock as it is now (None: no such product)."""
     params = {"b_id": product_id, "b_quantity": quantity, "b_now": datetime.now(UTC)}
@@ -235,7 +230,7 @@ async def unreserve(
 
 
 async def reservation(
-    conn: AsyncConnection, order_id: str
+    conn: Connection, order_id: str
 ) -> tuple[Reservation, list[tuple[str, int]]] | None:
     row = (await conn.execute(_GET_RESERVATION, {"b_id": order_id})).first()
     if row is None:
@@ -255,12 +250,12 @@ def _row(order_id: str, status: Reservation, items: list[tuple[str, int]]) -> di
 
 
 async def record(
-    conn: AsyncConnection, order_id: str, status: Reservation, items: list[tuple[str, int]]
+    conn: Connection, order_id: str, status: Reservation, items: list[tuple[str, int]]
 ) -> None:
     await conn.execute(_RECORD, _row(order_id, status, items))
 
 
-async def claim(conn: AsyncConnection, order_id: str, items: list[tuple[str, int]]) -> bool:
+async def claim(conn: Connection, order_id: str, items: list[tuple[str, int]]) -> bool:
     """Write the order's reservation row as RESERVED, unless the order has one already
     (handled before, or a cancellation's tombstone): False then, and nothing is written.
 
@@ -272,6 +267,6 @@ async def claim(conn: AsyncConnection, order_id: str, items: list[tuple[str, int
     return result.rowcount == 1
 
 
-async def set_status(conn: AsyncConnection, order_id: str, status: Reservation) -> None:
+async def set_status(conn: Connection, order_id: str, status: Reservation) -> None:
     params = {"b_id": order_id, "b_status": status.value, "b_now": datetime.now(UTC)}
     await conn.execute(_SET_STATUS, params)

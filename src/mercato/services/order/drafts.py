@@ -15,10 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import Address, PaymentMethod
 from mercato.platform.auth import Caller
+from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.order import orders, store
 from mercato.services.order.domain import CannotChange, InvalidOrder, Line, Order, merge_lines
@@ -91,13 +91,13 @@ def _row(draft: Draft) -> dict[str, Any]:
     }
 
 
-async def load(conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Draft | None:
+async def load(conn: Connection, order_id: str, *, lock: bool = False) -> Draft | None:
     query = select(order_drafts).where(order_drafts.c.id == order_id)
     row = (await conn.execute(query.with_for_update() if lock else query)).first()
     return _draft(row) if row is not None else None
 
 
-async def _own(conn: AsyncConnection, caller: Caller, order_id: str) -> Draft:
+async def _own(conn: Connection, caller: Caller, order_id: str) -> Draft:
     """The caller's draft, locked (someone else's is not found, as with orders)."""
     draft = await load(conn, order_id, lock=True)
     if draft is None or not caller.may_act_for(draft.user_id):

@@ -123,7 +123,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.Order:
         caller = await require_caller(self.ctx, context)
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             stored = await self._own(conn, caller, request.order_id, context)
             return order_reply(stored, await store.history(conn, request.order_id))
 
@@ -148,7 +148,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
             await abort(
                 context, grpc.StatusCode.INVALID_ARGUMENT, f"page ≥ 1, pageSize 1..{MAX_PAGE_SIZE}"
             )
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             found, total = await store.page(
                 conn, user_id=user_id, status=status, number=number, size=size
             )
@@ -159,7 +159,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
 
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: Context) -> pb.Order:
         caller = await require_caller(self.ctx, context)
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             await self._own(conn, caller, request.order_id, context)
         reason = request.reason.strip()[:500] or (
             "cancelled by the customer" if not caller.is_admin else "cancelled by an administrator"
@@ -168,7 +168,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
 
     async def UpdateOrder(self, request: pb.UpdateOrderRequest, context: Context) -> pb.Order:
         caller = await require_caller(self.ctx, context)
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             stored = await self._own(conn, caller, request.order_id, context)
         current = stored.order
         cancel = request.HasField("status") and request.status.upper() in CANCELLED_SPELLINGS
@@ -264,7 +264,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
             await abort(context, INVALID_ARGUMENT, "productId: 1..200 characters")
         if not 1 <= request.quantity <= MAX_QUANTITY:
             await abort(context, INVALID_ARGUMENT, f"quantity must be 1..{MAX_QUANTITY}")
-        async with self.ctx.engine.connect() as conn:  # an unknown order before a catalog call
+        async with self.ctx.db.connect() as conn:  # an unknown order before a catalog call
             draft = await drafts.load(conn, request.order_id) if request.order_id else None
         if draft is None or not caller.may_act_for(draft.user_id):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
@@ -287,7 +287,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
     async def GetDraft(self, request: pb.GetDraftRequest, context: Context) -> pb.Draft:
         caller = await require_caller(self.ctx, context)
         order_id = request.order_id
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             draft = await drafts.load(conn, order_id) if order_id else None
             stored = await store.load(conn, order_id) if order_id else None
         if draft is None and stored is not None:
@@ -351,7 +351,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         or is not there within ``appear`` seconds."""
 
         async def read() -> Stored | None:
-            async with self.ctx.engine.connect() as conn:
+            async with self.ctx.db.connect() as conn:
                 return await store.load(conn, order_id)
 
         def mine(stored: Stored) -> bool:
@@ -365,7 +365,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         """The order with its history (read unless the watch was told all of it)."""
         history = seen.history
         if history is None:
-            async with self.ctx.engine.connect() as conn:
+            async with self.ctx.db.connect() as conn:
                 history = tuple(await store.history(conn, seen.stored.order.order_id))
         return order_reply(seen.stored, history)
 

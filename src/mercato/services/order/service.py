@@ -54,7 +54,7 @@ async def cancel_overdue_orders(ctx: ServiceContext) -> None:
     pause = min(1.0, max(0.05, shortest / 4))
     while True:
         try:
-            async with ctx.engine.connect() as conn:
+            async with ctx.db.connect() as conn:
                 due = await store.overdue(conn, timeouts, orders.now_utc())
             for order_id in due:
                 async with ctx.transaction() as uow:

@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import Address, PaymentMethod
+from mercato.platform.storage.sql import Connection
 from mercato.services.order.domain import (
     Change,
     ItemStatus,
@@ -100,7 +100,7 @@ _HISTORY = (
 )
 
 
-async def load(conn: AsyncConnection, order_id: str, *, lock: bool = False) -> Stored | None:
+async def load(conn: Connection, order_id: str, *, lock: bool = False) -> Stored | None:
     """The order, or None. ``lock``: hold its row until commit (PostgreSQL ``FOR UPDATE``;
     SQLite's transactions already hold the database's write lock from their start)."""
     rows = (await conn.execute(_LOAD_LOCKED if lock else _LOAD, {"key": order_id})).all()
@@ -129,7 +129,7 @@ def _fields(order: Order) -> dict[str, Any]:
 
 
 async def insert(
-    conn: AsyncConnection,
+    conn: Connection,
     reaction: Reaction,
     now: datetime,
     cart_id: str | None = None,
@@ -172,7 +172,7 @@ async def insert(
     return True
 
 
-async def save(conn: AsyncConnection, before: Stored, reaction: Reaction, now: datetime) -> None:
+async def save(conn: Connection, before: Stored, reaction: Reaction, now: datetime) -> None:
     """Write a reaction that changed the order (the caller knows it did)."""
     order = reaction.order
     await conn.execute(
@@ -190,7 +190,7 @@ async def save(conn: AsyncConnection, before: Stored, reaction: Reaction, now: d
     await _append(conn, order.order_id, reaction.changes)
 
 
-async def _append(conn: AsyncConnection, order_id: str, changes: Sequence[Change]) -> None:
+async def _append(conn: Connection, order_id: str, changes: Sequence[Change]) -> None:
     rows = [
         {
             "order_id": order_id,
@@ -205,7 +205,7 @@ async def _append(conn: AsyncConnection, order_id: str, changes: Sequence[Change
         await conn.execute(_APPEND, rows[0] if len(rows) == 1 else rows)
 
 
-async def history(conn: AsyncConnection, order_id: str) -> list[Change]:
+async def history(conn: Connection, order_id: str) -> list[Change]:
     rows = await conn.execute(_HISTORY, {"key": order_id})
     return [
         Change(
@@ -219,7 +219,7 @@ async def history(conn: AsyncConnection, order_id: str) -> list[Change]:
 
 
 async def page(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     user_id: str | None,
     status: Status | None,
@@ -274,7 +274,7 @@ _OVERDUE = (
 
 
 async def overdue(
-    conn: AsyncConnection, timeouts: Timeouts, now: datetime, limit: int = 100
+    conn: Connection, timeouts: Timeouts, now: datetime, limit: int = 100
 ) -> list[str]:
     """Orders whose waiting step has timed out (the conditions of ``domain.deadline``)."""
     result = await conn.scalars(

@@ -121,7 +121,7 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
             where = payments.c.order_id == request.order_id
         else:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "payment_id or order_id")
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             row = (await conn.execute(select(payments).where(where))).first()
         if row is None or not (caller.is_admin or row.user_id == caller.user_id):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such payment")
@@ -139,7 +139,7 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
             user_id = await _subject(context, caller, request.user_id)
             query = query.where(payments.c.user_id == user_id)
             count = count.where(payments.c.user_id == user_id)
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             total = (await conn.execute(count)).scalar_one()
             rows = await conn.execute(
                 query.order_by(payments.c.created_at.desc(), payments.c.id)
@@ -154,7 +154,7 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
     async def GetWallet(self, request: pb.GetWalletRequest, context: Context) -> pb.WalletView:
         caller = await require_caller(self.ctx, context)
         user_id = await _subject(context, caller, request.user_id)
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             row = (await conn.execute(select(wallets).where(wallets.c.user_id == user_id))).first()
         balance, currency = (row.balance, row.currency) if row else (0, "USD")
         return pb.WalletView(

@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import (
     OrderCancelled,
@@ -32,6 +31,7 @@ from mercato.contracts.events import (
     PaymentRefunded,
 )
 from mercato.platform.ids import new_id
+from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.payment.domain import Outcome, Status, from_units, to_units
 from mercato.services.payment.provider import PROVIDERS, Charge, Declined
@@ -70,9 +70,7 @@ async def _set(uow: UnitOfWork, payment_id: str, status: Status, reason: str | N
     await uow.conn.execute(_SET, params)
 
 
-async def _refusal(
-    conn: AsyncConnection, event: OrderCreated
-) -> tuple[str | None, Outcome, str | None]:
+async def _refusal(conn: Connection, event: OrderCreated) -> tuple[str | None, Outcome, str | None]:
     """Why the order's payment method cannot be charged at all (None: it can be tried), what
     the sandbox does with its card, and the last four digits to keep."""
     method = event.payment

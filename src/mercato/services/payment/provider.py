@@ -13,8 +13,8 @@ from typing import Protocol
 
 from sqlalchemy import BindParameter, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mercato.platform.storage.sql import Connection
 from mercato.services.payment.domain import REASONS, Outcome
 from mercato.services.payment.tables import wallets
 
@@ -55,28 +55,28 @@ class Charge:
 
 
 class Provider(Protocol):
-    async def authorize(self, conn: AsyncConnection, charge: Charge) -> None: ...
-    async def capture(self, conn: AsyncConnection, charge: Charge) -> None: ...
-    async def refund(self, conn: AsyncConnection, charge: Charge) -> None: ...
-    async def void(self, conn: AsyncConnection, charge: Charge) -> None: ...
+    async def authorize(self, conn: Connection, charge: Charge) -> None: ...
+    async def capture(self, conn: Connection, charge: Charge) -> None: ...
+    async def refund(self, conn: Connection, charge: Charge) -> None: ...
+    async def void(self, conn: Connection, charge: Charge) -> None: ...
 
 
 class SandboxCards:
     """DESIGN §6 test cards: declined and insufficient funds fail the authorization; the
     processing-error card authorizes and then fails the capture (so it is left to be voided)."""
 
-    async def authorize(self, conn: AsyncConnection, charge: Charge) -> None:
+    async def authorize(self, conn: Connection, charge: Charge) -> None:
         if charge.outcome in (Outcome.DECLINED, Outcome.INSUFFICIENT_FUNDS):
             raise Declined(REASONS[charge.outcome])
 
-    async def capture(self, conn: AsyncConnection, charge: Charge) -> None:
+    async def capture(self, conn: Connection, charge: Charge) -> None:
         if charge.outcome is Outcome.PROCESSING_ERROR:
             raise Declined(REASONS[charge.outcome])
 
-    async def refund(self, conn: AsyncConnection, charge: Charge) -> None:
+    async def refund(self, conn: Connection, charge: Charge) -> None:
         return None
 
-    async def void(self, conn: AsyncConnection, charge: Charge) -> None:
+    async def void(self, conn: Connection, charge: Charge) -> None:
         return None
 
 
@@ -86,23 +86,23 @@ class Wallet:
     database applies them one at a time and the loser matches no row. Refund and void give
     the credit back."""
 
-    async def authorize(self, conn: AsyncConnection, charge: Charge) -> None:
+    async def authorize(self, conn: Connection, charge: Charge) -> None:
         params = _params(charge.user_id, charge.amount, charge.currency)
         result = await conn.execute(_DEBIT, params)
         if result.rowcount != 1:
             raise Declined("insufficient wallet credit")
 
-    async def capture(self, conn: AsyncConnection, charge: Charge) -> None:
+    async def capture(self, conn: Connection, charge: Charge) -> None:
         return None  # the credit was taken at authorization
 
-    async def refund(self, conn: AsyncConnection, charge: Charge) -> None:
+    async def refund(self, conn: Connection, charge: Charge) -> None:
         await credit(conn, charge.user_id, charge.amount, charge.currency)
 
-    async def void(self, conn: AsyncConnection, charge: Charge) -> None:
+    async def void(self, conn: Connection, charge: Charge) -> None:
         await credit(conn, charge.user_id, charge.amount, charge.currency)
 
 
-async def credit(conn: AsyncConnection, user_id: str, amount: int, currency: str) -> int:
+async def credit(conn: Connection, user_id: str, amount: int, currency: str) -> int:
     """Add credit (creating the wallet on first top-up); answers the new balance."""
     params = _params(user_id, amount, currency)
     row = (await conn.execute(_CREDIT, params)).first()
@@ -119,9 +119,7 @@ async def credit(conn: AsyncConnection, user_id: str, amount: int, currency: str
     return amount
 
 
-async def set_up_wallets(
-    conn: AsyncConnection, user_ids: list[str], amount: int, currency: str
-) -> None:
+async def set_up_wallets(conn: Connection, user_ids: list[str], amount: int, currency: str) -> None:
     """Each user's wallet holds exactly ``amount`` afterwards: one upsert for them all."""
     now = datetime.now(UTC)
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

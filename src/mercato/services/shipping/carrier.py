@@ -32,7 +32,7 @@ async def sandbox_carrier(ctx: ServiceContext) -> None:
     pause = min(1.0, max(0.05, delay.total_seconds() / 4))
     while True:
         try:
-            async with ctx.engine.connect() as conn:
+            async with ctx.db.connect() as conn:
                 due = await store.due(conn, shipments.now_utc() - delay)
             for shipment_id in due:
                 try:

@@ -63,7 +63,7 @@ class ShippingApi(shipping_pb2_grpc.ShippingServicer):
 
     async def GetShipment(self, request: pb.GetShipmentRequest, context: Context) -> pb.Shipment:
         caller = await require_caller(self.ctx, context)
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             found = await store.get(conn, request.shipment_id) if request.shipment_id else None
         if found is None or not (caller.is_admin or found.user_id == caller.user_id):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such shipment")
@@ -75,7 +75,7 @@ class ShippingApi(shipping_pb2_grpc.ShippingServicer):
         caller = await require_caller(self.ctx, context)
         if not request.order_id:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "orderId is required")
-        async with self.ctx.engine.connect() as conn:
+        async with self.ctx.db.connect() as conn:
             found = await store.of_order(conn, request.order_id)
         # Someone else's order looks like an order with no shipments.
         visible = [s for s in found if caller.is_admin or s.user_id == caller.user_id]

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import BindParameter, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mercato.contracts.events import Address, Item
+from mercato.platform.storage.sql import Connection
 from mercato.services.shipping.domain import Kind, Shipment, ShipmentStatus
 from mercato.services.shipping.tables import cancelled_orders, shipments
 
@@ -71,28 +71,28 @@ _CANCELLED = {
 }
 
 
-async def get(conn: AsyncConnection, shipment_id: str, *, lock: bool = False) -> Shipment | None:
+async def get(conn: Connection, shipment_id: str, *, lock: bool = False) -> Shipment | None:
     query = _BY_ID.with_for_update() if lock else _BY_ID
     row = (await conn.execute(query, {"b_id": shipment_id})).first()
     return _shipment(row) if row is not None else None
 
 
 async def of_order(
-    conn: AsyncConnection, order_id: str, kind: Kind | None = None, *, lock: bool = False
+    conn: Connection, order_id: str, kind: Kind | None = None, *, lock: bool = False
 ) -> list[Shipment]:
     params = {"b_order_id": order_id, "b_kind": kind.value if kind is not None else None}
     rows = await conn.execute(_OF_ORDER_BY[kind is not None, lock], params)
     return [_shipment(r) for r in rows]
 
 
-async def before_shipping(conn: AsyncConnection, order_id: str) -> tuple[str | None, bool]:
+async def before_shipping(conn: Connection, order_id: str) -> tuple[str | None, bool]:
     """The id of the order's delivery shipment (None: not made yet) and whether the order is
     known to be cancelled: what a hand-over decides on, read in one statement."""
     delivery_id, cancelled = (await conn.execute(_BEFORE_SHIPPING, {"b_order_id": order_id})).one()
     return delivery_id, bool(cancelled)
 
 
-async def keep(conn: AsyncConnection, changed: Sequence[Shipment], known: Collection[str]) -> None:
+async def keep(conn: Connection, changed: Sequence[Shipment], known: Collection[str]) -> None:
     """Insert the new shipments, update the ``known`` ones (those read from the database)."""
     for s in changed:
         if s.shipment_id in known:
@@ -121,13 +121,13 @@ async def keep(conn: AsyncConnection, changed: Sequence[Shipment], known: Collec
 
 
 async def remember_cancelled(
-    conn: AsyncConnection, order_id: str, previous_status: str | None, now: datetime
+    conn: Connection, order_id: str, previous_status: str | None, now: datetime
 ) -> None:
     row = {"order_id": order_id, "previous_status": previous_status, "cancelled_at": now}
     await conn.execute(_CANCELLED[conn.dialect.name], row)
 
 
-async def due(conn: AsyncConnection, created_before: datetime, limit: int = 100) -> list[str]:
+async def due(conn: Connection, created_before: datetime, limit: int = 100) -> list[str]:
     """Shipments on their way since before ``created_before`` (the sandbox carrier's round)."""
     result = await conn.scalars(
         select(shipments.c.id)

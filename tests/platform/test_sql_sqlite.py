@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mercato.platform.storage import sqlite_inline
-from mercato.platform.storage.database import create_engine, service_url
+from mercato.platform.storage import sql
+from mercato.platform.storage.database import open_database, service_url
+from mercato.platform.storage.sql import Database
 
 
 @pytest.fixture
-async def engines(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+async def engines(tmp_path: Path) -> AsyncIterator[tuple[Database, Database]]:
     url = service_url(None, "inline", tmp_path)
-    first, second = create_engine(url), create_engine(url)
+    first, second = open_database(url), open_database(url)
     async with first.begin() as conn:
         await conn.execute(text("CREATE TABLE t (n INTEGER)"))
     yield first, second
@@ -47,13 +47,13 @@ class Ticker:
         self._task.cancel()
 
 
-async def rows(engine: AsyncEngine) -> list[int]:
+async def rows(engine: Database) -> list[int]:
     async with engine.connect() as conn:
         return [r.n for r in await conn.execute(text("SELECT n FROM t ORDER BY rowid"))]
 
 
 async def test_two_connections_of_one_process_queue_on_the_gate(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    engines: tuple[Database, Database],
 ) -> None:
     first, second = engines
     ticker = Ticker()
@@ -77,7 +77,7 @@ async def test_two_connections_of_one_process_queue_on_the_gate(
 
 
 async def test_a_failed_transaction_lets_the_next_one_in(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    engines: tuple[Database, Database],
 ) -> None:
     first, second = engines
     with pytest.raises(OperationalError):
@@ -105,7 +105,7 @@ def hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
 
 
 async def test_another_process_is_waited_for_without_blocking_the_loop(
-    engines: tuple[AsyncEngine, AsyncEngine], tmp_path: Path
+    engines: tuple[Database, Database], tmp_path: Path
 ) -> None:
     first, _ = engines
     other = hold_write_lock(tmp_path / "inline.db", 0.5)
@@ -119,10 +119,10 @@ async def test_another_process_is_waited_for_without_blocking_the_loop(
 
 
 async def test_a_lock_held_too_long_is_an_error_and_releases_the_gate(
-    engines: tuple[AsyncEngine, AsyncEngine], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engines: tuple[Database, Database], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = engines
-    monkeypatch.setattr(sqlite_inline, "BUSY_WAIT", 0.2)
+    monkeypatch.setattr(sql, "BUSY_WAIT", 0.2)
     other = hold_write_lock(tmp_path / "inline.db", 1.5)
     with pytest.raises(OperationalError, match="locked"):
         async with first.begin() as conn:

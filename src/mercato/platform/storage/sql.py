@@ -1,0 +1,775 @@
+"""A service's database at run time: SQLAlchemy Core statements executed on the driver itself.
+
+SQLAlchemy builds and compiles the statements (and Alembic migrates the schema); executing
+them through SQLAlchemy's asyncio engine cost several times the statements themselves: a
+greenlet switch per statement, the pool's checkout and reset-on-return, an execution context
+and a result object per call. Measured on one SQLite transaction of three statements (a
+SELECT by key, an UPDATE, an outbox INSERT), CPU per transaction: ≈ 970 µs through the engine,
+≈ 180 µs on the driver (``docs/performance.md``).
+
+So a :class:`Database` compiles each statement once per dialect and set of parameter names
+(:class:`_Plan`, with SQLAlchemy's own bind and result processors, so the values are those
+SQLAlchemy would give) and runs it on ``sqlite3`` or ``asyncpg`` directly:
+
+- ``db.begin()``: a transaction, committed when the block ends, rolled back if it raises.
+- ``db.connect()``: for reading. Statements run in autocommit until the first one that writes,
+  which starts a transaction (committed by ``conn.commit()``, else rolled back at the end).
+- ``db.dedicated()``: a connection of its own, in autocommit (the relay's advisory lock).
+
+SQLite (the embedded mode) runs on the event loop's thread: a writer connection behind the
+file's gate (an ``asyncio.Lock`` per file and event loop, taken at ``BEGIN IMMEDIATE`` and
+released at commit or rollback), so a process's transactions queue on the gate, not in SQLite;
+another process's write lock is waited for with ``busy_timeout`` 0 and an asynchronous
+back-off (up to :data:`BUSY_WAIT`), never with the loop asleep. Reads go to a second
+connection and wait for nothing (WAL). PostgreSQL runs on an asyncpg pool.
+
+Errors are SQLAlchemy's (``sqlalchemy.exc.IntegrityError``, ``OperationalError``…) wrapping
+the driver's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import operator
+import os
+import sqlite3
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, cast
+
+from sqlalchemy import bindparam
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+BUSY_WAIT = 30.0  # seconds to wait for another process's SQLite write lock
+PLANS = 2048  # compiled statements kept per dialect (statements built per call come and go)
+Params = Mapping[str, Any]
+
+# ---------------------------------------------------------------------------- statements
+
+
+class _Row(tuple[Any, ...]):
+    """A result row: a tuple whose columns are also attributes (as SQLAlchemy's Row)."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    @property
+    def _mapping(self) -> dict[str, Any]:
+        return dict(zip(self._fields, self, strict=False))
+
+    def _asdict(self) -> dict[str, Any]:
+        return self._mapping
+
+
+_row_types: dict[tuple[str, ...], type[_Row]] = {}
+
+
+def _row_type(names: Sequence[str]) -> type[_Row]:
+    key = tuple(names)
+    found = _row_types.get(key)
+    if found is None:
+        attrs: dict[str, Any] = {"__slots__": (), "_fields": key}
+        for i, name in enumerate(key):
+            if name.isidentifier() and name not in attrs and not name.startswith("_"):
+                attrs[name] = property(operator.itemgetter(i))
+        found = _row_types[key] = type("Row", (_Row,), attrs)
+    return found
+
+
+Processor = Callable[[Any], Any] | None
+
+
+class _Plan:
+    """One statement compiled for one dialect and one set of parameter names: its SQL, where
+    each positional parameter comes from, and how to turn the driver's rows into values."""
+
+    __slots__ = ("binds", "compiled", "expanding", "reads", "results", "row", "source", "sql")
+
+    def __init__(
+        self,
+        statement: ClauseElement,
+        dialect: Dialect,
+        keys: Sequence[str],
+        source: ClauseElement | None = None,
+    ):
+        self.source = source if source is not None else statement  # the cache's key, kept
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys)))
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.expanding = bool(compiled.post_compile_params or compiled.literal_execute_params)
+        by_name = {name: bind for bind, name in compiled.bind_names.items()}
+        processors = cast(dict[str, Processor], compiled._bind_processors)
+        self.binds = [
+            (by_name[name], processors.get(name)) for name in (compiled.positiontup or ())
+        ]
+        columns = compiled._result_columns
+        if columns:
+            self.row: type[_Row] | None = _row_type([c.keyname for c in columns])
+            found = [_result_processor(c.type, dialect) for c in columns]
+            self.results: list[Processor] | None = found if any(found) else None
+        else:
+            self.row, self.results = None, None
+        dml = compiled.isinsert or compiled.isupdate or compiled.isdelete
+        dml = dml or getattr(statement, "_for_update_arg", None) is not None  # locks: a write
+        # Reads never start a transaction in db.connect(); text is judged by its first word.
+        self.reads = not dml and (self.row is not None or _text_reads(self.sql))
+
+    def arguments(self, params: Params) -> tuple[str, list[Any]]:
+        """The SQL and the positional parameters for one set of ``params``."""
+        if self.expanding:
+            state = self.compiled.construct_expanded_state(dict(params))
+            values, procs = state.parameters, cast(dict[str, Processor], state.processors)
+            expanded = []
+            for name in state.positiontup or ():
+                convert = procs.get(name)
+                expanded.append(convert(values[name]) if convert is not None else values[name])
+            return state.statement, expanded
+        out = []
+        for bind, process in self.binds:
+            key = bind.key
+            if key in params:
+                value = params[key]
+            elif bind.callable is not None:
+                value = bind.callable()
+            elif bind.required:
+                raise sa_exc.StatementError(
+                    f"A value is required for bind parameter {key!r}", self.sql, dict(params), None
+                )
+            else:
+                value = bind.value
+            out.append(process(value) if process is not None else value)
+        return self.sql, out
+
+    def rows(self, raw: Sequence[Sequence[Any]], names: Callable[[], Sequence[str]]) -> list[Any]:
+        if not raw:
+            return []
+        row = self.row or _row_type(names())
+        results = self.results
+        if results is None:
+            return [row(r) for r in raw]
+        return [
+            row([p(v) if p is not None else v for p, v in zip(results, r, strict=True)])
+            for r in raw
+        ]
+
+
+def _result_processor(type_: Any, dialect: Dialect) -> Processor:
+    try:
+        return cast(Processor, type_._cached_result_processor(dialect, None))
+    except (sa_exc.InvalidRequestError, TypeError):
+        # asyncpg's numeric types choose by the column's type code, which is only known
+        # once rows come back; asyncpg returns NUMERIC as Decimal already: nothing to do.
+        return cast(Processor, type_._cached_result_processor(dialect, NUMERIC_OID))
+
+
+NUMERIC_OID = 1700
+
+
+class _Plans:
+    """Compiled statements of one dialect, least recently used dropped past :data:`PLANS`."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        self._plans: OrderedDict[tuple[int, tuple[str, ...]], _Plan] = OrderedDict()
+
+    def get(self, statement: ClauseElement, keys: tuple[str, ...]) -> _Plan:
+        return self._cached((id(statement), keys), statement, lambda: statement, keys)
+
+    def rows_inserted(self, statement: Any, keys: tuple[str, ...], count: int) -> _Plan:
+        """An INSERT … RETURNING of ``count`` parameter sets as one multi-row INSERT (as
+        SQLAlchemy's "insertmanyvalues" does), its parameters named ``<key>__<n>``."""
+
+        def build() -> ClauseElement:
+            column = statement.table.c
+            rows = [
+                {k: bindparam(f"{k}__{n}", type_=column[k].type) for k in keys}
+                for n in range(count)
+            ]
+            return cast(ClauseElement, statement.values(rows))
+
+        return self._cached((id(statement), (*keys, f"*{count}")), statement, build, ())
+
+    def _cached(
+        self,
+        key: tuple[int, tuple[str, ...]],
+        source: ClauseElement,
+        build: Callable[[], ClauseElement],
+        keys: tuple[str, ...],
+    ) -> _Plan:
+        plan = self._plans.get(key)
+        if plan is None or plan.source is not source:
+            plan = self._plans[key] = _Plan(build(), self.dialect, keys, source)
+            if len(self._plans) > PLANS:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan
+
+
+def _text_reads(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() in ("SELECT", "PRAGMA")
+
+
+# ---------------------------------------------------------------------------- results
+
+
+class Scalars(list[Any]):
+    """The first column of each row (``result.scalars()``)."""
+
+    def all(self) -> list[Any]:
+        return list(self)
+
+    def first(self) -> Any:
+        return self[0] if self else None
+
+    def one(self) -> Any:
+        return _one(self)
+
+    def one_or_none(self) -> Any:
+        return _one_or_none(self)
+
+
+def _one(rows: Sequence[Any]) -> Any:
+    if len(rows) != 1:
+        raise (sa_exc.NoResultFound if not rows else sa_exc.MultipleResultsFound)(
+            f"expected one row, got {len(rows)}"
+        )
+    return rows[0]
+
+
+def _one_or_none(rows: Sequence[Any]) -> Any:
+    if len(rows) > 1:
+        raise sa_exc.MultipleResultsFound(f"expected at most one row, got {len(rows)}")
+    return rows[0] if rows else None
+
+
+class Result:
+    """What a statement returned: its rows (all fetched) and the rows it changed."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int):
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+    def all(self) -> list[Any]:
+        return self._rows
+
+    fetchall = all
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Any:
+        return _one(self._rows)
+
+    def one_or_none(self) -> Any:
+        return _one_or_none(self._rows)
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        return _one(self._rows)[0]
+
+    def scalar_one_or_none(self) -> Any:
+        row = _one_or_none(self._rows)
+        return None if row is None else row[0]
+
+    def scalars(self) -> Scalars:
+        return Scalars(r[0] for r in self._rows)
+
+
+# ---------------------------------------------------------------------------- connections
+
+
+class Connection:
+    """A statement runner on one driver connection; see the module docstring for the modes."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.dialect = db.dialect
+
+    async def execute(
+        self, statement: ClauseElement, params: Params | Sequence[Params] | None = None
+    ) -> Result:
+        many = isinstance(params, list | tuple)
+        sets = cast(Sequence[Params], params) if many else [cast(Params, params or {})]
+        if many and not sets:
+            return Result([], 0)
+        plan = self.db.plans.get(statement, tuple(sets[0]))
+        if many and plan.row is not None and plan.compiled.isinsert and len(sets) > 1:
+            plan = self.db.plans.rows_inserted(statement, tuple(sets[0]), len(sets))
+            sets = [{f"{k}__{n}": v for n, one in enumerate(sets) for k, v in one.items()}]
+            many = False
+        try:
+            return await self._run(plan, sets, many)
+        except sa_exc.SQLAlchemyError:
+            raise
+        except self.db.driver_errors as error:
+            raise self.db.wrap(plan.sql, sets, error) from error
+
+    async def scalar(self, statement: ClauseElement, params: Params | None = None) -> Any:
+        return (await self.execute(statement, params)).scalar()
+
+    async def scalars(self, statement: ClauseElement, params: Params | None = None) -> Scalars:
+        return (await self.execute(statement, params)).scalars()
+
+    async def commit(self) -> None:
+        """End the transaction a write started in ``db.connect()`` (nothing if none did)."""
+
+    async def rollback(self) -> None:
+        """Undo the transaction a write started in ``db.connect()`` (nothing if none did)."""
+
+    def begin_nested(self) -> Savepoint:
+        """A savepoint inside the transaction: ``await sp.start()`` is done for you."""
+        return Savepoint(self)
+
+    async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
+        raise NotImplementedError
+
+    async def _statement(self, sql: str) -> None:
+        raise NotImplementedError
+
+
+class Savepoint:
+    """``sp = await conn.begin_nested()``; then ``await sp.commit()`` or ``sp.rollback()``."""
+
+    _count = 0
+
+    def __init__(self, conn: Connection):
+        Savepoint._count += 1
+        self.conn = conn
+        self.name = f"sp_{Savepoint._count}"
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def _start(self) -> Savepoint:
+        await self.conn._statement(f"SAVEPOINT {self.name}")
+        return self
+
+    async def commit(self) -> None:
+        await self.conn._statement(f"RELEASE SAVEPOINT {self.name}")
+
+    async def rollback(self) -> None:
+        await self.conn._statement(f"ROLLBACK TO SAVEPOINT {self.name}")
+        await self.conn._statement(f"RELEASE SAVEPOINT {self.name}")
+
+
+class Database:
+    """One service's database; ``open_database`` in ``database.py`` makes one."""
+
+    name: str
+    driver_errors: tuple[type[BaseException], ...]
+
+    def __init__(self, url: URL, dialect: Dialect):
+        self.url = url
+        self.dialect = dialect
+        self.plans = _Plans(dialect)
+        self.on_commit: list[Callable[[], None]] = []
+
+    def committed(self) -> None:
+        for callback in self.on_commit:
+            callback()
+
+    def wrap(self, sql: str, params: Any, error: BaseException) -> sa_exc.DBAPIError:
+        raise NotImplementedError
+
+    def begin(self) -> AbstractAsyncContextManager[Connection]:
+        raise NotImplementedError
+
+    def connect(self) -> AbstractAsyncContextManager[Connection]:
+        raise NotImplementedError
+
+    async def dedicated(self) -> Connection:
+        raise NotImplementedError
+
+    async def close_dedicated(self, conn: Connection) -> None:
+        raise NotImplementedError
+
+    async def has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
+    async def dispose(self) -> None:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------- SQLite
+
+# Per event loop (an asyncio.Lock belongs to one), per database file.
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _gate(path: str) -> asyncio.Lock:
+    if path in ("", ":memory:"):
+        return asyncio.Lock()  # a database of its own
+    gates = _gates.setdefault(asyncio.get_running_loop(), {})
+    return gates.setdefault(os.path.realpath(path), asyncio.Lock())
+
+
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    # The loop's thread opens it and only the loop's thread uses it; it may still be closed
+    # from the garbage collector's thread, hence check_same_thread off.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=0", "foreign_keys=ON"):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
+class SqliteConnection(Connection):
+    def __init__(self, db: SqliteDatabase, raw: sqlite3.Connection | None, writing: bool):
+        super().__init__(db)
+        self._db = db
+        self.raw = raw if raw is not None else db.reader()
+        self.writing = writing  # holds the gate and a BEGIN IMMEDIATE transaction
+
+    async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
+        if not self.writing and not plan.reads:
+            await self._upgrade()
+        cursor = self.raw.cursor()
+        try:
+            if many and not plan.expanding and plan.row is None:
+                cursor.executemany(plan.sql, [plan.arguments(p)[1] for p in sets])
+                raw = cursor.fetchall() if cursor.description else []
+                rowcount = cursor.rowcount
+            else:
+                raw, rowcount = [], 0
+                for params in sets:
+                    sql, args = plan.arguments(params)
+                    cursor.execute(sql, args)
+                    if cursor.description:
+                        raw.extend(cursor.fetchall())
+                    rowcount += max(cursor.rowcount, 0)
+                if not many and cursor.description and cursor.rowcount < 0:
+                    rowcount = -1
+            description = cursor.description
+        finally:
+            cursor.close()
+        return Result(plan.rows(raw, lambda: [d[0] for d in description]), rowcount)
+
+    async def _statement(self, sql: str) -> None:
+        self.raw.execute(sql)
+
+    async def _upgrade(self) -> None:
+        """A write in ``db.connect()``: from here on, a transaction on the writer."""
+        self.raw = await self._db.start()
+        self.writing = True
+
+    async def commit(self) -> None:
+        if self.writing:
+            self.writing = False
+            self._db.finish(self.raw, commit=True)
+            self.raw = self._db.reader()
+
+    async def rollback(self) -> None:
+        if self.writing:
+            self.writing = False
+            self._db.finish(self.raw, commit=False)
+            self.raw = self._db.reader()
+
+
+class SqliteDatabase(Database):
+    name = "sqlite"
+    driver_errors = (sqlite3.Error,)
+
+    def __init__(self, url: URL, dialect: Dialect):
+        super().__init__(url, dialect)
+        self.path = url.database or ""
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._memory = self.path in ("", ":memory:")
+
+    def wrap(self, sql: str, params: Any, error: BaseException) -> sa_exc.DBAPIError:
+        return cast(
+            sa_exc.DBAPIError,
+            sa_exc.DBAPIError.instance(sql, params, cast(Exception, error), sqlite3.Error),
+        )
+
+    def writer(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = _sqlite_connect(self.path)
+        return self._writer
+
+    def reader(self) -> sqlite3.Connection:
+        if self._memory:  # a private in-memory database: one connection sees it
+            return self.writer()
+        if self._reader is None:
+            self._reader = _sqlite_connect(self.path)
+        return self._reader
+
+    async def start(self) -> sqlite3.Connection:
+        """The writer, holding the file's gate and SQLite's write lock (``BEGIN IMMEDIATE``),
+        waiting for another process's lock with an asynchronous back-off."""
+        gate = _gate(self.path) if not self._memory else self._memory_gate()
+        await gate.acquire()
+        try:
+            raw = self.writer()
+            give_up, pause = time.monotonic() + BUSY_WAIT, 0.001
+            while True:
+                try:
+                    raw.execute("BEGIN IMMEDIATE")
+                    return raw
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) or time.monotonic() > give_up:
+                        raise self.wrap("BEGIN IMMEDIATE", (), error) from error
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        except BaseException:
+            gate.release()
+            raise
+
+    _own_gate: asyncio.Lock | None = None
+
+    def _memory_gate(self) -> asyncio.Lock:
+        if self._own_gate is None:
+            self._own_gate = asyncio.Lock()
+        return self._own_gate
+
+    def finish(self, raw: sqlite3.Connection, commit: bool) -> None:
+        gate = _gate(self.path) if not self._memory else self._memory_gate()
+        try:
+            if commit:
+                try:
+                    raw.commit()
+                except sqlite3.Error as error:
+                    raw.rollback()
+                    raise self.wrap("COMMIT", (), error) from error
+                self.committed()
+            elif raw.in_transaction:
+                raw.rollback()
+        finally:
+            gate.release()
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[SqliteConnection]:
+        conn = SqliteConnection(self, await self.start(), writing=True)
+        try:
+            yield conn
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[SqliteConnection]:
+        conn = SqliteConnection(self, None, writing=False)
+        try:
+            yield conn
+        finally:
+            await conn.rollback()
+
+    async def dedicated(self) -> Connection:
+        return SqliteConnection(self, None, writing=False)
+
+    async def close_dedicated(self, conn: Connection) -> None:
+        await conn.rollback()
+
+    async def has_table(self, name: str) -> bool:
+        found = self.reader().execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        )
+        return found.fetchone() is not None
+
+    async def dispose(self) -> None:
+        for raw in (self._reader, self._writer):
+            if raw is not None:
+                raw.close()
+        self._reader = self._writer = None
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+def _json_decoder(value: bytes) -> Any:
+    return json.loads(value.decode())
+
+
+def _jsonb_encoder(value: str) -> bytes:
+    return b"\x01" + value.encode()
+
+
+def _jsonb_decoder(value: bytes) -> Any:
+    return json.loads(value[1:].decode())
+
+
+async def _pg_setup(conn: Any) -> None:
+    """JSON as SQLAlchemy's asyncpg dialect sets it up (its JSON types expect this)."""
+    await conn.set_type_codec(
+        "json", encoder=str.encode, decoder=_json_decoder, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_jsonb_encoder,
+        decoder=_jsonb_decoder,
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+def _rowcount(status: str) -> int:
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else -1
+
+
+class PostgresConnection(Connection):
+    def __init__(self, db: PostgresDatabase, raw: Any, writing: bool):
+        super().__init__(db)
+        self.raw = raw
+        self.writing = writing  # in a transaction
+        self._tx: Any = None
+
+    async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
+        if not self.writing and not plan.reads:
+            await self._begin()
+        raw: list[Any] = []
+        rowcount = 0
+        description: Sequence[str] = ()
+        if many and not plan.expanding and plan.row is None:
+            await self.raw.executemany(plan.sql, [plan.arguments(p)[1] for p in sets])
+            return Result([], -1)
+        for params in sets:
+            sql, args = plan.arguments(params)
+            if plan.row is not None or _text_reads(sql) or " RETURNING " in sql:
+                records = await self.raw.fetch(sql, *args)
+                if records:
+                    description = list(records[0].keys())
+                raw.extend(records)
+                rowcount += len(records)
+            else:
+                rowcount += _rowcount(await self.raw.execute(sql, *args))
+        return Result(plan.rows(raw, lambda: description), rowcount)
+
+    async def _statement(self, sql: str) -> None:
+        await self.raw.execute(sql)
+
+    async def _begin(self) -> None:
+        self._tx = self.raw.transaction()
+        await self._tx.start()
+        self.writing = True
+
+    async def commit(self) -> None:
+        if self._tx is not None:
+            tx, self._tx, self.writing = self._tx, None, False
+            await tx.commit()
+            self.db.committed()
+
+    async def rollback(self) -> None:
+        if self._tx is not None:
+            tx, self._tx, self.writing = self._tx, None, False
+            await tx.rollback()
+
+
+class PostgresDatabase(Database):
+    name = "postgresql"
+
+    def __init__(self, url: URL, dialect: Dialect, pool_size: int = 20):
+        import asyncpg  # type: ignore[import-untyped]
+
+        super().__init__(url, dialect)
+        self.driver_errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+        self._asyncpg = asyncpg
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    def wrap(self, sql: str, params: Any, error: BaseException) -> sa_exc.DBAPIError:
+        integrity = isinstance(error, self._asyncpg.IntegrityConstraintViolationError)
+        kind = sa_exc.IntegrityError if integrity else sa_exc.OperationalError
+        return kind(sql, params, cast(Exception, error))
+
+    async def pool(self) -> Any:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await self._asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=self._pool_size,
+                        statement_cache_size=1024,
+                        init=_pg_setup,
+                    )
+        return self._pool
+
+    async def _acquire(self) -> Any:
+        try:
+            return await (await self.pool()).acquire()
+        except self.driver_errors as error:
+            raise self.wrap("connect", (), error) from error
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[PostgresConnection]:
+        raw = await self._acquire()
+        try:
+            conn = PostgresConnection(self, raw, writing=False)
+            try:
+                await conn._begin()
+            except self.driver_errors as error:
+                raise self.wrap("BEGIN", (), error) from error
+            try:
+                yield conn
+            except BaseException:
+                await _quietly(conn.rollback())
+                raise
+            try:
+                await conn.commit()
+            except self.driver_errors as error:
+                raise self.wrap("COMMIT", (), error) from error
+        finally:
+            await (await self.pool()).release(raw)
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[PostgresConnection]:
+        raw = await self._acquire()
+        conn = PostgresConnection(self, raw, writing=False)
+        try:
+            yield conn
+        finally:
+            try:
+                await _quietly(conn.rollback())
+            finally:
+                await (await self.pool()).release(raw)
+
+    async def dedicated(self) -> Connection:
+        try:
+            raw = await self._asyncpg.connect(self._dsn, statement_cache_size=0)
+        except self.driver_errors as error:
+            raise self.wrap("connect", (), error) from error
+        return PostgresConnection(self, raw, writing=False)
+
+    async def close_dedicated(self, conn: Connection) -> None:
+        raw = cast(PostgresConnection, conn).raw
+        raw.terminate()  # never waits: the connection may be gone already
+
+    async def has_table(self, name: str) -> bool:
+        async with self.connect() as conn:
+            found = await conn.raw.fetchval("SELECT to_regclass($1)", name)
+        return found is not None
+
+    async def dispose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except (TimeoutError, Exception):
+                pool.terminate()
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:  # the connection is gone; asyncpg's pool replaces it
+        pass

@@ -1,0 +1,190 @@
+"""The run-time database (``storage/sql.py``): SQLAlchemy Core statements executed on the
+driver give the values, rows, counts, transactions and errors that SQLAlchemy's engine gave —
+on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound
+
+from mercato.platform.storage.database import (
+    ensure_database,
+    open_database,
+    schema_engine,
+    service_url,
+)
+from mercato.platform.storage.sql import Database
+
+metadata = sa.MetaData()
+things = sa.Table(
+    "things",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("big", sa.BigInteger),
+    sa.Column("price", sa.Numeric(18, 2)),
+    sa.Column("ok", sa.Boolean),
+    sa.Column("at", sa.DateTime(timezone=True)),
+    sa.Column("blob", sa.LargeBinary),
+    sa.Column("doc", sa.JSON),
+)
+ONE = sa.select(things).where(things.c.id == sa.bindparam("id"))
+SOME = sa.select(things.c.id).where(things.c.id.in_(sa.bindparam("ids", expanding=True)))
+BUMP = sa.update(things).where(things.c.n >= sa.bindparam("least")).values(n=things.c.n + 1)
+ADD = things.insert()
+NOW = datetime(2026, 12, 1, 22, 30, 15, 123456, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def template(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("postgres_template") if request.param == "postgres" else None
+
+
+@pytest.fixture
+async def db(template: str | None, tmp_path: Path) -> AsyncIterator[Database]:
+    url = service_url(template, "sql", tmp_path)
+    await ensure_database(url)
+    schema = schema_engine(url)
+    async with schema.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    await schema.dispose()
+    db = open_database(url)
+    yield db
+    await db.dispose()
+
+
+def row(id: str, n: int = 1, **more: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "id": id,
+        "n": n,
+        "big": None,
+        "price": None,
+        "ok": None,
+        "at": None,
+        "blob": None,
+        "doc": None,
+    }
+    return base | more
+
+
+async def test_values_are_those_sqlalchemys_engine_gives(db: Database) -> None:
+    full = row(
+        "a",
+        7,
+        big=2**40,
+        price=Decimal("12.50"),
+        ok=True,
+        at=NOW,
+        blob=b"\x00\xff",
+        doc={"k": [1, "two"]},
+    )
+    async with db.begin() as conn:
+        await conn.execute(ADD, full)
+        await conn.execute(ADD, row("b"))
+    async with db.connect() as conn:
+        got = (await conn.execute(ONE, {"id": "a"})).one()
+        empty = (await conn.execute(ONE, {"id": "b"})).one()
+    engine = schema_engine(db.url)
+    async with engine.connect() as conn:
+        expected = (await conn.execute(ONE, {"id": "a"})).one()
+    await engine.dispose()
+    assert tuple(got) == tuple(expected)
+    assert (got.id, got.n, got.big, got.price, got.ok, got.blob, got.doc) == (
+        "a",
+        7,
+        2**40,
+        Decimal("12.50"),
+        True,
+        b"\x00\xff",
+        {"k": [1, "two"]},
+    )
+    assert got.at.replace(tzinfo=UTC) == NOW  # SQLite keeps no offset, as with SQLAlchemy
+    assert got[0] == "a" and got._mapping["n"] == 7
+    assert (empty.price, empty.ok, empty.at, empty.doc) == (None, None, None, None)
+
+
+async def test_results_counts_and_many_parameter_sets(db: Database) -> None:
+    async with db.begin() as conn:
+        await conn.execute(ADD, [row(f"t{i}", i) for i in range(5)])
+        bumped = await conn.execute(BUMP, {"least": 3})
+        returned = await conn.execute(
+            sa.update(things)
+            .where(things.c.id == sa.bindparam("k"))
+            .values(n=0)
+            .returning(things.c.id, things.c.n),
+            {"k": "t1"},
+        )
+    assert bumped.rowcount == 2
+    assert returned.all() == [("t1", 0)] and returned.rowcount == 1
+    async with db.connect() as conn:
+        assert sorted((await conn.execute(SOME, {"ids": ["t1", "t4", "zz"]})).scalars()) == [
+            "t1",
+            "t4",
+        ]
+        assert await conn.scalar(sa.select(sa.func.count()).select_from(things)) == 5
+        assert (await conn.execute(ONE, {"id": "nope"})).first() is None
+        with pytest.raises(NoResultFound):
+            (await conn.execute(ONE, {"id": "nope"})).one()
+        with pytest.raises(MultipleResultsFound):
+            (await conn.execute(sa.select(things.c.id))).one_or_none()
+        ns = await conn.execute(sa.text("SELECT n FROM things WHERE id = :id"), {"id": "t4"})
+        assert ns.scalar_one() == 5
+
+
+async def test_a_transaction_is_all_or_nothing(db: Database) -> None:
+    with pytest.raises(IntegrityError):
+        async with db.begin() as conn:
+            await conn.execute(ADD, row("x"))
+            await conn.execute(ADD, row("x"))  # the same key
+    async with db.begin() as conn:
+        await conn.execute(ADD, row("y"))
+        savepoint = await conn.begin_nested()
+        await conn.execute(ADD, row("z"))
+        await savepoint.rollback()
+    async with db.connect() as conn:
+        assert (await conn.scalars(sa.select(things.c.id))).all() == ["y"]
+
+
+async def test_connect_reads_and_starts_a_transaction_only_to_write(db: Database) -> None:
+    async with db.connect() as conn:
+        await conn.execute(ADD, row("dropped"))  # never committed: rolled back at the end
+    async with db.connect() as conn:
+        await conn.execute(ADD, row("kept"))
+        await conn.commit()
+        assert (await conn.scalars(sa.select(things.c.id))).all() == ["kept"]
+
+
+async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    url = service_url(None, "reads", tmp_path)
+    db = open_database(url)
+    async with db.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE t (n INTEGER)"))
+        await conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+    try:
+        async with db.begin() as writer:
+            await writer.execute(sa.text("INSERT INTO t VALUES (2)"))
+            async with asyncio.timeout(1), db.connect() as reader:
+                seen = (await reader.execute(sa.text("SELECT n FROM t"))).scalars().all()
+            assert seen == [1], "the reader sees what was committed, without waiting"
+    finally:
+        await db.dispose()
+
+
+async def test_many_rows_inserted_with_returning_are_one_statement(db: Database) -> None:
+    dialect = postgresql if db.name == "postgresql" else sqlite
+    claim = dialect.insert(things).on_conflict_do_nothing().returning(things.c.id)
+    async with db.begin() as conn:
+        await conn.execute(ADD, row("old"))
+        fresh = await conn.execute(claim, [{"id": i, "n": 1, "at": NOW} for i in ("a", "old", "b")])
+    assert sorted(fresh.scalars()) == ["a", "b"], "the row already there is not returned"
+    async with db.connect() as conn:
+        got = (await conn.execute(ONE, {"id": "b"})).one()
+    assert got.at.replace(tzinfo=UTC) == NOW, "each row's values converted as its column's"
