@@ -21,7 +21,7 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
 def _is_coroutine(call: Any) -> bool:
     if inspect.isclass(call):
         return False  # FastAPI runs a class (its __init__) in the thread pool
-    # A dependency may be an instance with an ``async def __call__`` (HTTPBearer).
+    # A dependency may be an instance with an ``async def __call__`` (the bearer caller).
     return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(type(call).__call__)
 
 

@@ -6,8 +6,10 @@ and answers every error as problem+json.
 
 Adding routes for an area (products, cart, orders…):
 
-1. Write ``routes/<area>.py`` with ``router = APIRouter(prefix="/api/v1/<area>", tags=[...])``.
-   Request and response bodies are pydantic models with the camelCase names of DESIGN §6.
+1. Write ``routes/<area>.py`` with ``router = APIRouter(prefix="/api/v1/<area>", tags=[...],
+   responses=PROBLEM_RESPONSES)`` (``problems.PROBLEM_RESPONSES``: the problem+json error
+   answers, documented on every route, so a route only lists its success response). Request
+   and response bodies are pydantic models with the camelCase names of DESIGN §6.
 2. Use the dependencies:
    - ``security.CurrentCaller`` / ``security.AdminCaller``: the verified ``Caller`` (401 / 403
      otherwise); check ``caller.may_act_for(owner_id)`` for someone's own data;
@@ -20,8 +22,8 @@ Adding routes for an area (products, cart, orders…):
      (``idempotency_key: IdempotencyKey = None``) so OpenAPI shows it; it is forwarded anyway;
    - ``problems.Problem(status, detail)``: raise it for any error of your own.
 3. Add ``from mercato.services.gateway.routes import <area>`` and ``<area>.router`` to
-   ``ROUTERS`` in ``routes/__init__.py`` (a one-line edit each).
+   ``ROUTERS`` in ``routes/__init__.py`` (a one-line edit each); to ``HOT`` too if shoppers
+   call it on every visit.
 
-Every router is included with ``problems.PROBLEM_RESPONSES`` (the problem+json error answers)
-documented, so a route only lists its success response.
+The app takes the routers' routes as they are (``app.py`` says why not ``include_router``).
 """

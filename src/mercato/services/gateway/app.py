@@ -10,12 +10,8 @@ from fastapi.openapi.utils import get_openapi
 
 from mercato.platform.runtime.service import ServiceContext
 from mercato.services.gateway.middleware import RequestContext
-from mercato.services.gateway.problems import (
-    PROBLEM_RESPONSES,
-    ProblemDetails,
-    install_problem_handlers,
-)
-from mercato.services.gateway.routes import ROUTERS
+from mercato.services.gateway.problems import ProblemDetails, install_problem_handlers
+from mercato.services.gateway.routes import HOT, ROUTERS
 
 DESCRIPTION = """Mercato's public API. Errors are RFC 9457 `application/problem+json`.
 Sign in with `POST /api/v1/auth/login` and send `Authorization: Bearer <accessToken>`.
@@ -38,8 +34,13 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.rate_limiters = {}
     install_problem_handlers(app)
-    for router in ROUTERS:
-        app.include_router(router, responses=PROBLEM_RESPONSES)
+    # The routers' routes themselves, not ``include_router``: this FastAPI wraps an included
+    # router in a route of its own that, on every request, tries each of its routes through
+    # a per-inclusion copy (its "effective route context"), router after router, until one
+    # matches. The routes already carry their full path, tags and problem responses (they
+    # are shared by every app made here, so ``app.dependency_overrides`` does not reach them).
+    for router in [*HOT, *(r for r in ROUTERS if r not in HOT)]:
+        app.router.routes.extend(router.routes)
     app.add_middleware(RequestContext)
     origins = [o.strip() for o in ctx.settings.cors_origins.split(",") if o.strip()]
     if origins:
@@ -58,7 +59,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
                 title=app.title,
                 version=app.version,
                 description=app.description,
-                routes=app.routes,
+                routes=[route for router in ROUTERS for route in router.routes],
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["ProblemDetails"] = ProblemDetails.model_json_schema(

@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.api.identity.v1.identity_pb2_grpc import IdentityStub
+from mercato.services.gateway.problems import PROBLEM_RESPONSES
 from mercato.services.gateway.ratelimit import limited
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-jwks_router = APIRouter(tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=PROBLEM_RESPONSES)
+jwks_router = APIRouter(tags=["auth"], responses=PROBLEM_RESPONSES)
 
 Email = Annotated[str, Field(min_length=3, max_length=254, examples=["ada@example.com"])]
 Password = Annotated[str, Field(min_length=1, max_length=128)]

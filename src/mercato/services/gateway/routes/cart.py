@@ -21,10 +21,11 @@ from mercato.api.cart.v1 import cart_pb2 as pb
 from mercato.api.cart.v1.cart_pb2_grpc import CartStub
 from mercato.api.payment.v1 import payment_pb2
 from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
+from mercato.services.gateway.problems import PROBLEM_RESPONSES
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
 
-router = APIRouter(prefix="/api/v1/cart", tags=["cart"])
+router = APIRouter(prefix="/api/v1/cart", tags=["cart"], responses=PROBLEM_RESPONSES)
 
 MAX_QUANTITY = 1_000  # per product; the cart service holds the same limit
 ProductId = Annotated[str, Path(min_length=1, max_length=200)]

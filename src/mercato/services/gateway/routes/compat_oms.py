@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationEr
 
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
-from mercato.services.gateway.problems import Problem
+from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import (
     BAD_IDEMPOTENCY_KEY,
@@ -83,7 +83,9 @@ _FAILURES: dict[int | str, dict[str, Any]] = {
     for code in (403, 404, 409, 422, 503)
 }
 router = APIRouter(
-    prefix="/oms/orders", tags=["orders (seed 004 compatibility)"], responses=_FAILURES
+    prefix="/oms/orders",
+    tags=["orders (seed 004 compatibility)"],
+    responses={**PROBLEM_RESPONSES, **_FAILURES},
 )
 _ITEM = {
     "type": "object",

@@ -26,13 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationEr
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
 from mercato.platform.auth import Caller
-from mercato.services.gateway.problems import Problem
+from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.routes.cart import CardPayment
 from mercato.services.gateway.routes.orders import payment_method
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import Upstream
 
-router = APIRouter(prefix="/api/v1/orders", tags=["orders (seed 003 compatibility)"])
+router = APIRouter(
+    prefix="/api/v1/orders",
+    tags=["orders (seed 003 compatibility)"],
+    responses=PROBLEM_RESPONSES,
+)
 
 # Mercato's statuses as the seed names them.
 SEED_STATUS = {

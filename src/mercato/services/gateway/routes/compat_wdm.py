@@ -35,10 +35,10 @@ from mercato.api.inventory.v1.inventory_pb2_grpc import InventoryStub
 from mercato.api.payment.v1 import payment_pb2
 from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
 from mercato.platform.ids import new_id
-from mercato.services.gateway.problems import Problem
+from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.wdm import Wdm, WdmUpstream, wdm_id
 
-router = APIRouter(tags=["wdm"])
+router = APIRouter(tags=["wdm"], responses=PROBLEM_RESPONSES)
 
 BULK = 1000  # entities per bulk call (what identity, payment, catalog and inventory take)
 BULK_DEADLINE = 60.0  # seconds one bulk call may take

@@ -20,10 +20,10 @@ from fastapi import APIRouter, Path
 from mercato.api.common.v1 import common_pb2
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
-from mercato.services.gateway.problems import Problem
+from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.wdm import Wdm, wdm_id
 
-router = APIRouter(prefix="/orders", tags=["wdm"])
+router = APIRouter(prefix="/orders", tags=["wdm"], responses=PROBLEM_RESPONSES)
 
 CHECKOUT_WAIT = 30.0  # seconds a checkout waits for the saga's outcome
 BULK = 5_000  # drafts per CreateDrafts call (the order service takes at most 10 000)

@@ -27,13 +27,13 @@ from mercato.api.payment.v1 import payment_pb2
 from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
 from mercato.api.shipping.v1 import shipping_pb2
 from mercato.api.shipping.v1.shipping_pb2_grpc import ShippingStub
-from mercato.services.gateway.problems import Problem
+from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.routes.cart import CardPayment, ShippingAddress, WalletPayment
 from mercato.services.gateway.routes.shipments import Shipment, shipment_of
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream, problem_of
 
-router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"], responses=PROBLEM_RESPONSES)
 
 OrderId = Annotated[str, Path(min_length=1, max_length=200)]
 Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]

@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from mercato.api.catalog.v1 import catalog_pb2 as pb
 from mercato.api.catalog.v1.catalog_pb2_grpc import CatalogStub
 from mercato.api.common.v1 import common_pb2
-from mercato.services.gateway.problems import Problem
+from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.security import AdminCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
 
-router = APIRouter(prefix="/api/v1/products", tags=["products"])
+router = APIRouter(prefix="/api/v1/products", tags=["products"], responses=PROBLEM_RESPONSES)
 
 ProductId = Annotated[str, Path(min_length=1, max_length=200)]
 Sort = Literal["name", "-name", "price", "-price", "newest", "oldest"]

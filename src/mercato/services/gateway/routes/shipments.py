@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.api.shipping.v1 import shipping_pb2 as pb
 from mercato.api.shipping.v1.shipping_pb2_grpc import ShippingStub
+from mercato.services.gateway.problems import PROBLEM_RESPONSES
 from mercato.services.gateway.security import AdminCaller, CurrentCaller
 from mercato.services.gateway.upstream import Upstream
 
-router = APIRouter(prefix="/api/v1/shipments", tags=["shipments"])
+router = APIRouter(prefix="/api/v1/shipments", tags=["shipments"], responses=PROBLEM_RESPONSES)
 
 ShipmentId = Annotated[str, Path(min_length=1, max_length=200)]
 

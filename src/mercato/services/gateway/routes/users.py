@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.api.identity.v1.identity_pb2_grpc import IdentityStub
+from mercato.services.gateway.problems import PROBLEM_RESPONSES
 from mercato.services.gateway.security import AdminCaller, CurrentCaller
 from mercato.services.gateway.upstream import Upstream
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"], responses=PROBLEM_RESPONSES)
 
 Role = Literal["customer", "admin"]
 UserId = Annotated[str, Path(min_length=1, max_length=200)]
