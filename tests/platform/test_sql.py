@@ -185,6 +185,9 @@ async def test_many_rows_inserted_with_returning_are_one_statement(db: Database)
         await conn.execute(ADD, row("old"))
         fresh = await conn.execute(claim, [{"id": i, "n": 1, "at": NOW} for i in ("a", "old", "b")])
     assert sorted(fresh.scalars()) == ["a", "b"], "the row already there is not returned"
+    async with db.begin() as conn:  # in chunks of a few sizes on PostgreSQL, one by one on SQLite
+        many = await conn.execute(claim, [{"id": f"m{i}", "n": i} for i in range(300)])
+    assert len(many.all()) == many.rowcount == 300
     async with db.connect() as conn:
         got = (await conn.execute(ONE, {"id": "b"})).one()
     assert got.at.replace(tzinfo=UTC) == NOW, "each row's values converted as its column's"

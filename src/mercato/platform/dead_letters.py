@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 
 from mercato.platform.inbox import InboxConsumer
 from mercato.platform.storage.sql import Database
@@ -49,6 +49,19 @@ async def count_dead(db: Database) -> int:
         return int(value or 0)
 
 
+# Polled every few seconds by every service: built once.
+_TO_REDRIVE = (
+    select(dead_letters)
+    .where(dead_letters.c.status == REDRIVE, dead_letters.c.consumer == bindparam("consumer"))
+    .limit(100)
+)
+_CLAIM = (
+    update(dead_letters)
+    .where(dead_letters.c.id == bindparam("letter"), dead_letters.c.status == REDRIVE)
+    .values(status=REDRIVING)
+)
+
+
 class Redriver:
     """Redrives what ``mercato dlq redrive`` (another process) marked: it looks every
     ``poll_interval`` seconds, an operator's action needs no faster answer."""
@@ -70,25 +83,11 @@ class Redriver:
 
     async def redrive_once(self) -> int:
         async with self.db.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(dead_letters)
-                    .where(
-                        dead_letters.c.status == REDRIVE,
-                        dead_letters.c.consumer == self.consumer.name,
-                    )
-                    .limit(100)
-                )
-            ).all()
-            await conn.rollback()
+            rows = (await conn.execute(_TO_REDRIVE, {"consumer": self.consumer.name})).all()
         done = 0
         for row in rows:
             async with self.db.begin() as conn:
-                claimed = await conn.execute(
-                    update(dead_letters)
-                    .where(dead_letters.c.id == row.id, dead_letters.c.status == REDRIVE)
-                    .values(status=REDRIVING)
-                )
+                claimed = await conn.execute(_CLAIM, {"letter": row.id})
             if claimed.rowcount != 1:
                 continue  # another replica took it
             error = await self.consumer.redrive(row)

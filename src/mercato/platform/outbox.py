@@ -26,6 +26,7 @@ UNSENT = (
     .order_by(outbox.c.seq)
     .limit(bindparam("batch"))
 )
+PURGE = delete(outbox).where(outbox.c.sent_at.is_not(None), outbox.c.sent_at < bindparam("before"))
 SELECT_1 = text("SELECT 1")
 TRY_LOCK = text("SELECT pg_try_advisory_lock(:k)")
 MARK_SENT = (
@@ -140,11 +141,7 @@ class OutboxRelay:
             return
         self._last_purge = now
         async with self.db.begin() as conn:
-            await conn.execute(
-                delete(outbox).where(
-                    outbox.c.sent_at.is_not(None), outbox.c.sent_at < now - self.retention
-                )
-            )
+            await conn.execute(PURGE, {"before": now - self.retention})
 
     async def _is_leader(self) -> bool:
         if self.db.name != "postgresql":

@@ -48,6 +48,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 BUSY_WAIT = 30.0  # seconds to wait for another process's SQLite write lock
+MULTIROW = 256  # rows per multi-row INSERT at most (PostgreSQL)
 PLANS = 2048  # compiled statements kept per dialect (statements built per call come and go)
 Params = Mapping[str, Any]
 
@@ -308,16 +309,33 @@ class Connection:
         if many and not sets:
             return Result([], 0)
         plan = self.db.plans.get(statement, tuple(sets[0]))
-        if many and plan.row is not None and plan.compiled.isinsert and len(sets) > 1:
-            plan = self.db.plans.rows_inserted(statement, tuple(sets[0]), len(sets))
-            sets = [{f"{k}__{n}": v for n, one in enumerate(sets) for k, v in one.items()}]
-            many = False
+        if many and plan.row is not None and plan.compiled.isinsert and self.db.multirow:
+            return await self._insert_returning(statement, sets)
         try:
             return await self._run(plan, sets, many)
         except sa_exc.SQLAlchemyError:
             raise
         except self.db.driver_errors as error:
             raise self.db.wrap(plan.sql, sets, error) from error
+
+    async def _insert_returning(self, statement: ClauseElement, sets: Sequence[Params]) -> Result:
+        """Many rows inserted with RETURNING, as a few multi-row INSERTs (one round trip each):
+        chunks of power-of-two sizes, so a handful of compiled statements serve any count."""
+        rows: list[Any] = []
+        rowcount, start, keys = 0, 0, tuple(sets[0])
+        while start < len(sets):
+            size = min(MULTIROW, 1 << ((len(sets) - start).bit_length() - 1))
+            chunk = sets[start : start + size]
+            start += size
+            plan = self.db.plans.rows_inserted(statement, keys, size)
+            params = {f"{k}__{n}": v for n, one in enumerate(chunk) for k, v in one.items()}
+            try:
+                done = await self._run(plan, [params], False)
+            except self.db.driver_errors as error:
+                raise self.db.wrap(plan.sql, chunk, error) from error
+            rows += done.all()
+            rowcount += done.rowcount
+        return Result(rows, rowcount)
 
     async def scalar(self, statement: ClauseElement, params: Params | None = None) -> Any:
         return (await self.execute(statement, params)).scalar()
@@ -372,6 +390,7 @@ class Database:
 
     name: str
     driver_errors: tuple[type[BaseException], ...]
+    multirow = False  # many rows with RETURNING as multi-row INSERTs (else one by one)
 
     def __init__(self, url: URL, dialect: Dialect):
         self.url = url
@@ -674,6 +693,7 @@ class PostgresConnection(Connection):
 
 class PostgresDatabase(Database):
     name = "postgresql"
+    multirow = True  # a round trip per statement: fewer, bigger statements
 
     def __init__(self, url: URL, dialect: Dialect, pool_size: int = 20):
         import asyncpg  # type: ignore[import-untyped]
