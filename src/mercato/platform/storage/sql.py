@@ -433,8 +433,6 @@ _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.L
 
 
 def _gate(path: str) -> asyncio.Lock:
-    if path in ("", ":memory:"):
-        return asyncio.Lock()  # a database of its own
     gates = _gates.setdefault(asyncio.get_running_loop(), {})
     return gates.setdefault(os.path.realpath(path), asyncio.Lock())
 
@@ -532,7 +530,7 @@ class SqliteDatabase(Database):
     async def start(self) -> sqlite3.Connection:
         """The writer, holding the file's gate and SQLite's write lock (``BEGIN IMMEDIATE``),
         waiting for another process's lock with an asynchronous back-off."""
-        gate = _gate(self.path) if not self._memory else self._memory_gate()
+        gate = self._gate()
         await gate.acquire()
         try:
             raw = self.writer()
@@ -550,15 +548,19 @@ class SqliteDatabase(Database):
             gate.release()
             raise
 
-    _own_gate: asyncio.Lock | None = None
+    _gate_loop: asyncio.AbstractEventLoop | None = None
+    _gate_lock: asyncio.Lock
 
-    def _memory_gate(self) -> asyncio.Lock:
-        if self._own_gate is None:
-            self._own_gate = asyncio.Lock()
-        return self._own_gate
+    def _gate(self) -> asyncio.Lock:
+        """The file's gate on the running loop (looked up once per loop, not per transaction)."""
+        loop = asyncio.get_running_loop()
+        if self._gate_loop is not loop:
+            self._gate_lock = asyncio.Lock() if self._memory else _gate(self.path)
+            self._gate_loop = loop
+        return self._gate_lock
 
     def finish(self, raw: sqlite3.Connection, commit: bool) -> None:
-        gate = _gate(self.path) if not self._memory else self._memory_gate()
+        gate = self._gate()
         try:
             if commit:
                 try:
