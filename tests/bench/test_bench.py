@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -22,7 +23,7 @@ from mercato.bench.hammer import error_kind, hammer
 from mercato.bench.invariants import money, reserved_units
 from mercato.bench.report import save, show
 from mercato.bench.run import Config, bench
-from mercato.bench.shoppers import Placed, settled
+from mercato.bench.shoppers import Placed, arrivals, settled, shop_open
 from mercato.cli.main import app
 
 METRICS = """\
@@ -153,11 +154,55 @@ def test_money_and_units_count_only_orders_not_cancelled() -> None:
         ["--wdm", "--target", "ftp://x"],
         ["--wdm", "--target", "http://127.0.0.1:9"],  # nothing answers on the discard port
         ["--carrier-delay", "soon"],
+        ["--rate", "0"],
+        ["--rate", "-5"],
+        ["--rate", "fast"],
+        ["--rate", "nan"],
     ],
 )
 def test_bad_flags_are_clear_errors(args: list[str]) -> None:
     result = CliRunner().invoke(app, ["bench", *args])
     assert result.exit_code == 2, result.output
+
+
+def test_open_loop_arrivals_are_bounded_by_duration_and_orders() -> None:
+    assert arrivals(5, None, 5.0) == 25
+    assert arrivals(0.1, None, 30.0) == 3  # not 4 from 3.0000000000000004
+    assert arrivals(50, 7, 30.0) == 7 and arrivals(2.5, 100, None) == 100
+    assert arrivals(3, None, 0.5) == 2  # at 0 s and at 0.33 s
+    with pytest.raises(ValueError):
+        arrivals(1, None, None)
+
+
+class SlowShop(Client):
+    """Answers every request of a trip; the wait for the outcome takes ``wait`` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__()
+        self.wait = wait
+
+    async def request(self, method: str, path: str, **kw: Any) -> Response:
+        if path.endswith("/wait"):
+            await asyncio.sleep(self.wait)
+            return Response(method, path, 200, b'{"outcome": "RESERVED"}')
+        if path.endswith("/checkout"):
+            return Response(method, path, 202, b'{"orderId": "o"}')
+        return Response(method, path, 200, b'{"items": []}')
+
+
+async def test_open_loop_counts_the_arrivals_no_shopper_was_free_for() -> None:
+    # 20/s for 0.5 s = 10 arrivals, 50 ms apart; each trip holds its shopper 0.12 s, so two
+    # shoppers serve two arrivals of every three (7): the rest are missed, none dropped.
+    ticks: list[int] = []
+    started = time.monotonic()
+    load = await shop_open(SlowShop(0.12), [{}, {}], ["p"], 20, None, 0.5, ticks.append)
+    assert load.arrivals == 10 and sum(ticks) == 10
+    assert 5 <= len(load.placed) <= 8 and load.missed == 10 - len(load.placed)
+    assert all(p.outcome == "RESERVED" for p in load.placed) and not load.errors
+    # The last arrival at 0.45 s, then its trip finishes.
+    assert 0.45 < time.monotonic() - started < 2 and load.seconds >= 0.45
+    unhurried = await shop_open(SlowShop(0.01), [{}, {}], ["p"], 20, 4, None, ticks.append)
+    assert unhurried.arrivals == 4 and unhurried.missed == 0 and len(unhurried.placed) == 4
 
 
 async def test_raw_sqlite_and_bare_http_at_tiny_sizes(tmp_path: Path) -> None:
@@ -199,26 +244,29 @@ async def test_raw_nats_jetstream_one_queue_and_fanned_out(nats_url: str) -> Non
     assert await raw.nats_jetstream(nats_url, 30, 3) > 0
 
 
-@pytest.mark.slow  # starts the system (one process)
-async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
-    tmp_path: Path,
-) -> None:
+async def tiny_run(tmp_path: Path, **sizes: Any) -> tuple[dict[str, Any], str]:
+    """An embedded run at tiny sizes (no raw limits): its results and its tables as shown."""
     config = Config(
-        shoppers=3,
-        orders=3,
-        duration=None,
         products=2,
-        scarce_stock=1,
         skip_raw=True,
         browse_seconds=0.5,
         idle_seconds=0.5,
         settle_timeout=20,
         out=tmp_path,
+        **sizes,
     )
     results = await bench(config, Console(file=io.StringIO()))
     shown = io.StringIO()
-    show(Console(file=shown, width=200), results)
+    show(Console(file=shown, width=250), results)
     assert "Invariants" in shown.getvalue() and "FAILED" not in shown.getvalue()
+    return results, shown.getvalue()
+
+
+@pytest.mark.slow  # starts the system (one process)
+async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
+    tmp_path: Path,
+) -> None:
+    results, _ = await tiny_run(tmp_path, shoppers=3, orders=3, duration=None, scarce_stock=1)
     path, plotted = await asyncio.to_thread(save, results, tmp_path)
     assert (await asyncio.to_thread(plotted.stat)).st_size > 0
     results = json.loads(await asyncio.to_thread(path.read_text))
@@ -236,3 +284,16 @@ async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
     assert scarce["invariants"]["stock"]["unitsReserved"] <= 4
     assert results["browse"]["rps"] > 0
     assert set(results["idlePerSecond"]) == {"events", "deliveries", "transactions"}
+
+
+@pytest.mark.slow  # starts the system (one process)
+async def test_an_open_loop_run_offers_its_rate_and_its_invariants_hold(tmp_path: Path) -> None:
+    results, shown = await tiny_run(tmp_path, scenarios=("plenty",), shoppers=5, rate=5, duration=2)
+    assert "missed (no free shopper of 5)" in shown
+    plenty = results["scenarios"]["plenty"]
+    offered = plenty["arrivals"]
+    assert offered["offeredPerSecond"] == 5 and offered["count"] == 10  # 5/s × 2 s
+    assert plenty["invariants"]["ok"], plenty["invariants"]
+    assert 0 < plenty["orders"] <= 10 - offered["missed"]
+    assert plenty["latencyMs"]["reserved"]["count"] == plenty["orders"]
+    assert plenty["seconds"] >= 1.8  # the last arrival at 1.8 s

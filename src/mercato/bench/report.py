@@ -25,11 +25,28 @@ def cpu_split(ms: dict[str, float] | None) -> str:
     return "/".join(_n(ms.get(part), 0) for part in ("system", "broker", "database", "bench"))
 
 
+OPEN_LOOP = ("offered/s", "arrivals", "missed (no free shopper)")
+
+
+def open_loop(results: dict[str, Any]) -> bool:
+    return any(s.get("arrivals") for s in results["scenarios"].values())
+
+
+def arrivals(s: dict[str, Any]) -> list[str]:
+    """The open loop's columns: rate offered, arrivals due, arrivals missed."""
+    a = s.get("arrivals")
+    if not a:
+        return ["closed loop", "—", "—"]
+    return [_n(a["offeredPerSecond"]), str(a["count"]), str(a["missed"])]
+
+
 def tables(results: dict[str, Any]) -> list[Table]:
     run = results["run"]
     title = f"mercato bench — {run['broker']} + {run['database']}, {run['date']}"
+    offered = open_loop(results)
     speed = Table(
         "scenario",
+        *(OPEN_LOOP if offered else ()),
         "orders",
         "s",
         "→PAID/s",
@@ -62,6 +79,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
         errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "0"
         speed.add_row(
             name,
+            *(arrivals(s) if offered else ()),
             str(s["orders"]),
             _n(s["seconds"]),
             _n(s["paidPerSecond"]),
@@ -169,6 +187,15 @@ def show(console: Console, results: dict[str, Any]) -> None:
             "idle system (taken off the per-order figures): "
             + ", ".join(f"{v:.1f} {k}/s" for k, v in idle.items())
         )
+    for name, s in results["scenarios"].items():
+        if a := s.get("arrivals"):
+            colour = "yellow" if a["missed"] else "green"
+            console.print(
+                f"open loop, {name}: {a['count']} arrivals at {a['offeredPerSecond']:g}/s, "
+                f"[{colour}]{a['missed']} missed (no free shopper of {s['shoppers']})[/]; "
+                f"started late by p99 {_n(a['lateMs']['p99'], 0)} ms, "
+                f"max {_n(a['lateMs']['max'], 0)} ms (the bench's own loop)"
+            )
     console.print(f"[dim]ceiling: {results['ceilingFormula']}[/dim]")
     for note in results["notes"]:
         console.print(f"[yellow]note:[/yellow] {note}")
@@ -178,15 +205,19 @@ def markdown(results: dict[str, Any]) -> str:
     """The figures as Markdown tables, for docs/performance.md."""
     run, raw, browse = results["run"], results["raw"], results.get("browse", {})
     flags = {k: v for k, v in run["config"].items() if k in SIZES}
+    offered = open_loop(results)
+    extra = OPEN_LOOP if offered else ()
     lines = [
         f"**{run['broker']} + {run['database']}**, {run['date']}, run {run['id']} "
         f"({run['machine']}; load average {run['loadAverageAtStart']} at start, "
         f"{run.get('loadAverageAtEnd')} at end); sizes {flags}",
         "",
-        "| scenario | orders | →PAID/s | →RESERVED/s | browse/s | PAID p50/p90/p99/max ms "
+        "| scenario | "
+        + "".join(f"{column} | " for column in extra)
+        + "orders | →PAID/s | →RESERVED/s | browse/s | PAID p50/p90/p99/max ms "
         "| RESERVED p50/p90/p99/max ms | events/order | deliveries/order | transactions/order "
         "| ceiling/s | % of ceiling | CPU ms/order system/broker/db/bench | invariants | errors |",
-        "| --- " * 15 + "|",
+        "| --- " * (15 + len(extra)) + "|",
     ]
     for name, s in results["scenarios"].items():
         lat, c, inv = s["latencyMs"], s["costPerOrder"], s["invariants"]
@@ -197,7 +228,9 @@ def markdown(results: dict[str, Any]) -> str:
         errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "0"
         statuses = ", ".join(f"{k} {v}" for k, v in inv["byStatus"].items())
         lines.append(
-            f"| {name} | {s['orders']} | {_n(s['paidPerSecond'])} | {_n(s['reservedPerSecond'])} "
+            f"| {name} | "
+            + "".join(f"{cell} | " for cell in (arrivals(s) if offered else ()))
+            + f"{s['orders']} | {_n(s['paidPerSecond'])} | {_n(s['reservedPerSecond'])} "
             f"| {_n(s['browsePerSecond'])} | {four('paid')} | {four('reserved')} "
             f"| {_n(c['events'], 2)} | {_n(c['deliveries'], 2)} | {_n(c['transactions'], 2)} "
             f"| {_n(s['ceiling']['ordersPerSecond'])} | {_n(s['ceiling']['percent'])} "
@@ -226,7 +259,7 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-SIZES = ("shoppers", "orders", "duration", "products", "stock", "scarce_stock", "skip_raw")
+SIZES = ("shoppers", "rate", "orders", "duration", "products", "stock", "scarce_stock", "skip_raw")
 
 
 def save(results: dict[str, Any], out: Path) -> tuple[Path, Path]:

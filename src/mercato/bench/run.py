@@ -36,6 +36,8 @@ class Config:
     database: str = "sqlite"
     scenarios: tuple[str, ...] = ("plenty", "scarce")
     shoppers: int = 50
+    # Open loop: checkouts arriving per second (None: the closed loop of ``shoppers``).
+    rate: float | None = None
     orders: int | None = None
     duration: float | None = 30.0
     products: int = 50
@@ -157,6 +159,43 @@ def _series(load: shoppers.Load) -> dict[str, list[Any]]:
     }
 
 
+async def _load(
+    name: str,
+    config: Config,
+    http: Client,
+    people: list[shoppers.Headers],
+    products: list[str],
+    progress: Progress,
+) -> shoppers.Load:
+    """The scenario's load: the closed loop of the shoppers, or arrivals at ``config.rate``."""
+    if config.rate is not None:
+        due = shoppers.arrivals(config.rate, config.orders, config.duration)
+        with _task(progress, f"{name}: arrivals at {config.rate:g}/s", due) as tick:
+            return await shoppers.shop_open(
+                http, people, products, config.rate, config.orders, config.duration, tick
+            )
+    total = config.orders if config.orders is not None else None
+    with _task(
+        progress,
+        f"{name}: checkouts" + (f" ({config.duration:.0f}s)" if total is None else ""),
+        total,
+    ) as tick:
+        return await shoppers.shop(http, people, products, config.orders, config.duration, tick)
+
+
+def _arrivals(load: shoppers.Load) -> dict[str, Any] | None:
+    """Open loop: the rate offered, the arrivals due, those missed for want of a free shopper,
+    and how late the load generator started them (None: closed loop)."""
+    if load.rate is None:
+        return None
+    return {
+        "offeredPerSecond": load.rate,
+        "count": load.arrivals,
+        "missed": load.missed,
+        "lateMs": stats.summary(load.late),
+    }
+
+
 async def scenario(
     name: str,
     config: Config,
@@ -181,13 +220,7 @@ async def scenario(
     scraped_at = time.monotonic()
     system_pid = system.process.pid if system.process is not None else None
     cpu_before = cpu.sample(system_pid)
-    total = config.orders if config.orders is not None else None
-    with _task(
-        progress,
-        f"{name}: checkouts" + (f" ({config.duration:.0f}s)" if total is None else ""),
-        total,
-    ) as tick:
-        load = await shoppers.shop(http, people, products, config.orders, config.duration, tick)
+    load = await _load(name, config, http, people, products, progress)
     cpu_after = cpu.sample(system_pid)
     with _task(progress, f"{name}: settle", None):
         unsettled = await shoppers.collect(
@@ -231,6 +264,7 @@ async def scenario(
         "shoppers": len(people),
         "orders": orders,
         "seconds": load.seconds,
+        "arrivals": _arrivals(load),
         "paidPerSecond": len(paid) / load.seconds if load.seconds else 0.0,
         "reservedPerSecond": reserved_rate,
         "browsePerSecond": load.browse / load.seconds if load.seconds else 0.0,

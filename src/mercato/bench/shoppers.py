@@ -1,13 +1,15 @@
 """Shoppers through the public API: the set-up (products with stock, shoppers signed up and
-in — argon2 makes that slow, so it is never measured), the shopper loop (browse and search,
-add to cart, check out, wait for the outcome), and what is collected from the orders afterwards."""
+in — argon2 makes that slow, so it is never measured), the shopping trip (browse and search,
+add to cart, check out, wait for the outcome) in a closed loop or arriving at a fixed rate, and
+what is collected from the orders afterwards."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -139,6 +141,100 @@ class Load:
     placed: list[Placed] = field(default_factory=list)
     browse: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    # Open loop only (``rate``): arrivals due, those that found no free shopper, and how late
+    # the load generator started each arrival (its own loop busy).
+    rate: float | None = None
+    arrivals: int = 0
+    missed: int = 0
+    late: list[float] = field(default_factory=list)
+
+
+class Trips:
+    """The requests of one shopping trip — search, look at a product, add to cart, check out,
+    wait for RESERVED or cancelled — for the closed loop and the open loop alike."""
+
+    def __init__(
+        self,
+        http: Client,
+        shoppers: list[Headers],
+        products: list[str],
+        load: Load,
+        wait_timeout: float,
+    ) -> None:
+        self.http, self.shoppers, self.products = http, shoppers, products
+        self.load, self.wait_timeout = load, wait_timeout
+        self.rngs = [random.Random(n) for n in range(len(shoppers))]
+
+    async def request(self, label: str, method: str, url: str, ok: int, **kw: Any) -> Any:
+        try:
+            response = await self.http.request(method, url, **kw)
+        except FAILURES as exc:
+            self.load.errors[error_kind(label, exc)] += 1
+            return None
+        if response.status_code != ok:
+            self.load.errors[error_kind(label, response)] += 1
+            return None
+        return response.json()
+
+    async def wait(self, placed: Placed, who: Headers) -> str:
+        """Long-poll until RESERVED or cancelled. The order is made from the checkout's
+        event, so for a moment after the 202 it is not there yet (404): ask again."""
+        url = f"/api/v1/orders/{placed.order_id}/wait"
+        params: dict[str, str | float] = {"until": "RESERVED", "timeout": self.wait_timeout}
+        give_up = time.monotonic() + self.wait_timeout * 3
+        while time.monotonic() < give_up:
+            try:
+                response = await self.http.get(
+                    url, params=params, headers=who, timeout=self.wait_timeout + 10
+                )
+            except FAILURES as exc:
+                self.load.errors[error_kind("GET wait", exc)] += 1
+                continue
+            if response.status_code == 404:
+                await asyncio.sleep(0.02)
+            elif response.status_code != 200:
+                self.load.errors[error_kind("GET wait", response)] += 1
+            elif (outcome := str(response.json()["outcome"])) != "timeout":
+                return outcome
+        self.load.errors["GET wait gave up"] += 1
+        return "gave up"
+
+    async def empty_cart(self, n: int) -> None:
+        """A checkout that failed (a 503 after its deadline, say) may or may not have taken
+        the cart: start again from an empty one, so no order carries leftovers."""
+        who = self.shoppers[n]
+        cart = await self.request("GET cart", "GET", "/api/v1/cart", 200, headers=who)
+        for line in cart["items"] if cart else []:
+            url = f"/api/v1/cart/items/{line['productId']}"
+            await self.request("DELETE cart/items", "DELETE", url, 200, headers=who)
+
+    async def trip(self, n: int) -> bool:
+        """Shopper ``n`` (cart empty) shops once; whether the order was placed and its wait
+        ended. The cart is empty again afterwards."""
+        who, rng, load = self.shoppers[n], self.rngs[n], self.load
+        params = {"q": rng.choice(WORDS), "pageSize": 10}
+        if await self.request("GET products?q", "GET", "/api/v1/products", 200, params=params):
+            load.browse += 1
+        product = rng.choice(self.products)
+        if await self.request("GET product", "GET", f"/api/v1/products/{product}", 200):
+            load.browse += 1
+        item = {"productId": product, "quantity": rng.randint(1, 2)}
+        add = "/api/v1/cart/items"
+        if not await self.request("POST cart/items", "POST", add, 200, json=item, headers=who):
+            await self.empty_cart(n)
+            return False
+        body = {"payment": CARD, "shippingAddress": ADDRESS}
+        sent = time.time()
+        answer = await self.request(
+            "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
+        )
+        if not answer:
+            await self.empty_cart(n)
+            return False
+        placed = Placed(str(answer["orderId"]), n, sent)
+        load.placed.append(placed)
+        placed.outcome = await self.wait(placed, who)
+        return True
 
 
 async def shop(
@@ -150,9 +246,11 @@ async def shop(
     tick: Tick,
     wait_timeout: float = 30,
 ) -> Load:
-    """Every shopper loops browse → add to cart → check out → wait, until ``orders`` checkouts
-    were placed or ``duration`` seconds passed (then in-flight orders finish their wait)."""
+    """Closed loop: every shopper shops trip after trip (at most one order in flight each),
+    until ``orders`` trips were started or ``duration`` seconds passed (then in-flight orders
+    finish their wait)."""
     load = Load(started=time.time())
+    trips = Trips(http, shoppers, products, load, wait_timeout)
     stop_at = time.monotonic() + duration if duration else float("inf")
     budget = orders if orders is not None else -1
 
@@ -163,80 +261,67 @@ async def shop(
         budget -= 1 if budget > 0 else 0
         return True
 
-    async def request(label: str, method: str, url: str, ok: int, **kw: Any) -> Any:
-        try:
-            response = await http.request(method, url, **kw)
-        except FAILURES as exc:
-            load.errors[error_kind(label, exc)] += 1
-            return None
-        if response.status_code != ok:
-            load.errors[error_kind(label, response)] += 1
-            return None
-        return response.json()
-
-    async def wait(placed: Placed, who: Headers) -> str:
-        """Long-poll until RESERVED or cancelled. The order is made from the checkout's
-        event, so for a moment after the 202 it is not there yet (404): ask again."""
-        url = f"/api/v1/orders/{placed.order_id}/wait"
-        params: dict[str, str | float] = {"until": "RESERVED", "timeout": wait_timeout}
-        give_up = time.monotonic() + wait_timeout * 3
-        while time.monotonic() < give_up:
-            try:
-                response = await http.get(
-                    url, params=params, headers=who, timeout=wait_timeout + 10
-                )
-            except FAILURES as exc:
-                load.errors[error_kind("GET wait", exc)] += 1
-                continue
-            if response.status_code == 404:
-                await asyncio.sleep(0.02)
-            elif response.status_code != 200:
-                load.errors[error_kind("GET wait", response)] += 1
-            elif (outcome := str(response.json()["outcome"])) != "timeout":
-                return outcome
-        load.errors["GET wait gave up"] += 1
-        return "gave up"
-
-    async def empty_cart(who: Headers) -> None:
-        """A checkout that failed (a 503 after its deadline, say) may or may not have taken
-        the cart: start again from an empty one, so no order carries leftovers."""
-        cart = await request("GET cart", "GET", "/api/v1/cart", 200, headers=who)
-        for line in cart["items"] if cart else []:
-            url = f"/api/v1/cart/items/{line['productId']}"
-            await request("DELETE cart/items", "DELETE", url, 200, headers=who)
-
     async def shopper(n: int) -> None:
-        who = shoppers[n]
-        rng = random.Random(n)
-        await empty_cart(who)
+        await trips.empty_cart(n)
         while claim():
-            word = rng.choice(WORDS)
-            params = {"q": word, "pageSize": 10}
-            search = "/api/v1/products"
-            if await request("GET products?q", "GET", search, 200, params=params):
-                load.browse += 1
-            product = rng.choice(products)
-            if await request("GET product", "GET", f"/api/v1/products/{product}", 200):
-                load.browse += 1
-            item = {"productId": product, "quantity": rng.randint(1, 2)}
-            add = "/api/v1/cart/items"
-            if not await request("POST cart/items", "POST", add, 200, json=item, headers=who):
-                await empty_cart(who)
-                continue
-            body = {"payment": CARD, "shippingAddress": ADDRESS}
-            sent = time.time()
-            answer = await request(
-                "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
-            )
-            if not answer:
-                await empty_cart(who)
-                continue
-            placed = Placed(str(answer["orderId"]), n, sent)
-            load.placed.append(placed)
-            placed.outcome = await wait(placed, who)
-            tick(1)
+            if await trips.trip(n):
+                tick(1)
 
     await asyncio.gather(*(shopper(n) for n in range(len(shoppers))))
+    load.seconds = time.time() - load.started
+    return load
+
+
+def arrivals(rate: float, orders: int | None, duration: float | None) -> int:
+    """How many arrivals an open-loop run offers: one every 1/``rate`` s from 0 while before
+    ``duration``, and no more than ``orders``."""
+    if duration is None and orders is None:
+        raise ValueError("an open loop needs a duration or a number of orders")
+    # Rounded first: 0.1/s × 30 s is 3.0000000000000004 in floating point, yet 3 arrivals.
+    due = math.ceil(round(rate * duration, 9)) if duration is not None else None
+    return min(n for n in (due, orders) if n is not None)
+
+
+async def shop_open(
+    http: Client,
+    shoppers: list[Headers],
+    products: list[str],
+    rate: float,
+    orders: int | None,
+    duration: float | None,
+    tick: Tick,
+    wait_timeout: float = 30,
+) -> Load:
+    """Open loop: a trip arrives every 1/``rate`` s (evenly spaced), however fast the system
+    answers, and takes a free shopper of the pool; an arrival that finds none is counted as
+    missed. Arrivals stop after ``duration`` s or ``orders`` arrivals, then the trips in flight
+    finish. ``tick`` counts the arrivals done (trip over, or missed)."""
+    load = Load(rate=rate)
+    trips = Trips(http, shoppers, products, load, wait_timeout)
+    await asyncio.gather(*(trips.empty_cart(n) for n in range(len(shoppers))))
+    free = deque(range(len(shoppers)))
+    tasks: list[asyncio.Task[None]] = []  # all kept: a trip's failure is raised at the end
+
+    async def run(n: int) -> None:
+        try:
+            await trips.trip(n)
+        finally:
+            free.append(n)
+            tick(1)
+
+    load.started, start = time.time(), time.monotonic()
+    for k in range(arrivals(rate, orders, duration)):
+        due = start + k / rate
+        if (delay := due - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        load.late.append(max(time.monotonic() - due, 0.0))
+        load.arrivals += 1
+        if not free:
+            load.missed += 1
+            tick(1)
+            continue
+        tasks.append(asyncio.create_task(run(free.popleft())))
+    await asyncio.gather(*tasks)
     load.seconds = time.time() - load.started
     return load
 

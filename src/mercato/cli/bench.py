@@ -49,7 +49,19 @@ def bench(
     ] = Scenario.both,
     shoppers: Annotated[
         int | None,
-        typer.Option(min=1, max=2000, help="Concurrent shoppers (default 50; --quick 10)"),
+        typer.Option(
+            min=1,
+            max=2000,
+            help="Concurrent shoppers; with --rate, the pool trips take one from "
+            "(default 50; --quick 10)",
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Open loop: checkouts arriving per second, evenly spaced, each taking a free "
+            "shopper of --shoppers (none free: counted as missed)"
+        ),
     ] = None,
     orders: Annotated[
         int | None, typer.Option(min=1, help="Checkouts per scenario (instead of --duration)")
@@ -104,6 +116,8 @@ def bench(
                 raise ValueError
         except ValueError:
             fail(f"--carrier-delay {carrier_delay!r}: a number of seconds ≥ 0, or 'never'")
+    if rate is not None and not 0 < rate <= 10_000:  # NaN too
+        fail(f"--rate {rate:g}: checkouts per second, more than 0 and at most 10000")
     if target and not wdm:
         fail("--target needs --wdm")
     for url in target or []:
@@ -113,6 +127,7 @@ def bench(
             fail(f"--target {url!r}: nothing answers there")
     given: dict[str, Any] = {
         "shoppers": shoppers,
+        "rate": rate,
         "products": products,
         "scarce_stock": scarce_stock,
         "orders": orders,
