@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +39,14 @@ def _run_http(system: System, settings: Settings) -> None:
 class _Server(uvicorn.Server):
     """uvicorn raises SIGTERM/SIGINT again once it has shut down, so the process would die of
     the signal (exit -15) although it drained cleanly: a drained stop exits 0 instead."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # What start-up made (modules, protobuf descriptors, the apps, the pydantic schemas:
+        # several hundred thousand objects) lives as long as the process: out of the
+        # collector's sight, or every full collection walks all of it and the event loop
+        # stands still for 0.1–0.8 s (measured under the bench's load).
+        gc.freeze()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

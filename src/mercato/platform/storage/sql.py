@@ -350,7 +350,7 @@ class Connection:
         """Undo the transaction a write started in ``db.connect()`` (nothing if none did)."""
 
     def begin_nested(self) -> Savepoint:
-        """A savepoint inside the transaction: ``await sp.start()`` is done for you."""
+        """A savepoint inside the transaction: ``sp = await conn.begin_nested()``."""
         return Savepoint(self)
 
     async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
