@@ -16,8 +16,10 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mercato.cli.common import console, fail, settings_or_exit
+from mercato.platform.runtime.host import StartupError
 from mercato.platform.runtime.service import Service
 from mercato.platform.runtime.system import System, create_app
 from mercato.platform.settings import Settings
@@ -26,7 +28,7 @@ from mercato.services import SERVICES, UnknownService, all_services, load_servic
 
 def _run_http(system: System, settings: Settings) -> None:
     config = uvicorn.Config(
-        create_app(system),
+        _plain_startup_errors(create_app(system)),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -34,6 +36,37 @@ def _run_http(system: System, settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
     _Server(config).run()
+
+
+def _plain_startup_errors(app: ASGIApp) -> ASGIApp:
+    """uvicorn prints what a failed start-up reports: the traceback Starlette hands it, or,
+    for a StartupError (an unreachable database or broker…), the one line that says why."""
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                held.append(message)  # sent below, once it is known why
+            else:
+                await send(message)
+
+        try:
+            await app(scope, receive, hold)
+        except StartupError as error:
+            await send({"type": "lifespan.startup.failed", "message": f"mercato: {error}"})
+            raise
+        except BaseException:
+            for message in held:
+                await send(message)
+            raise
+        for message in held:
+            await send(message)
+
+    return serve
 
 
 class _Server(uvicorn.Server):

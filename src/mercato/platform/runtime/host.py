@@ -31,6 +31,17 @@ from mercato.platform.storage.migrate import migrate
 log = structlog.get_logger(__name__)
 
 
+class StartupError(RuntimeError):
+    """The system could not start, for a reason one line says (a database or a broker that
+    cannot be reached…); ``mercato up``/``serve`` print that line instead of a traceback."""
+
+
+def reason(error: BaseException) -> str:
+    """An error's first line (SQLAlchemy's add a link on lines of their own)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class ServiceHost:
     def __init__(
         self,
@@ -65,9 +76,16 @@ class ServiceHost:
     async def start(self) -> None:
         s = self.settings
         url = service_url(s.database_url, self.name, s.data_dir)
-        await ensure_database(url)
         db = open_database(url)
-        await migrate(db, self.service.migrations)
+        try:
+            await ensure_database(url)
+            await migrate(db, self.service.migrations)
+        except Exception as error:
+            where = url.render_as_string(hide_password=True)
+            log.debug("database start-up failed", service=self.name, exc_info=True)
+            raise StartupError(
+                f"{self.name}: cannot open or migrate its database {where}: {reason(error)}"
+            ) from error
         count_commits(db, self.name)
         self.relay = OutboxRelay(db, self.bus, self.name, poll_interval=s.relay_poll_interval)
         self.ctx = ServiceContext(

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mercato.platform.bus.factory import create_bus
 from mercato.platform.bus.port import EventBus
-from mercato.platform.runtime.host import ServiceHost
+from mercato.platform.runtime.host import ServiceHost, StartupError, reason
 from mercato.platform.runtime.local_grpc import LocalServices
 from mercato.platform.runtime.service import Service
 from mercato.platform.settings import Settings, parse_targets
@@ -48,7 +48,10 @@ class System:
         }
 
     async def start(self) -> None:
-        await self.bus.connect()
+        try:
+            await self.bus.connect()
+        except Exception as error:  # the bus's message names the broker (password hidden)
+            raise StartupError(reason(error)) from error
         started: list[ServiceHost] = []
         try:
             for host in self.hosts.values():
