@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,15 +37,17 @@ class SystemFailed(RuntimeError):
     pass
 
 
+EPHEMERAL_FLOOR = 32768
+
+
 def free_port(span: int = 1) -> int:
     """A port P with P…P+span-1 and P+1000…P+999+span free now (``up --processes`` takes
     P for the gateway, P+1… for the others, and +1000 for each one's gRPC)."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + 1000 + span > 65535:
-            continue
+        # Below Linux's ephemeral range (32768–60999): a port the OS hands out to outgoing
+        # connections (the services' own, to PostgreSQL and the broker) could be taken between
+        # this check and the service's bind, which once failed a run.
+        base = random.randrange(EPHEMERAL_FLOOR // 2, EPHEMERAL_FLOOR - 1000 - span)
         if all(
             _free(p) for p in (*range(base, base + span), *range(base + 1000, base + 1000 + span))
         ):
