@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, delete, select, text, update
 from mercato.platform.bus.port import EventBus
 from mercato.platform.envelope import Envelope
 from mercato.platform.metrics import EVENTS_PUBLISHED
+from mercato.platform.storage.database import SELECT_1
 from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.storage.tables import outbox
 
@@ -27,7 +28,6 @@ UNSENT = (
     .limit(bindparam("batch"))
 )
 PURGE = delete(outbox).where(outbox.c.sent_at.is_not(None), outbox.c.sent_at < bindparam("before"))
-SELECT_1 = text("SELECT 1")
 TRY_LOCK = text("SELECT pg_try_advisory_lock(:k)")
 MARK_SENT = (
     update(outbox)

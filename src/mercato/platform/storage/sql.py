@@ -91,7 +91,17 @@ class _Plan:
     """One statement compiled for one dialect and one set of parameter names: its SQL, where
     each positional parameter comes from, and how to turn the driver's rows into values."""
 
-    __slots__ = ("binds", "compiled", "expanding", "reads", "results", "row", "source", "sql")
+    __slots__ = (
+        "binds",
+        "compiled",
+        "expanding",
+        "reads",
+        "results",
+        "returns_rows",
+        "row",
+        "source",
+        "sql",
+    )
 
     def __init__(
         self,
@@ -121,6 +131,10 @@ class _Plan:
         dml = dml or getattr(statement, "_for_update_arg", None) is not None  # locks: a write
         # Reads never start a transaction in db.connect(); text is judged by its first word.
         self.reads = not dml and (self.row is not None or _text_reads(self.sql))
+        # PostgreSQL: fetch the rows, or only the status (its row count); decided once.
+        self.returns_rows = (
+            self.row is not None or _text_reads(self.sql) or " RETURNING " in self.sql
+        )
 
     def arguments(self, params: Params) -> tuple[str, list[Any]]:
         """The SQL and the positional parameters for one set of ``params``."""
@@ -646,14 +660,13 @@ def _rowcount(status: str) -> int:
 
 
 class PostgresConnection(Connection):
-    def __init__(self, db: PostgresDatabase, raw: Any, writing: bool):
+    def __init__(self, db: PostgresDatabase, raw: Any):
         super().__init__(db)
         self.raw = raw
-        self.writing = writing  # in a transaction
-        self._tx: Any = None
+        self._tx: Any = None  # the transaction, once one has started
 
     async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
-        if not self.writing and not plan.reads:
+        if self._tx is None and not plan.reads:
             await self._begin()
         raw: list[Any] = []
         rowcount = 0
@@ -663,7 +676,7 @@ class PostgresConnection(Connection):
             return Result([], -1)
         for params in sets:
             sql, args = plan.arguments(params)
-            if plan.row is not None or _text_reads(sql) or " RETURNING " in sql:
+            if plan.returns_rows:
                 records = await self.raw.fetch(sql, *args)
                 if records:
                     description = list(records[0].keys())
@@ -677,19 +690,19 @@ class PostgresConnection(Connection):
         await self.raw.execute(sql)
 
     async def _begin(self) -> None:
-        self._tx = self.raw.transaction()
-        await self._tx.start()
-        self.writing = True
+        tx = self.raw.transaction()
+        await tx.start()
+        self._tx = tx
 
     async def commit(self) -> None:
         if self._tx is not None:
-            tx, self._tx, self.writing = self._tx, None, False
+            tx, self._tx = self._tx, None
             await tx.commit()
             self.db.committed()
 
     async def rollback(self) -> None:
         if self._tx is not None:
-            tx, self._tx, self.writing = self._tx, None, False
+            tx, self._tx = self._tx, None
             await tx.rollback()
 
 
@@ -736,7 +749,7 @@ class PostgresDatabase(Database):
     async def begin(self) -> AsyncIterator[PostgresConnection]:
         raw = await self._acquire()
         try:
-            conn = PostgresConnection(self, raw, writing=False)
+            conn = PostgresConnection(self, raw)
             try:
                 await conn._begin()
             except self.driver_errors as error:
@@ -756,7 +769,7 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[PostgresConnection]:
         raw = await self._acquire()
-        conn = PostgresConnection(self, raw, writing=False)
+        conn = PostgresConnection(self, raw)
         try:
             yield conn
         finally:
@@ -770,7 +783,7 @@ class PostgresDatabase(Database):
             raw = await self._asyncpg.connect(self._dsn, statement_cache_size=0)
         except self.driver_errors as error:
             raise self.wrap("connect", (), error) from error
-        return PostgresConnection(self, raw, writing=False)
+        return PostgresConnection(self, raw)
 
     async def close_dedicated(self, conn: Connection) -> None:
         raw = cast(PostgresConnection, conn).raw
