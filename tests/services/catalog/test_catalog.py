@@ -164,6 +164,22 @@ async def test_browse_search_filter_sort_and_page(shop: Shop) -> None:
         problem(await shop.http.get("/api/v1/products", params=bad), 422)
 
 
+async def test_search_follows_changes_and_folds_case_beyond_ascii(shop: Shop) -> None:
+    async def names(words: str) -> list[str]:
+        found = (await shop.http.get("/api/v1/products", params={"q": words})).json()
+        return [p["name"] for p in found["items"]]
+
+    made = await shop.create(name="Éclair tin", description="For pâtisserie", price=9)
+    assert await names("ÉCLAIR") == ["Éclair tin"] and await names("PÂTISSERIE") == ["Éclair tin"]
+    url = f"/api/v1/products/{made['productId']}"
+    changed = await shop.http.patch(url, json={"name": "Cake tin"}, headers=shop.admin)
+    assert changed.status_code == 200, changed.text
+    assert await names("éclair") == [] and await names("cake pâtisserie") == ["Cake tin"]
+    changed = await shop.http.patch(url, json={"description": "Ovenproof"}, headers=shop.admin)
+    assert changed.status_code == 200, changed.text
+    assert await names("pâtisserie") == [] and await names("TIN ovenPROOF") == ["Cake tin"]
+
+
 async def test_views_publish_product_viewed_with_the_viewer(shop: Shop) -> None:
     product_id = (await shop.create(name="Lamp", price=30))["productId"]
     assert (await shop.http.get(f"/api/v1/products/{product_id}")).status_code == 200

@@ -75,6 +75,10 @@ async def put_makes_then_resets(rig: Rig) -> None:
         True,
     )
     assert seven.available == 5  # an existing product's stock is inventory's
+    # A reset product (and a new one) is found by its name as a made one is.
+    for words, expected in (("ITEM 999", "999"), ("item NEW", "new")):
+        page = await stub.ListProducts(pb.ListProductsRequest(query=words))
+        assert [p.product_id for p in page.products] == [expected], words
     found = await events(ctx)
     created = [e for e in found if e.type == "ProductCreated"]
     assert len(created) == 1001

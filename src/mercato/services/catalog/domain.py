@@ -95,7 +95,15 @@ def check_page(number: int, size: int) -> Page:
     return Page(number, size)
 
 
+def search_text(name: str, description: str) -> str:
+    """What a search looks in: the name and the description, lowercased here (Unicode, the
+    same on every database: SQLite's ``lower()`` knows ASCII only). A newline between them,
+    so no word of a search (which has no whitespace) spans the two."""
+    return f"{name.lower()}\n{description.lower()}"
+
+
 def like_pattern(text: str) -> str:
-    """A case-insensitive LIKE pattern matching ``text`` anywhere, wildcards taken literally."""
+    """A LIKE pattern matching ``text``, lowercased, anywhere in a ``search_text``,
+    wildcards taken literally."""
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"

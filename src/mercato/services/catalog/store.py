@@ -14,7 +14,7 @@ from mercato.contracts.events import ProductCreated, ProductDeleted, ProductUpda
 from mercato.platform.ids import new_id
 from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
-from mercato.services.catalog.domain import Page, like_pattern
+from mercato.services.catalog.domain import Page, like_pattern, search_text
 from mercato.services.catalog.tables import products
 
 
@@ -78,12 +78,7 @@ def _matching(words: int, category: bool, include_inactive: bool) -> list[sa.Col
         where.append(products.c.active.is_(True))
     for i in range(words):  # every word, in the name or the description
         pattern = sa.bindparam(f"word{i}", type_=sa.String)
-        where.append(
-            sa.or_(
-                sa.func.lower(products.c.name).like(pattern, escape="\\"),
-                sa.func.lower(products.c.description).like(pattern, escape="\\"),
-            )
-        )
+        where.append(products.c.search_text.like(pattern, escape="\\"))
     if category:
         where.append(products.c.category == sa.bindparam("category", type_=sa.String))
     return where
@@ -134,7 +129,9 @@ _GET = sa.select(products).where(
     products.c.id == sa.bindparam("product_id"), products.c.deleted_at.is_(None)
 )
 _BY_IDS = sa.select(products).where(products.c.id.in_(sa.bindparam("ids", expanding=True)))
-_IDS = sa.select(products.c.id).where(products.c.id.in_(sa.bindparam("ids", expanding=True)))
+_DESCRIPTIONS = sa.select(products.c.id, products.c.description).where(
+    products.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 async def get(conn: Connection, product_id: str) -> Product:
@@ -153,13 +150,6 @@ async def look_up(conn: Connection, product_ids: list[str]) -> tuple[dict[str, P
     return {r.id: _product(r) for r in rows if r.deleted_at is None}, {r.id for r in rows}
 
 
-async def known(conn: Connection, product_ids: list[str]) -> set[str]:
-    """The ids among ``product_ids`` that ever existed (deleted ones included)."""
-    if not product_ids:
-        return set()
-    return {r.id for r in (await conn.execute(_IDS, {"ids": product_ids})).all()}
-
-
 def _row(product_id: str, new: NewProduct, now: datetime) -> dict[str, Any]:
     return {
         "id": product_id,
@@ -171,6 +161,7 @@ def _row(product_id: str, new: NewProduct, now: datetime) -> dict[str, Any]:
         "active": new.active,
         # Shown until inventory reports; inventory starts from this same quantity.
         "available": new.quantity,
+        "search_text": search_text(new.name, new.description),
         "created_at": now,
         "updated_at": now,
     }
@@ -201,7 +192,8 @@ async def put_many(uow: UnitOfWork, wanted: dict[str, NewProduct]) -> tuple[int,
     One insert and one executemany update, whatever the count, and each product's event as
     ``create`` and ``update`` publish it."""
     now = datetime.now(UTC)
-    taken = await known(uow.conn, list(wanted))
+    found = (await uow.conn.execute(_DESCRIPTIONS, {"ids": list(wanted)})).all()
+    taken = {r.id: r.description for r in found}  # a put keeps the description
     fresh = {i: p for i, p in wanted.items() if i not in taken}
     if fresh:
         rows = [_row(product_id, p, now) for product_id, p in fresh.items()]
@@ -212,6 +204,7 @@ async def put_many(uow: UnitOfWork, wanted: dict[str, NewProduct]) -> tuple[int,
             .where(products.c.id == sa.bindparam("put_id"))
             .values(
                 name=sa.bindparam("put_name"),
+                search_text=sa.bindparam("put_search_text"),
                 price=sa.bindparam("put_price"),
                 currency=sa.bindparam("put_currency"),
                 active=True,
@@ -222,10 +215,11 @@ async def put_many(uow: UnitOfWork, wanted: dict[str, NewProduct]) -> tuple[int,
                 {
                     "put_id": product_id,
                     "put_name": wanted[product_id].name,
+                    "put_search_text": search_text(wanted[product_id].name, description),
                     "put_price": wanted[product_id].price,
                     "put_currency": wanted[product_id].currency,
                 }
-                for product_id in sorted(taken)
+                for product_id, description in sorted(taken.items())
             ],
         )
     for product_id, p in wanted.items():
@@ -248,8 +242,12 @@ async def update(
 ) -> Product:
     """Apply ``changes`` (column -> value); ProductUpdated carries the changed fields and
     always the current price (cart keeps its prices from it)."""
-    await get(uow.conn, product_id)  # 404 before any write
+    before = await get(uow.conn, product_id)  # 404 before any write
     values = dict(changes)
+    if "name" in changes or "description" in changes:
+        values["search_text"] = search_text(
+            changes.get("name", before.name), changes.get("description", before.description)
+        )
     if quantity is not None:
         values["available"] = quantity
     await uow.conn.execute(

@@ -1,4 +1,4 @@
-"""catalog's tables (created by migrations/catalog_0001_initial.py)."""
+"""catalog's tables (made by migrations/catalog_0001_initial.py and catalog_0002_search_text.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ products = sa.Table(
     sa.Column("updated_at", When, nullable=False),
     # Deleted products stay as rows so ValidateItems can say "deleted", not "never existed".
     sa.Column("deleted_at", When),
+    # domain.search_text(name, description): what a search's LIKE looks in (catalog_0002).
+    sa.Column("search_text", sa.Text, nullable=False, server_default=""),
 )
 
 # One row per one-off job done (the demo catalog), so a restart does not redo it.
