@@ -179,6 +179,17 @@ async def test_a_queue_receives_only_the_types_it_is_bound_to(world: BusWorld) -
     assert [e.n for e in seen] == [1] and [e.pingId for e in other_seen] == ["o"]
 
 
+async def test_an_event_no_queue_is_bound_to_is_confirmed_with_its_batch(
+    world: BusWorld,
+) -> None:
+    seen, handle = recorder()
+    await world.consume("svc-a", handle)
+    unbound = Envelope(type="Unheard", source="mercato/pinger", data={"pingId": "u"})
+    await world.publish(ping(1), unbound, ping(2))  # asserts that all three are confirmed
+    await eventually(lambda: len(seen) == 2)
+    assert sorted(e.n for e in seen) == [1, 2]
+
+
 async def test_every_service_gets_its_own_copy(world: BusWorld) -> None:
     seen_a, handle_a = recorder()
     seen_b, handle_b = recorder()

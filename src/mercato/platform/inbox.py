@@ -177,14 +177,18 @@ class InboxConsumer:
                     continue
                 fresh.discard(env.id)
                 uow.cause = env
-                with structlog.contextvars.bound_contextvars(
+                # bind/reset rather than bound_contextvars, which copies the whole context.
+                tokens = structlog.contextvars.bind_contextvars(
                     event_id=env.id,
                     event_type=env.type,
                     correlation_id=env.correlationid,
                     trace_id=trace_id_of(env.traceparent),
-                ):
+                )
+                try:
                     for h in item.handlers:
                         await h.handler(item.payload, uow)
+                finally:
+                    structlog.contextvars.reset_contextvars(**tokens)
 
     async def _failed(self, decoded: _Decoded, exc: Exception) -> Verdict:
         message = decoded.message

@@ -78,9 +78,13 @@ class MemoryBus:
         loop = asyncio.get_running_loop()
         waits: list[list[asyncio.Future[None]]] = []
         for topic, envelope in batch:
+            targets = self._targets(topic)
+            futures: list[asyncio.Future[None]] = []
+            waits.append(futures)
+            if not targets:  # nobody consumes it (yet): confirmed, as a broker confirms it
+                continue
             headers, body = envelope.to_binary(self.prefix)
-            futures = []
-            for queue in self._targets(topic):
+            for queue in targets:
                 done: asyncio.Future[None] = loop.create_future()
                 if queue.workers:
                     queue.items.put_nowait(
@@ -89,10 +93,9 @@ class MemoryBus:
                 else:  # its service is stopping: leave the event in the outbox
                     done.set_exception(BusStopped(f"no consumer running for {topic}"))
                 futures.append(done)
-            waits.append(futures)
         results = []
         for futures in waits:
-            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            outcomes = await asyncio.gather(*futures, return_exceptions=True) if futures else ()
             results.append(not any(isinstance(o, BaseException) for o in outcomes))
         return results
 
