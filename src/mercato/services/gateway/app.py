@@ -9,6 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from mercato.platform.runtime.service import ServiceContext
+from mercato.services.gateway.lean import LeanRoutes
 from mercato.services.gateway.middleware import RequestContext
 from mercato.services.gateway.problems import ProblemDetails, install_problem_handlers
 from mercato.services.gateway.routes import HOT, ROUTERS
@@ -18,7 +19,9 @@ Sign in with `POST /api/v1/auth/login` and send `Authorization: Bearer <accessTo
 A POST that creates something honours `Idempotency-Key`."""
 
 
-def create_app(ctx: ServiceContext) -> FastAPI:
+def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
+    """The gateway's app. ``lean=False`` leaves every request to FastAPI (the tests compare
+    the answers both ways)."""
     app = FastAPI(
         title="Mercato",
         version="1.0.0",
@@ -41,6 +44,12 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     # are shared by every app made here, so ``app.dependency_overrides`` does not reach them).
     for router in [*HOT, *(r for r in ROUTERS if r not in HOT)]:
         app.router.routes.extend(router.routes)
+    if lean:
+        # Innermost of the middleware: requests served there still get their request id and
+        # CORS headers.
+        app.add_middleware(
+            LeanRoutes, routes=app.router.routes, handlers=lambda: app.exception_handlers
+        )
     app.add_middleware(RequestContext)
     origins = [o.strip() for o in ctx.settings.cors_origins.split(",") if o.strip()]
     if origins:

@@ -1,0 +1,211 @@
+"""GET requests to the gateway's routes, served without FastAPI's generic request handling.
+
+Under the bench's load, a third of the embedded system's CPU went to the HTTP framework
+around the endpoints (docs/performance.md): for every request, FastAPI's router tries the
+routes one by one, wraps the request in two exit stacks and an exception wrapper, and solves
+the endpoint's dependencies through machinery built for every kind there is (scopes, caches,
+generators, overrides, thread pools). Most of the gateway's GET routes need none of it: path
+and query parameters, the ``Upstream`` handle and the verified caller.
+
+``LeanRoutes`` sits inside the gateway's own middleware (request id, CORS) and serves a GET
+whose route has only such parameters, with FastAPI's own pieces wherever the answer is
+decided: the route FastAPI's router would pick (the first whose path matches and that takes
+GET), the parameters validated by FastAPI's ``request_params_to_args`` (the same values and
+errors), the endpoint itself, its return serialized by FastAPI's ``serialize_response``, and
+an exception answered by the handler the app installed for it. A request whose parameters do
+not validate goes on to FastAPI untouched (nothing has run yet), so every error answer stays
+FastAPI's. A route that needs anything else (a body, headers or cookies as parameters, a
+``Response`` parameter, a dependency that is not a coroutine of the request and other such
+dependencies, a response class of its own) is always left to FastAPI, and so is every request
+while dependency overrides are set. The tests compare the answers with and without it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
+from fastapi.routing import APIRoute, serialize_response
+from starlette._utils import get_route_path
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+Cache = dict[Callable[..., Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one route is served here."""
+
+    route: APIRoute
+    dependant: Dependant
+
+    async def serve(self, request: Request, path_params: dict[str, Any]) -> Response | None:
+        """The response, or None if the parameters do not validate (FastAPI answers)."""
+        dependant = self.dependant
+        values, errors = request_params_to_args(dependant.path_params, path_params)
+        query, errors_ = request_params_to_args(dependant.query_params, request.query_params)
+        if errors or errors_:
+            return None
+        values.update(query)
+        if dependant.request_param_name:
+            values[dependant.request_param_name] = request
+        cache: Cache = {}
+        for sub in dependant.dependencies:
+            assert sub.name is not None
+            values[sub.name] = await _solve(sub, request, cache)
+        route = self.route
+        returned = await route.endpoint(**values)
+        if isinstance(returned, Response):  # the endpoint's own answer, as FastAPI sends it
+            return returned
+        content = await serialize_response(
+            field=route.response_field,
+            response_content=returned,
+            include=route.response_model_include,
+            exclude=route.response_model_exclude,
+            by_alias=route.response_model_by_alias,
+            exclude_unset=route.response_model_exclude_unset,
+            exclude_defaults=route.response_model_exclude_defaults,
+            exclude_none=route.response_model_exclude_none,
+            is_coroutine=True,
+            dump_json=True,
+        )
+        status = route.status_code or 200
+        return Response(content, status_code=status, media_type="application/json")
+
+
+async def _solve(dependant: Dependant, request: Request, cache: Cache) -> Any:
+    """A dependency of the request and other such dependencies, each solved once per
+    request (as FastAPI's cache does)."""
+    call = dependant.call
+    assert call is not None
+    if dependant.use_cache and call in cache:
+        return cache[call]
+    kwargs: dict[str, Any] = {}
+    if dependant.request_param_name:
+        kwargs[dependant.request_param_name] = request
+    for sub in dependant.dependencies:
+        assert sub.name is not None
+        kwargs[sub.name] = await _solve(sub, request, cache)
+    value = await call(**kwargs)
+    if dependant.use_cache:
+        cache[call] = value
+    return value
+
+
+def _plain(dependant: Dependant, *, top: bool) -> bool:
+    """Whether ``dependant`` needs nothing but what ``_Plan.serve`` and ``_solve`` give."""
+    call = dependant.call
+    coroutine = inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+        getattr(call, "__call__", None)  # noqa: B004 - an instance with an async __call__
+    )
+    takes_params = dependant.path_params or dependant.query_params
+    return (
+        coroutine
+        and (top or not takes_params)
+        and not (dependant.header_params or dependant.cookie_params or dependant.body_params)
+        and dependant.websocket_param_name is None
+        and dependant.http_connection_param_name is None
+        and dependant.response_param_name is None
+        and dependant.background_tasks_param_name is None
+        and dependant.security_scopes_param_name is None
+        and all(_plain(sub, top=False) for sub in dependant.dependencies)
+    )
+
+
+def plan_for(route: BaseRoute) -> _Plan | None:
+    """How ``route`` is served here, or None if it is FastAPI's alone."""
+    if not isinstance(route, APIRoute) or route.methods != {"GET"}:
+        return None
+    if not isinstance(route.response_class, DefaultPlaceholder) or route.response_field is None:
+        return None
+    if not _plain(route.dependant, top=True):
+        return None
+    return _Plan(route, route.dependant)
+
+
+class LeanRoutes:
+    """ASGI middleware: GETs to plain routes served here, everything else passed on."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Sequence[BaseRoute],
+        handlers: Callable[[], dict[Any, Callable[..., Awaitable[Response] | Response]]],
+    ):
+        self.app = app
+        self._routes = routes
+        self._handlers = handlers
+        self._table: list[tuple[BaseRoute, _Plan | None]] | None = None
+
+    def _routing(self) -> list[tuple[BaseRoute, _Plan | None]]:
+        # Built on the first request: the app's routes are all in by then.
+        if self._table is None:
+            self._table = [(route, plan_for(route)) for route in self._routes]
+        return self._table
+
+    def _pick(self, scope: Scope) -> tuple[_Plan, dict[str, Any]] | None:
+        """The route FastAPI's router would take for this GET, if it is served here."""
+        path = get_route_path(scope)
+        for route, plan in self._routing():
+            if isinstance(route, WebSocketRoute):
+                continue
+            if not isinstance(route, Route):
+                if route.matches(scope)[0] != Match.NONE:
+                    return None  # a mount or the like: the router decides
+                continue
+            found = route.path_regex.match(path)
+            if found is None or "GET" not in route.methods:  # type: ignore[operator]
+                continue
+            if plan is None or _overridden(plan.route):
+                return None
+            params = {
+                key: route.param_convertors[key].convert(value)
+                for key, value in found.groupdict().items()
+            }
+            return plan, params
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        picked = self._pick(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if picked is None:
+            await self.app(scope, receive, send)
+            return
+        plan, path_params = picked
+        scope["path_params"] = path_params
+        request = Request(scope, receive, send)
+        try:
+            response = await plan.serve(request, path_params)
+        except Exception as exc:
+            handler = self._handler_for(exc)
+            if handler is None:
+                raise
+            answered = handler(request, exc)
+            response = await answered if inspect.isawaitable(answered) else answered
+        if response is None:
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+    def _handler_for(self, exc: Exception) -> Callable[..., Any] | None:
+        """The handler the app installed for ``exc``, as FastAPI's exception middleware looks
+        it up (the one for ``Exception`` is the server-error middleware's, outside)."""
+        handlers = self._handlers()
+        for cls in type(exc).__mro__:
+            if cls is Exception:
+                break
+            if cls in handlers:
+                return handlers[cls]
+        return None
+
+
+def _overridden(route: APIRoute) -> bool:
+    provider = route.dependency_overrides_provider
+    return bool(getattr(provider, "dependency_overrides", None))

@@ -1,0 +1,235 @@
+"""GETs served by ``LeanRoutes`` answer exactly as FastAPI answers them: the same request
+to the gateway's app with and without it gives the same status, headers and body, for every
+route it serves, valid and invalid parameters, every kind of caller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from mercato.services import all_services
+from mercato.services.gateway import lean
+from mercato.services.gateway.app import create_app
+from mercato.services.gateway.routes import ROUTERS
+from tests.support import running
+from tests.support import test_settings as make_settings
+
+ADMIN = {"email": "root@shop.example", "password": "admin-pass-42"}
+ADA = {"email": "ada@example.com", "password": "correct horse 9", "name": "Ada"}
+BO = {"email": "bo@example.com", "password": "battery staple 7", "name": "Bo"}
+PAYMENT = {
+    "method": "card",
+    "cardNumber": "4242424242424242",
+    "expiry": "12/39",
+    "cvc": "123",
+    "holder": "Ada",
+}
+ADDRESS = {"name": "Ada", "line1": "1 Row", "city": "London", "postalCode": "N1", "country": "GB"}
+REQUEST_ID = "lean-parity-1"
+
+
+@dataclass
+class Rig:
+    lean_http: httpx.AsyncClient
+    plain_http: httpx.AsyncClient
+    callers: dict[str, dict[str, str]]
+    ids: dict[str, str]
+    served: list[str]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+    settings = make_settings(
+        tmp_path, admin_email=ADMIN["email"], admin_password=ADMIN["password"], wdm_api=True
+    )
+    async with running(all_services(), settings) as (system, http):
+        callers = {"nobody": {}, "forged": {"Authorization": "Bearer not.a.token"}}
+        callers["basic"] = {"Authorization": "Basic YTpi"}
+        for name, who in (("admin", ADMIN), ("ada", ADA), ("bo", BO)):
+            if "name" in who:
+                assert (await http.post("/api/v1/auth/register", json=who)).status_code == 201
+            login = {"email": who["email"], "password": who["password"]}
+            token = (await http.post("/api/v1/auth/login", json=login)).json()["accessToken"]
+            callers[name] = {"Authorization": f"Bearer {token}"}
+        made = await http.post(
+            "/api/v1/products",
+            json={"name": "Red mug", "price": 8, "quantity": 50, "category": "kitchen"},
+            headers=callers["admin"],
+        )
+        product = made.json()["productId"]
+        await http.post(
+            "/api/v1/products",
+            json={"name": "Hidden mug", "price": 1, "active": False},
+            headers=callers["admin"],
+        )
+        await asyncio.sleep(0.3)  # inventory takes the stock in
+        item = {"productId": product, "quantity": 2}
+        assert (
+            await http.post("/api/v1/cart/items", json=item, headers=callers["ada"])
+        ).status_code == 200
+        checkout = {"payment": PAYMENT, "shippingAddress": ADDRESS}
+        placed = await http.post("/api/v1/cart/checkout", json=checkout, headers=callers["ada"])
+        assert placed.status_code == 202, placed.text
+        order = placed.json()["orderId"]
+        waited = await http.get(
+            f"/api/v1/orders/{order}/wait",
+            params={"until": "RESERVED", "timeout": 10},
+            headers=callers["ada"],
+        )
+        assert waited.json()["outcome"] == "reached", waited.text
+        for _ in range(100):  # the shipment follows the reservation
+            listed = (
+                await http.get(
+                    "/api/v1/shipments", params={"orderId": order}, headers=callers["ada"]
+                )
+            ).json()
+            if listed["items"]:
+                break
+            await asyncio.sleep(0.05)
+        shipment = listed["items"][0]["shipmentId"]
+        me = (await http.get("/api/v1/users/me", headers=callers["ada"])).json()["userId"]
+        ctx = system.hosts["gateway"].ctx
+        assert ctx is not None
+        served: list[str] = []
+        serve = lean._Plan.serve
+
+        async def counted(plan: lean._Plan, *args: Any) -> Any:
+            served.append(plan.route.path)
+            return await serve(plan, *args)
+
+        monkeypatch.setattr(lean._Plan, "serve", counted)
+        apps = (create_app(ctx), create_app(ctx, lean=False))
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(apps[0]), base_url="http://t") as a,
+            httpx.AsyncClient(transport=httpx.ASGITransport(apps[1]), base_url="http://t") as b,
+        ):
+            ids = {"product": product, "order": order, "shipment": shipment, "user": me}
+            yield Rig(a, b, callers, ids, served)
+
+
+Ask = Callable[[str, dict[str, Any] | None, str], Awaitable[None]]
+
+
+def asker(rig: Rig) -> Ask:
+    async def ask(path: str, params: dict[str, Any] | None, caller: str) -> None:
+        headers = {**rig.callers[caller], "X-Request-ID": REQUEST_ID}
+        lean_answer = await rig.lean_http.get(path, params=params, headers=headers)
+        plain_answer = await rig.plain_http.get(path, params=params, headers=headers)
+        what = (path, params, caller)
+        assert lean_answer.status_code == plain_answer.status_code, what
+        assert lean_answer.headers.multi_items() == plain_answer.headers.multi_items(), what
+        assert lean_answer.content == plain_answer.content, what
+
+    return ask
+
+
+LONG = "x" * 201
+
+
+async def test_lean_answers_are_fastapis(rig: Rig) -> None:
+    ask, ids = asker(rig), rig.ids
+    everyone = ("nobody", "forged", "basic", "ada", "bo", "admin")
+    products: list[dict[str, Any] | None] = [
+        None,
+        {"q": "mug"},
+        {"q": "MUG red", "sort": "-price", "pageSize": 1, "page": 1},
+        {"q": "mug", "pageSize": 1, "page": 9},
+        {"category": "kitchen", "sort": "newest"},
+        {"includeInactive": "true"},
+        {"includeInactive": "yes"},
+        {"includeInactive": "maybe"},
+        {"pageSize": 0},
+        {"pageSize": "x"},
+        {"page": "01"},
+        {"sort": "random"},
+        {"q": LONG},
+        {"q": ["a", "mug"]},
+        {"unknown": "1"},
+    ]
+    for params in products:
+        for caller in ("nobody", "ada", "admin"):
+            await ask("/api/v1/products", params, caller)
+    for product in (ids["product"], "nope", LONG, "%20"):
+        await ask(f"/api/v1/products/{product}", None, "nobody")
+    orders: list[dict[str, Any] | None] = [
+        None,
+        {"status": "RESERVED"},
+        {"status": "bogus"},
+        {"userId": ids["user"]},
+        {"pageSize": 101},
+    ]
+    for params in orders:
+        for caller in everyone:
+            await ask("/api/v1/orders", params, caller)
+    waits: list[dict[str, Any] | None] = [
+        {"until": "RESERVED"},
+        {"until": "COMPLETED", "timeout": 0},
+        {"until": "bogus"},
+        {"timeout": -1},
+        {"timeout": 61},
+        {"timeout": "soon"},
+    ]
+    for params in waits:
+        for caller in everyone:
+            await ask(f"/api/v1/orders/{ids['order']}/wait", params, caller)
+    await ask("/api/v1/orders/nope/wait", {"timeout": 0}, "ada")
+    for params in ({"orderId": ids["order"]}, {"orderId": ""}, {"orderId": LONG}, None):
+        for caller in everyone:
+            await ask("/api/v1/shipments", params, caller)
+    for path in (
+        "/api/v1/cart",
+        "/api/v1/users/me",
+        f"/api/v1/users/{ids['user']}",
+        f"/api/v1/orders/{ids['order']}",
+        "/api/v1/orders/nope",
+        f"/api/v1/shipments/{ids['shipment']}",
+        "/api/v1/shipments/nope",
+        f"/oms/orders/{ids['order']}",
+        "/oms/orders/%20",
+    ):
+        for caller in everyone:
+            await ask(path, None, caller)
+    for params in (None, {"id": ids["order"]}, {"id": ""}, {"id": LONG}):
+        for path in ("/api/v1/orders/list", "/api/v1/orders/status"):
+            await ask(path, params, "ada")
+        await ask("/api/v1/orders/status_change_list", params, "ada")
+    for path in ("/orders/find/0", "/payment/find_user/0", "/stock/find/0", "/stock/find/x"):
+        await ask(path, None, "nobody")
+    # Not its to serve: what FastAPI routes elsewhere, or answers 404/405 for.
+    for path in ("/api/v1/products/", "/api/v1/orders/x/stream", "/openapi.json", "/nowhere"):
+        await ask(path, None, "ada")
+    for path in ("/api/v1/products", "/api/v1/orders/list"):
+        assert path in rig.served
+
+
+async def test_every_get_route_it_serves_is_asked_above(rig: Rig) -> None:
+    # A new plain GET route is served lean at once: it needs a line in the test above.
+    asked = {
+        "/api/v1/users/me",
+        "/api/v1/users/{userId}",
+        "/api/v1/products",
+        "/api/v1/products/{productId}",
+        "/api/v1/cart",
+        "/api/v1/orders/list",
+        "/api/v1/orders/status",
+        "/api/v1/orders/status_change_list",
+        "/oms/orders/{orderId}",
+        "/api/v1/orders",
+        "/api/v1/orders/{orderId}",
+        "/api/v1/orders/{orderId}/wait",
+        "/api/v1/shipments",
+        "/api/v1/shipments/{shipmentId}",
+        "/orders/find/{order_id}",
+        "/payment/find_user/{user_id}",
+        "/stock/find/{item_id}",
+    }
+    routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    assert {r.path for r in routes if lean.plan_for(r) is not None} == asked
+    assert lean.plan_for(next(r for r in routes if r.path.endswith("/stream"))) is None
