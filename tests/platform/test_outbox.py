@@ -449,3 +449,45 @@ async def test_an_idle_relay_polls_less_yet_a_commit_here_goes_out_at_once(
         relay.stop()
         await running
         await engine.dispose()
+
+
+async def test_confirmed_rows_of_several_batches_are_marked_sent_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mercato.platform.outbox.MARK_AFTER", 1.5)
+    engine = await service_engine(None, "ledger", tmp_path)
+    published: list[str] = []
+
+    class Counting:
+        async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+            published.extend(envelope.id for _, envelope in batch)
+            return [True] * len(batch)
+
+    relay = OutboxRelay(engine, cast(EventBus, Counting()), "ledger", poll_interval=0.05)
+    marks: list[int] = []
+    mark = relay.mark
+
+    async def counted() -> None:
+        if relay._unmarked:
+            marks.append(len(relay._unmarked))
+        await mark()
+
+    monkeypatch.setattr(relay, "mark", counted)
+    running = asyncio.create_task(relay.run())
+    try:
+        for n in range(1, 4):  # three batches: each goes out at once
+            async with transaction(engine, "ledger", on_events=relay.wake) as uow:
+                await ledger.record_entry(uow, "acc-1", Decimal("1.00"))
+            await eventually(lambda n=n: len(published) == n, timeout=2)  # type: ignore[misc]
+        assert len(await unsent(engine)) == 3 and marks == []  # confirmed, not marked yet
+        await eventually(lambda: marks == [3], timeout=5)  # one transaction for the three
+        assert await unsent(engine) == []
+        async with transaction(engine, "ledger", on_events=relay.wake) as uow:
+            await ledger.record_entry(uow, "acc-1", Decimal("1.00"))
+        await eventually(lambda: len(published) == 4, timeout=2)
+    finally:
+        relay.stop()
+        await running
+    assert marks == [3, 1] and await unsent(engine) == []  # stopping marks what is confirmed
+    assert len(set(published)) == len(published) == 4  # nothing published twice meanwhile
+    await engine.dispose()
