@@ -478,7 +478,7 @@ async def test_confirmed_rows_of_several_batches_are_marked_sent_together(
         for n in range(1, 4):  # three batches: each goes out at once
             async with transaction(engine, "ledger", on_events=relay.wake) as uow:
                 await ledger.record_entry(uow, "acc-1", Decimal("1.00"))
-            await eventually(lambda n=n: len(published) == n, timeout=2)  # type: ignore[misc]
+            await eventually(lambda n=n: len(published) == n, timeout=2)
         assert len(await unsent(engine)) == 3 and marks == []  # confirmed, not marked yet
         await eventually(lambda: marks == [3], timeout=5)  # one transaction for the three
         assert await unsent(engine) == []
