@@ -5,6 +5,7 @@ route it serves, valid and invalid parameters, every kind of caller."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from fastapi.routing import APIRoute
 from mercato.services import all_services
 from mercato.services.gateway import lean
 from mercato.services.gateway.app import create_app
-from mercato.services.gateway.routes import ROUTERS
+from mercato.services.gateway.routes import LEAN_WRITES, ROUTERS
 from tests.support import running
 from tests.support import test_settings as make_settings
 
@@ -42,6 +43,7 @@ class Rig:
     callers: dict[str, dict[str, str]]
     ids: dict[str, str]
     served: list[str]
+    http: httpx.AsyncClient  # the system's own, to set the scene between two asks
 
 
 @pytest.fixture
@@ -111,7 +113,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
             httpx.AsyncClient(transport=httpx.ASGITransport(apps[1]), base_url="http://t") as b,
         ):
             ids = {"product": product, "order": order, "shipment": shipment, "user": me}
-            yield Rig(a, b, callers, ids, served)
+            yield Rig(a, b, callers, ids, served, http)
 
 
 Ask = Callable[[str, dict[str, Any] | None, str], Awaitable[None]]
@@ -200,6 +202,7 @@ async def test_lean_answers_are_fastapis(rig: Rig) -> None:
         for path in ("/api/v1/orders/list", "/api/v1/orders/status"):
             await ask(path, params, "ada")
         await ask("/api/v1/orders/status_change_list", params, "ada")
+    await ask("/.well-known/jwks.json", None, "nobody")
     for path in ("/orders/find/0", "/payment/find_user/0", "/stock/find/0", "/stock/find/x"):
         await ask(path, None, "nobody")
     # Not its to serve: what FastAPI routes elsewhere, or answers 404/405 for.
@@ -212,6 +215,7 @@ async def test_lean_answers_are_fastapis(rig: Rig) -> None:
 async def test_every_get_route_it_serves_is_asked_above(rig: Rig) -> None:
     # A new plain GET route is served lean at once: it needs a line in the test above.
     asked = {
+        "/.well-known/jwks.json",
         "/api/v1/users/me",
         "/api/v1/users/{userId}",
         "/api/v1/products",
@@ -231,5 +235,89 @@ async def test_every_get_route_it_serves_is_asked_above(rig: Rig) -> None:
         "/stock/find/{item_id}",
     }
     routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
-    assert {r.path for r in routes if lean.plan_for(r) is not None} == asked
+    assert {r.path for r in routes if lean.plan_for(r, LEAN_WRITES) is not None} == asked | {
+        "/api/v1/cart/items",
+        "/api/v1/cart/checkout",
+    }
     assert lean.plan_for(next(r for r in routes if r.path.endswith("/stream"))) is None
+
+
+VOLATILE = {"updatedAt", "orderId"}
+
+
+def steady(answer: httpx.Response) -> tuple[Any, ...]:
+    """An answer without what differs from one write to the next (times, new ids)."""
+    headers = [(k, v) for k, v in answer.headers.multi_items() if k != "location"]
+    if answer.headers.get("content-type") == "application/json":
+        body = answer.json()
+        if isinstance(body, dict):
+            body = {k: ("…" if k in VOLATILE else v) for k, v in body.items()}
+        headers = [(k, v) for k, v in headers if k != "content-length"]
+        return answer.status_code, headers, body, "location" in answer.headers
+    return answer.status_code, headers, answer.content, "location" in answer.headers
+
+
+async def test_lean_writes_answer_as_fastapi_does(rig: Rig) -> None:
+    product, ada = rig.ids["product"], rig.callers["ada"]
+
+    async def scene(items: int) -> None:
+        """Ada's cart holds ``items`` of the product, and nothing else."""
+        cart = (await rig.http.get("/api/v1/cart", headers=ada)).json()
+        for line in cart["items"]:
+            await rig.http.delete(f"/api/v1/cart/items/{line['productId']}", headers=ada)
+        if items:
+            line = {"productId": product, "quantity": items}
+            assert (await rig.http.post("/api/v1/cart/items", json=line, headers=ada)).is_success
+
+    async def ask(path: str, content: bytes, headers: dict[str, str], items: int) -> None:
+        answers = []
+        for n, client in enumerate((rig.lean_http, rig.plain_http)):
+            await scene(items)
+            sent = {"X-Request-ID": REQUEST_ID, **headers}
+            if "Idempotency-Key" in sent:
+                sent["Idempotency-Key"] += f"-{n}"
+            answers.append(await client.post(path, content=content, headers=sent))
+        assert steady(answers[0]) == steady(answers[1]), (path, content, headers)
+
+    json_type = {"Content-Type": "application/json"}
+    item = f'{{"productId": "{product}", "quantity": 2}}'.encode()
+    adds: list[tuple[bytes, dict[str, str]]] = [
+        (item, {**ada, **json_type}),
+        (item, {**ada, **json_type, "Idempotency-Key": "add"}),
+        (item, {**ada, **json_type, "Idempotency-Key": "not a key"}),
+        (item, {**ada, "Content-Type": "application/json; charset=utf-8"}),
+        (item, {**ada, "Content-Type": "application/merge-patch+json"}),
+        (item, {**ada, "Content-Type": "text/plain"}),
+        (item, ada),
+        (item, json_type),
+        (item, {**rig.callers["forged"], **json_type}),
+        (b"", {**ada, **json_type}),
+        (b"{", {**ada, **json_type}),
+        (b"[]", {**ada, **json_type}),
+        (b"\xff", {**ada, **json_type}),
+        (b'{"productId": "nope"}', {**ada, **json_type}),
+        (b'{"productId": ""}', {**ada, **json_type}),
+        (f'{{"productId": "{product}", "quantity": 0}}'.encode(), {**ada, **json_type}),
+        (f'{{"productId": "{product}", "quantity": NaN}}'.encode(), {**ada, **json_type}),
+        (f'{{"productId": "{product}", "extra": 1}}'.encode(), {**ada, **json_type}),
+    ]
+    for content, headers in adds:
+        await ask("/api/v1/cart/items", content, headers, items=1)
+    card = json.dumps({"payment": PAYMENT, "shippingAddress": ADDRESS}).encode()
+    wallet = json.dumps({"payment": {"method": "wallet"}, "shippingAddress": ADDRESS}).encode()
+    bad_card = json.dumps(
+        {"payment": {**PAYMENT, "cardNumber": "4242424242424241"}, "shippingAddress": ADDRESS}
+    ).encode()
+    checkouts: list[tuple[bytes, dict[str, str], int]] = [
+        (card, {**ada, **json_type}, 1),
+        (card, {**ada, **json_type, "Idempotency-Key": "co"}, 1),
+        (card, {**ada, **json_type}, 0),
+        (wallet, {**ada, **json_type}, 1),
+        (bad_card, {**ada, **json_type}, 1),
+        (b'{"payment": {"method": "cash"}}', {**ada, **json_type}, 1),
+        (card, json_type, 1),
+        (card, {**ada, "Content-Type": "text/plain"}, 1),
+    ]
+    for content, headers, items in checkouts:
+        await ask("/api/v1/cart/checkout", content, headers, items)
+    assert {"/api/v1/cart/items", "/api/v1/cart/checkout"} <= set(rig.served)

@@ -12,7 +12,7 @@ from mercato.platform.runtime.service import ServiceContext
 from mercato.services.gateway.lean import LeanRoutes
 from mercato.services.gateway.middleware import RequestContext
 from mercato.services.gateway.problems import ProblemDetails, install_problem_handlers
-from mercato.services.gateway.routes import HOT, ROUTERS
+from mercato.services.gateway.routes import HOT, LEAN_WRITES, ROUTERS
 
 DESCRIPTION = """Mercato's public API. Errors are RFC 9457 `application/problem+json`.
 Sign in with `POST /api/v1/auth/login` and send `Authorization: Bearer <accessToken>`.
@@ -48,7 +48,10 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
         # Innermost of the middleware: requests served there still get their request id and
         # CORS headers.
         app.add_middleware(
-            LeanRoutes, routes=app.router.routes, handlers=lambda: app.exception_handlers
+            LeanRoutes,
+            routes=app.router.routes,
+            handlers=lambda: app.exception_handlers,
+            writes=LEAN_WRITES,
         )
     app.add_middleware(RequestContext)
     origins = [o.strip() for o in ctx.settings.cors_origins.split(",") if o.strip()]

@@ -33,3 +33,6 @@ ROUTERS: list[APIRouter] = [
 # Tried first on every request, in this order (a request tries the routes one after another
 # until one matches): what shoppers call most. Keeps the seed routes ahead of orders' too.
 HOT: list[APIRouter] = [products.router, cart.router, compat_orders.router, orders.router]
+
+# Writes served by ``lean.LeanRoutes`` (every plain GET is): what each checkout calls.
+LEAN_WRITES = (cart.add_item, cart.checkout)
