@@ -90,6 +90,9 @@ async def test_admin_creates_updates_and_deletes_with_events(shop: Shop) -> None
     product_id = made["productId"]
     assert made["price"] == 19.99 and made["currency"] == "USD" and made["category"] == "kitchen"
     assert made["available"] == 7 and made["active"] is True
+    # Times carry their offset (UTC), on SQLite as on PostgreSQL.
+    for moment in (made["createdAt"], made["updatedAt"]):
+        assert datetime.fromisoformat(moment).utcoffset() == timedelta(0), moment
     [created] = await shop.events("ProductCreated")
     assert created.subject == product_id
     assert created.data["quantity"] == 7 and created.data["price"] == 19.99

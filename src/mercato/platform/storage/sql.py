@@ -39,9 +39,10 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam
+from sqlalchemy import DateTime, bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.sql import ClauseElement
@@ -177,11 +178,26 @@ class _Plan:
 
 def _result_processor(type_: Any, dialect: Dialect) -> Processor:
     try:
-        return cast(Processor, type_._cached_result_processor(dialect, None))
+        found = cast(Processor, type_._cached_result_processor(dialect, None))
     except (sa_exc.InvalidRequestError, TypeError):
         # asyncpg's numeric types choose by the column's type code, which is only known
         # once rows come back; asyncpg returns NUMERIC as Decimal already: nothing to do.
         return cast(Processor, type_._cached_result_processor(dialect, NUMERIC_OID))
+    if isinstance(type_, DateTime) and type_.timezone and dialect.name == "sqlite":
+        # SQLite keeps no offset, and SQLAlchemy hands the time back naive; what is stored is
+        # UTC (every write is), so it comes back as UTC, as PostgreSQL gives it.
+        return _in_utc(found)
+    return found
+
+
+def _in_utc(parse: Processor) -> Processor:
+    def process(value: Any) -> datetime | None:
+        moment = parse(value) if parse is not None else value
+        if moment is None or moment.tzinfo is not None:
+            return cast(datetime | None, moment)
+        return cast(datetime, moment.replace(tzinfo=UTC))
+
+    return process
 
 
 NUMERIC_OID = 1700

@@ -17,7 +17,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -41,11 +41,6 @@ from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.cart import domain
 from mercato.services.cart.domain import CannotSell, CartChanged, Line, NotInCart
 from mercato.services.cart.tables import When, cart_items, carts, product_prices
-
-
-def utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -136,7 +131,7 @@ async def view(conn: Connection, user_id: str) -> CartState:
     if not rows:
         return CartState(None, user_id, [], None)
     lines = [_line(r) for r in rows if r.product_id is not None]
-    return CartState(rows[0].id, user_id, lines, utc(rows[0].touched_at))
+    return CartState(rows[0].id, user_id, lines, rows[0].touched_at)
 
 
 async def _touch(uow: UnitOfWork, user_id: str, now: datetime) -> str | None:
@@ -175,14 +170,14 @@ async def _newest(conn: Connection, priced: Priced) -> Priced:
         return priced
     if known.deleted_at is not None:
         raise CannotSell(f"product {priced.product_id} is no longer sold")
-    if known.price is None or utc(known.as_of) <= priced.as_of:
+    if known.price is None or known.as_of <= priced.as_of:
         return priced
     return Priced(
         priced.product_id,
         known.name or priced.name,
         Decimal(known.price),
         known.currency or priced.currency,
-        utc(known.as_of),
+        known.as_of,
     )
 
 
@@ -229,12 +224,12 @@ async def add_item(
         )
         # The lines are in the order they were added (then by product id).
         lines.insert(
-            bisect_right([(utc(r.added_at), r.product_id) for r in rows], (now, product_id)),
+            bisect_right([(r.added_at, r.product_id) for r in rows], (now, product_id)),
             line,
         )
     else:
         keys = {"b_cart": cart_id, "b_product": product_id, "b_quantity": total}
-        if priced.as_of >= utc(rows[index].price_as_of):
+        if priced.as_of >= rows[index].price_as_of:
             await uow.conn.execute(
                 _SET_PRICED_QUANTITY,
                 {**keys, **{f"b_{k}": v for k, v in price.items()}, "b_as_of": priced.as_of},
@@ -365,7 +360,7 @@ async def _remember(uow: UnitOfWork, product_id: str, as_of: datetime, **values:
             product_prices.insert().values(product_id=product_id, as_of=as_of, **values)
         )
         return True
-    if known.deleted_at is not None or utc(known.as_of) > as_of:
+    if known.deleted_at is not None or known.as_of > as_of:
         return False
     await uow.conn.execute(
         update(product_prices)

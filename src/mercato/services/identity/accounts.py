@@ -50,13 +50,8 @@ class Account:
     created_at: datetime
 
 
-def utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _account(row: Any) -> Account:
-    return Account(row.id, row.email, row.name, row.roles.split(","), utc(row.created_at))
+    return Account(row.id, row.email, row.name, row.roles.split(","), row.created_at)
 
 
 async def user_by_email(conn: Connection, email: str) -> Any:
@@ -124,7 +119,7 @@ async def seconds_locked(conn: Connection, email: str, now: datetime) -> int:
     locked = await conn.scalar(
         select(login_failures.c.locked_until).where(login_failures.c.email == email)
     )
-    return Throttle.seconds_left(utc(locked) if locked else None, now)
+    return Throttle.seconds_left(locked, now)
 
 
 async def refuse_login(
@@ -208,7 +203,7 @@ async def refresh(
     if row.spent_at is not None:
         await revoke_family(uow.conn, row.family_id, now)
         return Refused("reused", "refresh token already used; sign in again")
-    if utc(row.expires_at) <= now:
+    if row.expires_at <= now:
         return Refused("expired", "refresh token expired; sign in again")
     user = (await uow.conn.execute(select(users).where(users.c.id == row.user_id))).first()
     if user is None:

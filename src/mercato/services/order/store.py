@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,11 +23,6 @@ from mercato.services.order.domain import (
     Timeouts,
 )
 from mercato.services.order.tables import order_items, order_status_history, orders
-
-
-def utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +44,8 @@ def _order(row: Any, lines: Sequence[Line]) -> Order:
         currency=row.currency,
         lines=tuple(lines),
         status=Status(row.status),
-        status_since=utc(row.status_since),
-        created_at=utc(row.created_at),
+        status_since=row.status_since,
+        created_at=row.created_at,
         payment=payment,
         shipping_address=address,
         payment_id=row.payment_id,
@@ -108,7 +103,7 @@ async def load(conn: Connection, order_id: str, *, lock: bool = False) -> Stored
         return None
     row = rows[0]
     lines = [_line(r) for r in rows if r.item_product_id is not None]
-    return Stored(_order(row, lines), int(row.version), utc(row.updated_at), row.cart_id)
+    return Stored(_order(row, lines), int(row.version), row.updated_at, row.cart_id)
 
 
 def _fields(order: Order) -> dict[str, Any]:
@@ -209,7 +204,7 @@ async def history(conn: Connection, order_id: str) -> list[Change]:
     rows = await conn.execute(_HISTORY, {"key": order_id})
     return [
         Change(
-            utc(r.at),
+            r.at,
             Status(r.from_status) if r.from_status else None,
             Status(r.to_status),
             r.reason,

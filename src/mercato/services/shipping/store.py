@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BindParameter, bindparam, select, update
@@ -16,11 +16,6 @@ from mercato.services.shipping.domain import Kind, Shipment, ShipmentStatus
 from mercato.services.shipping.tables import cancelled_orders, shipments
 
 
-def utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _shipment(row: Any) -> Shipment:
     return Shipment(
         shipment_id=row.id,
@@ -29,8 +24,8 @@ def _shipment(row: Any) -> Shipment:
         kind=Kind(row.kind),
         status=ShipmentStatus(row.status),
         items=tuple(Item.model_validate(i) for i in json.loads(row.items)),
-        created_at=utc(row.created_at),
-        updated_at=utc(row.updated_at),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
         address=Address.model_validate_json(row.address) if row.address else None,
         return_of=row.return_of,
         reason=row.reason,
