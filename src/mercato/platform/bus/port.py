@@ -12,15 +12,11 @@ to exactly what its service handles. Patterns use AMQP's wildcards: ``*`` one wo
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from mercato.platform.envelope import Envelope
-
-T = TypeVar("T")
 
 # Event types whose topic carries one payload field, so consumers can bind to one value.
 ROUTE_BY: dict[str, str] = {"OrderStatusChanged": "status"}
@@ -58,25 +54,6 @@ def _match(pat: list[str], words: list[str]) -> bool:
     if not words:
         return False
     return (head in ("*", words[0])) and _match(rest, words[1:])
-
-
-async def next_batch(
-    queue: asyncio.Queue[T], stopping: asyncio.Event, batch_size: int
-) -> list[T] | None:
-    """Wait for a first item (or for ``stopping``: then None), then take what else is ready."""
-    getter = asyncio.ensure_future(queue.get())
-    stopper = asyncio.ensure_future(stopping.wait())
-    await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    if not getter.done():
-        getter.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await getter
-        return None
-    batch = [getter.result()]
-    while len(batch) < batch_size and not queue.empty():
-        batch.append(queue.get_nowait())
-    return batch
 
 
 @dataclass(frozen=True, slots=True)
