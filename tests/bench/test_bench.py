@@ -277,7 +277,8 @@ async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
         assert s["latencyMs"]["paid"]["p99"] is not None
         assert s["costPerOrder"]["events"] > 0 and s["costPerOrder"]["transactions"] > 0
         assert s["ceiling"]["ordersPerSecond"] is None  # no raw limits measured
-        assert s["cpuMsPerOrder"]["system"] > 0 and s["cpuMsPerOrder"]["bench"] > 0
+        # /proc counts CPU in 10 ms ticks: the bench's own share of three orders can be none.
+        assert s["cpuMsPerOrder"]["system"] > 0 and s["cpuMsPerOrder"]["bench"] >= 0
     plenty, scarce = results["scenarios"]["plenty"], results["scenarios"]["scarce"]
     assert plenty["reservedPerSecond"] > 0 and plenty["latencyMs"]["reserved"]["count"] == 3
     # 3 orders of 1–2 units on 4 products of 1 unit each: never more than the 4 units out.
