@@ -138,7 +138,7 @@ def create_app(system: System) -> ProcessApp:
             finally:
                 app.serve(None)
 
-    # The gateway's app (the router's default) serves the public OpenAPI document and docs.
+    # The gateway's app (``service_app``) serves the public OpenAPI document and docs.
     app = ProcessApp(
         title="Mercato", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
     )

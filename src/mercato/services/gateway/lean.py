@@ -30,12 +30,14 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import params
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
 from fastapi.routing import APIRoute, serialize_response
 from fastapi.utils import is_body_allowed_for_status_code
 from starlette._utils import get_route_path
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, WebSocketRoute
@@ -50,14 +52,13 @@ class _Plan:
     """How one route is served here."""
 
     route: APIRoute
-    dependant: Dependant
 
     async def serve(
         self, request: Request, path_params: dict[str, Any], body: Any
     ) -> Response | None:
         """The response, or None if the parameters or the body do not validate (FastAPI
         answers). ``body`` is the request's JSON (``NO_BODY`` if it has none that is JSON)."""
-        dependant = self.dependant
+        dependant = self.route.dependant
         values, errors = request_params_to_args(dependant.path_params, path_params)
         for fields, given in (
             (dependant.query_params, request.query_params),
@@ -169,19 +170,18 @@ def plan_for(route: BaseRoute, writes: Collection[Callable[..., Any]] = ()) -> _
         return None
     if route.body_field is not None and not _json_body(route):
         return None
-    return _Plan(route, route.dependant)
+    return _Plan(route)
 
 
 def _json_body(route: APIRoute) -> bool:
     """A body FastAPI reads as JSON (not a form, not a file)."""
-    from fastapi import params
-
     field = route.body_field
     return field is not None and type(field.field_info) is params.Body
 
 
 class LeanRoutes:
-    """ASGI middleware: GETs to plain routes served here, everything else passed on."""
+    """ASGI middleware: requests to the routes ``plan_for`` takes served here (plain GETs and
+    the ``writes``), everything else passed on."""
 
     def __init__(
         self,
@@ -232,7 +232,7 @@ class LeanRoutes:
             return
         plan, path_params = picked
         body: Any = NO_BODY
-        if plan.dependant.body_params:
+        if plan.route.dependant.body_params:
             # Read whole here; whoever reads the request after (FastAPI, if it answers) gets
             # the same messages again, and the same failure if reading failed.
             receive, body = await _read_json(receive, scope)
@@ -296,7 +296,7 @@ async def _read_json(receive: Receive, scope: Scope) -> tuple[Receive, Any]:
         return await receive()
 
     body: Any = NO_BODY
-    content_type = _header(scope, b"content-type")
+    content_type = Headers(scope=scope).get("content-type", "")
     complete = failure is None and messages and messages[-1]["type"] == "http.request"
     if complete and content_type.split(";", 1)[0].strip().lower() == "application/json":
         raw = b"".join(chunks)
@@ -306,10 +306,3 @@ async def _read_json(receive: Receive, scope: Scope) -> tuple[Receive, Any]:
             except ValueError:
                 body = NO_BODY
     return again, body
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    for key, given in scope["headers"]:
-        if key == name:
-            return str(given.decode("latin-1"))  # the first, as Starlette's headers.get
-    return ""
