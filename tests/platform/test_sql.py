@@ -48,8 +48,7 @@ def template(request: pytest.FixtureRequest) -> str | None:
     return request.getfixturevalue("postgres_template") if request.param == "postgres" else None
 
 
-@pytest.fixture
-async def db(template: str | None, tmp_path: Path) -> AsyncIterator[Database]:
+async def _opened(template: str | None, tmp_path: Path) -> AsyncIterator[Database]:
     url = service_url(template, "sql", tmp_path)
     await ensure_database(url)
     schema = schema_engine(url)
@@ -59,6 +58,18 @@ async def db(template: str | None, tmp_path: Path) -> AsyncIterator[Database]:
     db = open_database(url)
     yield db
     await db.dispose()
+
+
+@pytest.fixture
+async def db(template: str | None, tmp_path: Path) -> AsyncIterator[Database]:
+    async for opened in _opened(template, tmp_path):
+        yield opened
+
+
+@pytest.fixture
+async def pg(postgres_template: str, tmp_path: Path) -> AsyncIterator[Database]:
+    async for opened in _opened(postgres_template, tmp_path):
+        yield opened
 
 
 def row(id: str, n: int = 1, **more: object) -> dict[str, object]:
@@ -195,3 +206,21 @@ async def test_many_rows_inserted_with_returning_are_one_statement(db: Database)
     async with db.connect() as conn:
         got = (await conn.execute(ONE, {"id": "b"})).one()
     assert got.at.replace(tzinfo=UTC) == NOW, "each row's values converted as its column's"
+
+
+async def test_a_postgresql_transaction_is_its_statements_between_begin_and_commit(
+    pg: Database,
+) -> None:
+    """No statement of asyncpg's own reset (``RESET ALL``…) when the connection goes back to
+    the pool: a round trip per transaction with nothing to undo."""
+    db = pg
+    sent: list[str] = []
+    async with db.begin() as conn:
+        raw = conn.raw  # type: ignore[attr-defined]
+        raw.add_query_logger(lambda logged: sent.append(logged.query))
+        await conn.execute(ADD, row("a"))
+    assert [q.split()[0].upper() for q in sent] == ["INSERT", "COMMIT;"], sent
+    async with db.connect() as conn:  # the same (only) idle connection, as it was left
+        assert not conn.raw.is_in_transaction()  # type: ignore[attr-defined]
+        assert (await conn.execute(ONE, {"id": "a"})).one().n == 1
+    assert [q.split()[0].upper() for q in sent] == ["INSERT", "COMMIT;", "SELECT"], sent
