@@ -47,7 +47,7 @@ async def main(argv: list[str]) -> None:
     data_dir, template, when, account, count = argv[:5]
     engine = await service_engine(None if template == "-" else template, "ledger", Path(data_dir))
     async with transaction(
-        engine, "ledger", on_events=die if when == "after-commit" else None
+        engine, "ledger", on_events=(lambda rows: die()) if when == "after-commit" else None
     ) as uow:
         for _ in range(int(count)):
             await record_entry(uow, account, Decimal("10.00"))

@@ -434,7 +434,7 @@ async def test_an_idle_relay_polls_less_yet_a_commit_here_goes_out_at_once(
     running = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(1.5)  # nothing to send: the polls have spread out to 0.8 s
-        async with transaction(engine, "ledger", on_events=relay.wake) as uow:
+        async with transaction(engine, "ledger", on_events=relay.committed) as uow:
             here = (await ledger.record_entry(uow, "acc-1", Decimal("1.00"))).id
         committed = asyncio.get_running_loop().time()
         await eventually(lambda: here in bus.sent, timeout=5)
@@ -476,13 +476,13 @@ async def test_confirmed_rows_of_several_batches_are_marked_sent_together(
     running = asyncio.create_task(relay.run())
     try:
         for n in range(1, 4):  # three batches: each goes out at once
-            async with transaction(engine, "ledger", on_events=relay.wake) as uow:
+            async with transaction(engine, "ledger", on_events=relay.committed) as uow:
                 await ledger.record_entry(uow, "acc-1", Decimal("1.00"))
             await eventually(lambda n=n: len(published) == n, timeout=2)
         assert len(await unsent(engine)) == 3 and marks == []  # confirmed, not marked yet
         await eventually(lambda: marks == [3], timeout=5)  # one transaction for the three
         assert await unsent(engine) == []
-        async with transaction(engine, "ledger", on_events=relay.wake) as uow:
+        async with transaction(engine, "ledger", on_events=relay.committed) as uow:
             await ledger.record_entry(uow, "acc-1", Decimal("1.00"))
         await eventually(lambda: len(published) == 4, timeout=2)
     finally:
@@ -490,4 +490,71 @@ async def test_confirmed_rows_of_several_batches_are_marked_sent_together(
         await running
     assert marks == [3, 1] and await unsent(engine) == []  # stopping marks what is confirmed
     assert len(set(published)) == len(published) == 4  # nothing published twice meanwhile
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def template(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("postgres_template") if request.param == "postgres" else None
+
+
+async def test_rows_committed_here_go_out_without_a_read_and_a_gap_means_a_read(
+    template: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows a commit of this process hands over are published without reading them back
+    while they follow on from the last row published; a row before them that was not handed
+    over (written elsewhere), or a PostgreSQL sequence value a rollback used up, means the
+    table is read, and the order stays the outbox's."""
+    monkeypatch.setattr("mercato.platform.outbox.IDLE_POLL", 60)  # no poll, no mark timer:
+    monkeypatch.setattr("mercato.platform.outbox.MARK_AFTER", 60)  # every read is counted
+    engine = await service_engine(template, "ledger", tmp_path)
+    bus = Recording()
+    relay = OutboxRelay(engine, cast(EventBus, bus), "ledger", poll_interval=60)
+    reads: list[int] = []
+    read = relay._read
+
+    async def counted() -> tuple[list[int], list[tuple[str, Envelope]]]:
+        reads.append(1)
+        return await read()
+
+    monkeypatch.setattr(relay, "_read", counted)
+
+    async def commit(*, handed: bool = True, roll_back: bool = False) -> str:
+        try:
+            async with transaction(
+                engine, "ledger", on_events=relay.committed if handed else None
+            ) as uow:
+                event = await ledger.record_entry(uow, "acc-1", Decimal("1.00"))
+                if roll_back:
+                    await uow.write_outbox()  # its row written (a seq taken), then undone
+                    raise LookupError("rolled back")
+        except LookupError:
+            pass
+        return event.id
+
+    running = asyncio.create_task(relay.run())
+    try:
+        await eventually(lambda: len(reads) == 1, timeout=2)  # the first poll: nothing
+        first = await commit()  # where the outbox ends is not known yet: read
+        await eventually(lambda: first in bus.sent, timeout=2)
+        assert len(reads) == 2
+        handed = [await commit() for _ in range(3)]
+        await eventually(lambda: handed[-1] in bus.sent, timeout=2)
+        assert len(reads) == 2, "handed over, not read back"
+
+        elsewhere = await commit(handed=False)
+        after = await commit()
+        await eventually(lambda: after in bus.sent, timeout=2)
+        assert len(reads) == 3, "a row before it was not handed over: read"
+
+        lost = await commit(roll_back=True)
+        last = await commit()
+        await eventually(lambda: last in bus.sent, timeout=2)
+        # PostgreSQL's sequence skips the value the rollback took; SQLite's does not.
+        assert len(reads) == (3 if template is None else 4)
+    finally:
+        relay.stop()
+        await running
+    assert list(bus.sent) == [first, *handed, elsewhere, after, last]
+    assert lost not in bus.sent and await unsent(engine) == []
     await engine.dispose()

@@ -28,7 +28,7 @@ from mercato.platform.ids import new_id
 from mercato.platform.metrics import DELIVERIES
 from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import dead_letters, inbox
-from mercato.platform.unit_of_work import UnitOfWork, trace_id_of, transaction
+from mercato.platform.unit_of_work import Committed, UnitOfWork, trace_id_of, transaction
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +92,7 @@ class InboxConsumer:
         handlers: Sequence[On],
         *,
         policy: RetryPolicy | None = None,
-        on_events: Callable[[], None] | None = None,
+        on_events: Committed | None = None,
     ):
         self.name = name
         self.db = db

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -16,6 +17,7 @@ from mercato.platform.metrics import EVENTS_PUBLISHED
 from mercato.platform.storage.database import SELECT_1
 from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.storage.tables import outbox
+from mercato.platform.unit_of_work import Outgoing
 
 log = structlog.get_logger(__name__)
 
@@ -24,6 +26,9 @@ IDLE_POLL = 5.0  # seconds between polls at most, when nothing was found for a w
 # of several batches: at a few events per batch, marking each batch on its own was a write
 # transaction per batch, about as many as the handlers' own.
 MARK_AFTER = 0.1
+# Rows handed over by commits (``OutboxRelay.committed``) kept at most; past that the relay
+# reads them from the table (a broker that does not keep up must not fill the memory).
+HANDED_MAX = 5_000
 
 # Built once: the relay runs them for every batch.
 UNSENT = (
@@ -75,9 +80,30 @@ class OutboxRelay:
         # Confirmed by the broker, not yet marked sent (``mark``), and since when.
         self._unmarked: list[int] = []
         self._unmarked_since = 0.0
+        # Rows committed here (``committed``), by seq, and the seq the next row to publish
+        # has (None: not known, the next batch is read from the table).
+        self._handed: dict[int, Outgoing] = {}
+        self._next: int | None = None
 
     def wake(self) -> None:
         self._wake.set()
+
+    def committed(self, rows: Sequence[Outgoing]) -> None:
+        """Rows a transaction of this process has just committed. When they are the next
+        rows of the outbox (their seqs follow on from the last row published, with none
+        between), they are published from here, without reading them back; a gap (a row
+        written by another process, or a rolled-back PostgreSQL sequence value) means a read."""
+        if len(self._handed) < HANDED_MAX:
+            for row in rows:
+                self._handed[row.seq] = row
+        else:  # far behind: read them from the table instead
+            self._forget()
+        self._wake.set()
+
+    def _forget(self) -> None:
+        """What was handed over is read from the table instead."""
+        self._handed.clear()
+        self._next = None
 
     def stop(self) -> None:
         """Ask ``run`` to return after the batch in hand (cancelling it mid-transaction could
@@ -106,12 +132,15 @@ class OutboxRelay:
                 self._wake.clear()  # a commit from here on wakes the pause below
                 try:
                     leader = await self._is_leader()
+                    if not leader:
+                        self._forget()  # the leader, elsewhere, reads them
                     sent = await self.relay_once() if leader else 0
                     failures = 0
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     failures += 1
+                    self._forget()
                     log.warning("outbox relay failed", service=self.service, error=str(exc))
                     await self._drop_lock()
                     self._wake.clear()  # back off even while commits keep waking us
@@ -135,28 +164,65 @@ class OutboxRelay:
         passed since the first of them, a batch's worth are waiting, a poll finds nothing new,
         a publish is not confirmed whole, or the relay is stopping. Until then they are not
         published again; after a crash they are (the consumers' inboxes drop the copies)."""
-        waiting = set(self._unmarked)
-        async with self.db.connect() as conn:
-            found = await conn.execute(UNSENT, {"batch": self.batch_size + len(waiting)})
-        rows = [row for row in found.all() if row.seq not in waiting][: self.batch_size]
-        if not rows:
-            await self.mark()
-            await self._purge()
-            return 0
-        batch = [(row.topic, Envelope.from_json(row.envelope)) for row in rows]
+        handed = self._take_handed()
+        if handed:
+            seqs = [row.seq for row in handed]
+            batch = [(row.topic, row.envelope) for row in handed]
+        else:
+            seqs, batch = await self._read()
+            if not seqs:
+                await self.mark()
+                await self._purge()
+                return 0
         confirmed = await self.bus.publish(batch)
-        done = [row.seq for row, ok in zip(rows, confirmed, strict=True) if ok]
+        done = [seq for seq, ok in zip(seqs, confirmed, strict=True) if ok]
         if done:
             EVENTS_PUBLISHED.labels(self.service).inc(len(done))
             if not self._unmarked:
                 self._unmarked_since = asyncio.get_running_loop().time()
             self._unmarked.extend(done)
-        if len(done) < len(rows):
+        if len(done) < len(seqs):
             await self.mark()
-            raise RuntimeError(f"broker confirmed {len(done)} of {len(rows)} events")
+            raise RuntimeError(f"broker confirmed {len(done)} of {len(seqs)} events")
         if self._stopping or len(self._unmarked) >= self.batch_size or self._mark_due() <= 0:
             await self.mark()
         return len(done)
+
+    def _take_handed(self) -> list[Outgoing]:
+        """The rows handed over that come next in the outbox, in order (none if there is a
+        gap before them: then the table is read)."""
+        handed, following = self._handed, self._next
+        if following is None:
+            handed.clear()  # the read finds them
+            return []
+        for seq in [seq for seq in handed if seq < following]:
+            del handed[seq]  # published already, by a read that found them
+        rows: list[Outgoing] = []
+        while following in handed and len(rows) < self.batch_size:
+            rows.append(handed.pop(following))
+            following += 1
+        if handed and not rows:
+            self._forget()  # something before them was not handed over: read
+            return []
+        self._next = following
+        return rows
+
+    async def _read(self) -> tuple[list[int], list[tuple[str, Envelope]]]:
+        """The next batch of unsent rows from the table (those confirmed and waiting for
+        their mark left out). When the read finds the end of the outbox, the seq after its
+        last row is where handed-over rows must start."""
+        waiting = set(self._unmarked)
+        limit = self.batch_size + len(waiting)
+        async with self.db.connect() as conn:
+            found = (await conn.execute(UNSENT, {"batch": limit})).all()
+        if len(found) < limit and found:
+            self._next = found[-1].seq + 1
+        elif found:
+            self._next = None  # more behind them
+        rows = [row for row in found if row.seq not in waiting][: self.batch_size]
+        return [row.seq for row in rows], [
+            (row.topic, Envelope.from_json(row.envelope)) for row in rows
+        ]
 
     async def mark(self) -> None:
         """Mark the rows the broker confirmed as sent, in one transaction."""

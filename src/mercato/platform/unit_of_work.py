@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mercato.contracts.events import Payload
@@ -13,7 +14,20 @@ from mercato.platform.envelope import Envelope
 from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.storage.tables import outbox
 
-ADD_TO_OUTBOX = outbox.insert()
+ADD_TO_OUTBOX = outbox.insert().returning(outbox.c.seq, outbox.c.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An outbox row as the transaction that wrote it knows it, handed to the relay once the
+    transaction has committed: its place in the outbox, its topic and its event."""
+
+    seq: int
+    topic: str
+    envelope: Envelope
+
+
+Committed = Callable[[Sequence[Outgoing]], None]
 
 
 def new_traceparent(trace_id: str | None = None) -> str:
@@ -38,6 +52,7 @@ class UnitOfWork:
         self.service = service
         self.cause = cause
         self.events: list[Envelope] = []
+        self.outgoing: list[Outgoing] = []  # the outbox rows written, in order
         self.committed: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -64,19 +79,26 @@ class UnitOfWork:
         if not self.events:
             return
         now = datetime.now(UTC)
-        await self.conn.execute(
+        topics = [topic_of(e) for e in self.events]
+        written = await self.conn.execute(
             ADD_TO_OUTBOX,
             [
                 {
                     "event_id": e.id,
                     "aggregate": e.subject,
                     "event_type": e.type,
-                    "topic": topic_of(e),
+                    "topic": topic,
                     "envelope": e.to_json(),
                     "created_at": now,
                 }
-                for e in self.events
+                for e, topic in zip(self.events, topics, strict=True)
             ],
+        )
+        # Matched by event id: a multi-row INSERT's RETURNING promises no order.
+        seqs = {event_id: seq for seq, event_id in written.all()}
+        self.outgoing = sorted(
+            (Outgoing(seqs[e.id], topic, e) for e, topic in zip(self.events, topics, strict=True)),
+            key=lambda row: row.seq,
         )
 
 
@@ -85,15 +107,15 @@ async def transaction(
     db: Database,
     service: str,
     cause: Envelope | None = None,
-    on_events: Callable[[], None] | None = None,
+    on_events: Committed | None = None,
 ) -> AsyncIterator[UnitOfWork]:
-    """Commit the work and its outbox rows together; then wake the relay and run the
-    ``after_commit`` callbacks."""
+    """Commit the work and its outbox rows together; then hand the rows to ``on_events``
+    (the relay's ``committed``) and run the ``after_commit`` callbacks."""
     async with db.begin() as conn:
         uow = UnitOfWork(conn, service, cause)
         yield uow
         await uow.write_outbox()
-    if uow.events and on_events is not None:
-        on_events()
+    if uow.outgoing and on_events is not None:
+        on_events(uow.outgoing)
     for callback in uow.committed:
         callback()

@@ -93,7 +93,7 @@ class ServiceHost:
             s,
             db,
             self.bus,
-            self.relay.wake,
+            self.relay.committed,
             grpc_targets=self.grpc_targets,
             local=self.local,
         )
@@ -102,7 +102,7 @@ class ServiceHost:
         if self.service.handlers:
             policy = RetryPolicy(max_attempts=s.max_attempts, base_delay=s.retry_base_delay)
             self.consumer = InboxConsumer(
-                self.name, db, self.service.handlers, policy=policy, on_events=self.relay.wake
+                self.name, db, self.service.handlers, policy=policy, on_events=self.relay.committed
             )
             self._subscription = await self.bus.subscribe(
                 self.name,

@@ -12,7 +12,7 @@ from mercato.platform.envelope import Envelope
 from mercato.platform.inbox import On
 from mercato.platform.settings import Settings
 from mercato.platform.storage.sql import Database
-from mercato.platform.unit_of_work import UnitOfWork, transaction
+from mercato.platform.unit_of_work import Committed, UnitOfWork, transaction
 
 if TYPE_CHECKING:
     import grpc.aio
@@ -53,7 +53,7 @@ class ServiceContext:
     settings: Settings
     db: Database
     bus: EventBus
-    wake_relay: Callable[[], None] = lambda: None
+    relay_committed: Committed | None = None  # the outbox rows of a commit, for the relay
     grpc_targets: dict[str, str] = field(default_factory=dict)
     local: LocalServices | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -88,5 +88,5 @@ class ServiceContext:
 
     @asynccontextmanager
     async def transaction(self, cause: Envelope | None = None) -> AsyncIterator[UnitOfWork]:
-        async with transaction(self.db, self.name, cause, self.wake_relay) as uow:
+        async with transaction(self.db, self.name, cause, self.relay_committed) as uow:
             yield uow
