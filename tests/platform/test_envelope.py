@@ -59,6 +59,7 @@ def test_ids_are_uuid7_and_increase_in_creation_order() -> None:
     after = datetime.now(UTC)
     parsed = [uuid.UUID(i) for i in ids]
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [str(u) for u in parsed] == ids, "the canonical text form"
     assert len(set(ids)) == len(ids)
     assert [u.int for u in parsed] == sorted(u.int for u in parsed), "monotonic"
     assert ids == sorted(ids), "the text form sorts the same way"

