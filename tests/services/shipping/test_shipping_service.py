@@ -31,6 +31,7 @@ from mercato.platform.envelope import Envelope
 from mercato.platform.runtime.system import System
 from mercato.platform.storage.tables import inbox, outbox
 from mercato.services.identity.service import service as identity
+from mercato.services.shipping import shipments, store
 from mercato.services.shipping.service import service as shipping
 from tests.conftest import eventually
 from tests.support import test_settings as make_settings
@@ -236,3 +237,46 @@ async def test_ship_fail_and_return_on_postgres(tmp_path: Path, postgres_templat
         assert [r.orderId for r in received] == ["o-1"]
         delivered = await eventually(lambda d=depot: d.published("ShipmentDelivered"), timeout=10)
         assert [d.shipmentId for d in delivered] == [second.shipmentId]
+
+
+@pytest.fixture
+async def pg_depot(tmp_path: Path, postgres_template: str) -> AsyncIterator[Depot]:
+    async for running in start_depot(tmp_path, database_url=postgres_template):
+        yield running
+
+
+async def test_a_hand_over_and_a_cancellation_at_once_never_ship_a_cancelled_order(
+    pg_depot: Depot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas of shipping on PostgreSQL: one handles the hand-over, the other the
+    cancellation of the same order, at the same moment. The hand-over has read "no delivery,
+    not cancelled" when the cancellation looks for a shipment to stop: without turns, the
+    cancellation finds none and the hand-over then ships a cancelled order."""
+    depot = pg_depot
+    ctx = depot.ctx
+    has_read, go_on = asyncio.Event(), asyncio.Event()
+    before_shipping = store.before_shipping
+
+    async def read_then_wait(conn: Any, order_id: str) -> tuple[str | None, bool]:
+        found = await before_shipping(conn, order_id)
+        has_read.set()
+        await go_on.wait()
+        return found
+
+    monkeypatch.setattr(store, "before_shipping", read_then_wait)
+
+    async def hand_over() -> None:
+        async with ctx.transaction() as uow:
+            await shipments.ship(uow, "o-9", "u-1", [Item(productId="p-1", quantity=1)], ADDRESS)
+
+    async def cancel() -> None:
+        await has_read.wait()
+        async with ctx.transaction() as uow:
+            await shipments.take_back(uow, "o-9", "RESERVED")
+
+    both = asyncio.gather(hand_over(), cancel())
+    await asyncio.sleep(0.5)  # the cancellation runs now, or waits for its turn
+    go_on.set()
+    await both
+    (delivery,) = await depot.shipments("o-9")
+    assert delivery.status == "STOPPED", "a cancelled order's shipment is stopped"

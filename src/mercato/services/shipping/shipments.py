@@ -2,7 +2,8 @@
 
 The shipment rows are locked while a decision is made (PostgreSQL ``FOR UPDATE``; SQLite's
 transactions hold the write lock from their start), so the carrier and a cancellation
-deciding about the same shipment at once take turns.
+deciding about the same shipment at once take turns; a hand-over and a cancellation of one
+order take turns on the order (``store.take_turn``), since the shipment may not exist yet.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ async def ship(
     items: list[Item],
     address: Address | None,
 ) -> None:
-    # No lock needed: a delivery already made is left alone, and two hand-overs racing to
-    # make one meet on the unique key (order, kind).
+    # Its turn first: a cancellation of the order handled at the same moment by another
+    # replica would otherwise miss the shipment made here, and this the cancellation.
+    await store.take_turn(uow.conn, order_id)
     delivery_id, cancelled = await store.before_shipping(uow.conn, order_id)
     existing = await store.get(uow.conn, delivery_id) if delivery_id is not None else None
     decision = domain.ship(
@@ -66,6 +68,7 @@ async def ship(
 
 async def take_back(uow: UnitOfWork, order_id: str, previous_status: str | None) -> None:
     now = now_utc()
+    await store.take_turn(uow.conn, order_id)
     await store.remember_cancelled(uow.conn, order_id, previous_status, now)
     found = await store.of_order(uow.conn, order_id, lock=True)
     delivery = next((s for s in found if s.kind is Kind.DELIVERY), None)

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, bindparam, select, update
+from sqlalchemy import BindParameter, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mercato.contracts.events import Address, Item
@@ -64,6 +64,21 @@ _CANCELLED = {
     "postgresql": postgresql.insert(cancelled_orders).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(cancelled_orders).on_conflict_do_nothing(),
 }
+
+
+# PostgreSQL's two-key advisory locks (a key space apart from the one-key locks the outbox
+# relays take): the first key says what is locked, the second which order.
+_ORDER_TURN = text("SELECT pg_advisory_xact_lock(:kind, hashtext(:order_id))")
+_ORDERS = 0x5348_4950  # "SHIP"
+
+
+async def take_turn(conn: Connection, order_id: str) -> None:
+    """Until the transaction ends, the order's hand-over and cancellation take turns: on
+    PostgreSQL two replicas could otherwise each decide from what the other had not yet
+    committed (a hand-over that saw no cancellation, a cancellation that saw no shipment).
+    SQLite's transactions hold the write lock from their start: nothing to do."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_ORDER_TURN, {"kind": _ORDERS, "order_id": order_id})
 
 
 async def get(conn: Connection, shipment_id: str, *, lock: bool = False) -> Shipment | None:
