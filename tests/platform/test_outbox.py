@@ -558,3 +558,59 @@ async def test_rows_committed_here_go_out_without_a_read_and_a_gap_means_a_read(
     assert list(bus.sent) == [first, *handed, elsewhere, after, last]
     assert lost not in bus.sent and await unsent(engine) == []
     await engine.dispose()
+
+
+class Held(Recording):
+    """Records, and while ``held`` is set keeps a publish waiting until ``release``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = False
+        self.release = asyncio.Event()
+
+    async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        confirmed = await super().publish(batch)
+        if self.held:
+            await self.release.wait()
+        return confirmed
+
+
+async def test_a_row_committed_after_a_read_that_went_past_it_is_still_published(
+    postgres_template: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL two transactions of one process can commit out of seq order: a read that
+    ran between the two commits found the later row and not the earlier one. The earlier row,
+    handed over afterwards, is below where the read ended yet was never published: it means a
+    read, even when rows that follow on come with it (or it would wait for the next poll
+    while commits keep coming)."""
+    monkeypatch.setattr("mercato.platform.outbox.IDLE_POLL", 60)  # no poll, no mark timer
+    monkeypatch.setattr("mercato.platform.outbox.MARK_AFTER", 60)
+    engine = await service_engine(postgres_template, "ledger", tmp_path)
+    bus = Held()
+    relay = OutboxRelay(engine, cast(EventBus, bus), "ledger", poll_interval=60)
+    running = asyncio.create_task(relay.run())
+
+    async def commit(account: str) -> str:
+        async with transaction(engine, "ledger", on_events=relay.committed) as uow:
+            return (await ledger.record_entry(uow, account, Decimal("1.00"))).id
+
+    try:
+        first = await commit("acc-1")
+        await eventually(lambda: first in bus.sent, timeout=2)  # where the outbox ends: known
+        async with transaction(engine, "ledger", on_events=relay.committed) as early:
+            slow = (await ledger.record_entry(early, "acc-2", Decimal("1.00"))).id
+            await early.write_outbox()  # its seq taken now, its commit later
+            early.events = []
+            bus.held = True
+            fast = await commit("acc-3")  # the gap before it: read, published, held
+            await eventually(lambda: fast in bus.sent, timeout=2)
+        last = await commit("acc-1")  # handed over with the early one, while held
+        bus.held = False
+        bus.release.set()
+        await eventually(lambda: slow in bus.sent and last in bus.sent, timeout=2)
+    finally:
+        relay.stop()
+        await running
+    assert list(bus.sent) == [first, fast, slow, last]
+    assert await unsent(engine) == []
+    await engine.dispose()

@@ -84,6 +84,7 @@ class OutboxRelay:
         # has (None: not known, the next batch is read from the table).
         self._handed: dict[int, Outgoing] = {}
         self._next: int | None = None
+        self._read_seqs: set[int] = set()  # what the last read found
 
     def wake(self) -> None:
         self._wake.set()
@@ -195,8 +196,14 @@ class OutboxRelay:
         if following is None:
             handed.clear()  # the read finds them
             return []
-        for seq in [seq for seq in handed if seq < following]:
-            del handed[seq]  # published already, by a read that found them
+        behind = [seq for seq in handed if seq < following]
+        for seq in behind:
+            del handed[seq]
+        if any(seq not in self._read_seqs for seq in behind):
+            # Committed after a read that went past it (PostgreSQL: transactions of this
+            # process commit out of seq order): never published, so read.
+            self._forget()
+            return []
         rows: list[Outgoing] = []
         while following in handed and len(rows) < self.batch_size:
             rows.append(handed.pop(following))
@@ -215,6 +222,7 @@ class OutboxRelay:
         limit = self.batch_size + len(waiting)
         async with self.db.connect() as conn:
             found = (await conn.execute(UNSENT, {"batch": limit})).all()
+        self._read_seqs = {row.seq for row in found}
         if len(found) < limit and found:
             self._next = found[-1].seq + 1
         elif found:
