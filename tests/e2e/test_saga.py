@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -383,3 +384,38 @@ async def test_the_stream_sends_every_change_until_final(shop: Shop) -> None:
     seen = [json.loads(b.split("data: ", 1)[1])["status"] for b in blocks]
     assert seen == ["DELIVERING", "COMPLETED"]
     assert response.text.rstrip().endswith(json.dumps({"orderId": order_id}))
+
+
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def times_in(doc: Any) -> list[str]:
+    """The values of the keys that name a time (``at``, ``…At``) in a JSON document."""
+    if isinstance(doc, list):
+        return [t for item in doc for t in times_in(item)]
+    if not isinstance(doc, dict):
+        return []
+    found = []
+    for key, value in doc.items():
+        if key == "at" or key.endswith("At"):
+            found += [value] if value is not None else []
+        else:
+            found += times_in(value)
+    return found
+
+
+async def test_every_time_the_api_gives_is_utc_written_the_same_way(shop: Shop) -> None:
+    """Whichever service a time comes from (catalog, identity, cart, order, shipping)."""
+    ada = await shop.customer()
+    cup, order_id, shipment_id = await delivering(shop, ada)
+    item = {"productId": cup, "quantity": 1}
+    answers = [
+        (await shop.http.get(f"/api/v1/products/{cup}")).json(),
+        (await shop.http.get("/api/v1/users/me", headers=ada)).json(),
+        (await shop.http.post("/api/v1/cart/items", json=item, headers=ada)).json(),
+        await shop.order(ada, order_id),
+        (await shop.http.get(f"/api/v1/shipments/{shipment_id}", headers=ada)).json(),
+    ]
+    times = times_in(answers)
+    assert len(times) >= 12, answers
+    assert [t for t in times if not RFC3339_UTC.fullmatch(t)] == []

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mercato.platform.ids import new_id
+from mercato.platform.times import rfc3339
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -65,7 +66,7 @@ class Envelope:
             "id": self.id,
             "source": self.source,
             "type": self.type,
-            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "time": rfc3339(self.time),
             "datacontenttype": CONTENT_TYPE,
             "schemaversion": self.schemaversion,
         }

@@ -18,6 +18,7 @@ from mercato.api.common.v1.common_pb2 import Money
 from mercato.platform.auth import require_caller
 from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.runtime.service import ServiceContext
+from mercato.platform.times import rfc3339
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.cart import domain, store
 from mercato.services.cart.catalog_client import confirm
@@ -71,7 +72,7 @@ def cart_view(state: store.CartState) -> pb.CartView:
         ],
         total=_money(domain.total_of(state.lines), currency),
         item_count=sum(line.quantity for line in state.lines),
-        updated_at=state.touched_at.isoformat() if state.touched_at else "",
+        updated_at=rfc3339(state.touched_at) if state.touched_at else "",
     )
 
 

@@ -21,6 +21,7 @@ from mercato.platform.auth import (
 )
 from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.runtime.service import ServiceContext
+from mercato.platform.times import rfc3339
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.catalog import domain, store
 from mercato.services.catalog.domain import Invalid
@@ -54,8 +55,8 @@ def product_reply(p: Product) -> pb.Product:
         price=common_pb2.Money(amount=str(p.price), currency=p.currency),
         active=p.active,
         available=p.available,
-        created_at=p.created_at.isoformat(),
-        updated_at=p.updated_at.isoformat(),
+        created_at=rfc3339(p.created_at),
+        updated_at=rfc3339(p.updated_at),
     )
 
 
@@ -223,7 +224,7 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
                     name=p.name,
                     quantity=item.quantity,
                     price=common_pb2.Money(amount=str(p.price), currency=p.currency),
-                    price_as_of=p.updated_at.isoformat(),
+                    price_as_of=rfc3339(p.updated_at),
                 )
             )
         return pb.ValidateItemsReply(items=replies)

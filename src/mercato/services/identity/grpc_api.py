@@ -18,6 +18,7 @@ from mercato.platform.auth import AuthError, require_caller, verifier_for
 from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.runtime.service import ServiceContext
 from mercato.platform.signing import jwks_of
+from mercato.platform.times import rfc3339
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.identity import accounts
 from mercato.services.identity.accounts import Account, EmailTaken, LastAdmin, UserNotFound
@@ -48,7 +49,7 @@ def user_reply(account: Account) -> pb.User:
         email=account.email,
         name=account.name,
         roles=account.roles,
-        created_at=account.created_at.isoformat(),
+        created_at=rfc3339(account.created_at),
     )
 
 

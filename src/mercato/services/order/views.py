@@ -10,13 +10,10 @@ from pydantic import ValidationError
 from mercato.api.common.v1 import common_pb2
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.contracts.events import Address, PaymentMethod
+from mercato.platform.times import rfc3339
 from mercato.services.order.domain import Change, InvalidOrder, merge_lines
 from mercato.services.order.drafts import Draft
 from mercato.services.order.store import Stored
-
-
-def stamp(moment: object) -> str:
-    return moment.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined,no-any-return]
 
 
 def money(amount: Decimal) -> str:
@@ -42,7 +39,7 @@ def order_reply(stored: Stored, history: Sequence[Change] = ()) -> pb.Order:
         total=common_pb2.Money(amount=money(o.total), currency=o.currency),
         history=[
             pb.StatusChange(
-                at=stamp(c.at),
+                at=rfc3339(c.at),
                 from_status=c.from_status.value if c.from_status else "",
                 to_status=c.to_status.value,
                 reason=c.reason or "",
@@ -58,8 +55,8 @@ def order_reply(stored: Stored, history: Sequence[Change] = ()) -> pb.Order:
         ),
         shipment_id=o.shipment_id or "",
         cancel_reason=o.cancel_reason or "",
-        created_at=stamp(o.created_at),
-        updated_at=stamp(stored.updated_at),
+        created_at=rfc3339(o.created_at),
+        updated_at=rfc3339(stored.updated_at),
         cart_id=stored.cart_id or "",
         version=stored.version,
     )

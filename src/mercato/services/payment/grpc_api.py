@@ -21,6 +21,7 @@ from mercato.platform.auth import Caller, require_caller
 from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.ids import new_id
 from mercato.platform.runtime.service import ServiceContext
+from mercato.platform.times import rfc3339
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.payment.domain import CardError, check_card, from_units, to_units
 from mercato.services.payment.provider import (
@@ -59,8 +60,8 @@ def payment_view(row: Row[Any]) -> pb.PaymentView:
         last4=row.last4 or "",
         status=row.status,
         reason=row.reason or "",
-        created_at=row.created_at.isoformat(),
-        updated_at=row.updated_at.isoformat(),
+        created_at=rfc3339(row.created_at),
+        updated_at=rfc3339(row.updated_at),
     )
 
 

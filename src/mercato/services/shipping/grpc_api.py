@@ -12,6 +12,7 @@ from mercato.api.shipping.v1 import shipping_pb2 as pb
 from mercato.api.shipping.v1 import shipping_pb2_grpc
 from mercato.platform.auth import require_caller
 from mercato.platform.runtime.service import ServiceContext
+from mercato.platform.times import rfc3339
 from mercato.services.shipping import shipments, store
 from mercato.services.shipping.carrier import delay_of
 from mercato.services.shipping.domain import Shipment, ShippingError
@@ -23,10 +24,6 @@ Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
     await context.abort(code, message)
     raise AssertionError("abort returned")  # pragma: no cover
-
-
-def stamp(moment: Any) -> str:
-    return str(moment.isoformat().replace("+00:00", "Z"))
 
 
 class ShippingApi(shipping_pb2_grpc.ShippingServicer):
@@ -43,9 +40,9 @@ class ShippingApi(shipping_pb2_grpc.ShippingServicer):
             items=[pb.Item(product_id=i.productId, quantity=i.quantity) for i in s.items],
             return_of=s.return_of or "",
             reason=s.reason or "",
-            created_at=stamp(s.created_at),
-            updated_at=stamp(s.updated_at),
-            expected_at=stamp(s.created_at + delay) if delay is not None and s.in_transit else "",
+            created_at=rfc3339(s.created_at),
+            updated_at=rfc3339(s.updated_at),
+            expected_at=rfc3339(s.created_at + delay) if delay is not None and s.in_transit else "",
         )
         if s.address is not None:
             a = s.address
