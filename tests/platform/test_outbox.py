@@ -614,3 +614,39 @@ async def test_a_row_committed_after_a_read_that_went_past_it_is_still_published
     assert list(bus.sent) == [first, fast, slow, last]
     assert await unsent(engine) == []
     await engine.dispose()
+
+
+async def test_rows_handed_over_past_the_limit_are_read_instead_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the broker keeps a publish waiting, commits keep handing rows over; past
+    ``HANDED_MAX`` the relay lets go of them and reads the table: all of them go out, once,
+    in the outbox's order."""
+    monkeypatch.setattr("mercato.platform.outbox.HANDED_MAX", 3)
+    monkeypatch.setattr("mercato.platform.outbox.IDLE_POLL", 60)
+    engine = await service_engine(None, "ledger", tmp_path)
+    bus = Held()
+    relay = OutboxRelay(engine, cast(EventBus, bus), "ledger", poll_interval=60)
+    running = asyncio.create_task(relay.run())
+
+    async def commit() -> str:
+        async with transaction(engine, "ledger", on_events=relay.committed) as uow:
+            return (await ledger.record_entry(uow, "acc-1", Decimal("1.00"))).id
+
+    try:
+        first = await commit()
+        await eventually(lambda: first in bus.sent, timeout=2)
+        bus.held = True
+        second = await commit()  # published, held
+        await eventually(lambda: second in bus.sent, timeout=2)
+        later = [await commit() for _ in range(6)]  # more than HANDED_MAX meanwhile
+        assert len(relay._handed) <= 3
+        bus.held = False
+        bus.release.set()
+        await eventually(lambda: all(e in bus.sent for e in later), timeout=3)
+    finally:
+        relay.stop()
+        await running
+    assert list(bus.sent) == [first, second, *later]
+    assert await unsent(engine) == []
+    await engine.dispose()
