@@ -12,10 +12,6 @@ _last_ms = 0
 _counter = 0
 
 
-def uuid7() -> uuid.UUID:
-    return uuid.UUID(int=_uuid7())
-
-
 def _uuid7() -> int:
     """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then a 12-bit counter seeded at random.
 

@@ -86,9 +86,6 @@ class OutboxRelay:
         self._next: int | None = None
         self._read_seqs: set[int] = set()  # what the last read found
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def committed(self, rows: Sequence[Outgoing]) -> None:
         """Rows a transaction of this process has just committed. When they are the next
         rows of the outbox (their seqs follow on from the last row published, with none
