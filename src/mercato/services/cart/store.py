@@ -40,7 +40,7 @@ from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.cart import domain
 from mercato.services.cart.domain import CannotSell, CartChanged, Line, NotInCart
-from mercato.services.cart.tables import When, cart_items, carts, product_prices
+from mercato.services.cart.tables import ACTIVE, When, cart_items, carts, product_prices
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Priced:
     as_of: datetime
 
 
-_ACTIVE = (carts.c.user_id == bindparam("b_user"), carts.c.status == "active")
+_ACTIVE = (carts.c.user_id == bindparam("b_user"), ACTIVE)
 _NOW = bindparam("b_now", type_=When)
 # The user changed the cart: lock it and start its idle clock again; its id (none: no cart).
 _TOUCH = (
@@ -374,7 +374,7 @@ async def _active_carts_holding(uow: UnitOfWork, product_id: str) -> list[Any]:
     query = (
         select(carts.c.id, carts.c.user_id)
         .join(cart_items, cart_items.c.cart_id == carts.c.id)
-        .where(carts.c.status == "active", cart_items.c.product_id == product_id)
+        .where(ACTIVE, cart_items.c.product_id == product_id)
         .order_by(carts.c.id)
     )
     return list((await uow.conn.execute(query)).all())
@@ -444,7 +444,7 @@ async def abandon_idle(uow: UnitOfWork, now: datetime, after: timedelta, limit: 
     idle = (
         select(carts.c.id, carts.c.user_id)
         .where(
-            carts.c.status == "active",
+            ACTIVE,
             carts.c.abandoned_at.is_(None),
             carts.c.touched_at <= now - after,
             exists().where(cart_items.c.cart_id == carts.c.id),
@@ -457,9 +457,7 @@ async def abandon_idle(uow: UnitOfWork, now: datetime, after: timedelta, limit: 
         # Conditional, so that of two replicas scanning at once only one publishes.
         claimed = await uow.conn.execute(
             update(carts)
-            .where(
-                carts.c.id == cart.id, carts.c.abandoned_at.is_(None), carts.c.status == "active"
-            )
+            .where(carts.c.id == cart.id, carts.c.abandoned_at.is_(None), ACTIVE)
             .values(abandoned_at=now)
         )
         if claimed.rowcount:

@@ -100,10 +100,3 @@ def search_text(name: str, description: str) -> str:
     same on every database: SQLite's ``lower()`` knows ASCII only). A newline between them,
     so no word of a search (which has no whitespace) spans the two."""
     return f"{name.lower()}\n{description.lower()}"
-
-
-def like_pattern(text: str) -> str:
-    """A LIKE pattern matching ``text``, lowercased, anywhere in a ``search_text``,
-    wildcards taken literally."""
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"

@@ -9,12 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from mercato.contracts.events import ProductCreated, ProductDeleted, ProductUpdated
 from mercato.platform.ids import new_id
 from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
-from mercato.services.catalog.domain import Page, like_pattern, search_text
+from mercato.services.catalog.domain import Page, search_text
 from mercato.services.catalog.tables import products
 
 
@@ -72,13 +74,34 @@ _ORDER = {
 }
 
 
+class _position(FunctionElement[int]):
+    """``_position(text, part)``: where ``part`` starts in ``text`` (from 1), 0 if nowhere.
+
+    Not ``text LIKE '%' || part || '%'``: SQLite plans a LIKE for the pattern bound to it (in
+    case an index could serve its prefix), so it prepared the search again at every run, which
+    took a third of the search's time in SQLite."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(_position)
+def _strpos(element: _position, compiler: Any, **kw: Any) -> str:
+    return f"strpos({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_position, "sqlite")
+def _instr(element: _position, compiler: Any, **kw: Any) -> str:
+    return f"instr({compiler.process(element.clauses, **kw)})"
+
+
 def _matching(words: int, category: bool, include_inactive: bool) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = [products.c.deleted_at.is_(None)]
     if not include_inactive:
         where.append(products.c.active.is_(True))
     for i in range(words):  # every word, in the name or the description
-        pattern = sa.bindparam(f"word{i}", type_=sa.String)
-        where.append(products.c.search_text.like(pattern, escape="\\"))
+        word = sa.bindparam(f"word{i}", type_=sa.String)
+        where.append(_position(products.c.search_text, word) > 0)
     if category:
         where.append(products.c.category == sa.bindparam("category", type_=sa.String))
     return where
@@ -112,7 +135,7 @@ async def search(
     """Undeleted (and active) products matching ``text`` (name or description) and ``category``."""
     words = text.split()
     count, query = _search(len(words), bool(category), include_inactive, sort)
-    values: dict[str, Any] = {f"word{i}": like_pattern(w) for i, w in enumerate(words)}
+    values: dict[str, Any] = {f"word{i}": w.lower() for i, w in enumerate(words)}
     if category:
         values["category"] = category
     rows = (await conn.execute(query, {**values, "limit": page.size, "offset": page.offset})).all()

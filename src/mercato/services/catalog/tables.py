@@ -24,7 +24,7 @@ products = sa.Table(
     sa.Column("updated_at", When, nullable=False),
     # Deleted products stay as rows so ValidateItems can say "deleted", not "never existed".
     sa.Column("deleted_at", When),
-    # domain.search_text(name, description): what a search's LIKE looks in (catalog_0002).
+    # domain.search_text(name, description): what a search looks in (catalog_0002).
     sa.Column("search_text", sa.Text, nullable=False, server_default=""),
 )
 

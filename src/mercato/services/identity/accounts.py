@@ -271,6 +271,6 @@ async def set_roles(uow: UnitOfWork, user_id: str, roles: list[str]) -> Account:
 async def count_admins(conn: Connection) -> int:
     # roles is a short sorted list: "admin" or "admin,customer".
     found = await conn.scalar(
-        select(func.count()).select_from(users).where(users.c.roles.like("admin%"))
+        select(func.count()).select_from(users).where(users.c.roles.startswith("admin"))
     )
     return int(found or 0)
