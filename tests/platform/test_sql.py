@@ -189,6 +189,15 @@ async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
             async with asyncio.timeout(1), db.connect() as reader:
                 seen = (await reader.execute(sa.text("SELECT n FROM t"))).scalars().all()
             assert seen == [1], "the reader sees what was committed, without waiting"
+        # Reads go to the writer's connection while no transaction holds it (its page cache
+        # outlives its commits), so one reading connection reads there and elsewhere in turn.
+        async with db.connect() as reader:
+            assert (await reader.scalars(sa.text("SELECT n FROM t"))).all() == [1, 2]
+            async with db.begin() as writer:
+                await writer.execute(sa.text("INSERT INTO t VALUES (3)"))
+                seen = (await reader.scalars(sa.text("SELECT n FROM t"))).all()
+                assert seen == [1, 2], "never what a transaction has not committed"
+            assert (await reader.scalars(sa.text("SELECT n FROM t"))).all() == [1, 2, 3]
     finally:
         await db.dispose()
 

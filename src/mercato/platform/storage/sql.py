@@ -20,8 +20,9 @@ SQLite (the embedded mode) runs on the event loop's thread: a writer connection 
 file's gate (an ``asyncio.Lock`` per file and event loop, taken at ``BEGIN IMMEDIATE`` and
 released at commit or rollback), so a process's transactions queue on the gate, not in SQLite;
 another process's write lock is waited for with ``busy_timeout`` 0 and an asynchronous
-back-off (up to :data:`BUSY_WAIT`), never with the loop asleep. Reads go to a second
-connection and wait for nothing (WAL). PostgreSQL runs on an asyncpg pool.
+back-off (up to :data:`BUSY_WAIT`), never with the loop asleep. Reads wait for nothing
+(WAL): they run on the writer's connection while no transaction holds it (its page cache
+outlives its own commits), else on a second connection. PostgreSQL runs on an asyncpg pool.
 
 Errors are SQLAlchemy's (``sqlalchemy.exc.IntegrityError``, ``OperationalError``…) wrapping
 the driver's.
@@ -484,9 +485,14 @@ class SqliteConnection(Connection):
         self.writing = writing  # holds the gate and a BEGIN IMMEDIATE transaction
 
     async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
-        if not self.writing and not plan.reads:
-            await self._upgrade()
-        cursor = self.raw.cursor()
+        on = self.raw
+        if not self.writing:
+            if not plan.reads:
+                await self._upgrade()
+                on = self.raw
+            elif not on.in_transaction:  # not inside a savepoint of this reader's
+                on = self._db.idle_writer() or on
+        cursor = on.cursor()
         try:
             if many and not plan.expanding and plan.row is None:
                 cursor.executemany(plan.sql, [plan.arguments(p)[1] for p in sets])
@@ -549,6 +555,15 @@ class SqliteDatabase(Database):
         if self._writer is None:
             self._writer = _sqlite_connect(self.path)
         return self._writer
+
+    def idle_writer(self) -> sqlite3.Connection | None:
+        """The writer, for a read, while no transaction holds it. A connection's page cache
+        lasts only while no other connection changes the file: the reader's is dropped at its
+        first read after any commit, the writer's survives its own commits. So a read on the
+        reader after a write reads every page it needs from the file again; on the idle
+        writer it finds them in memory (``docs/performance.md``)."""
+        raw = self._writer
+        return raw if raw is not None and not raw.in_transaction else None
 
     def reader(self) -> sqlite3.Connection:
         if self._memory:  # a private in-memory database: one connection sees it
