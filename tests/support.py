@@ -13,6 +13,17 @@ from mercato.platform.runtime.service import Service
 from mercato.platform.runtime.system import System, create_app
 from mercato.platform.settings import Settings
 
+# What a shopper sends, in tests that go through the API.
+ADMIN = {"email": "root@shop.example", "password": "admin-pass-42"}
+PAYMENT = {
+    "method": "card",
+    "cardNumber": "4242424242424242",
+    "expiry": "12/39",
+    "cvc": "123",
+    "holder": "Ada",
+}
+ADDRESS = {"name": "Ada", "line1": "1 Row", "city": "London", "postalCode": "N1", "country": "GB"}
+
 
 def test_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for a test system: fast retries and polling, no demo data unless asked."""

@@ -16,19 +16,10 @@ import pytest
 
 from mercato.platform.storage.sql import SqliteDatabase
 from mercato.services import all_services
-from tests.support import running
+from tests.support import ADDRESS, ADMIN, PAYMENT, running
 from tests.support import test_settings as make_settings
 
-ADMIN = {"email": "root@shop.example", "password": "admin-pass-42"}
 SHOPPER = {"email": "ada@example.com", "password": "correct horse 9", "name": "Ada"}
-CARD = {
-    "method": "card",
-    "cardNumber": "4242424242424242",
-    "expiry": "12/39",
-    "cvc": "123",
-    "holder": "Ada",
-}
-ADDRESS = {"name": "Ada", "line1": "1 Row", "city": "London", "postalCode": "N1", "country": "GB"}
 
 
 def reprepared(db: SqliteDatabase) -> dict[str, int]:
@@ -71,7 +62,7 @@ async def test_no_statement_of_a_shoppers_trip_is_prepared_again(tmp_path: Path)
             assert (await http.get(f"/api/v1/products/{product}")).status_code == 200
             item = {"productId": product, "quantity": 1}
             assert (await http.post("/api/v1/cart/items", json=item, headers=ada)).is_success
-            body = {"payment": CARD, "shippingAddress": ADDRESS}
+            body = {"payment": PAYMENT, "shippingAddress": ADDRESS}
             placed = await http.post("/api/v1/cart/checkout", json=body, headers=ada)
             assert placed.status_code == 202, placed.text
             url = f"/api/v1/orders/{placed.json()['orderId']}/wait"

@@ -19,20 +19,11 @@ from mercato.services import all_services
 from mercato.services.gateway import lean
 from mercato.services.gateway.app import create_app
 from mercato.services.gateway.routes import LEAN_WRITES, ROUTERS
-from tests.support import running
+from tests.support import ADDRESS, ADMIN, PAYMENT, running
 from tests.support import test_settings as make_settings
 
-ADMIN = {"email": "root@shop.example", "password": "admin-pass-42"}
 ADA = {"email": "ada@example.com", "password": "correct horse 9", "name": "Ada"}
 BO = {"email": "bo@example.com", "password": "battery staple 7", "name": "Bo"}
-PAYMENT = {
-    "method": "card",
-    "cardNumber": "4242424242424242",
-    "expiry": "12/39",
-    "cvc": "123",
-    "holder": "Ada",
-}
-ADDRESS = {"name": "Ada", "line1": "1 Row", "city": "London", "postalCode": "N1", "country": "GB"}
 REQUEST_ID = "lean-parity-1"
 
 
