@@ -17,7 +17,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from mercato.bench import cpu, raw, scrape, stats
+from mercato.bench import cpu, raw, scrape, stats, wdm
 from mercato.bench.client import Client, Response
 from mercato.bench.hammer import error_kind, hammer
 from mercato.bench.invariants import money, reserved_units
@@ -298,3 +298,12 @@ async def test_an_open_loop_run_offers_its_rate_and_its_invariants_hold(tmp_path
     assert 0 < plenty["orders"] <= 10 - offered["missed"]
     assert plenty["latencyMs"]["reserved"]["count"] == plenty["orders"]
     assert plenty["seconds"] >= 1.8  # the last arrival at 1.8 s
+
+
+async def test_a_target_without_the_wdm_api_is_told_how_to_serve_it() -> None:
+    class NoWdm:
+        async def post(self, path: str, **_: Any) -> Response:
+            return Response("POST", path, 404, b'{"detail": "no route"}')
+
+    with pytest.raises(RuntimeError, match="MERCATO_WDM_API=1"):
+        await wdm.batch_init(NoWdm(), users=2, items=2)  # type: ignore[arg-type]

@@ -29,6 +29,11 @@ async def batch_init(http: Client, users: int, items: int) -> None:
         f"/orders/batch_init/{users}/{items}/{users}/{ITEM_PRICE}",
     ):
         response = await http.post(path, timeout=300)
+        if response.status_code == 404:
+            raise RuntimeError(
+                f"POST {path}: 404, the target does not serve the WDM API"
+                " (a Mercato serves it with MERCATO_WDM_API=1 and an admin account)"
+            )
         if not response.is_success:
             raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:200]}")
 
