@@ -142,7 +142,7 @@ async def test_browse_search_filter_sort_and_page(shop: Shop) -> None:
         "/api/v1/products", params={"category": "kitchen", "sort": "-price"}
     )
     assert [p["name"] for p in kitchen.json()["items"]] == ["Blue mug", "Red mug"]
-    # LIKE wildcards in the search text are taken literally.
+    # "%" and "_" in the search text are plain characters.
     percent = (await shop.http.get("/api/v1/products", params={"q": "100%"})).json()
     assert [p["name"] for p in percent["items"]] == ["100% cotton towel"]
 

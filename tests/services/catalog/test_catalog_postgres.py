@@ -1,4 +1,5 @@
-"""catalog on PostgreSQL: search escaping, decimal prices and the once-only demo catalog."""
+"""catalog on PostgreSQL: "%" and "_" searched as plain characters, decimal prices and the
+once-only demo catalog."""
 
 from __future__ import annotations
 
