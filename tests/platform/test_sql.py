@@ -233,3 +233,34 @@ async def test_a_postgresql_transaction_is_its_statements_between_begin_and_comm
         assert not conn.raw.is_in_transaction()  # type: ignore[attr-defined]
         assert (await conn.execute(ONE, {"id": "a"})).one().n == 1
     assert [q.split()[0].upper() for q in sent] == ["INSERT", "COMMIT;", "SELECT"], sent
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "2026-12-01 22:30:15.123456",  # as SQLAlchemy writes it
+        "2026-12-01 22:30:15",
+        "2026-12-01 22:30:15.123",
+        "2026-12-01T22:30:15.5",
+        "2026-12-01 22:30",
+        "2026-12-01",  # a bare date: not read as "date, then a time of +00:00"
+        "2026-12-01 22:30:15+00:00",
+    ],
+)
+async def test_sqlite_times_are_read_as_utc_whatever_form_they_were_stored_in(
+    tmp_path: Path, stored: str
+) -> None:
+    db = open_database(service_url(None, "sql", tmp_path))
+    schema = schema_engine(db.url)
+    async with schema.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(
+            sa.text("INSERT INTO things (id, n, at) VALUES ('a', 1, :at)"), {"at": stored}
+        )
+        expected = (await conn.execute(ONE, {"id": "a"})).one().at  # SQLAlchemy's own reading
+    await schema.dispose()
+    async with db.connect() as conn:
+        got = (await conn.execute(ONE, {"id": "a"})).one().at
+    await db.dispose()
+    assert got == expected.replace(tzinfo=expected.tzinfo or UTC)
+    assert got.tzinfo is UTC

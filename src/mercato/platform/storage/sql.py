@@ -193,6 +193,14 @@ def _result_processor(type_: Any, dialect: Dialect) -> Processor:
 
 def _in_utc(parse: Processor) -> Processor:
     def process(value: Any) -> datetime | None:
+        if value.__class__ is str and len(value) > 10:
+            # What SQLAlchemy stores ("2026-12-03 19:44:44.278111"), read as UTC in one step:
+            # a fifth of the time of parsing, then replacing the zone. (Not a bare date:
+            # "2026-12-03+00:00" would read as a naive midnight.)
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except ValueError:
+                pass  # another form: SQLAlchemy's parser decides
         moment = parse(value) if parse is not None else value
         if moment is None or moment.tzinfo is not None:
             return cast(datetime | None, moment)

@@ -49,6 +49,22 @@ class NewProduct:
     active: bool = True
 
 
+# What a Product is built from: a search or a read fetches these columns only (each one more
+# is a conversion per row; the search text and the deletion and stock times are not shown).
+SHOWN = (
+    products.c.id,
+    products.c.name,
+    products.c.description,
+    products.c.category,
+    products.c.price,
+    products.c.currency,
+    products.c.active,
+    products.c.available,
+    products.c.created_at,
+    products.c.updated_at,
+)
+
+
 def _product(row: sa.Row[Any]) -> Product:
     return Product(
         product_id=row.id,
@@ -115,7 +131,7 @@ def _search(
     where = _matching(words, category, include_inactive)
     count = sa.select(sa.func.count()).where(*where)
     page = (
-        sa.select(products, count.scalar_subquery().correlate(None).label("total"))
+        sa.select(*SHOWN, count.scalar_subquery().correlate(None).label("total"))
         .where(*where)
         .order_by(*_ORDER[sort])
         .limit(sa.bindparam("limit", type_=sa.Integer))
@@ -148,7 +164,7 @@ async def search(
     return [_product(r) for r in rows], int(total)
 
 
-_GET = sa.select(products).where(
+_GET = sa.select(*SHOWN).where(
     products.c.id == sa.bindparam("product_id"), products.c.deleted_at.is_(None)
 )
 _BY_IDS = sa.select(products).where(products.c.id.in_(sa.bindparam("ids", expanding=True)))

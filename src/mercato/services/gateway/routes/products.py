@@ -84,19 +84,25 @@ class ProductChange(BaseModel):
     active: bool | None = None
 
 
+def _fields(reply: pb.Product) -> dict[str, object]:
+    """A product's fields as the API names them: validated by the model they go into (a
+    page's items all at once, in one call)."""
+    return {
+        "productId": reply.product_id,
+        "name": reply.name,
+        "description": reply.description,
+        "category": reply.category,
+        "price": reply.price.amount,
+        "currency": reply.price.currency,
+        "active": reply.active,
+        "available": reply.available if reply.HasField("available") else None,
+        "createdAt": reply.created_at,
+        "updatedAt": reply.updated_at,
+    }
+
+
 def _product(reply: pb.Product) -> Product:
-    return Product(
-        productId=reply.product_id,
-        name=reply.name,
-        description=reply.description,
-        category=reply.category,
-        price=Decimal(reply.price.amount),
-        currency=reply.price.currency,
-        active=reply.active,
-        available=reply.available if reply.HasField("available") else None,
-        createdAt=reply.created_at,
-        updatedAt=reply.updated_at,
-    )
+    return Product.model_validate(_fields(reply))
 
 
 @router.get("", summary="Browse and search the catalog")
@@ -117,11 +123,13 @@ async def list_products(
         include_inactive=includeInactive,
     )
     reply = await upstream.call("catalog", CatalogStub, "ListProducts", message)
-    return ProductPage(
-        items=[_product(p) for p in reply.products],
-        page=reply.page.page,
-        pageSize=reply.page.page_size,
-        total=reply.page.total,
+    return ProductPage.model_validate(
+        {
+            "items": [_fields(p) for p in reply.products],
+            "page": reply.page.page,
+            "pageSize": reply.page.page_size,
+            "total": reply.page.total,
+        }
     )
 
 
