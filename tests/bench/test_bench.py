@@ -158,6 +158,8 @@ def test_money_and_units_count_only_orders_not_cancelled() -> None:
         ["--rate", "-5"],
         ["--rate", "fast"],
         ["--rate", "nan"],
+        ["--group", "catalog,cart"],  # embedded: one process already
+        ["--broker", "rabbitmq", "--database", "postgres", "--group", "catalog,nope"],
     ],
 )
 def test_bad_flags_are_clear_errors(args: list[str]) -> None:
@@ -245,7 +247,8 @@ async def test_raw_nats_jetstream_one_queue_and_fanned_out(nats_url: str) -> Non
 
 
 async def tiny_run(tmp_path: Path, **sizes: Any) -> tuple[dict[str, Any], str]:
-    """An embedded run at tiny sizes (no raw limits): its results and its tables as shown."""
+    """A run at tiny sizes (no raw limits; embedded unless told): its results and its tables
+    as shown."""
     config = Config(
         products=2,
         skip_raw=True,
@@ -307,3 +310,30 @@ async def test_a_target_without_the_wdm_api_is_told_how_to_serve_it() -> None:
 
     with pytest.raises(RuntimeError, match="MERCATO_WDM_API=1"):
         await wdm.batch_init(NoWdm(), users=2, items=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow  # starts the system: two processes on RabbitMQ and PostgreSQL
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+async def test_a_tiny_run_with_the_services_in_two_processes(
+    tmp_path: Path, postgres_server: str, rabbitmq_url: str
+) -> None:
+    groups = ("gateway,catalog,cart,order,identity", "inventory,payment,shipping")
+    results, shown = await tiny_run(
+        tmp_path,
+        broker="rabbitmq",
+        database="postgres",
+        scenarios=("plenty",),
+        shoppers=2,
+        orders=2,
+        duration=None,
+        groups=groups,
+    )
+    together = ["identity+catalog+cart+order+gateway", "inventory+payment+shipping"]
+    assert results["run"]["processes"] == together
+    assert f"processes: 2: {', '.join(together)}" in " ".join(shown.split())
+    plenty = results["scenarios"]["plenty"]
+    assert plenty["orders"] == 2 and plenty["invariants"]["ok"], plenty["invariants"]
+    # Both processes' counters were read: every order's events were published and delivered.
+    assert plenty["costPerOrder"]["events"] > 0 and plenty["costPerOrder"]["deliveries"] > 0
+    assert {"system:identity", "system:inventory"} <= set(plenty["cpuMsPerOrder"])

@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc.aio
+from grpc.health.v1 import health_pb2, health_pb2_grpc
+
 from tests.demo.probe import ROOT, drop_namespace
 from tests.runtime.test_processes import Served
 
@@ -23,9 +26,10 @@ async def serving(
     admin: dict[str, str],
     **settings: str,
 ) -> AsyncIterator[str]:
-    """Start ``names`` (the gateway among them), each its own process; yield the gateway's base
-    URL. On the way out: every process stops cleanly (exit 0), logged no traceback and no card
-    number, and the RabbitMQ queues are gone."""
+    """Start ``names`` (the gateway among them), each its own process (``"catalog,cart"``: the
+    two in one process); yield the gateway's base URL. On the way out: every process stops
+    cleanly (exit 0), logged no traceback and no card number, and the RabbitMQ queues are
+    gone."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
     env |= {
         "PYTHONPATH": str(ROOT),
@@ -41,14 +45,21 @@ async def serving(
         **{f"MERCATO_{k.upper()}": v for k, v in settings.items()},
     }
     served = {name: Served(name, env, data_dir / f"{name}.log") for name in names}
-    targets = ",".join(f"{n}=127.0.0.1:{s.grpc_port}" for n, s in served.items())
+    targets = ",".join(
+        f"{n}=127.0.0.1:{port}" for s in served.values() for n, port in s.grpc_ports.items()
+    )
+    gateway = next(s for s in served.values() if "gateway" in s.grpc_ports)
     for process in served.values():
         process.env = {**env, "MERCATO_GRPC_TARGETS": targets}
     try:
         for process in served.values():
             process.start()
         await asyncio.gather(*(p.ready() for p in served.values()))
-        yield f"http://127.0.0.1:{served['gateway'].http_port}"
+        for process in served.values():  # each service where the others are told it is
+            for name, port in process.grpc_ports.items():
+                if name != "gateway":  # the gateway serves HTTP only
+                    assert await _grpc_serving(port), f"{name}: no gRPC on :{port}"
+        yield f"http://127.0.0.1:{gateway.http_port}"
         for name, process in served.items():
             assert await process.stop() == 0, process.logs.read_text()
             assert "Traceback" not in process.logs.read_text(), name
@@ -56,4 +67,13 @@ async def serving(
     finally:
         for process in served.values():
             process.kill()
-        await drop_namespace(rabbitmq_url, "mercato", [n for n in names if n != "gateway"])
+        services = [n for s in served.values() for n in s.grpc_ports if n != "gateway"]
+        await drop_namespace(rabbitmq_url, "mercato", services)
+
+
+async def _grpc_serving(port: int) -> bool:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=5
+        )
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)

@@ -1,5 +1,6 @@
-"""The storefront journey with every service its own ``mercato serve`` process, on RabbitMQ and
-PostgreSQL (a database per service), driven only through the gateway's HTTP port."""
+"""The storefront journey with every service its own ``mercato serve`` process, and with most of
+them together in one, on RabbitMQ and PostgreSQL (a database per service), driven only through
+the gateway's HTTP port."""
 
 from __future__ import annotations
 
@@ -16,13 +17,18 @@ from tests.e2e.test_storefront import ADMIN, STOREFRONT, journey, outbox_reader,
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
 
 
-@pytest.fixture
+# Alone: a process per service. Together: the gateway and the services it calls share a
+# process (their gRPC calls stay in it), payment (only events) runs apart.
+TOPOLOGIES = {"alone": STOREFRONT, "together": ("identity,catalog,cart,gateway", "payment")}
+
+
+@pytest.fixture(params=sorted(TOPOLOGIES))
 async def gateway(
-    postgres_template: str, rabbitmq_url: str, tmp_path: Path
+    postgres_template: str, rabbitmq_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with (
         serving(
-            STOREFRONT,
+            TOPOLOGIES[request.param],
             rabbitmq_url=rabbitmq_url,
             postgres_template=postgres_template,
             data_dir=tmp_path,

@@ -35,12 +35,14 @@ def free_port() -> int:
 
 
 class Served:
-    """One ``python -m mercato serve MODULE:ATTR`` process, its logs in a file."""
+    """One ``python -m mercato serve MODULE:ATTR`` process, its logs in a file. A spec of
+    several services (``"catalog,cart"``) runs them together, a gRPC port each."""
 
     def __init__(self, spec: str, env: dict[str, str], logs: Path):
         self.spec, self.env, self.logs = spec, env, logs
         self.http_port = free_port()
-        self.grpc_port = free_port()
+        self.grpc_ports = {name: free_port() for name in spec.split(",")}
+        self.grpc_port = next(iter(self.grpc_ports.values()))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -51,7 +53,7 @@ class Served:
         }
         with self.logs.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mercato", "serve", self.spec],
+                [sys.executable, "-m", "mercato", "serve", *self.grpc_ports],
                 env=env,
                 cwd=ROOT,
                 stdout=out,

@@ -181,6 +181,7 @@ def show(console: Console, results: dict[str, Any]) -> None:
         f"machine: {run['machine']}; load average at start {run['loadAverageAtStart']}, "
         f"at end {run.get('loadAverageAtEnd')}; phases (s): {run.get('phases')}"
     )
+    console.print(f"processes: {_processes(run)}")
     idle = results.get("idlePerSecond")
     if idle:
         console.print(
@@ -210,7 +211,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"**{run['broker']} + {run['database']}**, {run['date']}, run {run['id']} "
         f"({run['machine']}; load average {run['loadAverageAtStart']} at start, "
-        f"{run.get('loadAverageAtEnd')} at end); sizes {flags}",
+        f"{run.get('loadAverageAtEnd')} at end); sizes {flags}; processes: {_processes(run)}",
         "",
         "| scenario | "
         + "".join(f"{column} | " for column in extra)
@@ -257,6 +258,14 @@ def markdown(results: dict[str, Any]) -> str:
             f"{t.get('failed') or _n(t['checkoutsPerSecond'])} | ×{_n(t['ratioToFirst'], 2)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _processes(run: dict[str, Any]) -> str:
+    """``one: identity+catalog+…`` or ``8: identity, catalog, …`` (results without it: ?)."""
+    processes = run.get("processes")
+    if not processes:
+        return "?"
+    return f"{len(processes)}: {', '.join(processes)}"
 
 
 SIZES = ("shoppers", "rate", "orders", "duration", "products", "stock", "scarce_stock", "skip_raw")

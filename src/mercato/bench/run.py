@@ -52,6 +52,8 @@ class Config:
     settle_timeout: float = 60.0
     idle_seconds: float = 5.0
     carrier_delay: str = "never"
+    # Services sharing one process (`up --processes --group`); the rest one process each.
+    groups: tuple[str, ...] = ()
     wdm: bool = False
     wdm_targets: tuple[str, ...] = ()
     wdm_seconds: float = 15.0
@@ -325,8 +327,9 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
         if not config.skip_raw:
             results["raw"] = await measure_raw(config, progress, run_id, workdir)
         system = SystemUnderTest(
-            run_id, config.broker, config.database, workdir, config.carrier_delay
+            run_id, config.broker, config.database, workdir, config.carrier_delay, config.groups
         )
+        results["run"]["processes"] = system.topology
         try:
             with _task(progress, "start the system", None):
                 system.start()

@@ -21,7 +21,7 @@ from typing import IO
 import asyncpg  # type: ignore[import-untyped]
 
 from mercato.bench.client import FAILURES, Client
-from mercato.services import ordered_names
+from mercato.services import ordered_names, process_plan
 
 BROKERS = {
     "memory": "memory://",
@@ -104,6 +104,7 @@ class SystemUnderTest:
     database: str
     workdir: Path
     carrier_delay: str = "never"
+    groups: tuple[str, ...] = ()  # `up --processes --group`: services sharing a process
     port: int = 0
     broker_url: str = ""
     vhost: str | None = None
@@ -124,12 +125,18 @@ class SystemUnderTest:
         return f"bench_{self.run_id}_"
 
     @property
+    def topology(self) -> list[str]:
+        """The processes and the services each runs (``catalog+cart``)."""
+        if not self.processes:
+            return ["+".join(ordered_names())]
+        return ["+".join(names) for names in process_plan(self.groups)]
+
+    @property
     def metrics_urls(self) -> list[str]:
         """One /metrics per process: the gateway's port, then port+1… in start order."""
         if not self.processes:
             return [f"{self.base_url}/metrics"]
-        others = len([n for n in ordered_names() if n != "gateway"])
-        return [f"http://127.0.0.1:{self.port + i}/metrics" for i in range(others + 1)]
+        return [f"http://127.0.0.1:{self.port + i}/metrics" for i in range(len(self.topology))]
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
@@ -162,7 +169,10 @@ class SystemUnderTest:
                 self.notes.append("rabbitmqctl unavailable: the run used the default vhost")
         self.port = free_port(len(ordered_names()) + 1)
         cmd = [sys.executable, "-m", "mercato", "up", "--port", str(self.port)]
-        cmd += ["--processes"] if self.processes else ["--data-dir", str(self.workdir / "data")]
+        if self.processes:
+            cmd += ["--processes", *(f"--group={group}" for group in self.groups)]
+        else:
+            cmd += ["--data-dir", str(self.workdir / "data")]
         self.log = (self.workdir / "system.log").open("wb")
         self.process = subprocess.Popen(
             cmd, env=self.environment(), stdout=self.log, stderr=subprocess.STDOUT

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from mercato.cli.common import console, fail
+from mercato.services import BadTopology, process_plan
 
 
 class Broker(StrEnum):
@@ -90,6 +91,13 @@ def bench(
     carrier_delay: Annotated[
         str, typer.Option(help="MERCATO_CARRIER_DELAY of the system")
     ] = "never",
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SERVICE,SERVICE…: services sharing one process (rabbitmq/nats; repeatable), "
+            "as `mercato up --processes --group`"
+        ),
+    ] = None,
     wdm: Annotated[bool, typer.Option("--wdm", help="Also drive the WDM benchmark API")] = False,
     target: Annotated[
         list[str] | None, typer.Option(help="Another WDM system's base URL (with --wdm)")
@@ -120,6 +128,13 @@ def bench(
         fail(f"--rate {rate:g}: checkouts per second, more than 0 and at most 10000")
     if target and not wdm:
         fail("--target needs --wdm")
+    if group:
+        if broker is Broker.memory:
+            fail("--group needs --broker rabbitmq or nats (embedded is one process already)")
+        try:
+            process_plan(group)
+        except BadTopology as exc:
+            fail(str(exc))
     for url in target or []:
         if not url.startswith(("http://", "https://")):
             fail(f"--target {url!r}: expected an http:// or https:// base URL")
@@ -140,6 +155,7 @@ def bench(
         stock=stock,
         skip_raw=skip_raw,
         carrier_delay=carrier_delay,
+        groups=tuple(group or ()),
         wdm=wdm,
         wdm_targets=tuple(target or ()),
         out=out,

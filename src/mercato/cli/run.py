@@ -1,4 +1,4 @@
-"""``mercato up`` (everything) and ``mercato serve SERVICE`` (one service)."""
+"""``mercato up`` (everything) and ``mercato serve SERVICE…`` (some services, one process)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,15 @@ from mercato.cli.common import console, fail, settings_or_exit
 from mercato.platform.runtime.host import StartupError
 from mercato.platform.runtime.service import Service
 from mercato.platform.runtime.system import System, create_app
-from mercato.platform.settings import Settings
-from mercato.services import SERVICES, UnknownService, all_services, load_service, ordered_names
+from mercato.platform.settings import Settings, parse_targets
+from mercato.services import (
+    SERVICES,
+    BadTopology,
+    UnknownService,
+    all_services,
+    load_service,
+    process_plan,
+)
 
 
 def _run_http(system: System, settings: Settings) -> None:
@@ -99,14 +106,26 @@ def up(
     replicas: Annotated[
         list[str] | None, typer.Option(help="SERVICE=N: run N competing replicas of SERVICE")
     ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SERVICE,SERVICE…: these services share one process (with --processes); "
+            "repeat for several groups"
+        ),
+    ] = None,
 ) -> None:
-    """Start the whole system: embedded in one process (default), or one process per service."""
+    """Start the whole system: embedded in one process (default), or one process per service
+    (or per group of services)."""
     settings = settings_or_exit(port=port, data_dir=data_dir)
     if processes:
-        _supervise(settings, _parse_replicas(replicas or []))
+        try:
+            plan = process_plan(group or [], _parse_replicas(replicas or []))
+        except BadTopology as exc:
+            fail(str(exc))
+        _supervise(settings, plan)
         return
-    if replicas:
-        fail("--replicas needs --processes")
+    if replicas or group:
+        fail("--replicas and --group need --processes")
     services = all_services()
     console.print(
         f"Mercato: {len(services)} services on {settings.broker_url}, "
@@ -116,16 +135,32 @@ def up(
 
 
 def serve(
-    service: Annotated[str, typer.Argument(help="A service name, or module:attribute")],
+    services: Annotated[
+        list[str],
+        typer.Argument(help="Service names (or module:attribute), run together in this process"),
+    ],
     port: Annotated[int | None, typer.Option(help="HTTP port for /healthz and /readyz")] = None,
 ) -> None:
-    """Run one service alone against the configured broker and database."""
+    """Run one service, or several in one process, against the configured broker and database.
+
+    Alone, a service's gRPC server takes MERCATO_GRPC_PORT; together, each takes the port of
+    its own address in MERCATO_GRPC_TARGETS (any free port if it has none there), and calls
+    between them stay in the process."""
     settings = settings_or_exit(port=port)
+    if len(set(services)) < len(services):
+        fail(f"a service named twice: {' '.join(services)}")
     try:
-        definition: Service = load_service(service)
+        definitions: list[Service] = [load_service(name) for name in services]
     except UnknownService as exc:
         fail(str(exc))
-    _run_http(System([definition], settings), settings)
+    ports: dict[str, int] = {}
+    if len(definitions) > 1:
+        targets = parse_targets(settings.grpc_targets)
+        for definition in definitions:
+            _, _, number = targets.get(definition.name, "").rpartition(":")
+            if number.isdigit():
+                ports[definition.name] = int(number)
+    _run_http(System(definitions, settings, grpc_ports=ports), settings)
 
 
 def _parse_replicas(values: list[str]) -> dict[str, int]:
@@ -140,40 +175,44 @@ def _parse_replicas(values: list[str]) -> dict[str, int]:
     return counts
 
 
-def _supervise(settings: Settings, replicas: dict[str, int]) -> None:
+def _supervise(settings: Settings, plan: list[tuple[str, ...]]) -> None:
     if settings.broker_kind == "memory":
         fail(
             "--processes needs a broker that processes share: set MERCATO_BROKER_URL to "
             "amqp://guest:guest@127.0.0.1:5672/ or nats://127.0.0.1:4222"
         )
-    # Ports: the gateway keeps PORT; every other process gets PORT+1… for its health endpoints
-    # and a gRPC port of its own; every process is told all gRPC addresses.
-    plan: list[tuple[str, int, int]] = []
-    next_port = settings.port + 1
-    for name in ordered_names():
-        for _ in range(replicas.get(name, 1)):
-            http_port = settings.port if name == "gateway" else next_port
-            next_port += name != "gateway"
-            plan.append((name, http_port, http_port + 1000))
+    # Ports: the gateway's process keeps PORT; every other process gets PORT+1… for its health
+    # endpoints; the k-th service started gets PORT+1000+k for its gRPC; every process is told
+    # all gRPC addresses.
+    processes: list[tuple[tuple[str, ...], int, list[int]]] = []
+    next_port, next_grpc = settings.port + 1, settings.port + 1000
+    for names in plan:
+        http_port = settings.port if "gateway" in names else next_port
+        next_port += "gateway" not in names
+        grpc_ports = list(range(next_grpc, next_grpc + len(names)))
+        next_grpc += len(names)
+        processes.append((names, http_port, grpc_ports))
     addresses: dict[str, list[str]] = {}
-    for name, _, grpc_port in plan:
-        addresses.setdefault(name, []).append(f"{settings.grpc_host}:{grpc_port}")
+    for names, _, grpc_ports in processes:
+        for name, grpc_port in zip(names, grpc_ports, strict=True):
+            addresses.setdefault(name, []).append(f"{settings.grpc_host}:{grpc_port}")
     targets = ",".join(
         f"{name}={'ipv4:' if len(addrs) > 1 else ''}{','.join(addrs)}"
         for name, addrs in addresses.items()
     )
     children: list[subprocess.Popen[bytes]] = []
-    for name, http_port, grpc_port in plan:
+    for names, http_port, grpc_ports in processes:
         env = {
             **os.environ,
             "MERCATO_PORT": str(http_port),
-            "MERCATO_GRPC_PORT": str(grpc_port),
+            "MERCATO_GRPC_PORT": str(grpc_ports[0]),
             "MERCATO_GRPC_TARGETS": targets,
         }
-        cmd = [sys.executable, "-m", "mercato", "serve", name]
+        cmd = [sys.executable, "-m", "mercato", "serve", *names]
         children.append(subprocess.Popen(cmd, env=env))
         console.print(
-            f"started {name} (pid {children[-1].pid}, HTTP :{http_port}, gRPC :{grpc_port})"
+            f"started {'+'.join(names)} (pid {children[-1].pid}, HTTP :{http_port}, "
+            f"gRPC :{',:'.join(map(str, grpc_ports))})"
         )
     stopping = False
 

@@ -7,6 +7,7 @@ service defined elsewhere (tests use that).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 
 from mercato.platform.runtime.service import Service
 
@@ -62,3 +63,39 @@ def ordered_names() -> list[str]:
 
 def all_services() -> list[Service]:
     return [load_service(name) for name in ordered_names()]
+
+
+class BadTopology(ValueError):
+    pass
+
+
+def process_plan(
+    groups: Sequence[str] = (), replicas: Mapping[str, int] | None = None
+) -> list[tuple[str, ...]]:
+    """The processes of ``mercato up --processes``, in start order: each the services it runs.
+
+    ``groups`` are comma-separated services that share one process (``"gateway,catalog"``);
+    every other service runs alone, in ``replicas[name]`` competing processes (default 1). A
+    service of a group has one process: the group's."""
+    replicas = dict(replicas or {})
+    known = ordered_names()
+    together: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    for group in groups:
+        names = [n.strip() for n in group.split(",") if n.strip()]
+        if not names:
+            raise BadTopology(f"--group {group!r}: no service named")
+        for name in names:
+            if name not in SERVICES:
+                raise BadTopology(f"--group {group!r}: unknown service {name!r}")
+            if name in seen:
+                raise BadTopology(f"--group {group!r}: {name} is already in a group")
+            if name in replicas:
+                raise BadTopology(f"--replicas {name}: {name} runs in a group, as one process")
+            seen.add(name)
+        together.append(tuple(sorted(names, key=known.index)))
+    plan: list[tuple[str, ...]] = [
+        (name,) for name in known if name not in seen for _ in range(replicas.get(name, 1))
+    ]
+    plan += together
+    return sorted(plan, key=lambda names: known.index(names[0]))
