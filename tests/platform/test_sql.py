@@ -177,6 +177,18 @@ async def test_connect_reads_and_starts_a_transaction_only_to_write(db: Database
         assert (await conn.scalars(sa.select(things.c.id))).all() == ["kept"]
 
 
+async def test_a_statement_alone_is_a_transaction_of_its_own(db: Database) -> None:
+    commits: list[int] = []
+    db.on_commit.append(lambda: commits.append(1))
+    assert (await db.execute_alone(ADD, row("a"))).rowcount == 1
+    assert commits == [1]
+    with pytest.raises(IntegrityError):
+        await db.execute_alone(ADD, row("a"))  # the same key
+    assert commits == [1], "a statement that failed committed nothing"
+    async with db.connect() as conn:
+        assert (await conn.scalars(sa.select(things.c.id))).all() == ["a"]
+
+
 async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
     url = service_url(None, "reads", tmp_path)
     db = open_database(url)
@@ -264,3 +276,14 @@ async def test_sqlite_times_are_read_as_utc_whatever_form_they_were_stored_in(
     await db.dispose()
     assert got == expected.replace(tzinfo=expected.tzinfo or UTC)
     assert got.tzinfo is UTC
+
+
+async def test_a_postgresql_statement_alone_is_one_round_trip(pg: Database) -> None:
+    sent: list[str] = []
+    async with pg.connect() as conn:  # the pool's one connection, used again below
+        conn.raw.add_query_logger(lambda logged: sent.append(logged.query))  # type: ignore[attr-defined]
+    await pg.execute_alone(ADD, row("a"))
+    assert [q.split()[0].upper() for q in sent] == ["INSERT"], sent  # no BEGIN, no COMMIT
+    async with pg.connect() as conn:
+        assert not conn.raw.is_in_transaction()  # type: ignore[attr-defined]
+        assert (await conn.execute(ONE, {"id": "a"})).one().n == 1

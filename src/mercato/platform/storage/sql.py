@@ -14,6 +14,9 @@ SQLAlchemy would give) and runs it on ``sqlite3`` or ``asyncpg`` directly:
 - ``db.begin()``: a transaction, committed when the block ends, rolled back if it raises.
 - ``db.connect()``: for reading. Statements run in autocommit until the first one that writes,
   which starts a transaction (committed by ``conn.commit()``, else rolled back at the end).
+- ``db.execute_alone(statement, params)``: one statement that is a transaction by itself.
+  On PostgreSQL it is sent alone, which PostgreSQL runs as a transaction of its own: one round
+  trip, where ``begin()`` takes three (BEGIN, the statement, COMMIT).
 - ``db.dedicated()``: a connection of its own, in autocommit (the relay's advisory lock).
 
 SQLite (the embedded mode) runs on the event loop's thread: a writer connection behind the
@@ -447,6 +450,12 @@ class Database:
     def begin(self) -> AbstractAsyncContextManager[Connection]:
         raise NotImplementedError
 
+    async def execute_alone(self, statement: ClauseElement, params: Params | None = None) -> Result:
+        """``statement``, with one set of parameters, in a transaction of its own (see the
+        module's docstring)."""
+        async with self.begin() as conn:
+            return await conn.execute(statement, params)
+
     def connect(self) -> AbstractAsyncContextManager[Connection]:
         raise NotImplementedError
 
@@ -707,13 +716,14 @@ def _rowcount(status: str) -> int:
 
 
 class PostgresConnection(Connection):
-    def __init__(self, db: PostgresDatabase, raw: Any):
+    def __init__(self, db: PostgresDatabase, raw: Any, alone: bool = False):
         super().__init__(db)
         self.raw = raw
         self._tx: Any = None  # the transaction, once one has started
+        self._alone = alone  # every statement its own transaction (``execute_alone``)
 
     async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
-        if self._tx is None and not plan.reads:
+        if self._tx is None and not plan.reads and not self._alone:
             await self._begin()
         raw: list[Any] = []
         rowcount = 0
@@ -813,6 +823,15 @@ class PostgresDatabase(Database):
                 raise self.wrap("COMMIT", (), error) from error
         finally:
             await (await self.pool()).release(raw)
+
+    async def execute_alone(self, statement: ClauseElement, params: Params | None = None) -> Result:
+        raw = await self._acquire()
+        try:
+            result = await PostgresConnection(self, raw, alone=True).execute(statement, params)
+        finally:
+            await (await self.pool()).release(raw)
+        self.committed()
+        return result
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[PostgresConnection]:
