@@ -261,7 +261,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _processes(run: dict[str, Any]) -> str:
-    """``one: identity+catalog+…`` or ``8: identity, catalog, …`` (results without it: ?)."""
+    """``1: identity+catalog+…`` (all in one) or ``8: identity, catalog, …`` ("?" in results
+    from before the bench recorded it)."""
     processes = run.get("processes")
     if not processes:
         return "?"
