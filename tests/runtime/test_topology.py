@@ -7,6 +7,7 @@ import structlog
 from typer.testing import CliRunner
 
 from mercato.cli.main import app
+from mercato.cli.run import own_ports
 from mercato.services import BadTopology, ordered_names, process_plan
 
 
@@ -56,3 +57,16 @@ def test_bad_topology_arguments_are_clear_errors(args: list[str], message: str) 
     structlog.configure(**saved)  # the command set logging up onto CliRunner's closed stderr
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output
+
+
+def test_services_together_bind_the_ports_of_their_own_addresses() -> None:
+    targets = {
+        "cart": "127.0.0.1:9101",
+        "catalog": "localhost:9102",
+        "order": "ipv4:127.0.0.1:9103,127.0.0.1:9104",  # replicas: not one address
+        "payment": "127.0.0.1:9105",
+    }
+    assert own_ports(["cart", "catalog", "order", "shipping"], targets) == {
+        "cart": 9101,
+        "catalog": 9102,
+    }

@@ -144,8 +144,8 @@ def serve(
     """Run one service, or several in one process, against the configured broker and database.
 
     Alone, a service's gRPC server takes MERCATO_GRPC_PORT; together, each takes the port of
-    its own address in MERCATO_GRPC_TARGETS (any free port if it has none there), and calls
-    between them stay in the process."""
+    its own address in MERCATO_GRPC_TARGETS (any free port if it has none there, or several),
+    and calls between them stay in the process."""
     settings = settings_or_exit(port=port)
     if len(set(services)) < len(services):
         fail(f"a service named twice: {' '.join(services)}")
@@ -155,12 +155,20 @@ def serve(
         fail(str(exc))
     ports: dict[str, int] = {}
     if len(definitions) > 1:
-        targets = parse_targets(settings.grpc_targets)
-        for definition in definitions:
-            _, _, number = targets.get(definition.name, "").rpartition(":")
-            if number.isdigit():
-                ports[definition.name] = int(number)
+        ports = own_ports([d.name for d in definitions], parse_targets(settings.grpc_targets))
     _run_http(System(definitions, settings, grpc_ports=ports), settings)
+
+
+def own_ports(names: list[str], targets: dict[str, str]) -> dict[str, int]:
+    """The gRPC port each of ``names`` is to bind: that of its one address in ``targets`` (none
+    for a service without one, or with several: replicas)."""
+    ports: dict[str, int] = {}
+    for name in names:
+        target = targets.get(name, "")
+        _, _, number = target.rpartition(":")
+        if "," not in target and number.isdigit():
+            ports[name] = int(number)
+    return ports
 
 
 def _parse_replicas(values: list[str]) -> dict[str, int]:
