@@ -50,7 +50,8 @@ class NewProduct:
 
 
 # What a Product is built from: a search or a read fetches these columns only (each one more
-# is a conversion per row; the search text and the deletion and stock times are not shown).
+# is a conversion per row; the search text and the stock time are not shown, and the deletion
+# time only where deleted products are told apart).
 SHOWN = (
     products.c.id,
     products.c.name,
@@ -167,7 +168,9 @@ async def search(
 _GET = sa.select(*SHOWN).where(
     products.c.id == sa.bindparam("product_id"), products.c.deleted_at.is_(None)
 )
-_BY_IDS = sa.select(products).where(products.c.id.in_(sa.bindparam("ids", expanding=True)))
+_BY_IDS = sa.select(*SHOWN, products.c.deleted_at).where(
+    products.c.id.in_(sa.bindparam("ids", expanding=True))
+)
 _DESCRIPTIONS = sa.select(products.c.id, products.c.description).where(
     products.c.id.in_(sa.bindparam("ids", expanding=True))
 )
