@@ -28,7 +28,7 @@ from mercato.platform.envelope import Envelope
 from mercato.platform.outbox import OutboxRelay
 from mercato.platform.runtime.system import System
 from mercato.platform.storage.database import open_database, service_url
-from mercato.platform.storage.sql import Database
+from mercato.platform.storage.sql import Database, PostgresConnection
 from mercato.platform.unit_of_work import transaction
 from tests.conftest import eventually
 from tests.demo import ledger, tally
@@ -236,6 +236,46 @@ async def test_two_relays_on_postgres_never_publish_at_once_and_the_standby_take
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         for e in (*engines, admin):
             await e.dispose()
+
+
+async def test_the_leader_proves_its_lock_once_per_poll_interval_and_sees_a_closed_one_at_once(
+    pg_ledger: Database, postgres_template: str, tmp_path: Path
+) -> None:
+    """Under load a relay runs a batch after another; proving the lock before each was a round
+    trip per batch. The proof is made once per poll interval, and a lock connection the server
+    ended is noticed with none."""
+    relay = OutboxRelay(
+        pg_ledger, cast(EventBus, SlowBus("one", PublishLog())), "ledger", poll_interval=60
+    )
+    admin = create_async_engine(
+        service_url(postgres_template, "ledger", tmp_path), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        assert await relay._is_leader()
+        lock_conn = cast(PostgresConnection, relay._lock_conn)
+        sent: list[str] = []
+        lock_conn.raw.add_query_logger(lambda logged: sent.append(logged.query))
+        for _ in range(20):  # twenty batches within the interval
+            assert await relay._is_leader()
+        await asyncio.sleep(0)
+        assert sent == []
+        relay._lock_proved -= 60  # the interval has passed
+        assert await relay._is_leader()
+        assert await relay._is_leader()
+        await asyncio.sleep(0)  # asyncpg hands the query to its loggers with call_soon
+        assert sent == ["SELECT 1"]
+
+        holder = await lock_holder(admin, relay)
+        async with admin.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": holder})
+        await eventually(lambda: lock_conn.closed)
+        with pytest.raises(ConnectionError):
+            await relay._is_leader()
+        await asyncio.sleep(0)
+        assert sent == ["SELECT 1"]
+    finally:
+        await relay._drop_lock()
+        await admin.dispose()
 
 
 def assert_in_commit_order(log: PublishLog) -> None:

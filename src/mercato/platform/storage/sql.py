@@ -391,6 +391,11 @@ class Connection:
     async def rollback(self) -> None:
         """Undo the transaction a write started in ``db.connect()`` (nothing if none did)."""
 
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is known to be gone (the server ended it)."""
+        return False
+
     def begin_nested(self) -> Savepoint:
         """A savepoint inside the transaction: ``sp = await conn.begin_nested()``."""
         return Savepoint(self)
@@ -721,6 +726,10 @@ class PostgresConnection(Connection):
         self.raw = raw
         self._tx: Any = None  # the transaction, once one has started
         self._alone = alone  # every statement its own transaction (``execute_alone``)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.raw.is_closed())
 
     async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
         if self._tx is None and not plan.reads and not self._alone:
