@@ -240,11 +240,12 @@ async def test_a_postgresql_transaction_is_its_statements_between_begin_and_comm
         raw = conn.raw  # type: ignore[attr-defined]
         raw.add_query_logger(lambda logged: sent.append(logged.query))
         await conn.execute(ADD, row("a"))
-    assert [q.split()[0].upper() for q in sent] == ["INSERT", "COMMIT;"], sent
+    assert [q.split()[0].upper() for q in sent] == ["BEGIN;", "INSERT", "COMMIT;"], sent
     async with db.connect() as conn:  # the same (only) idle connection, as it was left
         assert not conn.raw.is_in_transaction()  # type: ignore[attr-defined]
         assert (await conn.execute(ONE, {"id": "a"})).one().n == 1
-    assert [q.split()[0].upper() for q in sent] == ["INSERT", "COMMIT;", "SELECT"], sent
+    words = [q.split()[0].upper() for q in sent]
+    assert words == ["BEGIN;", "INSERT", "COMMIT;", "SELECT"], sent
 
 
 @pytest.mark.parametrize(
@@ -287,3 +288,51 @@ async def test_a_postgresql_statement_alone_is_one_round_trip(pg: Database) -> N
     async with pg.connect() as conn:
         assert not conn.raw.is_in_transaction()  # type: ignore[attr-defined]
         assert (await conn.execute(ONE, {"id": "a"})).one().n == 1
+
+
+async def test_a_postgresql_transaction_whose_only_write_is_its_last_is_one_round_trip(
+    pg: Database,
+) -> None:
+    """``execute_last``: sent alone when nothing wrote before it (a unit of work whose only
+    write is its outbox row); within the transaction otherwise, and when the rows would go as
+    more than one statement. Each way it is one transaction, counted once."""
+    sent: list[str] = []
+    commits: list[int] = []
+    pg.on_commit.append(lambda: commits.append(1))
+    async with pg.connect() as conn:  # the pool's one connection, used again below
+        conn.raw.add_query_logger(lambda logged: sent.append(logged.query))  # type: ignore[attr-defined]
+
+    async def words() -> list[str]:
+        await asyncio.sleep(0)  # asyncpg hands the query to its loggers with call_soon
+        found = [q.split()[0].upper() for q in sent]
+        sent.clear()
+        return found
+
+    async with pg.begin() as conn:
+        await conn.execute(ONE, {"id": "a"})  # a read writes nothing
+        await conn.execute_last(ADD, [row("a")])
+        assert not conn.raw.is_in_transaction()  # type: ignore[attr-defined]
+    assert await words() == ["SELECT", "INSERT"] and len(commits) == 1
+
+    async with pg.begin() as conn:
+        await conn.execute(ADD, row("b"))
+        await conn.execute_last(ADD, row("c"))
+    assert await words() == ["BEGIN;", "INSERT", "INSERT", "COMMIT;"] and len(commits) == 2
+
+    async with pg.begin() as conn:  # three rows: two multi-row statements, one transaction
+        await conn.execute_last(ADD.returning(things.c.id), [row("d"), row("e"), row("f")])
+    assert await words() == ["BEGIN;", "INSERT", "INSERT", "COMMIT;"] and len(commits) == 3
+
+    async with pg.begin() as conn:  # text may have effects for the transaction: it begins
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7)"))
+        assert conn.raw.is_in_transaction()  # type: ignore[attr-defined]
+    assert await words() == ["BEGIN;", "SELECT", "COMMIT;"]
+
+    with pytest.raises(RuntimeError):
+        async with pg.begin() as conn:
+            await conn.execute(ADD, row("g"))
+            await conn.execute_last(ADD, row("h"))
+            raise RuntimeError("the transaction fails after its last statement")
+    async with pg.connect() as conn:
+        found = await conn.scalars(sa.select(things.c.id).order_by(things.c.id))
+    assert found.all() == ["a", "b", "c", "d", "e", "f"]

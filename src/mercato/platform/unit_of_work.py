@@ -80,7 +80,7 @@ class UnitOfWork:
             return
         now = datetime.now(UTC)
         topics = [topic_of(e) for e in self.events]
-        written = await self.conn.execute(
+        written = await self.conn.execute_last(
             ADD_TO_OUTBOX,
             [
                 {

@@ -17,6 +17,9 @@ SQLAlchemy would give) and runs it on ``sqlite3`` or ``asyncpg`` directly:
 - ``db.execute_alone(statement, params)``: one statement that is a transaction by itself.
   On PostgreSQL it is sent alone, which PostgreSQL runs as a transaction of its own: one round
   trip, where ``begin()`` takes three (BEGIN, the statement, COMMIT).
+- ``conn.execute_last(statement, params)``: a transaction's last statement; on PostgreSQL,
+  when it is also the transaction's first write, it is sent alone in the same way (a unit of
+  work whose only write is its outbox row: a product viewed).
 - ``db.dedicated()``: a connection of its own, in autocommit (the relay's advisory lock).
 
 SQLite (the embedded mode) runs on the event loop's thread: a writer connection behind the
@@ -49,7 +52,7 @@ from typing import Any, cast
 from sqlalchemy import DateTime, bindparam
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, CompoundSelect, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
 BUSY_WAIT = 30.0  # seconds to wait for another process's SQLite write lock
@@ -100,6 +103,7 @@ class _Plan:
         "binds",
         "compiled",
         "expanding",
+        "plain_read",
         "reads",
         "results",
         "returns_rows",
@@ -136,6 +140,9 @@ class _Plan:
         dml = dml or getattr(statement, "_for_update_arg", None) is not None  # locks: a write
         # Reads never start a transaction in db.connect(); text is judged by its first word.
         self.reads = not dml and (self.row is not None or _text_reads(self.sql))
+        # Nor, in db.begin() on PostgreSQL, a SELECT built with SQLAlchemy (not text, which
+        # may be a function with effects for the transaction, as an advisory lock is).
+        self.plain_read = self.reads and isinstance(statement, Select | CompoundSelect)
         # PostgreSQL: fetch the rows, or only the status (its row count); decided once.
         self.returns_rows = (
             self.row is not None or _text_reads(self.sql) or " RETURNING " in self.sql
@@ -378,6 +385,13 @@ class Connection:
             rows += done.all()
             rowcount += done.rowcount
         return Result(rows, rowcount)
+
+    async def execute_last(
+        self, statement: ClauseElement, params: Params | Sequence[Params] | None = None
+    ) -> Result:
+        """The transaction's last statement: only its commit follows. On PostgreSQL, when
+        nothing before it wrote, it is sent alone (see ``execute_alone``)."""
+        return await self.execute(statement, params)
 
     async def scalar(self, statement: ClauseElement, params: Params | None = None) -> Any:
         return (await self.execute(statement, params)).scalar()
@@ -721,19 +735,41 @@ def _rowcount(status: str) -> int:
 
 
 class PostgresConnection(Connection):
-    def __init__(self, db: PostgresDatabase, raw: Any, alone: bool = False):
+    """``whole``: a transaction of ``db.begin()``. Its BEGIN waits for its first statement
+    that is not a plain read, so a unit of work that only reads costs no BEGIN and COMMIT,
+    and one whose only write is its last statement sends it alone (``execute_last``). Under
+    READ COMMITTED a read sees the same outside the transaction as in it, before any write."""
+
+    def __init__(self, db: PostgresDatabase, raw: Any, alone: bool = False, whole: bool = False):
         super().__init__(db)
         self.raw = raw
         self._tx: Any = None  # the transaction, once one has started
         self._alone = alone  # every statement its own transaction (``execute_alone``)
+        self._whole = whole
 
     @property
     def closed(self) -> bool:
         return bool(self.raw.is_closed())
 
+    async def execute_last(
+        self, statement: ClauseElement, params: Params | Sequence[Params] | None = None
+    ) -> Result:
+        # Alone only if it is one statement (``_insert_returning`` splits some row counts).
+        rows = len(params) if isinstance(params, list | tuple) else 1
+        if self._tx is not None or self._alone or rows & (rows - 1) or rows > MULTIROW:
+            return await self.execute(statement, params)
+        self._alone = True
+        try:
+            result = await self.execute(statement, params)
+        finally:
+            self._alone = False
+        self.db.committed()
+        return result
+
     async def _run(self, plan: _Plan, sets: Sequence[Params], many: bool) -> Result:
-        if self._tx is None and not plan.reads and not self._alone:
-            await self._begin()
+        if self._tx is None and not self._alone:
+            if not (plan.plain_read if self._whole else plan.reads):
+                await self._begin()
         raw: list[Any] = []
         rowcount = 0
         description: Sequence[str] = ()
@@ -753,6 +789,8 @@ class PostgresConnection(Connection):
         return Result(plan.rows(raw, lambda: description), rowcount)
 
     async def _statement(self, sql: str) -> None:
+        if self._tx is None and self._whole:  # a savepoint: the transaction begins
+            await self._begin()
         await self.raw.execute(sql)
 
     async def _begin(self) -> None:
@@ -816,11 +854,7 @@ class PostgresDatabase(Database):
     async def begin(self) -> AsyncIterator[PostgresConnection]:
         raw = await self._acquire()
         try:
-            conn = PostgresConnection(self, raw)
-            try:
-                await conn._begin()
-            except self.driver_errors as error:
-                raise self.wrap("BEGIN", (), error) from error
+            conn = PostgresConnection(self, raw, whole=True)
             try:
                 yield conn
             except BaseException:
