@@ -68,11 +68,23 @@ _NOW = bindparam("b_now", type_=When)
 _TOUCH = (
     update(carts).where(*_ACTIVE).values(touched_at=_NOW, abandoned_at=None).returning(carts.c.id)
 )
-# A user's first cart; nothing if another request opened one at the same moment (the
-# one-active-cart index keeps a second out; PostgreSQL waits for that request's outcome).
+
+
+def _opening(insert: Any) -> Any:
+    """A new active cart, or, where the user has one (the one-active-cart index), that one
+    locked and touched as ``_TOUCH`` does: one statement either way, and its id. A request
+    opening the user's cart at the same moment is waited for (PostgreSQL) and its cart is
+    the one touched."""
+    return insert.on_conflict_do_update(
+        index_elements=[carts.c.user_id],
+        index_where=ACTIVE,
+        set_={"touched_at": insert.excluded.touched_at, "abandoned_at": None},
+    ).returning(carts.c.id)
+
+
 _OPEN = {
-    "postgresql": postgresql.insert(carts).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(carts).on_conflict_do_nothing(),
+    "postgresql": _opening(postgresql.insert(carts)),
+    "sqlite": _opening(sqlite.insert(carts)),
 }
 _LINES = (
     select(cart_items)
@@ -142,25 +154,22 @@ async def _touch(uow: UnitOfWork, user_id: str, now: datetime) -> str | None:
 
 async def _open(uow: UnitOfWork, user_id: str, now: datetime) -> tuple[str, Sequence[Row[Any]]]:
     """The user's active cart, locked and touched (opened if there is none), and its lines."""
-    for _ in range(2):
-        cart_id = await _touch(uow, user_id, now)
-        if cart_id is not None:
-            return cart_id, await _lines(uow.conn, cart_id)
-        cart_id = new_id()
-        opened = await uow.conn.execute(
+    new = new_id()
+    cart_id = (
+        await uow.conn.execute(
             _OPEN[uow.conn.dialect.name],
             {
-                "id": cart_id,
+                "id": new,
                 "user_id": user_id,
                 "status": "active",
                 "created_at": now,
                 "touched_at": now,
             },
         )
-        if opened.rowcount:
-            return cart_id, []
-        # Another request opened the user's cart at the same moment: use theirs.
-    raise CartChanged("the cart changed meanwhile; retry")
+    ).scalar_one()
+    if cart_id == new:  # opened: no lines yet
+        return cart_id, []
+    return str(cart_id), await _lines(uow.conn, cart_id)
 
 
 async def _newest(conn: Connection, priced: Priced) -> Priced:
