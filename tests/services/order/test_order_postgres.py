@@ -7,13 +7,22 @@ import asyncio
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mercato.api.order.v1 import order_pb2 as pb
-from mercato.contracts.events import Item, PaymentCompleted, StockReserved
+from mercato.contracts.events import (
+    Item,
+    PaymentCompleted,
+    ShipmentCreated,
+    ShipmentDelivered,
+    StockReserved,
+)
+from mercato.platform.unit_of_work import transaction
+from mercato.services.order import orders
 from mercato.services.order.domain import history_is_consistent
-from mercato.services.order.store import history
+from mercato.services.order.store import history, load
 from tests.conftest import eventually
 from tests.services.order.conftest import Shop, start_shop
 from tests.services.order.test_order_service import checkout, create_request
@@ -80,3 +89,50 @@ async def test_racing_placings_and_additions_of_a_draft_make_one_order(shop: Sho
         (draft.order_id, user_id, "50")
     }
     assert len(await shop.published("OrderCreated", draft.order_id)) == 1
+
+
+async def test_a_saga_step_updates_the_order_and_its_history_in_one_statement(
+    shop: Shop,
+) -> None:
+    """On PostgreSQL a round trip is the cost that counts: a step's update and its history
+    rows (one or several) go as one statement, and all of them are written."""
+    await shop.tell(checkout("o-step"))
+    sent: list[str] = []
+
+    def logger(logged: Any) -> None:
+        sent.append(logged.query)
+
+    steps = [
+        StockReserved(
+            orderId="o-step",
+            items=[Item(productId="p-1", quantity=2), Item(productId="p-2", quantity=1)],
+        ),
+        PaymentCompleted(paymentId="pay-step", orderId="o-step", status="OK"),
+        ShipmentCreated(shipmentId="s-step", orderId="o-step"),
+        ShipmentDelivered(shipmentId="s-step", orderId="o-step"),
+    ]
+    grew: list[int] = []
+    for version, news in enumerate(steps, start=2):
+        async with shop.ctx.db.connect() as conn:
+            before = len(await history(conn, "o-step"))
+        sent.clear()
+        async with transaction(shop.ctx.db, "order") as uow:
+            uow.conn.raw.add_query_logger(logger)
+            assert await orders.apply(uow, "o-step", news) is not None
+            await asyncio.sleep(0)  # asyncpg hands the query to its loggers with call_soon
+            uow.conn.raw.remove_query_logger(logger)
+        async with shop.ctx.db.connect() as conn:
+            stored = await load(conn, "o-step")
+            changes = await history(conn, "o-step")
+        assert stored is not None and stored.version == version
+        assert changes[-1].to_status == stored.order.status
+        assert history_is_consistent(changes[0].at, changes)
+        writes = [
+            q for q in sent if not q.startswith(("SELECT", "BEGIN", "COMMIT", "UPDATE order_items"))
+        ]
+        grew.append(len(changes) - before)
+        assert len(writes) == 1, writes
+        # With history rows, the statement that writes them; without, the update alone.
+        assert writes[0].startswith("WITH saved AS") == (grew[-1] > 0), writes
+    assert stored.order.delivered
+    assert grew == [0, 2, 1, 1]  # a step of none, one of several rows, two of one

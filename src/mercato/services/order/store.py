@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
@@ -163,30 +164,48 @@ async def insert(
             for i, line in enumerate(order.lines)
         ],
     )
-    await _append(conn, order.order_id, reaction.changes)
+    await _append(conn, _history_rows(order.order_id, reaction.changes))
     return True
+
+
+_HISTORY_COLUMNS = ("order_id", "at", "from_status", "to_status", "reason")
 
 
 async def save(conn: Connection, before: Stored, reaction: Reaction, now: datetime) -> None:
     """Write a reaction that changed the order (the caller knows it did)."""
     order = reaction.order
-    await conn.execute(
-        _UPDATE,
-        {
-            "key": order.order_id,
-            "version": before.version + 1,
-            "updated_at": now,
-            **_fields(order),
-        },
-    )
+    fields = {"key": order.order_id, "version": before.version + 1, "updated_at": now}
+    fields |= _fields(order)
     statuses = {line.status for line in order.lines}
     if statuses != {line.status for line in before.order.lines} and len(statuses) == 1:
         await conn.execute(_UPDATE_ITEMS, {"key": order.order_id, "status": statuses.pop().value})
-    await _append(conn, order.order_id, reaction.changes)
+    rows = _history_rows(order.order_id, reaction.changes)
+    if conn.dialect.name == "postgresql" and rows:
+        # The update and its history rows in one statement: a round trip fewer per saga step.
+        numbered = {f"{k}__{n}": v for n, row in enumerate(rows) for k, v in row.items()}
+        await conn.execute(_saved_with_history(tuple(fields), len(rows)), fields | numbered)
+        return
+    await conn.execute(_UPDATE, fields)
+    await _append(conn, rows)
 
 
-async def _append(conn: Connection, order_id: str, changes: Sequence[Change]) -> None:
+@cache
+def _saved_with_history(keys: tuple[str, ...], count: int) -> Any:
+    """``_UPDATE`` of the columns ``keys`` names, and ``count`` history rows (their values
+    named ``<column>__<n>``), as one PostgreSQL statement: the update a data-modifying WITH
+    (the order's row is already locked by ``load``). Built once per columns and count."""
+    columns = {k: bindparam(k, type_=orders.c[k].type) for k in keys if k != "key"}
+    saved = _UPDATE.values(columns).cte("saved")
+    history = order_status_history.c
     rows = [
+        {k: bindparam(f"{k}__{n}", type_=history[k].type) for k in _HISTORY_COLUMNS}
+        for n in range(count)
+    ]
+    return _APPEND.values(rows).add_cte(saved)
+
+
+def _history_rows(order_id: str, changes: Sequence[Change]) -> list[dict[str, Any]]:
+    return [
         {
             "order_id": order_id,
             "at": c.at,
@@ -196,6 +215,9 @@ async def _append(conn: Connection, order_id: str, changes: Sequence[Change]) ->
         }
         for c in changes
     ]
+
+
+async def _append(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await conn.execute(_APPEND, rows[0] if len(rows) == 1 else rows)
 
