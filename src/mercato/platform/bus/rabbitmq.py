@@ -279,16 +279,19 @@ class _Worker:
 
     async def _run(self) -> None:
         while not self.stopping.is_set():
-            getter = asyncio.ensure_future(self.inbox.get())
-            stopper = asyncio.ensure_future(self.stopping.wait())
-            await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not getter.done():
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-                return
-            batch = [getter.result()]
+            if self.inbox.empty():  # wait for a message or the stop (two tasks)
+                getter = asyncio.ensure_future(self.inbox.get())
+                stopper = asyncio.ensure_future(self.stopping.wait())
+                await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if not getter.done():
+                    getter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await getter
+                    return
+                batch = [getter.result()]
+            else:  # under load, what came during the last batch is the next: no wait
+                batch = [self.inbox.get_nowait()]
             while len(batch) < self.batch_size and not self.inbox.empty():
                 batch.append(self.inbox.get_nowait())
             verdicts = await self._verdicts([self._raw(m, exhausted) for m, exhausted in batch])
