@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -22,16 +21,24 @@ import grpc.aio
 import httpx
 import pytest
 
+from mercato.bench.system import free_port as free_range
 from mercato.platform.storage.sql import Database
 from tests.conftest import eventually
 from tests.demo.ledger import call_record
 from tests.demo.probe import ROOT, arrivals, count_of, drop_namespace, service_engine
 
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before in this run. Not one the OS picks (``bind``
+    to port 0): two picks can be the same port, and one in the ephemeral range can be taken
+    by a service's own outgoing connection before the service binds it. A repeat once gave
+    the gateway's port to another service, which answered its /readyz."""
+    while (port := free_range()) in _HANDED_OUT:
+        pass
+    _HANDED_OUT.add(port)
+    return port
 
 
 class Served:
