@@ -472,8 +472,8 @@ class Database:
     async def execute_alone(self, statement: ClauseElement, params: Params | None = None) -> Result:
         """``statement``, with one set of parameters, in a transaction of its own (see the
         module's docstring)."""
-        async with self.begin() as conn:
-            return await conn.execute(statement, params)
+        async with self.begin() as conn:  # on PostgreSQL the first write, so sent alone
+            return await conn.execute_last(statement, params)
 
     def connect(self) -> AbstractAsyncContextManager[Connection]:
         raise NotImplementedError
@@ -740,11 +740,11 @@ class PostgresConnection(Connection):
     and one whose only write is its last statement sends it alone (``execute_last``). Under
     READ COMMITTED a read sees the same outside the transaction as in it, before any write."""
 
-    def __init__(self, db: PostgresDatabase, raw: Any, alone: bool = False, whole: bool = False):
+    def __init__(self, db: PostgresDatabase, raw: Any, whole: bool = False):
         super().__init__(db)
         self.raw = raw
         self._tx: Any = None  # the transaction, once one has started
-        self._alone = alone  # every statement its own transaction (``execute_alone``)
+        self._alone = False  # the statement under way is sent alone (``execute_last``)
         self._whole = whole
 
     @property
@@ -756,7 +756,7 @@ class PostgresConnection(Connection):
     ) -> Result:
         # Alone only if it is one statement (``_insert_returning`` splits some row counts).
         rows = len(params) if isinstance(params, list | tuple) else 1
-        if self._tx is not None or self._alone or rows & (rows - 1) or rows > MULTIROW:
+        if self._tx is not None or rows & (rows - 1) or rows > MULTIROW:
             return await self.execute(statement, params)
         self._alone = True
         try:
@@ -866,15 +866,6 @@ class PostgresDatabase(Database):
                 raise self.wrap("COMMIT", (), error) from error
         finally:
             await (await self.pool()).release(raw)
-
-    async def execute_alone(self, statement: ClauseElement, params: Params | None = None) -> Result:
-        raw = await self._acquire()
-        try:
-            result = await PostgresConnection(self, raw, alone=True).execute(statement, params)
-        finally:
-            await (await self.pool()).release(raw)
-        self.committed()
-        return result
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[PostgresConnection]:
