@@ -88,12 +88,16 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
         except Invalid as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         async with self.ctx.db.connect() as conn:
+            version = await store.current_version(conn)
+            if request.HasField("if_version") and request.if_version == version:
+                return pb.ListProductsReply(version=version, unchanged=True)
             found, total = await store.search(
                 conn, text, category, sort, page, include_inactive=request.include_inactive
             )
         return pb.ListProductsReply(
             products=[product_reply(p) for p in found],
             page=common_pb2.PageInfo(page=page.number, page_size=page.size, total=total),
+            version=version,
         )
 
     async def GetProduct(self, request: pb.GetProductRequest, context: Context) -> pb.Product:

@@ -17,7 +17,7 @@ from mercato.platform.ids import new_id
 from mercato.platform.storage.sql import Connection
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.catalog.domain import Page, search_text
-from mercato.services.catalog.tables import products
+from mercato.services.catalog.tables import products, version
 
 
 class ProductNotFound(LookupError):
@@ -163,6 +163,16 @@ async def search(
     else:
         total = 0
     return [_product(r) for r in rows], int(total)
+
+
+_VERSION = sa.select(version.c.version).where(version.c.id == 1)
+
+
+async def current_version(conn: Connection) -> int:
+    """The catalog's version: it moves with every change to a product (triggers, in the
+    changing transaction). Read it before a page: the page is then at least that recent, so
+    a page kept with it is the same page while the version stays."""
+    return int((await conn.execute(_VERSION)).scalar_one())
 
 
 _GET = sa.select(*SHOWN).where(

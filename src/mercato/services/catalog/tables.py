@@ -1,4 +1,5 @@
-"""catalog's tables (made by migrations/catalog_0001_initial.py and catalog_0002_search_text.py)."""
+"""catalog's tables (made by migrations/catalog_0001_initial.py, catalog_0002_search_text.py and
+catalog_0003_version.py)."""
 
 from __future__ import annotations
 
@@ -34,4 +35,13 @@ seeded = sa.Table(
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("done_at", When, nullable=False),
+)
+
+# One row: a number every change to a product row moves (triggers, catalog_0003), so a page
+# read at one version is the same page while the version stays.
+version = sa.Table(
+    "catalog_version",
+    metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
 )

@@ -48,26 +48,32 @@ class Product(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., category: _Optional[str] = ..., price: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., active: _Optional[bool] = ..., available: _Optional[int] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ...) -> None: ...
 
 class ListProductsRequest(_message.Message):
-    __slots__ = ("query", "category", "page", "sort", "include_inactive")
+    __slots__ = ("query", "category", "page", "sort", "include_inactive", "if_version")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     SORT_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_INACTIVE_FIELD_NUMBER: _ClassVar[int]
+    IF_VERSION_FIELD_NUMBER: _ClassVar[int]
     query: str
     category: str
     page: _common_pb2.PageRequest
     sort: ProductSort
     include_inactive: bool
-    def __init__(self, query: _Optional[str] = ..., category: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., sort: _Optional[_Union[ProductSort, str]] = ..., include_inactive: _Optional[bool] = ...) -> None: ...
+    if_version: int
+    def __init__(self, query: _Optional[str] = ..., category: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., sort: _Optional[_Union[ProductSort, str]] = ..., include_inactive: _Optional[bool] = ..., if_version: _Optional[int] = ...) -> None: ...
 
 class ListProductsReply(_message.Message):
-    __slots__ = ("products", "page")
+    __slots__ = ("products", "page", "version", "unchanged")
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     products: _containers.RepeatedCompositeFieldContainer[Product]
     page: _common_pb2.PageInfo
-    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageInfo, _Mapping]] = ...) -> None: ...
+    version: int
+    unchanged: bool
+    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageInfo, _Mapping]] = ..., version: _Optional[int] = ..., unchanged: _Optional[bool] = ...) -> None: ...
 
 class GetProductRequest(_message.Message):
     __slots__ = ("product_id",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -105,7 +106,39 @@ def _product(reply: pb.Product) -> Product:
     return Product.model_validate(_fields(reply))
 
 
-@router.get("", summary="Browse and search the catalog")
+class _Pages:
+    """The pages of products this gateway has shown, by their query, with the catalog's
+    version each was read at. Asked for again, a page is sent as kept when the catalog
+    answers that its version has not moved (``if_version``): the catalog still decides every
+    time, and a kept page is never older than a fresh read would be. The least recently
+    shown go first beyond ``SIZE``."""
+
+    SIZE = 256
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[object, ...], tuple[int, bytes]] = OrderedDict()
+
+    def get(self, key: tuple[object, ...]) -> tuple[int, bytes] | None:
+        found = self._kept.get(key)
+        if found is not None:
+            self._kept.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[object, ...], version: int, body: bytes) -> None:
+        self._kept[key] = (version, body)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.SIZE:
+            self._kept.popitem(last=False)
+
+
+_PAGES = "mercato.gateway.product_pages"  # in ctx.extras
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+@router.get("", summary="Browse and search the catalog", response_model=ProductPage)
 async def list_products(
     upstream: Upstream,
     q: Annotated[str, Query(max_length=200, description="Text in the name or description")] = "",
@@ -114,7 +147,7 @@ async def list_products(
     pageSize: Annotated[int, Query(ge=1, le=100)] = 20,
     sort: Sort = "name",
     includeInactive: Annotated[bool, Query(description="Inactive products too (admin)")] = False,
-) -> ProductPage:
+) -> Response:
     message = pb.ListProductsRequest(
         query=q,
         category=category,
@@ -122,15 +155,33 @@ async def list_products(
         sort=SORTS[sort],  # type: ignore[arg-type]
         include_inactive=includeInactive,
     )
+    # What anyone may see is kept; an admin's view with the inactive products is not.
+    pages: _Pages | None = None
+    key = (q, category, page, pageSize, sort)
+    kept = None
+    if not includeInactive:
+        pages = upstream.ctx.extras.setdefault(_PAGES, _Pages())
+        kept = pages.get(key)
+        if kept is not None:
+            message.if_version = kept[0]
     reply = await upstream.call("catalog", CatalogStub, "ListProducts", message)
-    return ProductPage.model_validate(
-        {
-            "items": [_fields(p) for p in reply.products],
-            "page": reply.page.page,
-            "pageSize": reply.page.page_size,
-            "total": reply.page.total,
-        }
+    if reply.unchanged and kept is not None:
+        return _json(kept[1])
+    body = (
+        ProductPage.model_validate(
+            {
+                "items": [_fields(p) for p in reply.products],
+                "page": reply.page.page,
+                "pageSize": reply.page.page_size,
+                "total": reply.page.total,
+            }
+        )
+        .model_dump_json()
+        .encode()
     )
+    if pages is not None:
+        pages.put(key, reply.version, body)
+    return _json(body)
 
 
 @router.get("/{productId}", summary="One product")
