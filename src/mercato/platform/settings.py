@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     auth_rate_limit: int = Field(20, ge=1, le=100_000)
     grpc_deadline: float = Field(5.0, gt=0, le=120)
     demo_catalog: bool = True
+    # catalog: how often it reads its version for the gateways that watch it (seconds): a
+    # kept page of products is sent without asking the catalog while the version it was
+    # read at is the latest the gateway has been told of. 0: the gateways ask every time.
+    catalog_watch_interval: float = Field(0.1, ge=0, le=10)
     # gateway: serve the WDM benchmark's API (no credentials; see services/gateway/wdm.py).
     wdm_api: bool = False
     # cart: seconds a cart with items may sit untouched before CartAbandoned is published.

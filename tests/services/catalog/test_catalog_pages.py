@@ -4,6 +4,7 @@ and every kind of change to a product moves it (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,24 @@ from mercato.api.catalog.v1.catalog_pb2_grpc import CatalogStub
 from mercato.api.common.v1 import common_pb2
 from mercato.contracts.events import StockUpdated
 from mercato.platform.envelope import Envelope
+from mercato.services.catalog import versions
 from mercato.services.catalog.handlers import show_stock
-from mercato.services.gateway.routes.products import _PAGES, _Pages
+from mercato.services.gateway.pages import Pages, pages_of
 from tests.services.catalog.test_catalog import ADMIN, bearer, services, settings_for
 from tests.support import running
 
 LAMPS = {"q": "lamp", "pageSize": "10"}
 KEY = ("lamp", "", 1, 10, "name")
 MARK = b'{"kept":true}'
+
+
+async def report_stock(catalog: Any, product_id: str, quantity: int) -> None:
+    """Inventory's StockUpdated for ``product_id``, handled by ``catalog`` (newer than any
+    report before it)."""
+    at = datetime.now(UTC) + timedelta(seconds=5)
+    cause = Envelope(type="StockUpdated", source="mercato/inventory", data={}, time=at)
+    async with catalog.transaction(cause) as uow:
+        await show_stock(StockUpdated(productId=product_id, quantity=quantity), uow)
 
 
 async def _kept_pages_follow_every_change(settings: Any) -> None:
@@ -49,8 +60,7 @@ async def _kept_pages_follow_every_change(settings: Any) -> None:
             before = await version()
             await change()
             assert await version() > before
-            pages = gateway.extras[_PAGES]
-            assert isinstance(pages, _Pages) and pages.get(KEY) is not None
+            assert pages_of(gateway).get(KEY) is not None
             assert check(await lamps())
 
         made = await http.post(
@@ -71,7 +81,7 @@ async def _kept_pages_follow_every_change(settings: Any) -> None:
         asked.if_version = now - 1
         reply = await stub.ListProducts(asked, timeout=5)
         assert not reply.unchanged and reply.version == now and len(reply.products) == 1
-        gateway.extras[_PAGES].put(KEY, now, MARK)
+        pages_of(gateway).put(KEY, now, MARK)
         assert (await http.get("/api/v1/products", params=LAMPS)).content == MARK
         assert await lamps() == {"kept": True}
 
@@ -83,14 +93,7 @@ async def _kept_pages_follow_every_change(settings: Any) -> None:
         await changed(patch, lambda page: page["items"][0]["price"] == 12.5)
 
         async def stock() -> None:
-            cause = Envelope(
-                type="StockUpdated",
-                source="mercato/inventory",
-                data={},
-                time=datetime.now(UTC) + timedelta(seconds=5),
-            )
-            async with catalog.transaction(cause) as uow:
-                await show_stock(StockUpdated(productId=product_id, quantity=2), uow)
+            await report_stock(catalog, product_id, 2)
 
         await changed(stock, lambda page: page["items"][0]["available"] == 2)
 
@@ -122,10 +125,10 @@ async def _kept_pages_follow_every_change(settings: Any) -> None:
         await changed(delete, lambda page: page["total"] == 2)
 
         # An admin's view with the inactive products is never kept.
-        kept = len(gateway.extras[_PAGES]._kept)
+        kept = len(pages_of(gateway)._kept)
         params = {**LAMPS, "includeInactive": "true"}
         assert (await http.get("/api/v1/products", params=params, headers=admin)).is_success
-        assert len(gateway.extras[_PAGES]._kept) == kept
+        assert len(pages_of(gateway)._kept) == kept
 
 
 async def test_kept_pages_follow_every_change(tmp_path: Path) -> None:
@@ -139,13 +142,13 @@ async def test_kept_pages_follow_every_change_on_postgres(
 
 
 def test_the_least_recently_shown_page_goes_first() -> None:
-    pages = _Pages()
-    for i in range(_Pages.SIZE):
+    pages = Pages()
+    for i in range(Pages.SIZE):
         pages.put((i,), i, b"")
     assert pages.get((0,)) is not None  # shown again: now the most recent
     pages.put(("new",), 0, b"")
     assert pages.get((1,)) is None and pages.get((0,)) is not None
-    assert len(pages._kept) == _Pages.SIZE
+    assert len(pages._kept) == Pages.SIZE
 
 
 async def test_writers_in_opposite_orders_do_not_deadlock_on_the_version(
@@ -206,3 +209,34 @@ async def test_sqlite_triggers_move_the_version(tmp_path: Path, event: str) -> N
             await uow.conn.execute(text(statement), {"id": product_id})
             after = (await uow.conn.execute(text(read))).scalar_one()
         assert after == before + 1
+
+
+async def test_the_watch_says_the_version_again_and_each_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(versions, "HEARTBEAT", 0.1)
+    async with running(services(), settings_for(tmp_path)) as (system, http):
+        admin = await bearer(http, ADMIN)
+        catalog = system.hosts["catalog"].ctx
+        assert catalog is not None
+        watch = versions.VersionWatch(catalog.db, 0.01)
+        async with contextlib.aclosing(watch.changes()) as changes:
+            first = await anext(changes)
+            assert await asyncio.wait_for(anext(changes), 1) == first  # unmoved: said again
+            body = {"name": "A", "price": 1}
+            assert (await http.post("/api/v1/products", json=body, headers=admin)).is_success
+            assert await asyncio.wait_for(anext(changes), 1) > first
+        assert watch._reader is None  # no one watches: no more reads
+
+
+async def test_a_version_it_cannot_read_ends_the_watch(tmp_path: Path) -> None:
+    async with running(services(), settings_for(tmp_path)) as (system, _http):
+        catalog = system.hosts["catalog"].ctx
+        assert catalog is not None
+        watch = versions.VersionWatch(catalog.db, 0.01)
+        changes = watch.changes()
+        await anext(changes)
+        async with catalog.transaction() as uow:  # the table gone: every read fails
+            await uow.conn.execute(text("DROP TABLE catalog_version"))
+        with pytest.raises(Exception, match="catalog_version"):
+            await asyncio.wait_for(anext(changes), 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
@@ -26,6 +28,7 @@ from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.catalog import domain, store
 from mercato.services.catalog.domain import Invalid
 from mercato.services.catalog.store import Product, ProductNotFound
+from mercato.services.catalog.versions import VersionWatch
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 MAX_VALIDATE = 500
@@ -70,6 +73,7 @@ def _metadata(context: Context, name: str) -> str | None:
 class CatalogApi(catalog_pb2_grpc.CatalogServicer):
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
+        self.versions = VersionWatch(ctx.db, ctx.settings.catalog_watch_interval)
 
     async def ListProducts(
         self, request: pb.ListProductsRequest, context: Context
@@ -99,6 +103,20 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
             page=common_pb2.PageInfo(page=page.number, page_size=page.size, total=total),
             version=version,
         )
+
+    async def WatchVersion(
+        self, request: pb.WatchVersionRequest, context: Context
+    ) -> AsyncIterator[pb.CatalogVersion]:
+        if self.versions.interval <= 0:
+            await abort(
+                context, grpc.StatusCode.FAILED_PRECONDITION, "MERCATO_CATALOG_WATCH_INTERVAL is 0"
+            )
+        try:
+            async with contextlib.aclosing(self.versions.changes()) as changes:
+                async for version in changes:
+                    yield pb.CatalogVersion(version=version)
+        except Exception:  # the version could not be read (logged by the watch)
+            await abort(context, grpc.StatusCode.UNAVAILABLE, "the catalog version is unreadable")
 
     async def GetProduct(self, request: pb.GetProductRequest, context: Context) -> pb.Product:
         viewer = await self._viewer(context)

@@ -30,6 +30,7 @@ from fastapi import Depends, Header, Request
 from google.protobuf.message import Message
 
 from mercato.platform.runtime.service import ServiceContext
+from mercato.services.gateway import pages
 from mercato.services.gateway.problems import Problem
 
 log = structlog.get_logger(__name__)
@@ -126,6 +127,9 @@ class Gateway:
             return await getattr(stub, method)(message, timeout=deadline, metadata=self.metadata())
         except grpc.aio.AioRpcError as exc:
             raise problem_of(service, method, exc) from None
+        finally:
+            if service == "catalog" and method not in pages.READS:
+                pages.pages_of(self.ctx).written()
 
     def _stub(self, service: str, stub_type: type[Any]) -> Any:
         # A stub builds a callable per method of the service: made once per channel, not

@@ -75,6 +75,16 @@ class ListProductsReply(_message.Message):
     unchanged: bool
     def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageInfo, _Mapping]] = ..., version: _Optional[int] = ..., unchanged: _Optional[bool] = ...) -> None: ...
 
+class WatchVersionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CatalogVersion(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
 class GetProductRequest(_message.Message):
     __slots__ = ("product_id",)
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]

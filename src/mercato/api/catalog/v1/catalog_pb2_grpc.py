@@ -39,6 +39,11 @@ class CatalogStub:
                 request_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ListProductsRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ListProductsReply.FromString,
                 _registered_method=True)
+        self.WatchVersion = channel.unary_stream(
+                '/mercato.api.catalog.v1.Catalog/WatchVersion',
+                request_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.WatchVersionRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.CatalogVersion.FromString,
+                _registered_method=True)
         self.GetProduct = channel.unary_unary(
                 '/mercato.api.catalog.v1.Catalog/GetProduct',
                 request_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.GetProductRequest.SerializeToString,
@@ -76,6 +81,15 @@ class CatalogServicer:
 
     def ListProducts(self, request, context):
         """Active products (an admin may ask for inactive ones too), filtered, searched, sorted, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchVersion(self, request, context):
+        """The catalog's version (ListProductsReply.version) now, then each time it moves, read
+        every MERCATO_CATALOG_WATCH_INTERVAL seconds; for whoever keeps pages of products.
+        UNAVAILABLE when the version cannot be read; FAILED_PRECONDITION when the interval is 0.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +152,11 @@ def add_CatalogServicer_to_server(servicer, server):
                     request_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ListProductsRequest.FromString,
                     response_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ListProductsReply.SerializeToString,
             ),
+            'WatchVersion': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchVersion,
+                    request_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.WatchVersionRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.CatalogVersion.SerializeToString,
+            ),
             'GetProduct': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProduct,
                     request_deserializer=mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.GetProductRequest.FromString,
@@ -196,6 +215,33 @@ class Catalog:
             '/mercato.api.catalog.v1.Catalog/ListProducts',
             mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ListProductsRequest.SerializeToString,
             mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.ListProductsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mercato.api.catalog.v1.Catalog/WatchVersion',
+            mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.WatchVersionRequest.SerializeToString,
+            mercato_dot_api_dot_catalog_dot_v1_dot_catalog__pb2.CatalogVersion.FromString,
             options,
             channel_credentials,
             insecure,

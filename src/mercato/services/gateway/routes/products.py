@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from mercato.api.catalog.v1 import catalog_pb2 as pb
 from mercato.api.catalog.v1.catalog_pb2_grpc import CatalogStub
 from mercato.api.common.v1 import common_pb2
+from mercato.services.gateway.pages import pages_of
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.security import AdminCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
@@ -106,34 +106,6 @@ def _product(reply: pb.Product) -> Product:
     return Product.model_validate(_fields(reply))
 
 
-class _Pages:
-    """The pages of products this gateway has shown, by their query, with the catalog's
-    version each was read at. Asked for again, a page is sent as kept when the catalog
-    answers that its version has not moved (``if_version``): the catalog still decides every
-    time, and a kept page is never older than a fresh read would be. The least recently
-    shown go first beyond ``SIZE``."""
-
-    SIZE = 256
-
-    def __init__(self) -> None:
-        self._kept: OrderedDict[tuple[object, ...], tuple[int, bytes]] = OrderedDict()
-
-    def get(self, key: tuple[object, ...]) -> tuple[int, bytes] | None:
-        found = self._kept.get(key)
-        if found is not None:
-            self._kept.move_to_end(key)
-        return found
-
-    def put(self, key: tuple[object, ...], version: int, body: bytes) -> None:
-        self._kept[key] = (version, body)
-        self._kept.move_to_end(key)
-        while len(self._kept) > self.SIZE:
-            self._kept.popitem(last=False)
-
-
-_PAGES = "mercato.gateway.product_pages"  # in ctx.extras
-
-
 def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
@@ -155,16 +127,18 @@ async def list_products(
         sort=SORTS[sort],  # type: ignore[arg-type]
         include_inactive=includeInactive,
     )
-    # What anyone may see is kept; an admin's view with the inactive products is not.
-    pages: _Pages | None = None
+    # What anyone may see is kept (services/gateway/pages.py); an admin's view with the
+    # inactive products is not.
+    pages = pages_of(upstream.ctx)
     key = (q, category, page, pageSize, sort)
-    kept = None
-    if not includeInactive:
-        pages = upstream.ctx.extras.setdefault(_PAGES, _Pages())
-        kept = pages.get(key)
-        if kept is not None:
-            message.if_version = kept[0]
+    kept = None if includeInactive else pages.get(key)
+    if kept is not None:
+        if pages.sendable(kept[0]):
+            return _json(kept[1])
+        message.if_version = kept[0]
+    writes = pages.writes
     reply = await upstream.call("catalog", CatalogStub, "ListProducts", message)
+    pages.read(reply.version, writes)
     if reply.unchanged and kept is not None:
         return _json(kept[1])
     body = (
@@ -179,7 +153,7 @@ async def list_products(
         .model_dump_json()
         .encode()
     )
-    if pages is not None:
+    if not includeInactive:
         pages.put(key, reply.version, body)
     return _json(body)
 
