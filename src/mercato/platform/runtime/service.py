@@ -66,20 +66,26 @@ class ServiceContext:
     def channel(self, service: str) -> grpc.aio.Channel:
         """A shared gRPC channel to another service: in-process when that service runs in
         this process (see ``local_grpc``), else to its address from ``grpc_targets``."""
-        import grpc.aio
-
         if self.local is not None and service in self.local:
             return self.local.channel()
         channel = self._channels.get(service)
         if channel is None:
-            target = self.grpc_targets.get(service)
-            if target is None:
-                raise LookupError(f"no gRPC address known for service {service!r}")
-            channel = grpc.aio.insecure_channel(
-                target, options=[("grpc.lb_policy_name", "round_robin")]
-            )
-            self._channels[service] = channel
+            channel = self._channels[service] = self.own_channel(service)
         return channel
+
+    def own_channel(self, service: str) -> grpc.aio.Channel:
+        """A channel to ``service`` of the caller's own, which the caller closes (in-process
+        when the service runs here: nothing to close): for a long-lived stream whose attempts
+        to connect to a service not up yet must not put the shared channel in back-off, where
+        every call on it would fail at once until the next attempt."""
+        import grpc.aio
+
+        if self.local is not None and service in self.local:
+            return self.local.channel()
+        target = self.grpc_targets.get(service)
+        if target is None:
+            raise LookupError(f"no gRPC address known for service {service!r}")
+        return grpc.aio.insecure_channel(target, options=[("grpc.lb_policy_name", "round_robin")])
 
     async def close_channels(self) -> None:
         for channel in self._channels.values():

@@ -52,7 +52,8 @@ class VersionWatch:
                     yield sent
                     continue
                 try:
-                    await asyncio.wait_for(moved.wait(), HEARTBEAT)
+                    async with asyncio.timeout(HEARTBEAT):  # not wait_for (see gateway/pages.py)
+                        await moved.wait()
                 except TimeoutError:  # still the same: said again, so silence means trouble
                     sent = None
         finally:

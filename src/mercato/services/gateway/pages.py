@@ -6,17 +6,17 @@ sent again as kept:
 
 - when the catalog, asked with ``if_version``, answers ``unchanged``: exact, the catalog
   decides;
-- without asking, when the catalog runs in another process and the version it pushes
-  (``WatchVersion``, read every ``MERCATO_CATALOG_WATCH_INTERVAL`` seconds, at least one
-  message a second) is the page's. A change made elsewhere (another gateway, a stock report)
-  is seen once the catalog has read its version and the push has arrived: the interval and a
-  message's way, not more, for the watch counts as lost after ``SILENCE`` seconds without one.
+- without asking, when the version the catalog pushes (``WatchVersion``, read every
+  ``MERCATO_CATALOG_WATCH_INTERVAL`` seconds, at least one message a second) is the page's.
+  A change made elsewhere (another gateway, a stock report) is seen once the catalog has read
+  its version and the push has arrived: the interval and a message's way, not more, for the
+  watch counts as lost after ``SILENCE`` seconds without one.
   A catalog write through this gateway is seen at once: after it, pages are asked for again
   until one read after it shows the version to wait for (``fence``), so that a push read
   before the write cannot pass for the latest.
 
-In the catalog's own process asking costs a call on the event loop, so the gateway does not
-watch there. An admin's view with the inactive products is never kept.
+The same in one process as across processes (the watch then runs on the in-process channel).
+An admin's view with the inactive products is never kept.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import structlog
 
 from mercato.api.catalog.v1 import catalog_pb2 as pb
 from mercato.api.catalog.v1.catalog_pb2_grpc import CatalogStub
-from mercato.platform.runtime.local_grpc import LocalChannel
 from mercato.platform.runtime.service import ServiceContext
 
 log = structlog.get_logger(__name__)
@@ -101,23 +100,28 @@ def pages_of(ctx: ServiceContext) -> Pages:
 
 
 async def watch_catalog(ctx: ServiceContext) -> None:
-    """The gateway's task: follow the catalog's version while the catalog runs elsewhere,
-    connecting again (0.5 s, doubling to 5 s) whenever the watch ends."""
+    """The gateway's task: follow the catalog's version, connecting again (0.5 s, doubling
+    to 5 s) whenever the watch ends."""
     if ctx.settings.catalog_watch_interval <= 0:
         return
     pages = pages_of(ctx)
     delay = 0.5
     while True:
         try:
-            channel = ctx.channel("catalog")
+            channel = ctx.own_channel("catalog")  # not the requests' (see own_channel)
         except LookupError:
             channel = None
-        if isinstance(channel, LocalChannel):
-            return
         if channel is not None:
             call = CatalogStub(channel).WatchVersion(pb.WatchVersionRequest())  # type: ignore[no-untyped-call]
             try:
-                while (reply := await asyncio.wait_for(call.read(), SILENCE)) is not grpc.aio.EOF:
+                while True:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the task's
+                    # own cancellation when a reply comes at that moment (the task then never
+                    # ends, and neither does the gateway's stop).
+                    async with asyncio.timeout(SILENCE):
+                        reply = await call.read()
+                    if reply is grpc.aio.EOF:
+                        break
                     pages.pushed(reply.version)
                     delay = 0.5
             except (grpc.aio.AioRpcError, TimeoutError) as exc:
@@ -127,5 +131,7 @@ async def watch_catalog(ctx: ServiceContext) -> None:
             finally:
                 pages.lost()
                 call.cancel()
+                if isinstance(channel, grpc.aio.Channel):
+                    await channel.close()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)

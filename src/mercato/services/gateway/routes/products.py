@@ -120,22 +120,21 @@ async def list_products(
     sort: Sort = "name",
     includeInactive: Annotated[bool, Query(description="Inactive products too (admin)")] = False,
 ) -> Response:
+    # What anyone may see is kept (services/gateway/pages.py); an admin's view with the
+    # inactive products is not.
+    pages = pages_of(upstream.ctx)
+    key = (q, category, page, pageSize, sort)
+    kept = None if includeInactive else pages.get(key)
+    if kept is not None and pages.sendable(kept[0]):
+        return _json(kept[1])
     message = pb.ListProductsRequest(
         query=q,
         category=category,
         page=common_pb2.PageRequest(page=page, page_size=pageSize),
         sort=SORTS[sort],  # type: ignore[arg-type]
         include_inactive=includeInactive,
+        if_version=kept[0] if kept is not None else None,
     )
-    # What anyone may see is kept (services/gateway/pages.py); an admin's view with the
-    # inactive products is not.
-    pages = pages_of(upstream.ctx)
-    key = (q, category, page, pageSize, sort)
-    kept = None if includeInactive else pages.get(key)
-    if kept is not None:
-        if pages.sendable(kept[0]):
-            return _json(kept[1])
-        message.if_version = kept[0]
     writes = pages.writes
     reply = await upstream.call("catalog", CatalogStub, "ListProducts", message)
     pages.read(reply.version, writes)
