@@ -3,6 +3,7 @@ version the catalog pushes is theirs, never across its own writes, never on a si
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from mercato.services.catalog.grpc_api import CatalogApi
 from mercato.services.gateway import pages as pages_module
 from mercato.services.gateway.pages import Pages, pages_of
 from tests.conftest import eventually
+from tests.runtime.test_processes import free_port
 from tests.services.catalog.test_catalog import ADMIN, bearer, settings_for
 from tests.services.catalog.test_catalog_pages import report_stock
 from tests.support import running
@@ -142,3 +144,24 @@ async def test_no_watch_when_the_interval_is_0(
         for _ in range(3):
             assert (await http.get("/api/v1/products", params=LAMPS)).status_code == 200
         assert len(asked) == 3 and pages_of(gw).latest is None
+
+
+async def test_the_watch_before_the_catalog_is_up_does_not_fail_the_first_calls(
+    tmp_path: Path,
+) -> None:
+    """The gateway starts first and its watch fails to connect for a while; the catalog's
+    first request once it is up is answered (the watch's connections are its own, so the
+    shared channel's are not in back-off)."""
+    ports = {"identity": free_port(), "catalog": free_port()}
+    targets = ",".join(f"{name}=127.0.0.1:{port}" for name, port in ports.items())
+    settings = settings_for(tmp_path, grpc_targets=targets)
+    async with running([load_service("gateway")], settings) as (_system, http):
+        await asyncio.sleep(1.5)  # the watch tries, and fails, to connect
+        behind = System(
+            [load_service("identity"), load_service("catalog")], settings, grpc_ports=ports
+        )
+        async with behind.running():
+            admin = await bearer(http, ADMIN)
+            body = {"name": "Desk lamp", "price": 10}
+            made = await http.post("/api/v1/products", json=body, headers=admin)
+            assert made.status_code == 201, made.text

@@ -70,22 +70,28 @@ class ServiceContext:
             return self.local.channel()
         channel = self._channels.get(service)
         if channel is None:
-            channel = self._channels[service] = self.own_channel(service)
+            channel = self._channels[service] = self._dial(service)
         return channel
 
     def own_channel(self, service: str) -> grpc.aio.Channel:
         """A channel to ``service`` of the caller's own, which the caller closes (in-process
-        when the service runs here: nothing to close): for a long-lived stream whose attempts
-        to connect to a service not up yet must not put the shared channel in back-off, where
-        every call on it would fail at once until the next attempt."""
-        import grpc.aio
-
+        when the service runs here: nothing to close), for a long-lived stream. Its
+        connections are its own too (gRPC otherwise shares them among channels to the same
+        address): its attempts to connect to a service not up yet must not put the shared
+        channel's connection in back-off, where every call on it fails at once."""
         if self.local is not None and service in self.local:
             return self.local.channel()
+        return self._dial(service, ("grpc.use_local_subchannel_pool", 1))
+
+    def _dial(self, service: str, *options: tuple[str, Any]) -> grpc.aio.Channel:
+        import grpc.aio
+
         target = self.grpc_targets.get(service)
         if target is None:
             raise LookupError(f"no gRPC address known for service {service!r}")
-        return grpc.aio.insecure_channel(target, options=[("grpc.lb_policy_name", "round_robin")])
+        return grpc.aio.insecure_channel(
+            target, options=[("grpc.lb_policy_name", "round_robin"), *options]
+        )
 
     async def close_channels(self) -> None:
         for channel in self._channels.values():
