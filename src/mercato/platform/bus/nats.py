@@ -412,14 +412,18 @@ class _Puller:
             timeout = deadline - asyncio.get_running_loop().time()
             if self.stopping or timeout <= 0:
                 return None
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the task's own
+            # cancellation when the wait ends at that moment, and the loop would go on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.wake.wait()
         return self.received.popleft()
 
     async def _sleep(self, seconds: float) -> None:
         self.wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for (see _next)
+                await self.wake.wait()
 
     async def _handle(self, msgs: list[Msg]) -> None:
         ready: list[tuple[Msg, RawMessage]] = []

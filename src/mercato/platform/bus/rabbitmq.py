@@ -348,8 +348,11 @@ class _Worker:
         # Backoff: hold the message unacknowledged for the delay (a stop cuts it short), then
         # hand it back. Reject, not nack: from RabbitMQ 4.3 only a reject counts as a failed
         # delivery (x-delivery-count, the delivery limit); a nack means "not processed".
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the task's own
+        # cancellation when the stop comes at that moment.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self.stopping.wait()
         await self._settle(message.reject(requeue=True))
 
     async def stop(self) -> None:
