@@ -3,16 +3,15 @@
 One reader per process reads ``catalog_version`` every ``interval`` seconds while anyone
 watches, and stops when no one does. Each watcher gets the version when it moves, and again
 every ``HEARTBEAT`` seconds when it does not, so that a watcher can tell a quiet catalog from
-a lost one. The version is moved by triggers in the database
-(catalog_0003), whichever replica or handler wrote, so reading it is the one way to see every
-change. A read that fails ends every watch (the watchers fall back to asking each time) rather
-than leaving them with a version that may have moved.
+a lost one. The version is moved by triggers in the database (catalog_0003), whichever
+replica or handler wrote, so reading it is the one way to see every change. A read that fails
+ends every watch (the watchers fall back to asking each time) rather than leaving them with a
+version that may have moved.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator
 
 import structlog
@@ -59,9 +58,9 @@ class VersionWatch:
         finally:
             self._watchers -= 1
             if self._watchers == 0 and self._reader is not None:
+                # Not awaited: a cancellation of this watcher arriving meanwhile would be
+                # taken for the reader's. A new watcher starts a reader of its own.
                 self._reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._reader
                 self._reader = None
 
     async def _read(self) -> None:
@@ -73,8 +72,6 @@ class VersionWatch:
                     self._version = version
                     self._wake()
                 await asyncio.sleep(self.interval)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.warning("catalog version unreadable; watches end", error=str(exc))
             self._failure = exc
