@@ -4,15 +4,16 @@ version the catalog pushes is theirs, never across its own writes, never on a si
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
 
+from mercato.api.catalog.v1 import catalog_pb2 as pb
 from mercato.platform.runtime.service import ServiceContext
 from mercato.platform.runtime.system import System
 from mercato.services import load_service
@@ -39,12 +40,44 @@ def test_a_kept_page_goes_unasked_only_at_the_pushed_version() -> None:
     assert not pages.sendable(8)
 
 
-def test_a_silent_watch_counts_as_lost(monkeypatch: pytest.MonkeyPatch) -> None:
-    pages = Pages()
-    pages.pushed(7)
-    later = time.monotonic() + pages_module.SILENCE + 0.1
-    monkeypatch.setattr(pages_module.time, "monotonic", lambda: later)
-    assert not pages.sendable(7)
+class _SilentCatalog:
+    """A channel whose WatchVersion says 7 once and then nothing, never ending."""
+
+    cancelled = 0
+
+    def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return lambda request, **options: self
+
+    async def read(self) -> Any:
+        if not self.cancelled:
+            self.cancelled = -1
+            return pb.CatalogVersion(version=7)
+        await asyncio.Event().wait()
+
+    def cancel(self) -> bool:
+        self.cancelled = 1
+        return True
+
+
+async def test_a_silent_watch_counts_as_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages_module, "SILENCE", 0.2)
+    channel = _SilentCatalog()
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(catalog_watch_interval=0.1),
+        extras={},
+        own_channel=lambda service: channel,
+    )
+    task = asyncio.create_task(pages_module.watch_catalog(cast(Any, ctx)))
+    try:
+        pages = pages_of(cast(Any, ctx))
+        await eventually(lambda: pages.sendable(7), timeout=1)
+        await eventually(lambda: not pages.sendable(7), timeout=1)  # silent: given up on
+        assert channel.cancelled == 1
+    finally:
+        task.cancel()
 
 
 def test_after_a_write_only_a_read_begun_after_it_lets_pages_go_unasked() -> None:

@@ -22,7 +22,6 @@ An admin's view with the inactive products is never kept.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 
 import grpc
@@ -47,8 +46,9 @@ class Pages:
 
     def __init__(self) -> None:
         self._kept: OrderedDict[tuple[object, ...], tuple[int, bytes]] = OrderedDict()
-        self.latest: int | None = None  # the version last pushed (None: no watch)
-        self.heard_at = 0.0  # when (monotonic) the watch last spoke
+        # The version last pushed; None while there is no watch (none yet, or it ended, or
+        # it fell silent: ``watch_catalog`` gives up on it after ``SILENCE`` seconds).
+        self.latest: int | None = None
         self.writes = 0  # catalog writes through this gateway that have returned
         self.fence = 0  # kept pages go unasked only at this version or later
 
@@ -66,14 +66,10 @@ class Pages:
 
     def sendable(self, version: int) -> bool:
         """Whether a page kept at ``version`` may be sent without asking the catalog."""
-        return (
-            version == self.latest
-            and version >= self.fence
-            and time.monotonic() - self.heard_at < SILENCE
-        )
+        return version == self.latest and version >= self.fence
 
     def pushed(self, version: int) -> None:
-        self.latest, self.heard_at = version, time.monotonic()
+        self.latest = version
 
     def lost(self) -> None:
         self.latest = None
