@@ -193,6 +193,44 @@ async def test_a_pipelined_batch_arrives_in_publish_order(processes: Processes) 
     assert [m.headers["cloudEvents:id"] for m in seen.seen] == [e.id for e in events]
 
 
+async def test_a_batch_acknowledged_in_one_frame_leaves_a_held_retry_alone(
+    processes: Processes,
+) -> None:
+    """A batch all handled is acknowledged by its last delivery ("this and all before"); a
+    message held unacknowledged for its retry meanwhile must not be swept up with it."""
+    bus = await processes.start()
+    seen: list[int] = []
+
+    async def processor(batch: Sequence[RawMessage]) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        for message in batch:
+            n = json.loads(message.body)["n"]
+            seen.append(n)
+            verdicts.append(Retry(0.5) if n == 1 and seen.count(1) == 1 else None)
+        return verdicts
+
+    await bus.subscribe("svc-a", [PATTERN], processor)
+    held = ping(1)
+    await bus.publish([(topic_of(held), held)])
+    await eventually(lambda: seen == [1])
+    later = [ping(2), ping(3)]
+    assert await bus.publish([(topic_of(e), e) for e in later]) == [True, True]
+    await eventually(lambda: seen.count(1) == 2, timeout=5)
+    assert sorted(seen) == [1, 1, 2, 3]
+
+
+async def test_an_event_the_broker_refuses_is_reported_unconfirmed(processes: Processes) -> None:
+    bus = await processes.start()
+    async with await aio_pika.connect(processes.url) as spy:
+        channel = await spy.channel()
+        full = await channel.declare_queue(
+            exclusive=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+        )
+        await full.bind(bus.exchange_name, routing_key="#")
+        event = ping(1)
+        assert await bus.publish([(topic_of(event), event)]) == [False]  # nacked: retried later
+
+
 async def test_publishing_while_the_broker_is_away_fails_cleanly_then_recovers(
     processes: Processes,
 ) -> None:
