@@ -30,6 +30,11 @@ from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import dead_letters, inbox
 from mercato.platform.unit_of_work import Committed, UnitOfWork, trace_id_of, transaction
 
+# Reads, in one statement, what the handlers of a batch's new events will each read, and keeps
+# it for them in the unit of work (the order service: the batch's orders, locked): one round
+# trip for the batch instead of one per event.
+Prefetch = Callable[[UnitOfWork, Sequence[Payload]], Awaitable[None]]
+
 log = structlog.get_logger(__name__)
 
 HandlerFn = Callable[[Any, UnitOfWork], Awaitable[None]]
@@ -93,8 +98,10 @@ class InboxConsumer:
         *,
         policy: RetryPolicy | None = None,
         on_events: Committed | None = None,
+        prefetch: Prefetch | None = None,
     ):
         self.name = name
+        self.prefetch = prefetch
         self.db = db
         self.policy = policy or RetryPolicy()
         self.on_events = on_events
@@ -170,6 +177,8 @@ class InboxConsumer:
                 ],
             )
             fresh = {row.event_id for row in claimed}
+            if self.prefetch is not None and fresh:
+                await self.prefetch(uow, [i.payload for i in items if i.envelope.id in fresh])
             for item in items:
                 env = item.envelope
                 if env.id not in fresh:  # handled before, or earlier in this batch

@@ -25,7 +25,11 @@ from mercato.services.order.domain import history_is_consistent
 from mercato.services.order.store import history, load
 from tests.conftest import eventually
 from tests.services.order.conftest import Shop, start_shop
-from tests.services.order.test_order_service import checkout, create_request
+from tests.services.order.test_order_service import (
+    checkout,
+    create_request,
+    news_in_one_batch_read_their_orders_at_once,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -136,3 +140,9 @@ async def test_a_saga_step_updates_the_order_and_its_history_in_one_statement(
         assert writes[0].startswith("WITH saved AS") == (grew[-1] > 0), writes
     assert stored.order.delivered
     assert grew == [0, 2, 1, 1]  # a step of none, one of several rows, two of one
+
+
+async def test_news_in_one_batch_lock_their_orders_at_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await news_in_one_batch_read_their_orders_at_once(shop, monkeypatch)

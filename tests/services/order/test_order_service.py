@@ -7,6 +7,7 @@ import asyncio
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -16,11 +17,13 @@ from sqlalchemy import select
 from mercato.api.common.v1 import common_pb2
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.contracts.events import (
+    REGISTRY,
     Address,
     CartCheckedOut,
     CartItem,
     Item,
     OrderCancelled,
+    Payload,
     PaymentCompleted,
     PaymentFailed,
     PaymentInitiated,
@@ -29,7 +32,10 @@ from mercato.contracts.events import (
     ShipmentDelivered,
     StockReserved,
 )
+from mercato.platform.bus.port import RawMessage, topic_of
+from mercato.platform.envelope import AMQP_PREFIX, Envelope
 from mercato.platform.storage.tables import dead_letters
+from mercato.services.order import store
 from tests.conftest import eventually
 from tests.services.order.conftest import ADMIN, Shop, start_shop
 
@@ -356,3 +362,60 @@ async def test_an_unanswered_step_times_out_and_cancels(tmp_path: Path) -> None:
         cancelled = await eventually(partial(shop.published, "OrderCancelled"), timeout=5)
         assert cancelled[0].previousStatus == "CREATED"
         assert cancelled[0].reason == "timed out waiting for the payment"
+
+
+async def news_in_one_batch_read_their_orders_at_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of participants' news for several orders: the orders are read (and, on
+    PostgreSQL, locked) in one statement, and every step is taken as one by one."""
+    ids = ["o-b1", "o-b2", "o-b3"]
+    for order_id in ids:
+        await shop.tell(checkout(order_id))
+    await eventually(lambda: all_placed(shop, ids))
+    singles: list[str] = []
+    batches: list[list[str]] = []
+    one, many = store.load, store.load_locked
+
+    async def load(conn: Any, order_id: str, **kw: Any) -> Any:
+        singles.append(order_id)
+        return await one(conn, order_id, **kw)
+
+    async def load_locked(conn: Any, order_ids: Any) -> Any:
+        batches.append(sorted(order_ids))
+        return await many(conn, order_ids)
+
+    monkeypatch.setattr(store, "load", load)
+    monkeypatch.setattr(store, "load_locked", load_locked)
+    news: list[Payload] = [
+        *(StockReserved(orderId=i, items=[Item(productId="p-1", quantity=2)]) for i in ids),
+        *(PaymentCompleted(paymentId=f"pay-{i}", orderId=i, status="OK") for i in ids),
+    ]
+    batch = []
+    for payload in news:
+        kind = type(payload).__name__
+        event = Envelope(
+            type=kind, source=f"mercato/{REGISTRY[kind].publisher}", data=payload.dump()
+        )
+        headers, body = event.to_binary(AMQP_PREFIX)
+        batch.append(RawMessage(topic_of(event), headers, body, AMQP_PREFIX))
+    consumer = shop.system.hosts["order"].consumer
+    assert consumer is not None
+    assert await consumer(batch) == [None] * len(batch)
+    assert batches == [ids] and singles == []
+    async with shop.ctx.db.connect() as conn:
+        for order_id in ids:
+            stored = await one(conn, order_id)
+            assert stored is not None and stored.version == 3
+            assert stored.order.paid and stored.order.reserved
+
+
+async def all_placed(shop: Shop, ids: list[str]) -> bool:
+    async with shop.ctx.db.connect() as conn:
+        return all([await store.load(conn, i) is not None for i in ids])
+
+
+async def test_news_in_one_batch_read_their_orders_at_once(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await news_in_one_batch_read_their_orders_at_once(shop, monkeypatch)

@@ -102,7 +102,12 @@ class ServiceHost:
         if self.service.handlers:
             policy = RetryPolicy(max_attempts=s.max_attempts, base_delay=s.retry_base_delay)
             self.consumer = InboxConsumer(
-                self.name, db, self.service.handlers, policy=policy, on_events=self.relay.committed
+                self.name,
+                db,
+                self.service.handlers,
+                policy=policy,
+                on_events=self.relay.committed,
+                prefetch=self.service.prefetch,
             )
             self._subscription = await self.bus.subscribe(
                 self.name,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mercato.platform.envelope import Envelope
-from mercato.platform.inbox import On
+from mercato.platform.inbox import On, Prefetch
 from mercato.platform.settings import Settings
 from mercato.platform.storage.sql import Database
 from mercato.platform.unit_of_work import Committed, UnitOfWork, transaction
@@ -33,7 +33,8 @@ class Service:
     - ``http``: returns an ASGI app (a FastAPI app: only the gateway has public routes), it takes
       every request not for the process's own /healthz, /readyz and /metrics;
     - ``tasks``: background loops (timeouts, the sandbox carrier…) run while the service runs;
-    - ``on_start``: one-off start-up work (seed data) after migrations.
+    - ``on_start``: one-off start-up work (seed data) after migrations;
+    - ``prefetch``: reads at once what a batch of events' handlers would each read (below).
     """
 
     name: str
@@ -43,6 +44,7 @@ class Service:
     http: Callable[[ServiceContext], ASGIApp] | None = None
     tasks: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
     on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
+    prefetch: Prefetch | None = None
 
 
 @dataclass

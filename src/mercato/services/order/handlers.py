@@ -8,10 +8,13 @@ redelivered event a no-op; a checkout whose order id is already known is skipped
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import structlog
 
 from mercato.contracts.events import (
     CartCheckedOut,
+    Payload,
     PaymentCompleted,
     PaymentFailed,
     PaymentInitiated,
@@ -80,3 +83,8 @@ async def advance_saga(event: ParticipantNews, uow: UnitOfWork) -> None:
     if await orders.apply(uow, event.orderId, event) is None:
         kind = type(event).__name__
         log.warning("news about an unknown order", order_id=event.orderId, type=kind)
+
+
+async def lock_orders(uow: UnitOfWork, payloads: Sequence[Payload]) -> None:
+    """The batch's participant news, read with their orders locked in one statement."""
+    await orders.lock_all(uow, [p.orderId for p in payloads if isinstance(p, ParticipantNews)])

@@ -65,6 +65,16 @@ async def _locked(uow: UnitOfWork, order_id: str) -> Stored | None:
     return _kept(uow, stored) if stored is not None else None
 
 
+async def lock_all(uow: UnitOfWork, order_ids: Iterable[str]) -> None:
+    """Read and lock at once the orders a batch of events is about to change; its handlers
+    then find them in the unit of work (``_locked``). One order is left to its handler."""
+    known = _known.get(uow, {})
+    wanted = {i for i in order_ids if i not in known}
+    if len(wanted) > 1:
+        for stored in await store.load_locked(uow.conn, list(wanted)):
+            _kept(uow, stored)
+
+
 async def place_order(
     uow: UnitOfWork,
     order_id: str,

@@ -28,7 +28,7 @@ from mercato.platform.runtime.service import Service, ServiceContext
 from mercato.services.order import orders, store
 from mercato.services.order.domain import Timeouts
 from mercato.services.order.grpc_api import OrdersApi
-from mercato.services.order.handlers import advance_saga, place_checked_out_order
+from mercato.services.order.handlers import advance_saga, lock_orders, place_checked_out_order
 from mercato.services.order.pricing import price_list
 
 log = structlog.get_logger(__name__)
@@ -96,6 +96,7 @@ service = Service(
         ),
     ],
     grpc=register,
+    prefetch=lock_orders,
     tasks=[cancel_overdue_orders],
     on_start=start,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,14 @@ _LOAD = (
     .order_by(order_items.c.position)
 )
 _LOAD_LOCKED = _LOAD.with_for_update(of=orders)
+# Several orders locked at once, in the order of their ids (as any other batch takes them).
+_LOAD_MANY_LOCKED = (
+    select(orders, *_ITEM_COLUMNS)
+    .outerjoin(order_items, order_items.c.order_id == orders.c.id)
+    .where(orders.c.id.in_(bindparam("keys", expanding=True)))
+    .order_by(orders.c.id, order_items.c.position)
+    .with_for_update(of=orders)
+)
 _INSERT = {
     "postgresql": postgresql.insert(orders).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(orders).on_conflict_do_nothing(),
@@ -100,11 +109,20 @@ async def load(conn: Connection, order_id: str, *, lock: bool = False) -> Stored
     """The order, or None. ``lock``: hold its row until commit (PostgreSQL ``FOR UPDATE``;
     SQLite's transactions already hold the database's write lock from their start)."""
     rows = (await conn.execute(_LOAD_LOCKED if lock else _LOAD, {"key": order_id})).all()
-    if not rows:
-        return None
-    row = rows[0]
+    return _stored(rows) if rows else None
+
+
+async def load_locked(conn: Connection, order_ids: Sequence[str]) -> list[Stored]:
+    """The orders of these ids that exist, each row held until commit, in one statement."""
+    rows = (await conn.execute(_LOAD_MANY_LOCKED, {"keys": sorted(order_ids)})).all()
+    return [_stored(list(one)) for _, one in itertools.groupby(rows, key=lambda r: r.id)]
+
+
+def _stored(rows: Sequence[Any]) -> Stored:
+    """An order from its rows (one per item, the order's columns repeated)."""
+    first = rows[0]
     lines = [_line(r) for r in rows if r.item_product_id is not None]
-    return Stored(_order(row, lines), int(row.version), row.updated_at, row.cart_id)
+    return Stored(_order(first, lines), int(first.version), first.updated_at, first.cart_id)
 
 
 def _fields(order: Order) -> dict[str, Any]:
