@@ -29,6 +29,7 @@ from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 from mercato.bench.client import FAILURES, Client
 from mercato.bench.hammer import Hammered, hammer
 from mercato.bench.system import POSTGRES, free_port
+from mercato.platform.waits import within
 
 BODY = json.dumps({"specversion": "1.0", "type": "OrderCreated", "data": {"x": "y" * 400}}).encode()
 WINDOW = 200  # publishes awaiting their confirm at once
@@ -80,7 +81,7 @@ async def rabbitmq(url: str, messages: int, queues: int) -> float:
                 routing_key="raw",
             ),
         )
-        await asyncio.wait_for(done.wait(), timeout=120)
+        await within(120, done.wait())
         elapsed = time.perf_counter() - started
         await consumer.close()  # before the queues go, or the broker cancels its consumers
         for queue in declared:
@@ -124,7 +125,7 @@ async def nats_jetstream(url: str, messages: int, queues: int) -> float:
         started = time.perf_counter()
         consumers = [asyncio.create_task(consume(s)) for s in subs]
         await _pipelined(messages, lambda i: js.publish(subject, BODY))
-        await asyncio.wait_for(asyncio.gather(*consumers), timeout=120)
+        await within(120, asyncio.gather(*consumers))
         elapsed = time.perf_counter() - started
     finally:
         try:
@@ -266,7 +267,7 @@ async def bare_http(seconds: float, clients: int) -> Hammered:
     finally:
         process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), 10)
+            await within(10, process.wait())
         except TimeoutError:
             process.kill()
             await process.wait()

@@ -18,6 +18,7 @@ from mercato.platform.storage.database import SELECT_1
 from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.storage.tables import outbox
 from mercato.platform.unit_of_work import Outgoing
+from mercato.platform.waits import within
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,7 @@ class OutboxRelay:
         if self._stopping:
             return
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await within(seconds, self._wake.wait())
         except TimeoutError:
             pass
 

@@ -143,6 +143,9 @@ async def test_a_saga_step_updates_the_order_and_its_history_in_one_statement(
 
 
 async def test_news_in_one_batch_lock_their_orders_at_once(
-    shop: Shop, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, postgres_template: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await news_in_one_batch_read_their_orders_at_once(shop, monkeypatch)
+    # The default payment timeout: the fixture's short one would have the timeout task
+    # reading (and cancelling) the orders meanwhile.
+    async for shop in start_shop(tmp_path, database_url=postgres_template):
+        await news_in_one_batch_read_their_orders_at_once(shop, monkeypatch)

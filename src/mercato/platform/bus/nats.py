@@ -44,6 +44,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
 from mercato.platform.envelope import NATS_PREFIX, Envelope
+from mercato.platform.waits import within
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +127,8 @@ class NatsBus:
 
         try:
             # Reconnect forever once up, but bound the first connection.
-            await asyncio.wait_for(
+            await within(
+                10.0,
                 nc.connect(
                     self.url,
                     name=f"mercato-{self.namespace}",
@@ -135,7 +137,6 @@ class NatsBus:
                     connect_timeout=2,
                     error_cb=on_error,
                 ),
-                timeout=10.0,
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await nc.close()

@@ -41,6 +41,7 @@ from aiormq import spec
 
 from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
 from mercato.platform.envelope import AMQP_PREFIX, CONTENT_TYPE, Envelope
+from mercato.platform.waits import within
 
 log = structlog.get_logger(__name__)
 PERSISTENT = aio_pika.DeliveryMode.PERSISTENT.value
@@ -89,7 +90,7 @@ class RabbitBus:
         self._publish_channel = self._exchange = None
         if connection is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), self.timeout)
+                await within(self.timeout, connection.close())
 
     async def ping(self) -> None:
         if self._connection is None or self._connection.is_closed:
@@ -180,7 +181,7 @@ class RabbitBus:
             )
         if self._connection is None:
             raise ConnectionError("RabbitBus is not connected: call connect() first")
-        channel = await asyncio.wait_for(self._connection.channel(), self.timeout)
+        channel = await within(self.timeout, self._connection.channel())
         try:
             # One bound for the whole setup: a robust channel waits for a lost connection.
             async with asyncio.timeout(self.timeout):
@@ -190,7 +191,7 @@ class RabbitBus:
                 await worker.start([(queue, False), (dead, True)])
         except BaseException:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(channel.close(), self.timeout)
+                await within(self.timeout, channel.close())
             raise
         return Subscription(stop=worker.stop, name=consumer, patterns=tuple(patterns))
 
@@ -357,7 +358,7 @@ class _Worker:
         # A failed ack (the connection dropped) is harmless: the broker redelivers the message
         # and the inbox skips what was already handled.
         try:
-            await asyncio.wait_for(action, self.timeout)
+            await within(self.timeout, action)
         except Exception as exc:
             log.info("could not settle a message; the broker will redeliver it", error=repr(exc))
 
@@ -397,7 +398,7 @@ class _Worker:
         if not self.channel.is_closed:
             for queue, tag in self.consumers:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(queue.cancel(tag), self.timeout)
+                    await within(self.timeout, queue.cancel(tag))
         self.stopping.set()
         if self.task is not None:
             await self.task
@@ -408,7 +409,7 @@ class _Worker:
         await asyncio.gather(*self.retries)
         # Closing the channel returns anything still unacknowledged to its queue.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.channel.close(), self.timeout)
+            await within(self.timeout, self.channel.close())
 
 
 def _safe(url: str) -> str:

@@ -27,6 +27,7 @@ from mercato.platform.storage.database import (
     service_url,
 )
 from mercato.platform.storage.migrate import migrate
+from mercato.platform.waits import within
 
 log = structlog.get_logger(__name__)
 
@@ -182,12 +183,12 @@ class ServiceHost:
         if self._relay_task is not None and self.relay is not None:
             self.relay.stop()
             try:
-                await asyncio.wait_for(self._relay_task, self.settings.shutdown_timeout / 2)
+                await within(self.settings.shutdown_timeout / 2, self._relay_task)
             except (TimeoutError, asyncio.CancelledError, Exception):
                 pass
             # What the drained handlers wrote; anything unconfirmed stays for the next start.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.relay.relay_once(), self.settings.shutdown_timeout / 2)
+                await within(self.settings.shutdown_timeout / 2, self.relay.relay_once())
         if self.ctx is not None:
             await self.ctx.close_channels()
             await self.ctx.db.dispose()

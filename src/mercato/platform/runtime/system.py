@@ -19,6 +19,7 @@ from mercato.platform.runtime.host import ServiceHost, StartupError, reason
 from mercato.platform.runtime.local_grpc import LocalServices
 from mercato.platform.runtime.service import Service
 from mercato.platform.settings import Settings, parse_targets
+from mercato.platform.waits import within
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +86,7 @@ class System:
     async def readiness(self) -> dict[str, str]:
         async def check(host: ServiceHost) -> str:
             try:
-                await asyncio.wait_for(host.ready(), 2.0)
+                await within(2.0, host.ready())
                 return "ok"
             except Exception as exc:
                 return f"unavailable: {exc.__class__.__name__}: {exc}"[:300]

@@ -55,6 +55,8 @@ from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.sql import ClauseElement, CompoundSelect, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from mercato.platform.waits import within
+
 BUSY_WAIT = 30.0  # seconds to wait for another process's SQLite write lock
 MULTIROW = 256  # rows per multi-row INSERT at most (PostgreSQL)
 PLANS = 2048  # compiled statements kept per dialect (statements built per call come and go)
@@ -899,7 +901,7 @@ class PostgresDatabase(Database):
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), 10)
+                await within(10, pool.close())
             except (TimeoutError, Exception):
                 pool.terminate()
 

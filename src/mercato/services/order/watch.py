@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from mercato.platform.waits import within
 from mercato.services.order.domain import Change
 from mercato.services.order.store import Stored
 
@@ -58,7 +59,7 @@ class _Listener:
         newest order handed over, and whether the order must be read (nothing else known)."""
         if not self.woken.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.woken.wait(), pause)
+                await within(pause, self.woken.wait())
         handed, unknown = self.handed, self.unknown or not self.woken.is_set()
         self.woken.clear()
         self.handed, self.unknown = None, False

@@ -27,6 +27,7 @@ from mercato.api.payment.v1 import payment_pb2
 from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
 from mercato.api.shipping.v1 import shipping_pb2
 from mercato.api.shipping.v1.shipping_pb2_grpc import ShippingStub
+from mercato.platform.waits import within
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.routes.cart import CardPayment, ShippingAddress, WalletPayment
 from mercato.services.gateway.routes.shipments import Shipment, shipment_of
@@ -307,7 +308,7 @@ async def stream_order(
         raise Problem(503, "the order service is not available") from None
     call = stub.WatchOrder(pb.WatchOrderRequest(order_id=orderId), metadata=upstream.metadata())
     try:
-        first = await asyncio.wait_for(call.read(), upstream.ctx.settings.grpc_deadline)
+        first = await within(upstream.ctx.settings.grpc_deadline, call.read())
     except grpc.aio.AioRpcError as exc:
         raise problem_of("order", "WatchOrder", exc) from None
     except TimeoutError:
@@ -342,7 +343,7 @@ async def _events(call: Any, first: pb.Order) -> AsyncIterator[str]:
             yield f"event: order\nid: {order.version}\ndata: {data}\n\n"
             while True:
                 try:
-                    order = await asyncio.wait_for(changes.get(), HEARTBEAT)
+                    order = await within(HEARTBEAT, changes.get())
                     break
                 except TimeoutError:
                     yield ": keep-alive\n\n"
