@@ -7,16 +7,18 @@ The effects are the demo tally's real tables (tests/demo), written by its real h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from mercato.contracts.events import Payload
 from mercato.platform.bus.port import ACK
 from mercato.platform.envelope import AMQP_PREFIX
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
 from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.sql import Database
+from mercato.platform.unit_of_work import UnitOfWork
 from tests.demo import tally
 from tests.demo.probe import (
     arrivals,
@@ -64,6 +66,37 @@ async def test_three_copies_in_one_batch_take_effect_once(engine: Database) -> N
     assert await consumer(engine)(batch) == [ACK] * 4
     assert [n for _, n in await arrivals(engine, "acc-1")] == [1, 2]
     assert await count_of(engine, "acc-1") == 2
+
+
+async def test_prefetch_sees_each_new_event_of_a_batch_once_before_its_handlers(
+    engine: Database,
+) -> None:
+    """A service's prefetch is handed the batch's events not handled before (no duplicates,
+    no event already recorded), in the batch's transaction, before any handler runs."""
+    seen: list[list[str]] = []
+    counts_then: list[int] = []
+
+    async def prefetch(uow: UnitOfWork, payloads: Sequence[Payload]) -> None:
+        seen.append([p.entryId for p in payloads])  # type: ignore[attr-defined]
+        counts_then.append(await count_of(engine, "acc-1"))
+
+    def with_prefetch() -> InboxConsumer:
+        handlers = tally.service.handlers
+        return InboxConsumer(
+            "tally", engine, handlers, policy=RetryPolicy(3, 0.01), prefetch=prefetch
+        )
+
+    handled, first, second = (entry_event("acc-1", n=n) for n in (1, 2, 3))
+    assert await with_prefetch()([raw(handled)]) == [ACK]
+    seen.clear()
+    counts_then.clear()
+    batch = [raw(handled), raw(first), raw(first, AMQP_PREFIX), raw(second)]
+    assert await with_prefetch()(batch) == [ACK] * 4
+    assert seen == [[first.data["entryId"], second.data["entryId"]]]
+    assert counts_then == [1], "before the batch's handlers"
+    assert await count_of(engine, "acc-1") == 3
+    assert await with_prefetch()([raw(second)]) == [ACK]
+    assert len(seen) == 1, "a batch of duplicates only: nothing to prefetch"
 
 
 async def test_a_failed_batch_is_retried_one_by_one_without_doubling_the_others(

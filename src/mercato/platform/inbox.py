@@ -178,7 +178,8 @@ class InboxConsumer:
             )
             fresh = {row.event_id for row in claimed}
             if self.prefetch is not None and fresh:
-                await self.prefetch(uow, [i.payload for i in items if i.envelope.id in fresh])
+                new = {i.envelope.id: i.payload for i in items if i.envelope.id in fresh}
+                await self.prefetch(uow, list(new.values()))  # each new event once
             for item in items:
                 env = item.envelope
                 if env.id not in fresh:  # handled before, or earlier in this batch
