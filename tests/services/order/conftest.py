@@ -40,6 +40,17 @@ class FixedPrices:
         return Priced([(p, q, CATALOG[p]) for p, q in items], "USD")
 
 
+def envelope_of(payload: Payload, source: str | None = None) -> Envelope:
+    """The event as its service (or ``source``) would publish it."""
+    kind = type(payload).__name__
+    return Envelope(
+        type=kind,
+        source=f"mercato/{source or REGISTRY[kind].publisher}",
+        data=payload.dump(),
+        subject=getattr(payload, "orderId", None),
+    )
+
+
 @dataclass
 class Shop:
     system: System
@@ -67,13 +78,7 @@ class Shop:
 
     async def tell(self, payload: Payload, source: str | None = None) -> Envelope:
         """Publish an event as its service would; returns once order has handled it."""
-        kind = type(payload).__name__
-        envelope = Envelope(
-            type=kind,
-            source=f"mercato/{source or REGISTRY[kind].publisher}",
-            data=payload.dump(),
-            subject=getattr(payload, "orderId", None),
-        )
+        envelope = envelope_of(payload, source)
         assert await self.system.bus.publish([(topic_of(envelope), envelope)]) == [True]
         return envelope
 

@@ -17,7 +17,6 @@ from sqlalchemy import select
 from mercato.api.common.v1 import common_pb2
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.contracts.events import (
-    REGISTRY,
     Address,
     CartCheckedOut,
     CartItem,
@@ -33,11 +32,11 @@ from mercato.contracts.events import (
     StockReserved,
 )
 from mercato.platform.bus.port import RawMessage, topic_of
-from mercato.platform.envelope import AMQP_PREFIX, Envelope
+from mercato.platform.envelope import AMQP_PREFIX
 from mercato.platform.storage.tables import dead_letters
 from mercato.services.order import store
 from tests.conftest import eventually
-from tests.services.order.conftest import ADMIN, Shop, start_shop
+from tests.services.order.conftest import ADMIN, Shop, envelope_of, start_shop
 
 ADDRESS = Address(name="Ada", line1="1 Main St", city="Paris", postalCode="75001", country="FR")
 CARD = PaymentMethod(method="card", token="tok_123", last4="4242")
@@ -393,10 +392,7 @@ async def news_in_one_batch_read_their_orders_at_once(
     ]
     batch = []
     for payload in news:
-        kind = type(payload).__name__
-        event = Envelope(
-            type=kind, source=f"mercato/{REGISTRY[kind].publisher}", data=payload.dump()
-        )
+        event = envelope_of(payload)
         headers, body = event.to_binary(AMQP_PREFIX)
         batch.append(RawMessage(topic_of(event), headers, body, AMQP_PREFIX))
     consumer = shop.system.hosts["order"].consumer

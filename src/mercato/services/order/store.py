@@ -75,18 +75,12 @@ def _line(row: Any) -> Line:
 # statement (the items' columns labelled ``item_*``); ``FOR UPDATE OF orders`` locks the order's
 # row on PostgreSQL (SQLite renders no lock: its transactions hold the write lock from BEGIN).
 _ITEM_COLUMNS = [c.label(f"item_{c.name}") for c in order_items.c if c.name != "order_id"]
-_LOAD = (
-    select(orders, *_ITEM_COLUMNS)
-    .outerjoin(order_items, order_items.c.order_id == orders.c.id)
-    .where(orders.c.id == bindparam("key"))
-    .order_by(order_items.c.position)
-)
+_ROWS = select(orders, *_ITEM_COLUMNS).outerjoin(order_items, order_items.c.order_id == orders.c.id)
+_LOAD = _ROWS.where(orders.c.id == bindparam("key")).order_by(order_items.c.position)
 _LOAD_LOCKED = _LOAD.with_for_update(of=orders)
 # Several orders locked at once, in the order of their ids (as any other batch takes them).
 _LOAD_MANY_LOCKED = (
-    select(orders, *_ITEM_COLUMNS)
-    .outerjoin(order_items, order_items.c.order_id == orders.c.id)
-    .where(orders.c.id.in_(bindparam("keys", expanding=True)))
+    _ROWS.where(orders.c.id.in_(bindparam("keys", expanding=True)))
     .order_by(orders.c.id, order_items.c.position)
     .with_for_update(of=orders)
 )
