@@ -3,7 +3,6 @@ up, loaded scenario by scenario (cost counters scraped around each), checked, an
 
 from __future__ import annotations
 
-import gc
 import os
 import platform
 import shutil
@@ -24,6 +23,7 @@ from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm
 from mercato.bench.client import Client
 from mercato.bench.hammer import hammer
 from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, SystemUnderTest
+from mercato.platform.runtime import heap
 
 # Loops hammering the bare endpoint and the gateway's browse alike. The client shares the two
 # cores with the server, and a few loops give the most (bare endpoint, quiet machine: 8 loops
@@ -340,10 +340,9 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                 admin = await shoppers.sign_in(http, ADMIN_EMAIL, ADMIN_PASSWORD)
                 with _task(progress, "sign up shoppers", config.shoppers) as tick:
                     people = await shoppers.sign_up_shoppers(http, config.shoppers, run_id, tick)
-                # The load generator's own start-up objects (rich, aiohttp, matplotlib…) out of
-                # the collector's sight, as in the system (cli/run.py): a full collection in
-                # the bench would stall the shoppers and show up in the latencies.
-                gc.freeze()
+                # The load generator's collector set as the system's (cli/run.py): a full
+                # collection in the bench would stall the shoppers and show in the latencies.
+                heap.settle()
                 with _task(progress, "idle baseline", None):
                     idle = await scrape.idle_rates(system.metrics_urls, config.idle_seconds)
                 results["idlePerSecond"] = idle
