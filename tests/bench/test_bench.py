@@ -21,8 +21,8 @@ from mercato.bench import cpu, raw, scrape, stats, wdm
 from mercato.bench.client import Client, Response
 from mercato.bench.hammer import error_kind, hammer
 from mercato.bench.invariants import money, reserved_units
-from mercato.bench.report import save, show
-from mercato.bench.run import Config, bench
+from mercato.bench.report import markdown, save, show
+from mercato.bench.run import Config, _progress, bench, measure_raw
 from mercato.bench.shoppers import Placed, arrivals, settled, shop_open
 from mercato.cli.main import app
 
@@ -211,6 +211,57 @@ async def test_raw_sqlite_and_bare_http_at_tiny_sizes(tmp_path: Path) -> None:
     assert await raw.sqlite(0.2, tmp_path) > 0
     assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
     assert (await raw.bare_http(0.3, clients=2)).rate > 0
+
+
+async def test_the_ceilings_raw_limits_are_the_medians_of_interleaved_rounds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One trial of each per round, in turn (the machine's speed drifts: each primitive sees
+    every stretch of it), and the median of each; the rounds are kept and shown."""
+    trials: list[str] = []
+    rates = {"db": iter([900.0, 3000.0, 2000.0]), "1": iter([4000.0, 1000.0, 3000.0])}
+    rates["3"] = iter([1500.0, 1200.0, 500.0])
+
+    async def database(seconds: float, connections: int, run_id: str) -> float:
+        assert seconds == pytest.approx(2.0)  # the database's seconds spread over the rounds
+        trials.append("db")
+        return next(rates["db"])
+
+    async def broker(url: str, messages: int, queues: int) -> float:
+        trials.append(str(queues))
+        return next(rates[str(queues)])
+
+    async def bare(seconds: float, clients: int) -> Any:
+        trials.append("http")
+        return type("Hammered", (), {"rate": 10_000.0, "errors": {}})()
+
+    monkeypatch.setattr(raw, "postgres", database)
+    monkeypatch.setattr(raw, "rabbitmq", broker)
+    monkeypatch.setattr(raw, "bare_http", bare)
+    config = Config(broker="rabbitmq", database="postgres", raw_seconds=6.0, raw_rounds=3)
+    found = await measure_raw(config, _progress(Console(file=io.StringIO())), "t", tmp_path)
+    assert trials == ["http", "db", "1", "3", "db", "1", "3", "db", "1", "3"]
+    assert found["database"]["tps"] == 2000.0
+    assert found["database"]["rounds"] == [900.0, 3000.0, 2000.0]
+    b = found["broker"]
+    assert (b["oneQueue"], b["threeQueues"]) == (3000.0, 1200.0)
+    cost = stats.BrokerCost.from_rates(3000.0, 1200.0)
+    assert b["publishCostMs"] == pytest.approx(cost.publish * 1000)
+    assert b["deliveryCostMs"] == pytest.approx(cost.delivery * 1000)
+    shown = markdown({"run": _RUN, "raw": found, "scenarios": {}})
+    assert "| 3,000.0 (1,000.0–4,000.0) |" in shown
+    assert "| 2,000.0 (900.0–3,000.0) |" in shown
+
+
+_RUN = {
+    "broker": "rabbitmq",
+    "database": "postgres",
+    "date": "2026-12-04 10:00 UTC",
+    "id": "t",
+    "machine": "x86_64, 2 cores",
+    "loadAverageAtStart": [0.0, 0.0, 0.0],
+    "config": {},
+}
 
 
 async def test_the_client_counts_failures_by_kind_and_bounds_each_request() -> None:

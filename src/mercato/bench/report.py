@@ -18,6 +18,13 @@ def _n(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def median_of(value: float, rounds: list[float] | None) -> str:
+    """A raw rate taken in rounds: the median, and the rounds' range beside it."""
+    if not rounds or len(rounds) < 2:
+        return _n(value)
+    return f"{_n(value)} ({_n(min(rounds))}–{_n(max(rounds))})"
+
+
 def cpu_split(ms: dict[str, float] | None) -> str:
     """CPU per order: the system under test, the broker, the database server, the bench."""
     if not ms:
@@ -132,18 +139,26 @@ def tables(results: dict[str, Any]) -> list[Table]:
         d = raw["database"]
         tps = use.get("transactionsPerSecond")
         limits.add_row(
-            f"{d['kind']}: handler transactions/s", _n(d["tps"]), _n(tps), pct(tps, d["tps"])
+            f"{d['kind']}: handler transactions/s",
+            median_of(d["tps"], d.get("rounds")),
+            _n(tps),
+            pct(tps, d["tps"]),
         )
     if raw.get("broker"):
         b = raw["broker"]
         eps = use.get("eventsPerSecond")
         limits.add_row(
             f"{b['kind']}: msgs/s, 1 queue | events/s",
-            _n(b["oneQueue"]),
+            median_of(b["oneQueue"], b.get("oneQueueRounds")),
             _n(eps),
             pct(eps, b["oneQueue"]),
         )
-        limits.add_row(f"{b['kind']}: msgs/s, fanned out to 3", _n(b["threeQueues"]), "", "")
+        limits.add_row(
+            f"{b['kind']}: msgs/s, fanned out to 3",
+            median_of(b["threeQueues"], b.get("threeQueuesRounds")),
+            "",
+            "",
+        )
     found = [speed, cost, checks, limits]
     wdm = results.get("wdm")
     if wdm:
@@ -238,7 +253,11 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {cpu_split(s.get('cpuMsPerOrder'))} "
             f"| {'ok' if inv['ok'] else 'FAILED'} ({statuses}) | {errors} |"
         )
-    lines += ["", "| raw limit | rate | Mercato | % |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| raw limit | rate (median; rounds' range) | Mercato | % |",
+        "| --- | --- | --- | --- |",
+    ]
     if raw.get("http"):
         lines.append(
             f"| bare uvicorn req/s vs gateway browse only | {_n(raw['http']['rps'])} "
@@ -246,12 +265,15 @@ def markdown(results: dict[str, Any]) -> str:
         )
     if raw.get("database"):
         lines.append(
-            f"| {raw['database']['kind']} transactions/s | {_n(raw['database']['tps'])} | | |"
+            f"| {raw['database']['kind']} transactions/s "
+            f"| {median_of(raw['database']['tps'], raw['database'].get('rounds'))} | | |"
         )
     if raw.get("broker"):
         b = raw["broker"]
-        lines.append(f"| {b['kind']} msgs/s, 1 queue | {_n(b['oneQueue'])} | | |")
-        lines.append(f"| {b['kind']} msgs/s, 3 queues | {_n(b['threeQueues'])} | | |")
+        one = median_of(b["oneQueue"], b.get("oneQueueRounds"))
+        three = median_of(b["threeQueues"], b.get("threeQueuesRounds"))
+        lines.append(f"| {b['kind']} msgs/s, 1 queue | {one} | | |")
+        lines.append(f"| {b['kind']} msgs/s, 3 queues | {three} | | |")
     for t in (results.get("wdm") or {}).get("targets", []):
         lines.append(
             f"| WDM load checkouts/s on {t['url']} | | "
