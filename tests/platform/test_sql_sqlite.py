@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -132,3 +133,46 @@ async def test_a_lock_held_too_long_is_an_error_and_releases_the_gate(
         async with second.begin() as conn:
             await conn.execute(text("INSERT INTO t VALUES (2)"))
     assert await rows(second) == [9, 2]
+
+
+async def test_the_wal_goes_back_into_the_file_on_a_thread_not_in_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No commit copies the WAL into the file on the loop (SQLite's own autocheckpoint is
+    off); every CHECKPOINT_EVERY commits the checkpoint thread does, all of it."""
+    monkeypatch.setattr(sql, "CHECKPOINT_EVERY", 5)
+    db = open_database(service_url(None, "walled", tmp_path))
+    assert isinstance(db, sql.SqliteDatabase)
+    on: list[int] = []
+    checkpoint = sql.SqliteDatabase._run_checkpoint
+
+    def spy(self: sql.SqliteDatabase) -> tuple[int, int, int] | None:
+        on.append(threading.get_ident())
+        return checkpoint(self)
+
+    monkeypatch.setattr(sql.SqliteDatabase, "_run_checkpoint", spy)
+
+    async def commit(n: int) -> None:
+        async with db.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+
+    try:
+        async with db.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (n INTEGER)"))
+        for n in range(3):
+            await commit(n)
+        assert on == []  # four commits: not yet
+        assert db.writer().execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        await commit(3)
+        assert db._checkpoint is not None
+        busy, frames, copied = await asyncio.wrap_future(db._checkpoint)  # type: ignore[misc]
+        assert on != [threading.get_ident()] and len(on) == 1
+        assert (busy, copied) == (0, frames) and frames > 0
+        for n in range(4, 9):
+            await commit(n)
+        assert db._checkpoint is not None
+        await asyncio.wrap_future(db._checkpoint)
+        assert len(on) == 2
+        assert await rows(db) == list(range(9))
+    finally:
+        await db.dispose()
