@@ -47,6 +47,29 @@ def test_binary_round_trip_with_each_binding_prefix(prefix: str) -> None:
     assert Envelope.from_binary(as_bytes, body, prefix) == event
 
 
+def test_one_encoding_serves_both_modes_and_each_is_the_plain_json_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outbox writes an event structured, the bus then sends the same event binary: the
+    data is encoded once, and both are what ``json.dumps`` makes of the document."""
+    import json
+
+    from mercato.platform import envelope as module
+
+    encoded: list[object] = []
+    dumps = module._dumps
+    monkeypatch.setattr(module, "_dumps", lambda o: encoded.append(o) or dumps(o))
+    event = an_event().with_(data={"name": "Lampe à poser", "n": 1, "none": None})
+    doc = event.to_json()
+    headers, body = event.to_binary(AMQP_PREFIX)
+    assert doc == json.dumps(event.to_structured(), separators=(",", ":"))
+    assert body == json.dumps(event.data, separators=(",", ":")).encode()
+    assert [o for o in encoded if o is event.data] == [event.data]  # the data once
+    assert Envelope.from_json(doc) == Envelope.from_binary(headers, body, AMQP_PREFIX) == event
+    changed = event.with_(subject="order-2")  # a new event: encoded afresh
+    assert Envelope.from_json(changed.to_json()).subject == "order-2"
+
+
 def test_a_header_with_the_other_prefix_is_not_read() -> None:
     headers, body = an_event().to_binary(AMQP_PREFIX)
     with pytest.raises(EnvelopeError, match="missing"):

@@ -22,6 +22,7 @@ AMQP_PREFIX = "cloudEvents:"
 NATS_PREFIX = "ce-"
 
 _REQUIRED = ("id", "source", "type", "specversion")
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # compact, one encoder for all
 _OPTIONAL_STR = ("subject", "correlationid", "causationid", "traceparent")
 
 
@@ -41,6 +42,12 @@ class Envelope:
     correlationid: str | None = None
     causationid: str | None = None
     traceparent: str | None = None
+    # The attributes and the data's JSON, made at the first encoding and kept: the outbox
+    # writes an event in structured mode, then the relay hands the same event to the bus in
+    # binary mode. (Not a field of the event: ``with_`` makes a new one, encoded afresh.)
+    _encoded: tuple[dict[str, Any], str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def caused(
         self, type: str, source: str, data: dict[str, Any], subject: str | None = None
@@ -76,11 +83,20 @@ class Envelope:
                 attrs[name] = value
         return attrs
 
+    def _encoding(self) -> tuple[dict[str, Any], str]:
+        encoded = self._encoded
+        if encoded is None:
+            encoded = (self.attributes(), _dumps(self.data))
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
+
     def to_structured(self) -> dict[str, Any]:
         return {**self.attributes(), "data": self.data}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_structured(), separators=(",", ":"))
+        """The structured document, compact: the attributes, then ``data``."""
+        attributes, data = self._encoding()
+        return f'{_dumps(attributes)[:-1]},"data":{data}}}'
 
     @classmethod
     def from_structured(cls, doc: Mapping[str, Any]) -> Envelope:
@@ -101,9 +117,10 @@ class Envelope:
 
     # -- binary mode ---------------------------------------------------------------------
     def to_binary(self, prefix: str) -> tuple[dict[str, str], bytes]:
-        headers = {prefix + k: str(v) for k, v in self.attributes().items()}
+        attributes, data = self._encoding()
+        headers = {prefix + k: str(v) for k, v in attributes.items()}
         headers["content-type"] = CONTENT_TYPE
-        return headers, json.dumps(self.data, separators=(",", ":")).encode()
+        return headers, data.encode()
 
     @classmethod
     def from_binary(cls, headers: Mapping[str, Any], body: bytes, prefix: str) -> Envelope:
