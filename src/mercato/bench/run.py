@@ -112,7 +112,8 @@ async def measure_raw(
     config: Config, progress: Progress, run_id: str, workdir: Path
 ) -> dict[str, Any]:
     """The raw limits. The ceiling's (the database's and the broker's) are taken in
-    ``raw_rounds`` rounds, one trial of each per round, and each is the median of its rounds:
+    ``raw_rounds`` rounds, one trial of each per round, and each is the median of its rounds
+    (the broker's publish and delivery costs: the medians of each round's costs):
     a single trial of a few seconds moved by half from one run to the next (a one-queue
     broker trial at 2,394 msgs/s in one run and 3,572 in the run before), and a ceiling built
     on it with them."""
@@ -150,7 +151,15 @@ async def measure_raw(
             "rounds": tps,
         }
         if broker:
-            cost = stats.BrokerCost.from_rates(statistics.median(one), statistics.median(three))
+            # A round's two trials, side by side, give its costs; the median of each cost
+            # across the rounds. (Medians of the rates taken from different rounds could pair
+            # a fast one-queue trial with a slow fanned-out one, and the publish cost,
+            # (3·t₁ − t₃)/2, fall to nothing.)
+            costs = [stats.BrokerCost.from_rates(r1, r3) for r1, r3 in zip(one, three, strict=True)]
+            cost = stats.BrokerCost(
+                statistics.median(c.publish for c in costs),
+                statistics.median(c.delivery for c in costs),
+            )
             found["broker"] = {
                 "kind": "RabbitMQ (quorum, persistent, confirms)"
                 if config.broker == "rabbitmq"

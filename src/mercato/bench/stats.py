@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 CEILING_FORMULA = (
     "broker: t1 = s per message published+consumed on one queue, t3 = the same fanned out to "
-    "three queues → per delivery d = (t3 − t1)/2, per publish p = t1 − d; database: "
-    "x = 1/(transactions/s). An order costing E events, D deliveries and T transactions needs "
+    "three queues → per delivery d = (t3 − t1)/2, per publish p = t1 − d (each the median "
+    "over rounds of raw trials); database: x = 1/(transactions/s, the median over rounds). "
+    "An order costing E events, D deliveries and T transactions needs "
     "E·p + D·d + T·x seconds of the shared machine, so ceiling = 1/(E·p + D·d + T·x) orders/s "
     "(the broker and the database share the same cores, so their costs add up)."
 )

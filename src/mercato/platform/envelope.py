@@ -44,7 +44,9 @@ class Envelope:
     traceparent: str | None = None
     # The attributes and the data's JSON, made at the first encoding and kept: the outbox
     # writes an event in structured mode, then the relay hands the same event to the bus in
-    # binary mode. (Not a field of the event: ``with_`` makes a new one, encoded afresh.)
+    # binary mode. (Not a field of the event: ``with_`` makes a new one, encoded afresh.) So
+    # ``data`` must not change once the event is encoded; nothing changes an event's data
+    # after its handler has published it.
     _encoded: tuple[dict[str, Any], str] | None = field(
         default=None, init=False, repr=False, compare=False
     )

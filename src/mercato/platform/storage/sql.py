@@ -31,7 +31,8 @@ back-off (up to :data:`BUSY_WAIT`), never with the loop asleep. Reads wait for n
 outlives its own commits), else on a second connection. The WAL is copied back into the
 database file (checkpointed) by a worker thread every :data:`CHECKPOINT_EVERY` commits, not
 by the commit that fills it: done inline, a checkpoint held the loop 5–11 ms (≈ 5 times a
-second under the bench's load). PostgreSQL runs on an asyncpg pool.
+second under the bench's load). The checkpoint holds the file's gate, so the process's
+writers wait for it without the loop waiting. PostgreSQL runs on an asyncpg pool.
 
 Errors are SQLAlchemy's (``sqlalchemy.exc.IntegrityError``, ``OperationalError``…) wrapping
 the driver's.
@@ -599,7 +600,8 @@ class SqliteDatabase(Database):
         self._reader: sqlite3.Connection | None = None
         self._memory = self.path in ("", ":memory:")
         self._commits = 0  # since the last checkpoint was asked for
-        self._checkpoint: concurrent.futures.Future[tuple[int, int, int] | None] | None = None
+        self._checkpoint: asyncio.Task[tuple[int, int, int] | None] | None = None
+        self._disposing = False
         self._checkpointer: sqlite3.Connection | None = None  # the checkpoint thread's
 
     def wrap(self, sql: str, params: Any, error: BaseException) -> sa_exc.DBAPIError:
@@ -681,9 +683,22 @@ class SqliteDatabase(Database):
 
     def _ask_checkpoint(self) -> None:
         """Have the checkpoint thread copy the WAL into the file, unless it is at it."""
-        if self._checkpoint is None or self._checkpoint.done():
+        if not self._disposing and (self._checkpoint is None or self._checkpoint.done()):
             self._commits = 0
-            self._checkpoint = _CHECKPOINTS.submit(self._run_checkpoint)
+            self._checkpoint = asyncio.get_running_loop().create_task(self._checkpoint_gated())
+
+    async def _checkpoint_gated(self) -> tuple[int, int, int] | None:
+        """The checkpoint, holding the file's gate: no commit of this process lands while it
+        copies, so it copies the whole WAL and the next write starts the WAL over. One that
+        ran beside the commits would always end behind them, and the WAL would grow without
+        end under a steady stream of writes."""
+        async with self._gate():
+            try:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(_CHECKPOINTS, self._run_checkpoint)
+            except RuntimeError as error:  # the executor is shut down: the interpreter exits
+                log.warning("sqlite checkpoint not run", path=self.path, error=str(error))
+                return None
 
     def _run_checkpoint(self) -> tuple[int, int, int] | None:
         """On the checkpoint thread: PASSIVE, so it waits for no reader or writer; what a
@@ -732,12 +747,17 @@ class SqliteDatabase(Database):
         return found.fetchone() is not None
 
     async def dispose(self) -> None:
-        if self._checkpoint is not None:
-            await asyncio.wrap_future(self._checkpoint)
-        for raw in (self._reader, self._writer, self._checkpointer):
-            if raw is not None:
-                raw.close()
-        self._reader = self._writer = self._checkpointer = None
+        self._disposing = True  # no checkpoint is asked for from here on
+        try:
+            checkpoint = self._checkpoint
+            if checkpoint is not None and not checkpoint.done():
+                await checkpoint
+        finally:
+            for raw in (self._reader, self._writer, self._checkpointer):
+                if raw is not None:
+                    raw.close()
+            self._reader = self._writer = self._checkpointer = None
+            self._disposing = False
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
