@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm
 from mercato.bench.client import Client
 from mercato.bench.hammer import hammer
-from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, SystemUnderTest
+from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, BROKERS, SystemUnderTest
 from mercato.platform.runtime import heap
 
 # Loops hammering the bare endpoint and the gateway's browse alike. The client shares the two
@@ -120,6 +120,7 @@ async def measure_raw(
     found: dict[str, Any] = {}
     rounds = config.raw_rounds
     broker = config.broker != "memory"
+    measure = raw.rabbitmq if config.broker == "rabbitmq" else raw.nats_jetstream
     with _task(progress, "raw limits", 1 + rounds * (3 if broker else 1)) as tick:
         bare = await raw.bare_http(config.raw_seconds, clients=HTTP_CLIENTS)
         found["http"] = {"rps": bare.rate, "clients": HTTP_CLIENTS, "errors": dict(bare.errors)}
@@ -135,13 +136,9 @@ async def measure_raw(
                 tps.append(await raw.sqlite(seconds, workdir))
             tick(1)
             if broker:
-                from mercato.bench.system import BROKERS
-
-                measure = raw.rabbitmq if config.broker == "rabbitmq" else raw.nats_jetstream
-                url = BROKERS[config.broker]
-                one.append(await measure(url, config.raw_messages, 1))
+                one.append(await measure(BROKERS[config.broker], config.raw_messages, 1))
                 tick(1)
-                three.append(await measure(url, config.raw_messages // 2, 3))
+                three.append(await measure(BROKERS[config.broker], config.raw_messages // 2, 3))
                 tick(1)
         found["database"] = {
             "kind": "PostgreSQL (asyncpg, 4 connections)"

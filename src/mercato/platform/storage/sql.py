@@ -518,8 +518,9 @@ def _gate(path: str) -> asyncio.Lock:
 
 
 def _sqlite_connect(path: str) -> sqlite3.Connection:
-    # The loop's thread opens it and only the loop's thread uses it; it may still be closed
-    # from the garbage collector's thread, hence check_same_thread off.
+    # One thread uses it: the loop's, or the checkpoint thread for its own connection. It may
+    # be opened on one thread and closed on another (dispose, the garbage collector), hence
+    # check_same_thread off.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     for pragma in (
         "journal_mode=WAL",
