@@ -341,7 +341,7 @@ async def test_a_postgresql_transaction_whose_only_write_is_its_last_is_one_roun
 async def test_a_postgres_pool_opens_at_most_its_size(
     postgres_template: str, tmp_path: Path
 ) -> None:
-    """MERCATO_DB_POOL_SIZE bounds what one service opens: more concurrent transactions than
+    """MERCATO_DATABASE_POOL_SIZE bounds what one service opens: more concurrent transactions than
     that wait for a connection instead of opening another backend."""
     url = service_url(postgres_template, "pool", tmp_path)
     await ensure_database(url)

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # PostgreSQL: the most connections one service's pool opens in one process (the relay's
     # lock connection is one more). With replicas of every service, size it so that all the
     # processes together stay under the server's max_connections (100 by default).
-    db_pool_size: int = Field(20, ge=1, le=1000)
+    database_pool_size: int = Field(20, ge=1, le=1000)
     data_dir: Path = Path(".mercato")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
