@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from mercato.cli.common import console, fail, settings_or_exit
 
@@ -83,23 +82,28 @@ def alive(pid: int) -> bool:
     return True
 
 
-def status_table(processes: list[ProcessStatus], now: float | None = None) -> Table:
+def status_table(processes: list[ProcessStatus], now: float | None = None) -> str:
+    """Plain text, one line a process, as wide as it needs (log files are no terminals)."""
     now = time.time() if now is None else now
-    table = Table(box=None, pad_edge=False)
-    for column in ("process", "replica", "pid", "state", "restarts", "uptime", "last exit"):
-        table.add_column(column, no_wrap=True)
+    rows = [("process", "replica", "pid", "state", "restarts", "uptime", "last exit")]
     for p in processes:
         uptime = p.uptime(now)
-        table.add_row(
-            p.name,
-            f"{p.replica}/{p.replicas}",
-            str(p.pid or "-"),
-            p.state,
-            str(p.restarts),
-            "-" if uptime is None else _duration(uptime),
-            p.last_exit or "-",
+        rows.append(
+            (
+                p.name,
+                f"{p.replica}/{p.replicas}",
+                str(p.pid or "-"),
+                p.state,
+                str(p.restarts),
+                "-" if uptime is None else _duration(uptime),
+                p.last_exit or "-",
+            )
         )
-    return table
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -127,6 +131,6 @@ def ps(
     if as_json:
         typer.echo(text)
         return
-    console.print(status_table(processes))
+    typer.echo(status_table(processes))
     if not alive(supervisor):
         console.print(f"the supervisor (pid {supervisor}) is not running: its last status")

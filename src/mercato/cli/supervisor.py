@@ -115,27 +115,19 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        for child in self.children:
-            child.start()
-            self._changed(child)
-        self._write()
-        async with Client(timeout=1) as http:
-            while not self._stop.is_set() and self.gave_up is None:
-                await self._look(http)
-                with contextlib.suppress(TimeoutError):
-                    await within(TICK, self._stop.wait())
-        await self._stop_all()
-        if self.gave_up is not None:
-            s = self.gave_up.status
-            log.error(
-                "gave up on a process: it kept exiting; everything stopped",
-                process=self.gave_up.label,
-                exits=len(self.gave_up.crashes),
-                window=self.policy.window,
-                last_exit=s.last_exit,
-            )
-            return 1
-        return 0
+        try:  # whatever happens here, the children are stopped
+            for child in self.children:
+                child.start()
+                self._changed(child)
+            self._write()
+            async with Client(timeout=1) as http:
+                while not self._stop.is_set() and self.gave_up is None:
+                    await self._look(http)
+                    with contextlib.suppress(TimeoutError):
+                        await within(TICK, self._stop.wait())
+        finally:
+            await self._stop_all()
+        return 1 if self.gave_up is not None else 0
 
     async def _look(self, http: Client) -> None:
         now = time.monotonic()
@@ -173,9 +165,16 @@ class Supervisor:
         if wait is None:
             child.status.state = "gave up"
             self.gave_up = child
+            log.error(
+                "gave up on a process that keeps exiting: stopping everything",
+                process=child.label,
+                exits=len(child.crashes),
+                window=self.policy.window,
+                last_exit=child.status.last_exit,
+            )
         else:
             child.status.state, child.restart_at = "restarting", now + wait
-        self._changed(child, restart_in=wait)
+            self._changed(child, restart_in=wait)
 
     def _changed(self, child: Child, **more: object) -> None:
         s = child.status
@@ -227,4 +226,6 @@ async def _ready(http: Client, url: str) -> bool:
 
 
 def console_table(children: list[Child]) -> None:
-    console.print(status_table([c.status for c in children]))
+    console.print(
+        status_table([c.status for c in children]), markup=False, highlight=False, soft_wrap=True
+    )
