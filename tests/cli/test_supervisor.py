@@ -101,7 +101,7 @@ def test_ps_shows_each_process_with_its_state_restarts_uptime_and_last_exit(
     assert re.search(r"catalog\+cart 1/1 101 ready 0 2m0[5-9]s -", shown), shown
     assert re.search(r"payment 1/2 102 ready 1 [3-9]s SIGKILL", shown), shown
     assert "payment 2/2 - restarting 2 - exit 3" in shown
-    assert "not running" not in shown
+    assert "supervisor" not in shown
     code, raw = ps("--data-dir", str(tmp_path), "--json")
     assert json.loads(raw)["processes"][2]["state"] == "restarting"
 
@@ -114,7 +114,10 @@ def test_ps_says_when_the_supervisor_is_gone_or_never_ran(tmp_path: Path) -> Non
     )
     write_status(status_path(tmp_path), 2**22 + 1, processes(0.0))  # above Linux's pid_max
     code, shown = ps("--data-dir", str(tmp_path))
-    assert code == 0 and f"the supervisor (pid {2**22 + 1}) is not running" in shown
+    assert code == 0 and f"the supervisor (pid {2**22 + 1}) is gone: its last status" in shown
+    write_status(status_path(tmp_path), None, processes(0.0))
+    code, shown = ps("--data-dir", str(tmp_path))
+    assert code == 0 and "the supervisor has stopped: its last status" in shown
 
 
 def test_a_second_supervisor_on_one_data_directory_is_refused(

@@ -137,6 +137,7 @@ async def test_replicas_on_fresh_databases_come_up_heal_a_sigkill_and_stop_on_si
         up.proc.send_signal(signal.SIGTERM)
         assert await up.exit_code() == 0, up.output()
         assert all(p.state == "stopped" for p in up.status()), up.status()
+        assert read_status(status_path(up.data_dir).read_text())[0] is None
         assert not any(alive(p.pid) for p in up.status() if p.pid is not None)
         assert "Traceback" not in up.output()
     finally:

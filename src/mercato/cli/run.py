@@ -187,8 +187,11 @@ def _supervise(settings: Settings, plan: list[tuple[str, ...]]) -> None:
     path = status_path(settings.data_dir)
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         other, _ = read_status(path.read_text())
-        if other != os.getpid() and alive(other):
-            fail(f"another supervisor (pid {other}) runs with the data directory {path.parent}")
+        if other is not None and other != os.getpid() and alive(other):
+            fail(
+                f"another supervisor (pid {other}) runs with the data directory {path.parent} "
+                f"(if it does not, remove {path})"
+            )
     # Ports: the gateway's process keeps PORT; every other process gets PORT+1… for its health
     # endpoints; the k-th service started gets PORT+1000+k for its gRPC; every process is told
     # all gRPC addresses.

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mercato.cli.common import console, fail, settings_or_exit
+from mercato.cli.common import fail, settings_or_exit
 
 STATUS_FILE = "processes.json"
 # What a supervised process can be doing; "gave up" is final: the supervisor stops everything.
@@ -47,8 +47,9 @@ def status_path(data_dir: Path) -> Path:
     return data_dir / STATUS_FILE
 
 
-def write_status(path: Path, supervisor: int, processes: list[ProcessStatus]) -> None:
-    """Replace the status file in one rename (readers see the old file or the new one)."""
+def write_status(path: Path, supervisor: int | None, processes: list[ProcessStatus]) -> None:
+    """Replace the status file in one rename (readers see the old file or the new one).
+    ``supervisor``: the pid of the supervisor that writes it, None once it has stopped."""
     document = {
         "supervisor": supervisor,
         "written": time.time(),
@@ -66,10 +67,12 @@ def write_status(path: Path, supervisor: int, processes: list[ProcessStatus]) ->
         raise
 
 
-def read_status(text: str) -> tuple[int, list[ProcessStatus]]:
-    """(the supervisor's pid, its processes) from the status file's text."""
+def read_status(text: str) -> tuple[int | None, list[ProcessStatus]]:
+    """(the running supervisor's pid or None, its processes) from the status file's text."""
     document: dict[str, Any] = json.loads(text)
-    return int(document["supervisor"]), [ProcessStatus(**p) for p in document["processes"]]
+    supervisor = document["supervisor"]
+    processes = [ProcessStatus(**p) for p in document["processes"]]
+    return None if supervisor is None else int(supervisor), processes
 
 
 def alive(pid: int) -> bool:
@@ -132,5 +135,7 @@ def ps(
         typer.echo(text)
         return
     typer.echo(status_table(processes))
-    if not alive(supervisor):
-        console.print(f"the supervisor (pid {supervisor}) is not running: its last status")
+    if supervisor is None:
+        typer.echo("the supervisor has stopped: its last status")
+    elif not alive(supervisor):
+        typer.echo(f"the supervisor (pid {supervisor}) is gone: its last status")

@@ -187,9 +187,10 @@ class Supervisor:
             **{k: v for k, v in more.items() if v is not None},
         )
 
-    def _write(self) -> None:
+    def _write(self, running: bool = True) -> None:
         try:
-            write_status(self.path, os.getpid(), [c.status for c in self.children])
+            supervisor = os.getpid() if running else None
+            write_status(self.path, supervisor, [c.status for c in self.children])
         except OSError as exc:  # ps goes without; the processes do not
             log.warning("cannot write the status file", path=str(self.path), error=str(exc))
 
@@ -214,7 +215,7 @@ class Supervisor:
                 child.status.state = "stopped"
             if child in running and child.proc is not None:
                 child.status.last_exit = exit_text(child.proc.returncode or 0)
-        self._write()
+        self._write(running=False)
         console_table(self.children)
 
 
