@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mercato.contracts.events import OutOfStock, StockLow, StockUpdated
 from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.unit_of_work import UnitOfWork
-from mercato.services.inventory.domain import Reservation, warnings_for
+from mercato.services.inventory.domain import STEPS, Reservation, Step, warnings_for
 from mercato.services.inventory.tables import config, reservations, stock
 
 DEFAULT_THRESHOLD = 5
@@ -72,24 +72,44 @@ _UNRESERVE = {
     ).returning(*_STOCK),
     False: _UPDATE_STOCK.values(reserved=_HELD_LESS, updated_at=_NOW).returning(*_STOCK),
 }
-_GET_RESERVATION = sa.select(reservations.c.status, reservations.c["items"]).where(
-    _by_id(reservations.c.order_id)
-)
-_SET_STATUS = (
-    sa.update(reservations)
-    .where(_by_id(reservations.c.order_id))
-    .values(status=sa.bindparam("b_status"), updated_at=_NOW)
-)
-_RECORD = reservations.insert()
+# The two dialects' INSERT with ON CONFLICT (the same interface, no common base class).
+_INSERT_RESERVATION: dict[str, Any] = {
+    "postgresql": postgresql.insert(reservations),
+    "sqlite": sqlite.insert(reservations),
+}
 # A first reservation of an order, or nothing (another delivery of it came first).
 _CLAIM = {
-    "postgresql": postgresql.insert(reservations).on_conflict_do_nothing(
-        index_elements=[reservations.c.order_id]
-    ),
-    "sqlite": sqlite.insert(reservations).on_conflict_do_nothing(
-        index_elements=[reservations.c.order_id]
-    ),
+    name: insert.on_conflict_do_nothing(index_elements=[reservations.c.order_id])
+    for name, insert in _INSERT_RESERVATION.items()
 }
+
+
+def _status(value: Reservation) -> sa.ColumnElement[str]:
+    # Written into the statement, not bound: the statuses of a step never change.
+    return sa.literal_column(f"'{value.value}'")
+
+
+def _move(step: Step, dialect: str) -> sa.ClauseElement:
+    """See move(): the step as one conditional statement that returns the row it wrote."""
+    moves = reservations.c.status.in_([_status(s) for s in step.sources])
+    returning = (reservations.c.status, reservations.c["items"])
+    if step.tombstone is None:
+        return (
+            sa.update(reservations)
+            .where(_by_id(reservations.c.order_id), moves)
+            .values(status=_status(step.target), updated_at=_NOW)
+            .returning(*returning)
+        )
+    insert = _INSERT_RESERVATION[dialect]
+    upsert: sa.ClauseElement = insert.on_conflict_do_update(
+        index_elements=[reservations.c.order_id],
+        set_={"status": _status(step.target), "updated_at": insert.excluded.updated_at},
+        where=moves,
+    ).returning(*returning)
+    return upsert
+
+
+_MOVES = {(step, dialect): _move(step, dialect) for step in STEPS for dialect in _CLAIM}
 
 # database → (threshold, read at time.monotonic())
 _thresholds: weakref.WeakKeyDictionary[Database, tuple[int, float]] = weakref.WeakKeyDictionary()
@@ -229,15 +249,6 @@ async def unreserve(conn: Connection, product_id: str, quantity: int, back: bool
     return None if row is None else _stock(row)
 
 
-async def reservation(
-    conn: Connection, order_id: str
-) -> tuple[Reservation, list[tuple[str, int]]] | None:
-    row = (await conn.execute(_GET_RESERVATION, {"b_id": order_id})).first()
-    if row is None:
-        return None
-    return Reservation(row.status), [(str(p), int(q)) for p, q in row.items]
-
-
 def _row(order_id: str, status: Reservation, items: list[tuple[str, int]]) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
@@ -247,12 +258,6 @@ def _row(order_id: str, status: Reservation, items: list[tuple[str, int]]) -> di
         "created_at": now,
         "updated_at": now,
     }
-
-
-async def record(
-    conn: Connection, order_id: str, status: Reservation, items: list[tuple[str, int]]
-) -> None:
-    await conn.execute(_RECORD, _row(order_id, status, items))
 
 
 async def claim(conn: Connection, order_id: str, items: list[tuple[str, int]]) -> bool:
@@ -267,6 +272,28 @@ async def claim(conn: Connection, order_id: str, items: list[tuple[str, int]]) -
     return result.rowcount == 1
 
 
-async def set_status(conn: Connection, order_id: str, status: Reservation) -> None:
-    params = {"b_id": order_id, "b_status": status.value, "b_now": datetime.now(UTC)}
-    await conn.execute(_SET_STATUS, params)
+async def move(conn: Connection, order_id: str, step: Step) -> list[tuple[str, int]] | None:
+    """Take ``step`` if the order's reservation is in one of its sources: the reservation's
+    lines then. None when this call moved nothing: the reservation is in another status (the
+    step, or another, was taken already), there is none, or there was none and the step's
+    tombstone was written instead.
+
+    The check and the move are ONE conditional statement (``UPDATE … WHERE status IN (…)
+    RETURNING``; with a tombstone, ``INSERT … ON CONFLICT (order_id) DO UPDATE … WHERE status
+    IN (…) RETURNING``). PostgreSQL evaluates the status on the row it is about to change,
+    under that row's write lock, and again after waiting for a concurrent writer (or for the
+    commit of a concurrent insert of the key), so of two transactions taking steps from
+    RESERVED at once exactly one gets the row back; the other does nothing. A read and then
+    an unconditional write let both act: PaymentFailed and OrderCancelled of one order
+    handled at once by two replicas each gave its stock back. SQLite runs them one at a time.
+    """
+    statement = _MOVES[step, conn.dialect.name]
+    params = (
+        _row(order_id, step.tombstone, [])
+        if step.tombstone is not None
+        else {"b_id": order_id, "b_now": datetime.now(UTC)}
+    )
+    row = (await conn.execute(statement, params)).first()
+    if row is None or row.status != step.target.value:
+        return None
+    return [(str(p), int(q)) for p, q in row.items]

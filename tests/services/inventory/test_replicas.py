@@ -1,0 +1,156 @@
+"""Two inventory replicas handling two events of one order at the same moment, on PostgreSQL.
+
+Each test makes the two handlers meet: a session of the test's own holds a lock that both
+handlers need, both start, and only once both wait for a lock does the session let go. A
+handler that decides from a read of the reservation and then writes without a condition
+(the old ``_release``) gives the stock back twice here, every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+
+from mercato.contracts.events import (
+    Item,
+    OrderCancelled,
+    OrderCompleted,
+    Payload,
+    PaymentFailed,
+    ProductCreated,
+    ReturnShipmentReceived,
+)
+from mercato.platform.envelope import Envelope
+from mercato.platform.storage.tables import outbox
+from mercato.services.inventory import store
+from mercato.services.inventory.service import service
+from mercato.services.inventory.tables import reservations
+from tests.services.inventory.shop import order
+from tests.services.replicas import Replica, meet, replicas
+
+STOCK_ROW = "SELECT 1 FROM stock WHERE product_id = $1 FOR UPDATE"
+RESERVATION_ROW = "SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE"
+TOMBSTONE = (
+    "INSERT INTO reservations (order_id, status, items, created_at, updated_at)"
+    " VALUES ($1, 'CANCELLED', '[]', now(), now())"
+)
+
+
+@dataclass
+class Pair:
+    """Two inventory replicas on one PostgreSQL database (``template``), a product "p" of 10."""
+
+    replicas: list[Replica]
+    template: str
+
+    @property
+    def first(self) -> Replica:
+        return self.replicas[0]
+
+    async def at_once(self, hold: str, key: str, *events: Payload) -> None:
+        """The n-th event handled by the n-th replica, all at the same moment (``meet``: the
+        test's session holds ``hold`` on ``key``): each acknowledged, none failed."""
+        runs = [r.handle(e) for r, e in zip(self.replicas, events, strict=True)]
+        assert await meet(self.template, "inventory", hold, [key], *runs) == [[None]] * len(runs)
+
+
+@pytest.fixture
+async def two(postgres_template: str) -> AsyncIterator[Pair]:
+    async with replicas(service, postgres_template) as found:
+        await found[0].handle(ProductCreated(productId="p", name="p", price=1, quantity=10))
+        yield Pair(found, postgres_template)
+
+
+def cancelled(order_id: str, previous: str = "CREATED") -> OrderCancelled:
+    return OrderCancelled(orderId=order_id, reason="x", previousStatus=previous)
+
+
+def unpaid(order_id: str) -> PaymentFailed:
+    return PaymentFailed(paymentId="pay", orderId=order_id, reason="declined")
+
+
+async def events(r: Replica, event_type: str) -> list[Envelope]:
+    async with r.db.connect() as conn:
+        rows = (await conn.execute(sa.select(outbox.c.envelope).order_by(outbox.c.seq))).all()
+    return [e for e in (Envelope.from_json(r.envelope) for r in rows) if e.type == event_type]
+
+
+async def state(r: Replica, order_id: str) -> tuple[str | None, int, int]:
+    """The order's reservation status and the product's (available, reserved)."""
+    async with r.db.connect() as conn:
+        status = await conn.scalar(
+            sa.select(reservations.c.status).where(reservations.c.order_id == order_id)
+        )
+        found = await store.get_stock(conn, "p")
+    assert found is not None
+    return status, found.available, found.reserved
+
+
+async def test_payment_failed_and_order_cancelled_at_once_release_the_stock_once(two: Pair) -> None:
+    await two.first.handle(order("o1", ("p", 3)))
+    await two.at_once(STOCK_ROW, "p", unpaid("o1"), cancelled("o1"))
+    assert await state(two.first, "o1") == ("RELEASED", 10, 0)
+    assert len(await events(two.first, "StockReleased")) == 1
+
+
+async def test_a_cancellation_racing_the_reservation_releases_it_at_once(two: Pair) -> None:
+    # OrderCreated claims the reservation and waits for the stock row; the cancellation finds
+    # no committed reservation, waits for the claim's key, and then releases what it reserved
+    # (a tombstone written over it, or a unique violation and a retry, would be wrong).
+    await two.at_once(STOCK_ROW, "p", order("o1", ("p", 3)), cancelled("o1"))
+    status, available, reserved = await state(two.first, "o1")
+    if status == "CANCELLED":  # the cancellation's tombstone came first: nothing reserved
+        assert not await events(two.first, "StockReserved")
+    else:
+        assert status == "RELEASED"
+        assert len(await events(two.first, "StockReleased")) == 1
+    assert (available, reserved) == (10, 0)
+
+
+async def test_two_cancellations_at_once_before_the_order_leave_one_tombstone(two: Pair) -> None:
+    # No reservation to lock yet: the test's session writes the order's key (uncommitted), so
+    # both wait for it; it rolls back, one of them writes the tombstone, the other waits for
+    # that and then does nothing (no unique violation, no retry).
+    await two.at_once(TOMBSTONE, "o1", cancelled("o1"), unpaid("o1"))
+    await two.first.handle(order("o1", ("p", 3)))  # late: reserves nothing
+    assert await state(two.first, "o1") == ("CANCELLED", 10, 0)
+    assert not await events(two.first, "StockReleased")
+
+
+async def test_completion_and_cancellation_at_once_deduct_or_release_not_both(two: Pair) -> None:
+    await two.first.handle(order("o1", ("p", 3)))
+    done = OrderCompleted(orderId="o1", paymentId="pay", status="COMPLETED")
+    await two.at_once(STOCK_ROW, "p", done, cancelled("o1"))
+    status, available, reserved = await state(two.first, "o1")
+    deducted = len(await events(two.first, "StockDeducted"))
+    released = len(await events(two.first, "StockReleased"))
+    assert (deducted, released) in ((1, 0), (0, 1))
+    assert (status, available, reserved) == (
+        ("DEDUCTED", 7, 0) if deducted else ("RELEASED", 10, 0)
+    )
+
+
+async def test_two_returns_of_a_deducted_order_at_once_put_the_goods_back_once(two: Pair) -> None:
+    await two.first.handle(order("o1", ("p", 3)))
+    await two.first.handle(OrderCompleted(orderId="o1", paymentId="pay", status="COMPLETED"))
+    back = ReturnShipmentReceived(
+        shipmentId="r1", orderId="o1", items=[Item(productId="p", quantity=3)]
+    )
+    # Both decide while the reservation row is held; then both want the stock row.
+    await two.at_once(RESERVATION_ROW, "o1", back, back)
+    assert await state(two.first, "o1") == ("RETURNED", 10, 0)
+
+
+async def test_a_return_and_a_cancellation_in_delivery_at_once_give_the_goods_back_once(
+    two: Pair,
+) -> None:
+    await two.first.handle(order("o1", ("p", 3)))
+    back = ReturnShipmentReceived(
+        shipmentId="r1", orderId="o1", items=[Item(productId="p", quantity=3)]
+    )
+    await two.at_once(RESERVATION_ROW, "o1", back, cancelled("o1", previous="DELIVERING"))
+    # Whichever came first, the goods are back on sale once and nothing stays held.
+    assert await state(two.first, "o1") == ("RETURNED", 10, 0)
