@@ -42,8 +42,28 @@ class Replica:
         return await self.consumer(batch)
 
 
+@dataclass
+class Replicas:
+    """Replicas of one service on one PostgreSQL database (``template`` names it)."""
+
+    of: list[Replica]
+    template: str
+    service: str
+
+    @property
+    def first(self) -> Replica:
+        return self.of[0]
+
+    async def at_once(self, hold: str, key: str, *events: Payload) -> None:
+        """The n-th event handled by the n-th replica, all at the same moment (``meet``: the
+        test's session holds ``hold`` on ``key``): each acknowledged, none failed."""
+        runs = [r.handle(e) for r, e in zip(self.of, events, strict=True)]
+        verdicts = await meet(self.template, self.service, hold, [key], *runs)
+        assert verdicts == [[None]] * len(runs), verdicts
+
+
 @asynccontextmanager
-async def replicas(service: Service, template: str, count: int = 2) -> AsyncIterator[list[Replica]]:
+async def replicas(service: Service, template: str, count: int = 2) -> AsyncIterator[Replicas]:
     """``count`` replicas of ``service`` on the database ``template`` names for it (migrated)."""
     url = service_url(template, service.name, Path("."))
     await ensure_database(url)
@@ -51,10 +71,11 @@ async def replicas(service: Service, template: str, count: int = 2) -> AsyncIter
     try:
         await migrate(dbs[0], service.migrations)
         prefetch = service.prefetch
-        yield [
+        found = [
             Replica(db, InboxConsumer(service.name, db, service.handlers, prefetch=prefetch))
             for db in dbs
         ]
+        yield Replicas(found, template, service.name)
     finally:
         for db in dbs:
             await db.dispose()

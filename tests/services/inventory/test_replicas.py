@@ -9,7 +9,6 @@ handler that decides from a read of the reservation and then writes without a co
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +17,6 @@ from mercato.contracts.events import (
     Item,
     OrderCancelled,
     OrderCompleted,
-    Payload,
     PaymentFailed,
     ProductCreated,
     ReturnShipmentReceived,
@@ -29,7 +27,7 @@ from mercato.services.inventory import store
 from mercato.services.inventory.service import service
 from mercato.services.inventory.tables import reservations
 from tests.services.inventory.shop import order
-from tests.services.replicas import Replica, meet, replicas
+from tests.services.replicas import Replica, Replicas, replicas
 
 STOCK_ROW = "SELECT 1 FROM stock WHERE product_id = $1 FOR UPDATE"
 RESERVATION_ROW = "SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE"
@@ -39,29 +37,12 @@ TOMBSTONE = (
 )
 
 
-@dataclass
-class Pair:
-    """Two inventory replicas on one PostgreSQL database (``template``), a product "p" of 10."""
-
-    replicas: list[Replica]
-    template: str
-
-    @property
-    def first(self) -> Replica:
-        return self.replicas[0]
-
-    async def at_once(self, hold: str, key: str, *events: Payload) -> None:
-        """The n-th event handled by the n-th replica, all at the same moment (``meet``: the
-        test's session holds ``hold`` on ``key``): each acknowledged, none failed."""
-        runs = [r.handle(e) for r, e in zip(self.replicas, events, strict=True)]
-        assert await meet(self.template, "inventory", hold, [key], *runs) == [[None]] * len(runs)
-
-
 @pytest.fixture
-async def two(postgres_template: str) -> AsyncIterator[Pair]:
+async def two(postgres_template: str) -> AsyncIterator[Replicas]:
+    """Two inventory replicas, and a product "p" of 10."""
     async with replicas(service, postgres_template) as found:
-        await found[0].handle(ProductCreated(productId="p", name="p", price=1, quantity=10))
-        yield Pair(found, postgres_template)
+        await found.first.handle(ProductCreated(productId="p", name="p", price=1, quantity=10))
+        yield found
 
 
 def cancelled(order_id: str, previous: str = "CREATED") -> OrderCancelled:
@@ -89,14 +70,16 @@ async def state(r: Replica, order_id: str) -> tuple[str | None, int, int]:
     return status, found.available, found.reserved
 
 
-async def test_payment_failed_and_order_cancelled_at_once_release_the_stock_once(two: Pair) -> None:
+async def test_payment_failed_and_order_cancelled_at_once_release_the_stock_once(
+    two: Replicas,
+) -> None:
     await two.first.handle(order("o1", ("p", 3)))
     await two.at_once(STOCK_ROW, "p", unpaid("o1"), cancelled("o1"))
     assert await state(two.first, "o1") == ("RELEASED", 10, 0)
     assert len(await events(two.first, "StockReleased")) == 1
 
 
-async def test_a_cancellation_racing_the_reservation_releases_it_at_once(two: Pair) -> None:
+async def test_a_cancellation_racing_the_reservation_releases_it_at_once(two: Replicas) -> None:
     # OrderCreated claims the reservation and waits for the stock row; the cancellation finds
     # no committed reservation, waits for the claim's key, and then releases what it reserved
     # (a tombstone written over it, or a unique violation and a retry, would be wrong).
@@ -110,7 +93,9 @@ async def test_a_cancellation_racing_the_reservation_releases_it_at_once(two: Pa
     assert (available, reserved) == (10, 0)
 
 
-async def test_two_cancellations_at_once_before_the_order_leave_one_tombstone(two: Pair) -> None:
+async def test_two_cancellations_at_once_before_the_order_leave_one_tombstone(
+    two: Replicas,
+) -> None:
     # No reservation to lock yet: the test's session writes the order's key (uncommitted), so
     # both wait for it; it rolls back, one of them writes the tombstone, the other waits for
     # that and then does nothing (no unique violation, no retry).
@@ -120,7 +105,9 @@ async def test_two_cancellations_at_once_before_the_order_leave_one_tombstone(tw
     assert not await events(two.first, "StockReleased")
 
 
-async def test_completion_and_cancellation_at_once_deduct_or_release_not_both(two: Pair) -> None:
+async def test_completion_and_cancellation_at_once_deduct_or_release_not_both(
+    two: Replicas,
+) -> None:
     await two.first.handle(order("o1", ("p", 3)))
     done = OrderCompleted(orderId="o1", paymentId="pay", status="COMPLETED")
     await two.at_once(STOCK_ROW, "p", done, cancelled("o1"))
@@ -133,7 +120,9 @@ async def test_completion_and_cancellation_at_once_deduct_or_release_not_both(tw
     )
 
 
-async def test_two_returns_of_a_deducted_order_at_once_put_the_goods_back_once(two: Pair) -> None:
+async def test_two_returns_of_a_deducted_order_at_once_put_the_goods_back_once(
+    two: Replicas,
+) -> None:
     await two.first.handle(order("o1", ("p", 3)))
     await two.first.handle(OrderCompleted(orderId="o1", paymentId="pay", status="COMPLETED"))
     back = ReturnShipmentReceived(
@@ -145,7 +134,7 @@ async def test_two_returns_of_a_deducted_order_at_once_put_the_goods_back_once(t
 
 
 async def test_a_return_and_a_cancellation_in_delivery_at_once_give_the_goods_back_once(
-    two: Pair,
+    two: Replicas,
 ) -> None:
     await two.first.handle(order("o1", ("p", 3)))
     back = ReturnShipmentReceived(
