@@ -355,20 +355,27 @@ async def checkout(
 
 
 # -- what the catalog's events change ------------------------------------------------------
+_KNOWN_PRICE_LOCKED = _KNOWN_PRICE.with_for_update()
+_FIRST_PRICE = {
+    "postgresql": postgresql.insert(product_prices).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(product_prices).on_conflict_do_nothing(),
+}
+
+
 async def _remember(uow: UnitOfWork, product_id: str, as_of: datetime, **values: Any) -> bool:
-    """Record what an event says about a product; False if a newer event already did."""
-    known = (
-        await uow.conn.execute(
-            select(product_prices)
-            .where(product_prices.c.product_id == product_id)
-            .with_for_update()
-        )
-    ).first()
+    """Record what an event says about a product; False if a newer event already did.
+
+    The product's row is locked while this decides, so the catalog's events of one product
+    handled at once by two replicas take turns. A product not known yet has no row to lock:
+    the first row is inserted ``ON CONFLICT DO NOTHING``, which waits for another replica
+    inserting it at the same moment; then the row that one committed is read, locked."""
+    key = {"product_id": product_id}
+    known = (await uow.conn.execute(_KNOWN_PRICE_LOCKED, key)).first()
     if known is None:
-        await uow.conn.execute(
-            product_prices.insert().values(product_id=product_id, as_of=as_of, **values)
-        )
-        return True
+        first = {"product_id": product_id, "as_of": as_of, **values}
+        if (await uow.conn.execute(_FIRST_PRICE[uow.conn.dialect.name], first)).rowcount == 1:
+            return True
+        known = (await uow.conn.execute(_KNOWN_PRICE_LOCKED, key)).one()
     if known.deleted_at is not None or known.as_of > as_of:
         return False
     await uow.conn.execute(
