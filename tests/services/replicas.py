@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,15 @@ from mercato.platform.storage.sql import Database
 from tests.conftest import eventually
 
 
-def message(payload: Payload) -> RawMessage:
-    """``payload`` as the broker hands it to a consumer, under a new event id."""
-    envelope = Envelope(type=type(payload).__name__, source="mercato/test", data=payload.dump())
+def message(payload: Payload, time: datetime | None = None) -> RawMessage:
+    """``payload`` as the broker hands it to a consumer, under a new event id (published at
+    ``time``, or now)."""
+    envelope = Envelope(
+        type=type(payload).__name__,
+        source="mercato/test",
+        data=payload.dump(),
+        time=time or datetime.now(UTC),
+    )
     headers, body = envelope.to_binary(AMQP_PREFIX)
     return RawMessage(topic="t", headers=headers, body=body, prefix=AMQP_PREFIX)
 
@@ -54,7 +61,7 @@ class Replicas:
     def first(self) -> Replica:
         return self.of[0]
 
-    async def at_once(self, hold: str, key: str, *events: Payload) -> None:
+    async def at_once(self, hold: str, key: str, *events: Payload | RawMessage) -> None:
         """The n-th event handled by the n-th replica, all at the same moment (``meet``: the
         test's session holds ``hold`` on ``key``): each acknowledged, none failed."""
         runs = [r.handle(e) for r, e in zip(self.of, events, strict=True)]
