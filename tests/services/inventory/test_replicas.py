@@ -19,10 +19,12 @@ from mercato.contracts.events import (
     OrderCompleted,
     PaymentFailed,
     ProductCreated,
+    ProductUpdated,
     ReturnShipmentReceived,
 )
 from mercato.platform.envelope import Envelope
 from mercato.platform.storage.tables import outbox
+from mercato.platform.unit_of_work import transaction
 from mercato.services.inventory import store
 from mercato.services.inventory.service import service
 from mercato.services.inventory.tables import reservations
@@ -31,6 +33,10 @@ from tests.services.replicas import Replica, Replicas, replicas
 
 STOCK_ROW = "SELECT 1 FROM stock WHERE product_id = $1 FOR UPDATE"
 RESERVATION_ROW = "SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE"
+STOCK_KEY = (
+    "INSERT INTO stock (product_id, available, reserved, retired, updated_at)"
+    " VALUES ($1, 0, 0, false, now())"
+)
 TOMBSTONE = (
     "INSERT INTO reservations (order_id, status, items, created_at, updated_at)"
     " VALUES ($1, 'CANCELLED', '[]', now(), now())"
@@ -143,3 +149,21 @@ async def test_a_return_and_a_cancellation_in_delivery_at_once_give_the_goods_ba
     await two.at_once(RESERVATION_ROW, "o1", back, cancelled("o1", previous="DELIVERING"))
     # Whichever came first, the goods are back on sale once and nothing stays held.
     assert await state(two.first, "o1") == ("RETURNED", 10, 0)
+
+
+async def test_a_product_created_and_updated_at_once_gets_the_update(two: Replicas) -> None:
+    # A new product's row does not exist to be locked: the test's session holds its key.
+    created = ProductCreated(productId="n", name="n", price=1, quantity=10)
+    updated = ProductUpdated(productId="n", quantity=4)
+    await two.at_once(STOCK_KEY, "n", created, updated)
+    async with two.first.db.connect() as conn:
+        found = await store.get_stock(conn, "n")
+    assert found is not None and (found.available, found.reserved) == (4, 0)
+
+
+async def test_set_stocks_writes_new_and_known_products_on_postgres(two: Replicas) -> None:
+    async with transaction(two.first.db, "inventory") as uow:
+        await store.put_stocks(uow, ["n", "p"], 6)
+    async with two.first.db.connect() as conn:
+        found = [await store.get_stock(conn, p) for p in ("n", "p")]
+    assert [(s.available, s.retired) for s in found if s is not None] == [(6, False), (6, False)]

@@ -49,16 +49,16 @@ def _items(lines: list[tuple[str, int]]) -> list[Item]:
 async def stock_product(event: ProductCreated, uow: UnitOfWork) -> None:
     """A new product comes with its stock. Idempotent: a repeat (even under another event id,
     after orders have reserved some) changes nothing. Tolerates reordering with
-    ProductUpdated: whichever came first created the row, a later create leaves it alone."""
-    if await store.get_stock(uow.conn, event.productId) is not None:
-        return
-    await store.put_stock(uow.conn, event.productId, event.quantity)
-    await store.announce(uow, event.productId)
+    ProductUpdated: whichever came first created the row, a later create leaves it alone
+    (``store.add_product``: one conditional insert, also when both arrive at once)."""
+    if await store.add_product(uow.conn, event.productId, event.quantity):
+        await store.announce(uow, event.productId)
 
 
 async def set_product_stock(event: ProductUpdated, uow: UnitOfWork) -> None:
-    """``quantity``, when present, sets what is free to sell (held reservations stay held).
-    Idempotent; an update without ``quantity`` changes nothing here."""
+    """``quantity``, when present, sets what is free to sell (held reservations stay held),
+    creating the product's stock if ProductCreated has not come yet (one upsert). Idempotent;
+    an update without ``quantity`` changes nothing here."""
     if event.quantity is None:
         return
     await store.put_stock(uow.conn, event.productId, event.quantity)

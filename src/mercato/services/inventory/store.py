@@ -50,7 +50,6 @@ _GET_THRESHOLD = sa.select(config.c.value).where(config.c.name == "stock_low")
 _NOW: sa.BindParameter[datetime] = sa.bindparam("b_now")
 _QUANTITY: sa.BindParameter[int] = sa.bindparam("b_quantity")
 _UPDATE_STOCK = sa.update(stock).where(_by_id(stock.c.product_id))
-_PUT = _UPDATE_STOCK.values(available=sa.bindparam("b_available"), retired=False, updated_at=_NOW)
 _RETIRE = _UPDATE_STOCK.values(retired=True, updated_at=_NOW)
 _ADD = _UPDATE_STOCK.values(available=stock.c.available + _QUANTITY, updated_at=_NOW).returning(
     *_STOCK
@@ -76,6 +75,27 @@ _UNRESERVE = {
 _INSERT_RESERVATION: dict[str, Any] = {
     "postgresql": postgresql.insert(reservations),
     "sqlite": sqlite.insert(reservations),
+}
+_INSERT_STOCK: dict[str, Any] = {
+    "postgresql": postgresql.insert(stock),
+    "sqlite": sqlite.insert(stock),
+}
+# A product's first stock row, or nothing (it has one: another event, or replica, came first).
+_ADD_PRODUCT = {
+    name: insert.on_conflict_do_nothing(index_elements=[stock.c.product_id])
+    for name, insert in _INSERT_STOCK.items()
+}
+# A product's stock row written, or what is free to sell set (reservations stay held).
+_PUT = {
+    name: insert.on_conflict_do_update(
+        index_elements=[stock.c.product_id],
+        set_={
+            "available": insert.excluded.available,
+            "retired": False,
+            "updated_at": insert.excluded.updated_at,
+        },
+    )
+    for name, insert in _INSERT_STOCK.items()
 }
 # A first reservation of an order, or nothing (another delivery of it came first).
 _CLAIM = {
@@ -166,46 +186,37 @@ def _tell(uow: UnitOfWork, product_id: str, available: int, limit: int) -> None:
         )
 
 
+def _new_stock(product_id: str, available: int, now: datetime) -> dict[str, Any]:
+    return {
+        "product_id": product_id,
+        "available": available,
+        "reserved": 0,
+        "retired": False,
+        "updated_at": now,
+    }
+
+
+async def add_product(conn: Connection, product_id: str, available: int) -> bool:
+    """The product's stock row, unless it has one; False then, and nothing is written. One
+    statement (``ON CONFLICT DO NOTHING``): of two replicas adding it at once, the second
+    waits for the first and then does nothing."""
+    row = _new_stock(product_id, available, datetime.now(UTC))
+    return (await conn.execute(_ADD_PRODUCT[conn.dialect.name], row)).rowcount == 1
+
+
 async def put_stock(conn: Connection, product_id: str, available: int) -> None:
-    """Create the product's stock, or set what is free to sell (reservations stay held)."""
-    now = datetime.now(UTC)
-    changed = await conn.execute(_PUT, {"b_id": product_id, "b_available": available, "b_now": now})
-    if changed.rowcount == 0:
-        await conn.execute(
-            stock.insert(),
-            {
-                "product_id": product_id,
-                "available": available,
-                "reserved": 0,
-                "retired": False,
-                "updated_at": now,
-            },
-        )
+    """Create the product's stock, or set what is free to sell (reservations stay held), in
+    one statement (``ON CONFLICT DO UPDATE``), whoever else writes the row at that moment."""
+    row = _new_stock(product_id, available, datetime.now(UTC))
+    await conn.execute(_PUT[conn.dialect.name], row)
 
 
 async def put_stocks(uow: UnitOfWork, product_ids: list[str], available: int) -> None:
-    """``put_stock`` for many products in one upsert, then their StockUpdated (and StockLow /
-    OutOfStock) as ``announce`` says them: every one now has ``available`` and is not retired."""
+    """``put_stock`` for many products, then their StockUpdated (and StockLow / OutOfStock)
+    as ``announce`` says them: every one now has ``available`` and is not retired."""
     now = datetime.now(UTC)
-    insert = postgresql.insert if uow.conn.dialect.name == "postgresql" else sqlite.insert
-    rows = [
-        {
-            "product_id": p,
-            "available": available,
-            "reserved": 0,
-            "retired": False,
-            "updated_at": now,
-        }
-        for p in product_ids
-    ]
-    await uow.conn.execute(
-        insert(stock)
-        .values(rows)
-        .on_conflict_do_update(
-            index_elements=[stock.c.product_id],
-            set_={"available": available, "retired": False, "updated_at": now},
-        )
-    )
+    rows = [_new_stock(p, available, now) for p in product_ids]
+    await uow.conn.execute(_PUT[uow.conn.dialect.name], rows)
     limit = await threshold(uow.conn)
     for product_id in product_ids:
         _tell(uow, product_id, available, limit)
