@@ -19,6 +19,7 @@ from mercato.contracts.events import (
     OrderCompleted,
     PaymentFailed,
     ProductCreated,
+    ProductDeleted,
     ProductUpdated,
     ReturnShipmentReceived,
 )
@@ -29,7 +30,7 @@ from mercato.services.inventory import store
 from mercato.services.inventory.service import service
 from mercato.services.inventory.tables import reservations
 from tests.services.inventory.shop import order
-from tests.services.replicas import Replica, Replicas, replicas
+from tests.services.replicas import Replica, Replicas, meet, replicas
 
 STOCK_ROW = "SELECT 1 FROM stock WHERE product_id = $1 FOR UPDATE"
 RESERVATION_ROW = "SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE"
@@ -167,3 +168,20 @@ async def test_set_stocks_writes_new_and_known_products_on_postgres(two: Replica
     async with two.first.db.connect() as conn:
         found = [await store.get_stock(conn, p) for p in ("n", "p")]
     assert [(s.available, s.retired) for s in found if s is not None] == [(6, False), (6, False)]
+
+
+async def test_a_restock_while_the_product_is_deleted_adds_nothing(two: Replicas) -> None:
+    # The deletion takes the stock row first; the restock (Restock's update) waits for it and
+    # then finds the product retired.
+    async def restock() -> store.Stock | None:
+        async with transaction(two.first.db, "inventory") as uow:
+            return await store.add_available(uow.conn, "p", 5, unless_retired=True)
+
+    deleted = two.of[1].handle(ProductDeleted(productId="p"))
+    assert await meet(two.template, "inventory", STOCK_ROW, ["p"], deleted, restock()) == [
+        [None],
+        None,
+    ]
+    async with two.first.db.connect() as conn:
+        found = await store.get_stock(conn, "p")
+    assert found is not None and (found.available, found.retired) == (10, True)

@@ -54,6 +54,8 @@ _RETIRE = _UPDATE_STOCK.values(retired=True, updated_at=_NOW)
 _ADD = _UPDATE_STOCK.values(available=stock.c.available + _QUANTITY, updated_at=_NOW).returning(
     *_STOCK
 )
+# See add_available(): a restock never adds to a retired product, whoever retires it meanwhile.
+_RESTOCK = _ADD.where(stock.c.retired.is_(False))
 # See take(): the check and the decrement are one conditional UPDATE.
 _TAKE = sa.update(stock).where(
     _by_id(stock.c.product_id), stock.c.retired.is_(False), stock.c.available >= _QUANTITY
@@ -227,10 +229,15 @@ async def retire(conn: Connection, product_id: str) -> bool:
     return changed.rowcount > 0
 
 
-async def add_available(conn: Connection, product_id: str, quantity: int) -> Stock | None:
-    """Put ``quantity`` back on sale; the stock as it is now (None: no such product)."""
+async def add_available(
+    conn: Connection, product_id: str, quantity: int, *, unless_retired: bool = False
+) -> Stock | None:
+    """Put ``quantity`` back on sale; the stock as it is now (None: no such product, or, with
+    ``unless_retired``, a retired one: nothing added). Returned goods go back whatever became
+    of the product; a restock checks in the same UPDATE that the product is still sold, so a
+    deletion handled at that moment by another replica is waited for and respected."""
     params = {"b_id": product_id, "b_quantity": quantity, "b_now": datetime.now(UTC)}
-    row = (await conn.execute(_ADD, params)).first()
+    row = (await conn.execute(_RESTOCK if unless_retired else _ADD, params)).first()
     return None if row is None else _stock(row)
 
 
