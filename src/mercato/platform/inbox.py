@@ -13,6 +13,7 @@ reached keeps the message on the broker.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import traceback
@@ -109,6 +110,7 @@ class InboxConsumer:
         self.db = db
         self.policy = policy or RetryPolicy()
         self.on_events = on_events
+        self._in_hand: set[asyncio.Timeout] = set()  # the batches being handled
         self._by_type: dict[str, list[On]] = {}
         for h in handlers:
             self._by_type.setdefault(h.event_type, []).append(h)
@@ -117,6 +119,34 @@ class InboxConsumer:
         self._claim = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
     async def __call__(self, batch: Sequence[RawMessage]) -> list[Verdict]:
+        # A scope ``abandon`` can end: no timer and no task of its own unless it is used.
+        scope = asyncio.timeout(None)
+        self._in_hand.add(scope)
+        try:
+            async with scope:
+                return await self._process(batch)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            log.warning(
+                "batch cancelled at shutdown; its messages go back to the broker",
+                consumer=self.name,
+                messages=len(batch),
+            )
+            return [Retry(0.0)] * len(batch)
+        finally:
+            self._in_hand.discard(scope)
+
+    def abandon(self) -> int:
+        """Cancel the batches in hand (a shutdown whose handlers did not finish in time):
+        their transactions roll back and their messages go back to the broker, which
+        redelivers them. Returns how many batches were in hand."""
+        loop = asyncio.get_running_loop()
+        for scope in self._in_hand:
+            scope.reschedule(loop.time())
+        return len(self._in_hand)
+
+    async def _process(self, batch: Sequence[RawMessage]) -> list[Verdict]:
         DELIVERIES.labels(self.name).inc(len(batch))
         verdicts: list[Verdict] = [ACK] * len(batch)
         good: list[tuple[int, _Decoded]] = []
