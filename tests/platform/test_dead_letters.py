@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, OperationalError
 
 from mercato.platform.bus.port import RawMessage
 from mercato.platform.dead_letters import Redriver, list_dead_letters, request_redrive
@@ -220,3 +222,44 @@ async def test_old_dead_letters_keep_their_bodies_as_utf8_bytes(
     finally:
         await db.dispose()
     assert bytes(letter.body) == "café {}".encode()
+
+
+async def test_a_letter_the_database_refuses_is_stored_escaped_or_logged_never_retried(
+    engine: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal nobody foresaw: the letter is stored with its text ASCII-escaped; if that is
+    refused too, the whole message goes into the log and is acknowledged. Only a lost
+    connection keeps the message on the broker (a Retry)."""
+    consumer = tally_consumer(engine)
+    store = consumer._store
+    refusals: list[int] = []
+
+    def refusing(times: int, error: Exception) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def refuse(letter: dict[str, Any]) -> None:
+            if len(refusals) < times:
+                refusals.append(1)
+                raise error
+            await store(letter)
+
+        return refuse
+
+    unforeseen = DataError("INSERT", (), Exception("value too long for type"))
+    monkeypatch.setattr(consumer, "_store", refusing(1, unforeseen))
+    poisoned = RawMessage("t", {"ce-type": "Entry\u00e9"}, b"\xff", "ce-")
+    assert await consumer([poisoned]) == [None]
+    [letter] = await letters(engine)
+    assert letter.event_type == "Entry\\xe9" and "value too long" in letter.error
+
+    refusals.clear()
+    monkeypatch.setattr(consumer, "_store", refusing(2, unforeseen))
+    with structlog.testing.capture_logs() as logs:
+        assert await consumer([poisoned]) == [None]
+    [logged] = [e for e in logs if e["log_level"] == "critical"]
+    assert logged["body"] == "/w==" and "ce-type" in logged["headers"]
+    assert len(await letters(engine)) == 1
+
+    refusals.clear()
+    lost = OperationalError("connect", (), ConnectionRefusedError(111, "refused"))
+    monkeypatch.setattr(consumer, "_store", refusing(1, lost))
+    [verdict] = await consumer([poisoned])
+    assert verdict is not None, "kept on the broker to be tried again"
