@@ -110,7 +110,8 @@ class InboxConsumer:
         self.db = db
         self.policy = policy or RetryPolicy()
         self.on_events = on_events
-        self._in_hand: set[asyncio.Timeout] = set()  # the batches being handled
+        self._in_hand: set[asyncio.Task[Any]] = set()  # the tasks handling a batch
+        self._abandoned: set[asyncio.Task[Any]] = set()  # of those, the ones cancelled
         self._by_type: dict[str, list[On]] = {}
         for h in handlers:
             self._by_type.setdefault(h.event_type, []).append(h)
@@ -119,15 +120,17 @@ class InboxConsumer:
         self._claim = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
     async def __call__(self, batch: Sequence[RawMessage]) -> list[Verdict]:
-        # A scope ``abandon`` can end: no timer and no task of its own unless it is used.
-        scope = asyncio.timeout(None)
-        self._in_hand.add(scope)
+        # The task handling the batch, for ``abandon`` (≈ 1 µs a batch; a cancel scope per
+        # batch, asyncio.timeout(None), cost ≈ 6).
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_hand.add(task)
         try:
-            async with scope:
-                return await self._process(batch)
-        except TimeoutError:
-            if not scope.expired():
+            return await self._process(batch)
+        except asyncio.CancelledError:
+            if task not in self._abandoned:
                 raise
+            task.uncancel()  # the bus's worker goes on: it hands the messages back
             log.warning(
                 "batch cancelled at shutdown; its messages go back to the broker",
                 consumer=self.name,
@@ -135,15 +138,16 @@ class InboxConsumer:
             )
             return [Retry(0.0)] * len(batch)
         finally:
-            self._in_hand.discard(scope)
+            self._in_hand.discard(task)
+            self._abandoned.discard(task)
 
     def abandon(self) -> int:
         """Cancel the batches in hand (a shutdown whose handlers did not finish in time):
         their transactions roll back and their messages go back to the broker, which
         redelivers them. Returns how many batches were in hand."""
-        loop = asyncio.get_running_loop()
-        for scope in self._in_hand:
-            scope.reschedule(loop.time())
+        for task in self._in_hand - self._abandoned:
+            self._abandoned.add(task)
+            task.cancel()
         return len(self._in_hand)
 
     async def _process(self, batch: Sequence[RawMessage]) -> list[Verdict]:
