@@ -165,8 +165,7 @@ class InboxConsumer:
             except PoisonMessage as exc:
                 verdicts[i] = await self._dead_letter(message, str(exc), None)
                 continue
-            if decoded is not None:
-                good.append((i, decoded))
+            good.append((i, decoded))
         if len(good) > 1:
             try:
                 await self._handle([d for _, d in good])
@@ -180,7 +179,7 @@ class InboxConsumer:
                 verdicts[i] = await self._failed(decoded, exc)
         return verdicts
 
-    def _decode(self, message: RawMessage) -> _Decoded | None:
+    def _decode(self, message: RawMessage) -> _Decoded:
         try:
             envelope = Envelope.from_binary(message.headers, message.body, message.prefix)
         except EnvelopeError as exc:
@@ -325,9 +324,7 @@ class InboxConsumer:
             prefix=_prefix_of(json.loads(row.headers)),
         )
         try:
-            decoded = self._decode(message)
-            if decoded is not None:
-                await self._handle([decoded])
+            await self._handle([self._decode(message)])
         except Exception as exc:
             return "".join(traceback.format_exception_only(exc)).strip()
         return None
