@@ -385,7 +385,7 @@ async def _settled_letters(world: BusWorld, consumer: str, count: int) -> list[A
     letters = await eventually(lambda: _at_least(world.dead_letters(consumer), count), 30)
     for _ in range(10):
         delivered = world.deliveries[consumer]
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
         if world.deliveries[consumer] == delivered:
             break
     else:
