@@ -30,7 +30,11 @@ from mercato.platform.waits import within
 log = structlog.get_logger(__name__)
 
 TICK = 0.2  # seconds between looks at the children
-DRAIN_MARGIN = 5.0  # seconds a child may take beyond MERCATO_SHUTDOWN_TIMEOUT before SIGKILL
+# A child's stop is bounded in steps of MERCATO_SHUTDOWN_TIMEOUT (T): the batch in hand T,
+# then gRPC's grace, the relay's end and its last round T/2 each (runtime/host.py). It gets
+# STOP_TIMEOUTS × T + DRAIN_MARGIN seconds before SIGKILL.
+STOP_TIMEOUTS = 2.5
+DRAIN_MARGIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,7 @@ class Supervisor:
         for child in running:
             assert child.proc is not None
             child.proc.terminate()
-        deadline = time.monotonic() + self.settings.shutdown_timeout + DRAIN_MARGIN
+        deadline = time.monotonic() + STOP_TIMEOUTS * self.settings.shutdown_timeout + DRAIN_MARGIN
         while any(c.proc.poll() is None for c in running if c.proc is not None):
             if time.monotonic() > deadline:
                 for child in running:
