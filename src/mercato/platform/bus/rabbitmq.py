@@ -146,12 +146,16 @@ class RabbitBus:
             log.warning("publish while RabbitMQ is unavailable", error=repr(exc))
             return [False] * len(batch)
 
+        nacked = False
+
         async def confirmed(topic: str, envelope: Envelope) -> bool:
+            nonlocal nacked
             try:
                 headers, body = envelope.to_binary(self.prefix)
                 await self._send(raw, topic, headers, body, envelope.id)
                 return True
             except Exception as exc:
+                nacked |= isinstance(exc, aiormq.exceptions.DeliveryError)
                 log.warning("publish not confirmed", topic=topic, error=repr(exc))
                 return False
 
@@ -159,7 +163,26 @@ class RabbitBus:
         # out in batch order; the confirms come back and are awaited together (pipelined). The
         # bus lock keeps two relays' batches from interleaving.
         async with self._publishing:
-            return list(await asyncio.gather(*(confirmed(t, env) for t, env in batch)))
+            confirms = list(await asyncio.gather(*(confirmed(t, env) for t, env in batch)))
+            if nacked:
+                await self._renew_publish_channel(channel)
+            return confirms
+
+    async def _renew_publish_channel(self, old: AbstractChannel) -> None:
+        """A nack costs the channel: the next batch goes out on a new one. Seen on RabbitMQ
+        3.10 after a cluster node was killed: the channel the bus reopened on a surviving node
+        had every publish routed to a quorum queue nacked for minutes (its queues had new
+        leaders and took messages), while a new channel on the same node was confirmed."""
+        if self._connection is None or self._publish_channel is not old:
+            return
+        try:
+            fresh = await within(self.timeout, self._connection.channel(publisher_confirms=True))
+        except Exception as exc:  # the connection is away: its robust recovery takes over
+            log.warning("cannot open a new publishing channel", error=repr(exc))
+            return
+        self._publish_channel = fresh
+        with contextlib.suppress(Exception):
+            await within(self.timeout, old.close())
 
     async def publish_raw(self, topic: str, headers: Mapping[str, str], body: bytes) -> None:
         if self._publish_channel is None:
