@@ -41,10 +41,12 @@ async def saga_under_load(
     *,
     seconds: float,
     rate: float = 10.0,
+    before_load: Callable[[], Awaitable[None]] | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
-    """Place ``rate`` orders a second for ``seconds``, call ``kill`` a third of the way in,
-    then check every invariant; return the figures."""
+    """Place ``rate`` orders a second for ``seconds``, call ``kill`` a third of the way in
+    (beside the load, which goes on), then check every invariant; return the figures.
+    ``before_load`` runs once the services are up (their queues and streams declared)."""
     config = make_settings(
         data_dir,
         broker_url=broker_url,
@@ -58,6 +60,8 @@ async def saga_under_load(
         shop = Shop(http, config)
         shop.admin = await shop.sign_in(ADMIN["email"], ADMIN["password"])
         try:
+            if before_load is not None:
+                await before_load()
             return await _run(shop, kill, seconds, rate)
         finally:
             for engine in shop.engines.values():
@@ -96,15 +100,22 @@ async def _run(
             await asyncio.sleep(random.uniform(0, 0.5))
             await shop.http.post(f"/api/v1/orders/{order_id}/cancel", headers=who)
 
+    killed_at = 0.0
+
+    async def killing() -> str:
+        nonlocal killed_at
+        victim = await kill()
+        killed_at = time.monotonic() - started
+        return victim
+
     started = time.monotonic()
     tasks: list[asyncio.Task[None]] = []
-    victim = ""
     for i in range(wanted):
-        if i == wanted // 3:
-            victim = await kill()
-            killed_at = time.monotonic() - started
+        if i == wanted // 3:  # beside the load, which goes on meanwhile
+            killer = asyncio.create_task(killing())
         tasks.append(asyncio.create_task(checkout(i)))
         await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+    victim = await killer
     await asyncio.gather(*tasks)
     load_ended = time.monotonic() - started
     assert not refused, refused

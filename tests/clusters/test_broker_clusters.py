@@ -50,17 +50,21 @@ async def test_a_rabbitmq_node_killed_under_load_loses_nothing_with_quorum_queue
 ) -> None:
     cluster = RabbitCluster(tmp_path / "nodes")
 
-    async def the_first_node() -> Node:
-        # The bus is connected to it (the first URL) and declared the queues there, so it
-        # leads them; every one is a quorum queue with a replica on each node.
+    async def replicated_on_every_node() -> None:
         everyone = sorted(n.name for n in cluster.nodes)
         members = await asyncio.to_thread(cluster.members)
         assert members and all(
             name.endswith("(quorum)") and nodes == everyone for name, nodes in members.items()
         ), members
+
+    async def the_first_node() -> Node:
+        # The bus is connected to it (the first URL) and declared the queues there, so it
+        # leads them.
         return cluster.nodes[0]
 
-    figures = await killed_under_load(cluster, tmp_path, the_first_node)
+    figures = await killed_under_load(
+        cluster, tmp_path, the_first_node, before_load=replicated_on_every_node
+    )
     print("RabbitMQ cluster:", json.dumps(figures))
 
 
