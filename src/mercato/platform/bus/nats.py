@@ -5,11 +5,11 @@ handles in one database transaction, a verdict per message (ack, or nak with a d
 publisher acks awaited together for a whole outbox batch; FastStream hands messages to a
 handler one at a time and confirms publishes one by one.
 
-Layout (nats-server 2.9: a consumer has one filter subject):
-
 Several server URLs (a cluster) all go to nats-py, which connects to one of them and, when that
 server is lost, to another; the streams are kept in ``replicas`` copies on the cluster's servers
 (``MERCATO_NATS_REPLICAS``), so with 3 a node may die without losing a stored message.
+
+Layout (nats-server 2.9: a consumer has one filter subject):
 
 - Stream ``{NS}_EVENTS`` on ``{ns}.events.>``, file storage, interest retention: a message is
   kept until every consumer bound to it has acknowledged it, so the stream holds the backlog,
