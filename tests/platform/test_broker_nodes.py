@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from urllib.parse import urlparse
 
+import aio_pika
 import pytest
 
 from mercato.platform.bus.nats import NatsBus
@@ -95,3 +96,24 @@ async def test_nats_replicas_beyond_the_servers_are_refused_naming_the_setting(
     with pytest.raises(RuntimeError, match=r"3 replica.*MERCATO_NATS_REPLICAS"):
         await bus.connect()
     assert bus._nc is None, "closed again: nothing half-open"
+
+
+async def test_rabbitmq_publishes_on_a_new_channel_after_a_nack(processes: Processes) -> None:
+    """A channel the broker nacked may go on nacking (seen on RabbitMQ 3.10 after a cluster
+    node died): the batch after a nack goes out on a new channel."""
+    bus = await processes.start()
+    await bus.subscribe("svc-a", [PATTERN], Recorder())
+    full = f"{processes.namespace}.full"
+    async with await aio_pika.connect(processes.url) as admin:
+        channel = await admin.channel()
+        refusing = await channel.declare_queue(  # gone with this connection, whatever happens
+            full, exclusive=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+        )
+        await refusing.bind(bus.exchange_name, routing_key="#")
+        old = bus._publish_channel
+        nacked = ping(1)
+        assert await bus.publish([(topic_of(nacked), nacked)]) == [False]
+        assert bus._publish_channel is not old and old is not None and old.is_closed
+        await refusing.delete(if_unused=False)
+    again = ping(2)
+    assert await bus.publish([(topic_of(again), again)]) == [True]
