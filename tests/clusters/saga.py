@@ -71,10 +71,12 @@ async def saga_under_load(
 async def _run(
     shop: Shop, kill: Callable[[], Awaitable[str]], seconds: float, rate: float
 ) -> dict[str, Any]:
-    customers = [await shop.customer() for _ in range(6)]
-    stock = {await shop.product(price=float(PRICE), quantity=20): 20 for _ in range(3)}
-    products = list(stock)
     wanted = int(seconds * rate)
+    customers = [await shop.customer() for _ in range(6)]
+    # Fewer units than the load asks for (1.5 an order on average), so some orders find none.
+    units = max(20, wanted // 6)
+    stock = {await shop.product(price=float(PRICE), quantity=units): units for _ in range(3)}
+    products = list(stock)
     placed: dict[str, tuple[dict[str, str], dict[str, int]]] = {}  # order → customer, items
     refused: list[str] = []
 
