@@ -77,6 +77,9 @@ def test_a_cluster_is_several_broker_urls_and_a_bare_node_borrows_the_first_ones
         "amqp://shop:pw@h1:5672/prod?heartbeat=5",
         "amqp://shop:pw@h2:5673/prod?heartbeat=5",
     )
+    assert load_settings().broker_shown == (
+        "amqp://shop:***@h1:5672/prod?heartbeat=5,amqp://shop:***@h2:5673/prod?heartbeat=5"
+    ), "what a banner shows names no password"
     monkeypatch.setenv("MERCATO_BROKER_URL", "memory://")
     assert load_settings().broker_urls == ("memory://",)
 

@@ -123,7 +123,7 @@ def up(
         fail("--replicas and --group need --processes")
     services = all_services()
     console.print(
-        f"Mercato: {len(services)} services on {settings.broker_url}, "
+        f"Mercato: {len(services)} services on {settings.broker_shown}, "
         f"data in {settings.data_dir.resolve()}, HTTP on http://{settings.host}:{settings.port}"
     )
     _run_http(System(services, settings), settings)

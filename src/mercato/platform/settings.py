@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         """Every node's URL (one for a single broker)."""
         return broker_urls(self.broker_url)
 
+    @property
+    def broker_shown(self) -> str:
+        """The broker's nodes as a log line or a banner may show them: no password."""
+        return ",".join(_without_password(url) for url in self.broker_urls)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -167,6 +172,14 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}").geturl()
 
 
 def _kind(scheme: str) -> str:
