@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     auth_rate_limit: int = Field(20, ge=1, le=100_000)
     grpc_deadline: float = Field(5.0, gt=0, le=120)
+    # gateway: the largest request body taken (bytes); a larger one is answered 413 unread.
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30)
     demo_catalog: bool = True
     # catalog: how often it reads its version for the gateways that watch it (seconds): a
     # kept page of products is sent without asking the catalog while the version it was

@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 
 from mercato.platform.runtime.service import ServiceContext
 from mercato.services.gateway.lean import LeanRoutes
-from mercato.services.gateway.middleware import RequestContext
+from mercato.services.gateway.middleware import BodyLimit, RequestContext
 from mercato.services.gateway.problems import ProblemDetails, install_problem_handlers
 from mercato.services.gateway.routes import HOT, LEAN_WRITES, ROUTERS
 
@@ -53,6 +53,7 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
             handlers=lambda: app.exception_handlers,
             writes=LEAN_WRITES,
         )
+    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
     app.add_middleware(RequestContext)
     origins = [o.strip() for o in ctx.settings.cors_origins.split(",") if o.strip()]
     if origins:

@@ -303,6 +303,6 @@ async def _read_json(receive: Receive, scope: Scope) -> tuple[Receive, Any]:
         if raw:
             try:
                 body = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep
                 body = NO_BODY
     return again, body

@@ -62,3 +62,58 @@ class RequestContext:
             await response(scope, receive, send_with_id)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
+
+
+class BodyLimit:
+    """413 for a request body over ``limit`` bytes, before the body is read: at once when
+    Content-Length says so, and for a body without a length (chunked) as soon as what arrives
+    goes over (it is read here, up to the limit, and handed on)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None:
+            if not length.isdigit() or int(length) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        elif chunked:
+            messages: list[Message] = []
+            size = 0
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break
+                size += len(message.get("body", b""))
+                if size > self.limit:
+                    await self._refuse(scope, receive, send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            replayed = iter(messages)
+
+            async def again() -> Message:
+                for message in replayed:
+                    return message
+                return await receive()
+
+            receive = again
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = Problem(413, f"the request body is over {self.limit} bytes")
+        response = problem_response(Request(scope), problem)
+        response.headers["Connection"] = "close"  # the unread body is not waited for
+        await response(scope, receive, send)
