@@ -5,6 +5,7 @@ Bad configuration is a ``ConfigError`` at start, naming the setting and what is 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,9 @@ class Settings(BaseSettings):
     # gateway: CORS origins ("https://a.example,https://b.example", "*" for any; empty = none),
     # login/registration attempts per client address per minute, gRPC call deadline (seconds).
     cors_origins: str = ""
+    # gateway: the proxies whose X-Forwarded-For is believed ("10.0.0.5,10.1.0.0/16"; empty =
+    # none, the client's address is the connection's peer).
+    trusted_proxies: str = ""
     auth_rate_limit: int = Field(20, ge=1, le=100_000)
     grpc_deadline: float = Field(5.0, gt=0, le=120)
     # gateway: the largest request body taken (bytes); a larger one is answered 413 unread.
@@ -115,6 +119,16 @@ class Settings(BaseSettings):
                     raise ValueError
             except ValueError:
                 raise ValueError("must be a number of seconds ≥ 0, or 'never'") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network") from None
         return value
 
     @field_validator("grpc_targets")

@@ -2,8 +2,8 @@
 
 A sliding window per (bucket, address). Several gateway replicas each count their own share,
 which is enough to blunt password guessing; identity's per-account throttle stands behind it.
-The address is the connection's peer: behind a proxy, run uvicorn with ``--proxy-headers`` and
-``--forwarded-allow-ips`` so it is the client's and cannot be forged by a header.
+The address is the connection's peer; only when the peer is one of ``MERCATO_TRUSTED_PROXIES``
+(none by default) is it taken from ``X-Forwarded-For``, so a client cannot forge it by a header.
 """
 
 from __future__ import annotations
