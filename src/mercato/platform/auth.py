@@ -59,6 +59,9 @@ ROLES = ("customer", "admin")
 LEEWAY_SECONDS = 10  # clock skew tolerated between machines
 JWKS_DEADLINE = 2.0  # seconds allowed for one GetJwks call
 MAX_REMEMBERED = 10_000  # accepted tokens a verifier remembers; the oldest are forgotten first
+# The metadata in which the gateway tells identity the client's address (failed logins are
+# throttled per address and account).
+CLIENT_ADDRESS = "x-client-address"
 
 
 class AuthError(Exception):

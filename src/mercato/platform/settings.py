@@ -50,8 +50,11 @@ class Settings(BaseSettings):
     jwt_private_key_file: Path | None = None
     access_token_ttl: int = Field(900, ge=30, le=86_400, description="seconds")
     refresh_token_ttl: int = Field(14 * 86_400, ge=60, le=365 * 86_400, description="seconds")
-    login_max_failures: int = Field(5, ge=1, le=1000, description="before the account waits")
-    login_lockout: float = Field(300, ge=0, le=86_400, description="seconds it waits")
+    # identity: failed logins from one address for one account before it waits (login_delay
+    # seconds, then twice as long after each further failure, up to login_lockout seconds).
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_delay: float = Field(1, ge=0, le=86_400, description="the first wait, seconds")
+    login_lockout: float = Field(300, ge=0, le=86_400, description="the longest wait, seconds")
     # gateway: CORS origins ("https://a.example,https://b.example", "*" for any; empty = none),
     # login/registration attempts per client address per minute, gRPC call deadline (seconds).
     cors_origins: str = ""

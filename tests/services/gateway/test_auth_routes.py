@@ -29,6 +29,7 @@ async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         admin_email=ADMIN["email"],
         admin_password=ADMIN["password"],
         login_max_failures=3,
+        login_delay=60,
         auth_rate_limit=8,
     )
     async with running([identity, gateway], settings) as (_system, http):
@@ -106,7 +107,7 @@ async def test_logout_ends_the_refresh_family(api: httpx.AsyncClient) -> None:
     problem(await api.post("/api/v1/auth/refresh", json=body), 401)
 
 
-async def test_failed_logins_throttle_the_account(api: httpx.AsyncClient) -> None:
+async def test_failed_logins_throttle_the_guesser_not_the_owner(api: httpx.AsyncClient) -> None:
     await api.post("/api/v1/auth/register", json=ADA)
     wrong = {"email": ADA["email"], "password": "not it 123"}
     for _ in range(3):
@@ -116,6 +117,10 @@ async def test_failed_logins_throttle_the_account(api: httpx.AsyncClient) -> Non
     throttled = await api.post("/api/v1/auth/login", json=right)
     problem(throttled, 429)
     assert int(throttled.headers["retry-after"]) > 0
+    # The owner, from another address, signs in.
+    transport = httpx.ASGITransport(app=api._transport.app, client=("198.51.100.7", 4242))  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(transport=transport, base_url=str(api.base_url)) as owner:
+        assert (await owner.post("/api/v1/auth/login", json=right)).status_code == 200
 
 
 async def test_the_jwks_is_served_and_verifies_tokens(api: httpx.AsyncClient) -> None:

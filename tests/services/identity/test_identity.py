@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.platform.auth import JwksCache, TokenVerifier
+from mercato.services.identity.domain import Throttle
 from mercato.services.identity.tables import refresh_tokens
 from tests.services.identity.conftest import (
     ADMIN_EMAIL,
@@ -95,6 +96,30 @@ async def test_wrong_passwords_are_counted_then_the_account_waits(ident: Identit
     assert dict(error.trailing_metadata())["retry-after"] in {"59", "60"}
     reasons = [e.data["reason"] for e in await ident.events("LoginFailed")]
     assert reasons == ["wrong_password"] * 3 + ["throttled"]
+
+
+async def test_failures_from_one_address_do_not_make_the_owner_wait_elsewhere(
+    ident: Identity,
+) -> None:
+    await ident.register("ada@example.com")
+    for _ in range(3):
+        await refused(
+            ident.login("ada@example.com", "wrong pass 1", address="203.0.113.66"),
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+    await refused(
+        ident.login("ada@example.com", address="203.0.113.66"), grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    assert (await ident.login("ada@example.com", address="198.51.100.7")).access_token
+
+
+def test_each_failure_past_the_limit_doubles_the_wait() -> None:
+    throttle = Throttle(3, timedelta(seconds=1), timedelta(seconds=300))
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    waits = [throttle.locked_until(n, now) for n in range(1, 14)]
+    assert waits[:2] == [None, None]
+    seconds = [(w - now).total_seconds() for w in waits[2:] if w is not None]
+    assert seconds == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
 
 
 async def test_a_success_clears_the_failure_count(ident: Identity) -> None:

@@ -41,6 +41,11 @@ class RateLimiter:
         return 0.0
 
 
+def client_address(request: Request) -> str:
+    """The client's address, as the limits count it."""
+    return request.client.host if request.client else "unknown"
+
+
 def limited(bucket: str) -> Callable[[Request], Awaitable[None]]:
     """A route dependency: at most ``MERCATO_AUTH_RATE_LIMIT`` requests a minute per address
     to ``bucket``, then 429 with Retry-After."""
@@ -50,8 +55,7 @@ def limited(bucket: str) -> Callable[[Request], Awaitable[None]]:
         limiter = limiters.get(bucket)
         if limiter is None:
             limiter = limiters[bucket] = RateLimiter(request.app.state.ctx.settings.auth_rate_limit)
-        address = request.client.host if request.client else "unknown"
-        wait = limiter.hit(address)
+        wait = limiter.hit(client_address(request))
         if wait > 0:
             raise Problem(
                 429,

@@ -5,6 +5,7 @@ Pure: no database, no clock of its own (``now`` is passed in), no infrastructure
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -71,16 +72,30 @@ def check_roles(roles: Iterable[str]) -> list[str]:
     return chosen
 
 
+def throttle_key(email: str, address: str) -> str:
+    """What failed logins are counted by: the account and the client's address together (an
+    attacker's guesses make the attacker wait, not the owner signing in from elsewhere); the
+    email alone when the address is not known. Hashed, to fit the email's column."""
+    if not address:
+        return email
+    return hashlib.sha256(f"{address}\n{email}".encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Throttle:
-    """After ``max_failures`` failed logins in a row an account waits ``lockout``; each failure
-    after that starts a new wait. A success clears the count."""
+    """After ``max_failures`` failed logins in a row (from one address, for one account) the
+    next attempt waits ``delay``, and each failure after that twice as long as the one before,
+    up to ``lockout``. A success clears the count."""
 
     max_failures: int
+    delay: timedelta
     lockout: timedelta
 
     def locked_until(self, failures: int, now: datetime) -> datetime | None:
-        return now + self.lockout if failures >= self.max_failures else None
+        if failures < self.max_failures:
+            return None
+        doublings = min(failures - self.max_failures, 32)
+        return now + min(self.lockout, self.delay * (1 << doublings))
 
     @staticmethod
     def seconds_left(locked_until: datetime | None, now: datetime) -> int:

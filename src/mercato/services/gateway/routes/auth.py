@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.api.identity.v1.identity_pb2_grpc import IdentityStub
+from mercato.platform.auth import CLIENT_ADDRESS
 from mercato.services.gateway.problems import PROBLEM_RESPONSES
-from mercato.services.gateway.ratelimit import limited
+from mercato.services.gateway.ratelimit import client_address, limited
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=PROBLEM_RESPONSES)
@@ -78,7 +79,12 @@ async def register(
 @router.post("/login", dependencies=[Depends(limited("login"))], summary="Sign in")
 async def login(body: Credentials, upstream: Upstream) -> Tokens:
     message = pb.LoginRequest(email=body.email, password=body.password)
-    return _tokens(await upstream.call("identity", IdentityStub, "Login", message))
+    # Identity throttles failed logins per (address, account): an attacker's guesses slow the
+    # attacker, not the owner signing in from elsewhere.
+    address = [(CLIENT_ADDRESS, client_address(upstream.request))]
+    return _tokens(
+        await upstream.call("identity", IdentityStub, "Login", message, metadata=address)
+    )
 
 
 @router.post(
