@@ -342,6 +342,13 @@ async def test_placing_is_idempotent_and_orders_are_private(shop: Shop) -> None:
     first = await shop.place(ada, [(cup, 1)], headers=key)
     again = await shop.place(ada, [(cup, 1)], headers=key)
     assert again["orderId"] == first["orderId"]
+    # The same key with another card ending in the same four digits is another request.
+    other = {**card(), "cardNumber": "5555 5555 5559 4242", "cvc": "999", "holder": "Mallory"}
+    changed = {"items": [{"productId": cup, "quantity": 1}], "payment": other}
+    replayed = await shop.http.post(
+        "/api/v1/orders", json={**changed, "shippingAddress": ADDRESS}, headers={**ada, **key}
+    )
+    assert replayed.status_code == 422, replayed.text
     mine = (await shop.http.get("/api/v1/orders", headers=ada)).json()
     assert [o["orderId"] for o in mine["items"]] == [first["orderId"]]
     for path in ["", "/wait", "/stream"]:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # inline or in a file; with neither, one is generated once and kept in the data directory.
     jwt_private_key: str | None = Field(None, repr=False)
     jwt_private_key_file: Path | None = None
+    # payment: the key of the card digests that tell a retried checkout's card from another
+    # (any string); with none, one is generated once and kept in the data directory.
+    card_digest_key: str | None = Field(None, repr=False)
     access_token_ttl: int = Field(900, ge=30, le=86_400, description="seconds")
     refresh_token_ttl: int = Field(14 * 86_400, ge=60, le=365 * 86_400, description="seconds")
     # identity: failed logins from one address for one account before it waits (login_delay

@@ -10,9 +10,10 @@ its CartCheckedOut event carry that token and the last four digits, never the nu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
@@ -24,6 +25,8 @@ from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
 from mercato.services.gateway.problems import PROBLEM_RESPONSES
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
+
+M = TypeVar("M")  # the cart's or the order's PaymentMethod message (the same fields)
 
 router = APIRouter(prefix="/api/v1/cart", tags=["cart"], responses=PROBLEM_RESPONSES)
 
@@ -150,9 +153,13 @@ def _cart(reply: pb.CartView) -> Cart:
     )
 
 
-async def _payment(payment: CardPayment | WalletPayment, upstream: Upstream) -> pb.PaymentMethod:
+async def payment_method(
+    payment: CardPayment | WalletPayment, upstream: Upstream, kind: Callable[..., M]
+) -> M:
+    """The payment as the cart or the order keeps it (``kind``): the wallet, or a card
+    exchanged for a token (and the digest that tells a retry's card from another)."""
     if isinstance(payment, WalletPayment):
-        return pb.PaymentMethod(method="wallet")
+        return kind(method="wallet")
     card = payment_pb2.TokenizeCardRequest(
         card_number=payment.cardNumber,
         expiry=payment.expiry,
@@ -160,7 +167,7 @@ async def _payment(payment: CardPayment | WalletPayment, upstream: Upstream) -> 
         holder=payment.holder,
     )
     token = await upstream.call("payment", PaymentStub, "TokenizeCard", card)
-    return pb.PaymentMethod(method="card", token=token.token, last4=token.last4)
+    return kind(method="card", token=token.token, last4=token.last4, card_digest=token.digest)
 
 
 @router.get("", summary="My cart, with current prices and totals")
@@ -204,7 +211,7 @@ async def checkout(
 ) -> CheckoutAccepted:
     a = body.shippingAddress
     message = pb.CheckoutRequest(
-        payment=await _payment(body.payment, upstream),
+        payment=await payment_method(body.payment, upstream, pb.PaymentMethod),
         shipping_address=pb.Address(
             name=a.name,
             line1=a.line1,

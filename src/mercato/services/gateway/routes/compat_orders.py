@@ -27,8 +27,7 @@ from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
 from mercato.platform.auth import Caller
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
-from mercato.services.gateway.routes.cart import CardPayment
-from mercato.services.gateway.routes.orders import payment_method
+from mercato.services.gateway.routes.cart import CardPayment, payment_method
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import Upstream
 
@@ -166,7 +165,7 @@ async def create(
     name = "customer"
     if body.cardParams and body.cardParams.strip():
         card = card_of(body.cardParams, holder_default=name)
-        message.payment.CopyFrom(await payment_method(card, upstream))
+        message.payment.CopyFrom(await payment_method(card, upstream, pb.PaymentMethod))
         name = card.holder
     if body.shippingTo and body.shippingTo.strip():
         message.shipping_address.CopyFrom(pb.Address(name=name, line1=body.shippingTo.strip()))

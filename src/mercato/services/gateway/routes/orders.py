@@ -23,13 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
-from mercato.api.payment.v1 import payment_pb2
-from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
 from mercato.api.shipping.v1 import shipping_pb2
 from mercato.api.shipping.v1.shipping_pb2_grpc import ShippingStub
 from mercato.platform.waits import within
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
-from mercato.services.gateway.routes.cart import CardPayment, ShippingAddress, WalletPayment
+from mercato.services.gateway.routes.cart import (
+    CardPayment,
+    ShippingAddress,
+    WalletPayment,
+    payment_method,
+)
 from mercato.services.gateway.routes.shipments import Shipment, shipment_of
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream, problem_of
@@ -175,22 +178,6 @@ def order_of(reply: pb.Order) -> Order:
     )
 
 
-async def payment_method(
-    payment: CardPayment | WalletPayment, upstream: Upstream
-) -> pb.PaymentMethod:
-    """The payment as the order keeps it: the wallet, or a card exchanged for a token."""
-    if isinstance(payment, WalletPayment):
-        return pb.PaymentMethod(method="wallet")
-    card = payment_pb2.TokenizeCardRequest(
-        card_number=payment.cardNumber,
-        expiry=payment.expiry,
-        cvc=payment.cvc,
-        holder=payment.holder,
-    )
-    token = await upstream.call("payment", PaymentStub, "TokenizeCard", card)
-    return pb.PaymentMethod(method="card", token=token.token, last4=token.last4)
-
-
 def address_message(a: ShippingAddress) -> pb.Address:
     return pb.Address(
         name=a.name,
@@ -216,7 +203,7 @@ async def place_order(
 ) -> Order:
     message = pb.CreateOrderRequest(
         items=[pb.ItemRequest(product_id=i.productId, quantity=i.quantity) for i in body.items],
-        payment=await payment_method(body.payment, upstream),
+        payment=await payment_method(body.payment, upstream, pb.PaymentMethod),
         shipping_address=address_message(body.shippingAddress),
     )
     reply = await upstream.call("order", OrdersStub, "CreateOrder", message)
