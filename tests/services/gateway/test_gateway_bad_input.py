@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from mercato.platform.signing import SigningKey
 from mercato.services.gateway.service import service as gateway
-from tests.services.gateway.test_gateway_core import assert_problem, closed_port
-from tests.support import running
+from tests.services.gateway.conftest import closed_port
+from tests.services.gateway.test_gateway_core import assert_problem
+from tests.support import ADDRESS, PAYMENT, running
 from tests.support import test_settings as make_settings
 
 JSON = {"content-type": "application/json"}
@@ -73,3 +78,100 @@ async def test_a_chunked_body_over_the_limit_is_refused(client: httpx.AsyncClien
 async def test_a_body_under_the_limit_is_read(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/v1/cart/items", json={"productId": "p", "quantity": 1})
     assert_problem(response, 401)  # read, then refused for want of a token
+
+
+@pytest.fixture
+def admin(key: SigningKey) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key.issue('root', ['admin'], timedelta(minutes=5))}"}
+
+
+PRODUCT = {"name": "Red mug", "price": 8, "quantity": 5}
+CHECKOUT = {"payment": PAYMENT, "shippingAddress": ADDRESS}
+# (method, path, a body that validates, the field changed, values that must be refused)
+REFUSED: list[tuple[str, str, dict[str, Any], list[str], list[Any]]] = [
+    (
+        "POST",
+        "/api/v1/auth/register",
+        {"email": "a@b.example", "password": "pw-12345", "name": "A"},
+        ["email"],
+        ["a\x00@b.example", "a@b.example\x00"],
+    ),
+    (
+        "POST",
+        "/api/v1/auth/register",
+        {"email": "a@b.example", "password": "pw-12345", "name": "A"},
+        ["name"],
+        ["Ada\x00", "Ada\u202e", "\x1b[31mAda"],
+    ),
+    ("POST", "/api/v1/products", PRODUCT, ["name"], ["Mug\x1b[2J", "Mug\u202egum", "Mug\x00"]),
+    (
+        "POST",
+        "/api/v1/products",
+        PRODUCT,
+        ["price"],
+        ["1_000", "\uff15", " 5 ", "1E+2", "8", True, None],
+    ),
+    ("POST", "/api/v1/products", PRODUCT, ["quantity"], ["2", True, 2.5, 2.0]),
+    ("PATCH", "/api/v1/products/p1", {"price": 9}, ["price"], ["9", False]),
+    (
+        "POST",
+        "/api/v1/cart/items",
+        {"productId": "p1", "quantity": 1},
+        ["quantity"],
+        ["2", True, 2.0],
+    ),
+    ("POST", "/api/v1/cart/items", {"productId": "p1", "quantity": 1}, ["productId"], ["p\x00"]),
+    (
+        "POST",
+        "/api/v1/cart/checkout",
+        CHECKOUT,
+        ["shippingAddress", "line1"],
+        ["1 Row\x00", "1 Row\u202e"],
+    ),
+    ("POST", "/api/v1/cart/checkout", CHECKOUT, ["payment", "holder"], ["Ada\x00", "\x1b]0;x"]),
+]
+
+
+def changed(body: dict[str, Any], where: list[str], value: Any) -> dict[str, Any]:
+    copy = json.loads(json.dumps(body))
+    inner = copy
+    for name in where[:-1]:
+        inner = inner[name]
+    inner[where[-1]] = value
+    return dict(copy)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where", "value"),
+    [(m, p, b, w, v) for m, p, b, w, values in REFUSED for v in values],
+)
+async def test_control_characters_and_loose_numbers_are_refused(
+    signed: httpx.AsyncClient,
+    admin: dict[str, str],
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    where: list[str],
+    value: Any,
+) -> None:
+    response = await signed.request(method, path, json=changed(body, where, value), headers=admin)
+    problem = assert_problem(response, 422)
+    assert where[-1] in json.dumps(problem["errors"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"), sorted({(m, p, json.dumps(b)) for m, p, b, *_ in REFUSED})
+)
+async def test_the_same_bodies_unchanged_are_taken(
+    signed: httpx.AsyncClient, admin: dict[str, str], method: str, path: str, body: str
+) -> None:
+    response = await signed.request(method, path, content=body, headers={**admin, **JSON})
+    assert response.status_code == 503, response.text  # valid: on to a service, not there
+
+
+async def test_a_description_may_hold_lines(
+    signed: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    lines = {**PRODUCT, "description": "Holds tea.\n\tDishwasher safe."}
+    response = await signed.post("/api/v1/products", json=lines, headers=admin)
+    assert response.status_code == 503, response.text

@@ -10,19 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mercato.platform.auth import JwksCache, TokenVerifier, install_verifier
-from mercato.platform.signing import SigningKey, static_jwks
+from mercato.platform.signing import SigningKey
 from mercato.services.gateway.service import service as gateway
+from tests.services.gateway.conftest import closed_port
 from tests.support import running
 from tests.support import test_settings as make_settings
 
 PROBLEM = "application/problem+json"
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -34,22 +28,6 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         auth_rate_limit=3,
     )
     async with running([gateway], settings) as (_system, http):
-        yield http
-
-
-@pytest.fixture
-async def key(tmp_path: Path) -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-async def signed(tmp_path: Path, key: SigningKey) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway that trusts ``key`` (identity itself is unreachable)."""
-    settings = make_settings(tmp_path, grpc_targets=f"identity=127.0.0.1:{closed_port()}")
-    async with running([gateway], settings) as (system, http):
-        ctx = system.hosts["gateway"].ctx
-        assert ctx is not None
-        install_verifier(ctx, TokenVerifier(JwksCache(static_jwks(key))))
         yield http
 
 

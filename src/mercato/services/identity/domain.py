@@ -25,7 +25,7 @@ class Invalid(ValueError):
 
 def normalize_email(raw: str) -> str:
     email = raw.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
+    if len(email) > 254 or not _EMAIL.match(email) or not email.isprintable():
         raise Invalid("not a valid email address")
     return email
 

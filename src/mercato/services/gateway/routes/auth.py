@@ -6,11 +6,12 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.api.identity.v1.identity_pb2_grpc import IdentityStub
 from mercato.platform.auth import CLIENT_ADDRESS
+from mercato.services.gateway.inputs import Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES
 from mercato.services.gateway.ratelimit import client_address, limited
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
@@ -23,11 +24,7 @@ Password = Annotated[str, Field(min_length=1, max_length=128)]
 Token = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Registration(Body):
+class Registration(Input):
     email: Email
     password: Password
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -37,12 +34,12 @@ class Registered(BaseModel):
     userId: str
 
 
-class Credentials(Body):
+class Credentials(Input):
     email: Email
     password: Password
 
 
-class RefreshToken(Body):
+class RefreshToken(Input):
     refreshToken: Token
 
 

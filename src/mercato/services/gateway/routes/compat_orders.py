@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationEr
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
 from mercato.platform.auth import Caller
+from mercato.services.gateway.inputs import Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.routes.cart import CardPayment, payment_method
 from mercato.services.gateway.security import CurrentCaller
@@ -52,7 +53,7 @@ UserId = Annotated[str | None, Query(max_length=200, description="Who asks (the 
 OrderQuery = Annotated[str, Query(min_length=1, max_length=200)]
 
 
-class SeedProduct(BaseModel):
+class SeedProduct(Input):
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[str, Field(min_length=1, max_length=200)]
@@ -60,13 +61,13 @@ class SeedProduct(BaseModel):
     price: Any = Field(None, description="Ignored: the catalog's price applies")
 
 
-class SeedProducts(BaseModel):
+class SeedProducts(Input):
     model_config = ConfigDict(extra="ignore")
 
     option: Annotated[list[SeedProduct], Field(min_length=1, max_length=MAX_UNITS)]
 
 
-class SeedOrderIn(BaseModel):
+class SeedOrderIn(Input):
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\-]{1,64}$")] | None = None

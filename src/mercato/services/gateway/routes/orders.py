@@ -19,13 +19,14 @@ from typing import Annotated, Any, Literal
 import grpc.aio
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
 from mercato.api.shipping.v1 import shipping_pb2
 from mercato.api.shipping.v1.shipping_pb2_grpc import ShippingStub
 from mercato.platform.waits import within
+from mercato.services.gateway.inputs import Count, Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.routes.cart import (
     CardPayment,
@@ -46,22 +47,18 @@ MAX_ITEMS = 100
 HEARTBEAT = 15.0  # seconds between keep-alive comments on a quiet stream
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NewItem(Body):
+class NewItem(Input):
     productId: Annotated[str, Field(min_length=1, max_length=200)]
-    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    quantity: Annotated[Count, Field(ge=1, le=10_000)]
 
 
-class NewOrder(Body):
+class NewOrder(Input):
     items: Annotated[list[NewItem], Field(min_length=1, max_length=MAX_ITEMS)]
     payment: Annotated[CardPayment | WalletPayment, Field(discriminator="method")]
     shippingAddress: ShippingAddress
 
 
-class Cancellation(Body):
+class Cancellation(Input):
     reason: Annotated[str, Field(max_length=500)] | None = None
 
 
