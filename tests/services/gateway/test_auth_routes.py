@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,15 @@ async def sign_in(api: httpx.AsyncClient, who: dict[str, str]) -> dict[str, Any]
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+@asynccontextmanager
+async def from_address(api: httpx.AsyncClient, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the same app, connecting from ``address``."""
+    app = api._transport.app  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app=app, client=(address, 4242))
+    async with httpx.AsyncClient(transport=transport, base_url=str(api.base_url)) as client:
+        yield client
 
 
 def auth(tokens: dict[str, Any]) -> dict[str, str]:
@@ -118,9 +128,24 @@ async def test_failed_logins_throttle_the_guesser_not_the_owner(api: httpx.Async
     problem(throttled, 429)
     assert int(throttled.headers["retry-after"]) > 0
     # The owner, from another address, signs in.
-    transport = httpx.ASGITransport(app=api._transport.app, client=("198.51.100.7", 4242))  # type: ignore[attr-defined]
-    async with httpx.AsyncClient(transport=transport, base_url=str(api.base_url)) as owner:
+    async with from_address(api, "198.51.100.7") as owner:
         assert (await owner.post("/api/v1/auth/login", json=right)).status_code == 200
+
+
+async def test_one_email_is_tried_a_limited_number_of_times_from_anywhere(
+    api: httpx.AsyncClient,
+) -> None:
+    """A 409 says an email is registered: asking about one email is rate-limited whichever
+    address asks (besides the limit per address)."""
+    await api.post("/api/v1/auth/register", json=ADA)
+    answers = []
+    for n in range(9):
+        async with from_address(api, f"203.0.113.{n}") as other:
+            answers.append((await other.post("/api/v1/auth/register", json=ADA)).status_code)
+    assert answers == [409] * 7 + [429] * 2
+    tokens = await sign_in(api, ADA)
+    change = {"email": ADA["email"].upper()}
+    problem(await api.patch("/api/v1/users/me", json=change, headers=auth(tokens)), 429)
 
 
 async def test_the_jwks_is_served_and_verifies_tokens(api: httpx.AsyncClient) -> None:

@@ -46,21 +46,34 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def enforce(request: Request, bucket: str, key: str, detail: str) -> None:
+    """Count a request to ``bucket`` by ``key``: at most ``MERCATO_AUTH_RATE_LIMIT`` a minute,
+    then 429 (``detail``) with Retry-After."""
+    limiters: dict[str, RateLimiter] = request.app.state.rate_limiters
+    limiter = limiters.get(bucket)
+    if limiter is None:
+        limiter = limiters[bucket] = RateLimiter(request.app.state.ctx.settings.auth_rate_limit)
+    wait = limiter.hit(key)
+    if wait > 0:
+        raise Problem(429, detail, headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
 def limited(bucket: str) -> Callable[[Request], Awaitable[None]]:
     """A route dependency: at most ``MERCATO_AUTH_RATE_LIMIT`` requests a minute per address
     to ``bucket``, then 429 with Retry-After."""
 
     async def check(request: Request) -> None:
-        limiters: dict[str, RateLimiter] = request.app.state.rate_limiters
-        limiter = limiters.get(bucket)
-        if limiter is None:
-            limiter = limiters[bucket] = RateLimiter(request.app.state.ctx.settings.auth_rate_limit)
-        wait = limiter.hit(client_address(request))
-        if wait > 0:
-            raise Problem(
-                429,
-                "too many attempts from this address; retry later",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
+        enforce(
+            request,
+            bucket,
+            client_address(request),
+            "too many attempts from this address; retry later",
+        )
 
     return check
+
+
+def limit_per_email(request: Request, bucket: str, email: str) -> None:
+    """At most ``MERCATO_AUTH_RATE_LIMIT`` requests a minute naming ``email`` in ``bucket``
+    (from any address): the answers say whether an email is registered."""
+    enforce(request, bucket, email.strip().lower(), "too many attempts for this email; retry later")

@@ -13,7 +13,7 @@ from mercato.api.identity.v1.identity_pb2_grpc import IdentityStub
 from mercato.platform.auth import CLIENT_ADDRESS
 from mercato.services.gateway.inputs import Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES
-from mercato.services.gateway.ratelimit import client_address, limited
+from mercato.services.gateway.ratelimit import client_address, limit_per_email, limited
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=PROBLEM_RESPONSES)
@@ -68,6 +68,7 @@ def _tokens(reply: pb.TokenReply) -> Tokens:
 async def register(
     body: Registration, upstream: Upstream, idempotency_key: IdempotencyKey = None
 ) -> Registered:
+    limit_per_email(upstream.request, "register-email", body.email)
     message = pb.RegisterRequest(email=body.email, password=body.password, name=body.name)
     reply = await upstream.call("identity", IdentityStub, "Register", message)
     return Registered(userId=reply.user_id)
