@@ -15,6 +15,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def private_file(path: Path) -> Path:
+    """``path``, made empty and 0600 if missing (one that exists is left as it is)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    return path
+
+
 def write_once(path: Path, make: Callable[[], bytes]) -> tuple[bytes, bool]:
     """The content of ``path``; if it does not exist, ``make()`` written there first, 0600.
     Returns the content and whether it was written now. Of two processes starting together,

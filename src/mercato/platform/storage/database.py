@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from mercato.platform.files import private_dir, private_file
 from mercato.platform.storage.sql import BUSY_WAIT, Database, PostgresDatabase, SqliteDatabase
 
 SELECT_1 = text("SELECT 1")
@@ -26,7 +27,7 @@ def service_url(template: str | None, service: str, data_dir: Path) -> URL:
     ``template`` may contain ``{service}``; ``None`` means a SQLite file in the data directory.
     """
     if not template:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         return make_url(f"sqlite+aiosqlite:///{data_dir / (service + '.db')}")
     try:
         url = make_url(template.replace("{service}", service))
@@ -47,7 +48,11 @@ def is_postgres(url: URL) -> bool:
 
 
 async def ensure_database(url: URL) -> None:
-    """Create a PostgreSQL database if it does not exist (SQLite creates files itself)."""
+    """Create a PostgreSQL database if it does not exist; a SQLite file is made here empty,
+    readable by its owner only (SQLite gives its WAL and shared-memory files the same mode)."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        private_file(Path(url.database))
+        return
     if not is_postgres(url) or not url.database:
         return
     admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
