@@ -42,6 +42,7 @@ async def sign_in(api: httpx.AsyncClient, who: dict[str, str]) -> dict[str, Any]
         "/api/v1/auth/login", json={"email": who["email"], "password": who["password"]}
     )
     assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"  # RFC 6749 §5.1
     return dict(response.json())
 
 
@@ -107,6 +108,15 @@ async def test_refresh_rotates_and_a_replayed_refresh_token_is_refused(
         await api.post("/api/v1/auth/refresh", json={"refreshToken": fresh.json()["refreshToken"]}),
         401,
     )
+
+
+async def test_refreshed_tokens_are_not_cached(api: httpx.AsyncClient) -> None:
+    await api.post("/api/v1/auth/register", json=ADA)
+    body = {"refreshToken": (await sign_in(api, ADA))["refreshToken"]}
+    refreshed = await api.post("/api/v1/auth/refresh", json=body)
+    assert refreshed.status_code == 200
+    assert refreshed.headers["cache-control"] == "no-store"
+    assert refreshed.headers["pragma"] == "no-cache"
 
 
 async def test_logout_ends_the_refresh_family(api: httpx.AsyncClient) -> None:

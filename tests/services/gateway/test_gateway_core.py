@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
 from mercato.platform.signing import SigningKey
 from mercato.services.gateway.service import service as gateway
+from mercato.services.gateway.upstream import STATUS
 from tests.services.gateway.conftest import closed_port
 from tests.support import running
 from tests.support import test_settings as make_settings
@@ -45,6 +47,31 @@ async def test_an_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:
     assert_problem(await client.delete("/api/v1/auth/login"), 405)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/v1/products", "GET, POST"),
+        ("POST", "/api/v1/products/p1", "DELETE, GET, PATCH"),
+        ("DELETE", "/api/v1/auth/login", "POST"),
+    ],
+)
+async def test_a_405_names_every_method_the_path_takes(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == allowed
+
+
+async def test_every_answer_forbids_content_sniffing(client: httpx.AsyncClient) -> None:
+    for response in (
+        await client.get("/openapi.json"),
+        await client.get("/no/such/thing"),
+        await client.get("/api/v1/cart"),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
 async def test_an_invalid_body_is_a_422_problem_that_does_not_echo_it(
     client: httpx.AsyncClient,
 ) -> None:
@@ -71,6 +98,11 @@ async def test_openapi_31_and_docs_are_served(client: httpx.AsyncClient) -> None
     assert "ProblemDetails" in document["components"]["schemas"]
     register = document["paths"]["/api/v1/auth/register"]["post"]
     assert PROBLEM in register["responses"]["422"]["content"]
+    # A state conflict (FAILED_PRECONDITION) is answered 422, and documented so; 409 is for
+    # what exists already or changed meanwhile (ALREADY_EXISTS, ABORTED).
+    assert STATUS[grpc.StatusCode.FAILED_PRECONDITION] == 422
+    assert "current state" in register["responses"]["422"]["description"]
+    assert "current state" not in register["responses"]["409"]["description"]
     assert (await client.get("/docs")).status_code == 200
 
 

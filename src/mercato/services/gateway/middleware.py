@@ -19,6 +19,8 @@ log = structlog.get_logger(__name__)
 
 HEADER = "x-request-id"
 _HEADER = HEADER.encode()
+# Browsers take a response for what its Content-Type says, never sniff a script out of it.
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 _ACCEPTED = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -38,14 +40,14 @@ class RequestContext:
         if not _ACCEPTED.fullmatch(request_id):
             request_id = new_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (_HEADER, request_id.encode())
+        headers = [(_HEADER, request_id.encode()), _NOSNIFF]
         started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         # bind/reset rather than bound_contextvars, which copies the whole context each time.

@@ -50,7 +50,10 @@ class Tokens(BaseModel):
     expiresIn: int = Field(description="seconds until the access token expires")
 
 
-def _tokens(reply: pb.TokenReply) -> Tokens:
+def _tokens(reply: pb.TokenReply, response: Response) -> Tokens:
+    # RFC 6749 §5.1: no cache, shared or the browser's, keeps a token.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
     return Tokens(
         accessToken=reply.access_token,
         refreshToken=reply.refresh_token,
@@ -75,14 +78,13 @@ async def register(
 
 
 @router.post("/login", dependencies=[Depends(limited("login"))], summary="Sign in")
-async def login(body: Credentials, upstream: Upstream) -> Tokens:
+async def login(body: Credentials, upstream: Upstream, response: Response) -> Tokens:
     message = pb.LoginRequest(email=body.email, password=body.password)
     # Identity throttles failed logins per (address, account): an attacker's guesses slow the
     # attacker, not the owner signing in from elsewhere.
     address = [(CLIENT_ADDRESS, client_address(upstream.request))]
-    return _tokens(
-        await upstream.call("identity", IdentityStub, "Login", message, metadata=address)
-    )
+    reply = await upstream.call("identity", IdentityStub, "Login", message, metadata=address)
+    return _tokens(reply, response)
 
 
 @router.post(
@@ -90,9 +92,9 @@ async def login(body: Credentials, upstream: Upstream) -> Tokens:
     dependencies=[Depends(limited("refresh"))],
     summary="Trade a refresh token for new tokens (the old one is spent)",
 )
-async def refresh(body: RefreshToken, upstream: Upstream) -> Tokens:
+async def refresh(body: RefreshToken, upstream: Upstream, response: Response) -> Tokens:
     message = pb.RefreshRequest(refresh_token=body.refreshToken)
-    return _tokens(await upstream.call("identity", IdentityStub, "Refresh", message))
+    return _tokens(await upstream.call("identity", IdentityStub, "Refresh", message), response)
 
 
 @router.post(
