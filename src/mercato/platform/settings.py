@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     # payment: the key of the card digests that tell a retried checkout's card from another
     # (any string); with none, one is generated once and kept in the data directory.
     card_digest_key: str | None = Field(None, repr=False)
-    access_token_ttl: int = Field(900, ge=30, le=86_400, description="seconds")
+    # Nothing revokes an access token before it expires: this bounds how long one outlives a
+    # sign-out or a change of roles (docs/security.md weighs it against refreshes).
+    access_token_ttl: int = Field(300, ge=30, le=86_400, description="seconds")
     refresh_token_ttl: int = Field(14 * 86_400, ge=60, le=365 * 86_400, description="seconds")
     # identity: failed logins from one address for one account before it waits (login_delay
     # seconds, then twice as long after each further failure, up to login_lockout seconds).

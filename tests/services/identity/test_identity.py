@@ -31,7 +31,8 @@ async def refused(call, code: grpc.StatusCode) -> grpc.aio.AioRpcError:  # type:
 async def test_register_then_login_gives_tokens_that_verify_with_the_jwks(ident: Identity) -> None:
     user_id = await ident.register(" Ada@Example.com ")
     tokens = await ident.login("ada@example.com")
-    assert tokens.token_type == "Bearer" and tokens.expires_in == 900
+    # Five minutes: how long a token outlives a sign-out or a demotion (docs/security.md).
+    assert tokens.token_type == "Bearer" and tokens.expires_in == 300
 
     async def fetch():  # type: ignore[no-untyped-def]
         return await ident.jwks()
