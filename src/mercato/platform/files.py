@@ -21,6 +21,16 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def write_private(path: Path, content: bytes) -> Path:
+    """``content`` written to ``path`` (replacing what it held), readable by its owner only."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that was there keeps its mode otherwise
+    with os.fdopen(fd, "wb") as file:
+        file.write(content)
+    return path
+
+
 def write_once(path: Path, make: Callable[[], bytes]) -> tuple[bytes, bool]:
     """The content of ``path``; if it does not exist, ``make()`` written there first, 0600.
     Returns the content and whether it was written now. Of two processes starting together,

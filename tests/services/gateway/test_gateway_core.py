@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -103,7 +104,13 @@ async def test_openapi_31_and_docs_are_served(client: httpx.AsyncClient) -> None
     assert STATUS[grpc.StatusCode.FAILED_PRECONDITION] == 422
     assert "current state" in register["responses"]["422"]["description"]
     assert "current state" not in register["responses"]["409"]["description"]
-    assert (await client.get("/docs")).status_code == 200
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI's script and style come from the gateway itself: the page works offline.
+    linked = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert linked and all(url.startswith("/docs/assets/") for url in linked), linked
+    for url in linked:
+        assert (await client.get(url)).status_code == 200
 
 
 async def test_cors_answers_the_configured_origin_only(client: httpx.AsyncClient) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.platform.auth import JwksCache, TokenVerifier
-from mercato.services.identity.domain import Throttle
+from mercato.services.identity.domain import Invalid, Throttle, check_password
 from mercato.services.identity.tables import refresh_tokens
 from tests.services.identity.conftest import (
     ADMIN_EMAIL,
@@ -280,3 +280,17 @@ async def test_verify_token_refuses_what_does_not_verify(ident: Identity) -> Non
         ident.stub.VerifyToken(pb.VerifyTokenRequest(token="a.b.c")),
         grpc.StatusCode.UNAUTHENTICATED,
     )
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        ("short1!", "8 to 128 characters"),
+        ("lettersonly", "at least two of"),
+        ("Password1", "first any guesser tries"),
+        ("xada.lovelace-7", "email's name"),
+    ],
+)
+def test_a_refused_password_says_which_rule_it_breaks(password: str, rule: str) -> None:
+    with pytest.raises(Invalid, match=rule):
+        check_password(password, "ada.lovelace@example.com")
