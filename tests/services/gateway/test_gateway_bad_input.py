@@ -7,12 +7,15 @@ import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from mercato.platform.signing import SigningKey
+from mercato.services.gateway.inputs import Input
+from mercato.services.gateway.routes import ROUTERS
 from mercato.services.gateway.service import service as gateway
 from tests.services.gateway.conftest import closed_port
 from tests.services.gateway.test_gateway_core import assert_problem
@@ -175,3 +178,20 @@ async def test_a_description_may_hold_lines(
     lines = {**PRODUCT, "description": "Holds tea.\n\tDishwasher safe."}
     response = await signed.post("/api/v1/products", json=lines, headers=admin)
     assert response.status_code == 503, response.text
+
+
+def test_every_request_body_is_an_input() -> None:
+    """A new body model gets the rules above only by deriving from ``Input``."""
+    loose = [
+        f"{route.path} {param.name}: {param.field_info.annotation}"
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for param in route.dependant.body_params
+        if not all(
+            isinstance(kind, type) and issubclass(kind, Input)
+            for kind in get_args(param.field_info.annotation) or [param.field_info.annotation]
+            if kind is not type(None)
+        )
+    ]
+    assert loose == []

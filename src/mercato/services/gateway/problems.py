@@ -124,6 +124,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _problem("Signed in without the right to do this"),
     404: _problem("Not found"),
     409: _problem("Already exists (an id or an email taken), or changed meanwhile: retry"),
+    413: _problem("The request body is over MERCATO_MAX_BODY_BYTES"),
     422: _problem(
         "The request is not valid as given, or not in the current state (cancelling a "
         "delivered order, checking out an empty cart)"
