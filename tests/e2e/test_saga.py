@@ -182,7 +182,10 @@ class Shop:
 
 
 async def open_shop(
-    data_dir: Path, services: list[str] | None = None, database_url: str | None = None
+    data_dir: Path,
+    services: list[str] | None = None,
+    database_url: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Shop]:
     settings = make_settings(
         data_dir,
@@ -190,6 +193,7 @@ async def open_shop(
         admin_password=ADMIN["password"],
         database_url=database_url,
         auth_rate_limit=10_000,  # many customers sign up from one address here
+        **overrides,
     )
     chosen = all_services() if services is None else [load_service(n) for n in services]
     async with running(chosen, settings) as (_, http):
