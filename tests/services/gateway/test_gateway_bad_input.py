@@ -12,6 +12,8 @@ from typing import Any, get_args
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mercato.platform.signing import SigningKey
 from mercato.services.gateway.inputs import Input
@@ -195,3 +197,49 @@ def test_every_request_body_is_an_input() -> None:
         )
     ]
     assert loose == []
+
+
+def _json_values() -> st.SearchStrategy[Any]:
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(10**400), max_value=10**400)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=20)
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.sampled_from(["productId", "quantity", "payment", "x"]), inner)
+        ),
+        max_leaves=20,
+    )
+
+
+def _deep(depth: int, kind: str) -> bytes:
+    """JSON nested ``depth`` deep: lists, or objects."""
+    opener, closer = (b"[", b"]") if kind == "list" else (b'{"a":', b"}")
+    return opener * depth + b"1" + closer * depth
+
+
+BODIES = st.one_of(
+    _json_values().map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=200),  # mostly not UTF-8, not JSON
+    st.builds(_deep, st.integers(900, 5000), st.sampled_from(["list", "object"])),
+    st.builds(
+        lambda n: b'{"productId": "p", "quantity": 1' + b"0" * n + b"}", st.integers(1, 5000)
+    ),
+    st.builds(lambda raw: b'{"productId": "' + raw + b'", "quantity": 1}', st.binary(max_size=20)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=BODIES, path=st.sampled_from([*WRITES, "/api/v1/products", "/api/v1/orders"]))
+async def test_the_json_readers_never_fail_on_what_they_are_sent(
+    signed: httpx.AsyncClient, admin: dict[str, str], body: bytes, path: str
+) -> None:
+    response = await signed.post(path, content=body, headers={**admin, **JSON})
+    # 503: valid enough to go on to a service, which is not there.
+    assert response.status_code < 500 or response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
