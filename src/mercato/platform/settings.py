@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +33,10 @@ class Settings(BaseSettings):
 
     broker_url: str = "memory://"
     database_url: str | None = None
+    # PostgreSQL: the most connections one service's pool opens in one process (the relay's
+    # lock connection is one more). With replicas of every service, size it so that all the
+    # processes together stay under the server's max_connections (100 by default).
+    database_pool_size: int = Field(20, ge=1, le=1000)
     data_dir: Path = Path(".mercato")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -93,6 +97,13 @@ class Settings(BaseSettings):
     batch_size: int = Field(100, ge=1, le=10_000)
     relay_poll_interval: float = Field(0.5, gt=0, le=60)
     shutdown_timeout: float = Field(10.0, gt=0, le=600)
+    # `up --processes`: a child that exits unasked starts again after restart_delay seconds,
+    # doubling up to restart_delay_max; after restart_limit exits within restart_window
+    # seconds the supervisor gives up and stops everything.
+    restart_delay: float = Field(0.5, gt=0, le=3600)
+    restart_delay_max: float = Field(30.0, gt=0, le=3600)
+    restart_limit: int = Field(5, ge=1, le=100)
+    restart_window: float = Field(60.0, gt=0, le=86_400)
 
     @field_validator("broker_url")
     @classmethod
@@ -137,6 +148,14 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(part, strict=False)
             except ValueError:
                 raise ValueError(f"{part!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("restart_delay_max")
+    @classmethod
+    def _longest_delay(cls, value: float, info: ValidationInfo) -> float:
+        first = info.data.get("restart_delay")
+        if first is not None and value < first:
+            raise ValueError(f"must be ≥ MERCATO_RESTART_DELAY ({first:g})")
         return value
 
     @field_validator("grpc_targets")

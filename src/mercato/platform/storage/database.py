@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -47,9 +48,23 @@ def is_postgres(url: URL) -> bool:
     return url.get_backend_name() == "postgresql"
 
 
+# SQLSTATEs of "that database exists": duplicate_database, and unique_violation, which a
+# CREATE DATABASE racing another one for the same name raises on the pg_database catalog.
+DATABASE_EXISTS = ("42P04", "23505")
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key for ``name`` (its CRC-32: stable across processes)."""
+    return zlib.crc32(name.encode())
+
+
 async def ensure_database(url: URL) -> None:
     """Create a PostgreSQL database if it does not exist; a SQLite file is made here empty,
-    readable by its owner only (SQLite gives its WAL and shared-memory files the same mode)."""
+    readable by its owner only (SQLite gives its WAL and shared-memory files the same mode).
+
+    Safe for many processes starting at once (replicas on a fresh server): they take turns on
+    an advisory lock keyed by the database's name on the server's ``postgres`` database, and
+    a database that another process created all the same counts as created."""
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         private_file(Path(url.database))
         return
@@ -58,6 +73,10 @@ async def ensure_database(url: URL) -> None:
     admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
+            # A session lock (CREATE DATABASE cannot run in a transaction); it ends with the
+            # connection, below.
+            key = advisory_key(f"mercato.create.{url.database}")
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
             found = await conn.scalar(
                 text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
             )
@@ -65,19 +84,20 @@ async def ensure_database(url: URL) -> None:
                 quoted = url.database.replace('"', '""')
                 try:
                     await conn.execute(text(f'CREATE DATABASE "{quoted}"'))
-                except Exception as exc:  # another process created it first
-                    if "already exists" not in str(exc):
+                except DBAPIError as exc:  # created by a process that takes no such lock
+                    if getattr(exc.orig, "sqlstate", None) not in DATABASE_EXISTS:
                         raise
     finally:
         await admin.dispose()
 
 
-def open_database(url: URL) -> Database:
-    """The database a service runs on (``sql.py``): statements on the driver itself."""
+def open_database(url: URL, pool_size: int = 20) -> Database:
+    """The database a service runs on (``sql.py``): statements on the driver itself;
+    ``pool_size`` bounds a PostgreSQL pool (SQLite opens its own few connections)."""
     dialect_class: Any = url.get_dialect()
     dialect = dialect_class(dbapi=dialect_class.import_dbapi())
     if is_postgres(url):
-        return PostgresDatabase(url, dialect)
+        return PostgresDatabase(url, dialect, pool_size)
     return SqliteDatabase(url, dialect)
 
 

@@ -72,11 +72,12 @@ class InventoryApi(inventory_pb2_grpc.InventoryServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"quantity must be 1..{MAX_QUANTITY}"
             )
         async with self.ctx.transaction() as uow:
-            found = await store.get_stock(uow.conn, request.product_id)
-            if found is not None and not found.retired:
-                found = await store.add_available(uow.conn, request.product_id, request.quantity)
-                if found is not None:
-                    await store.tell(uow, found)
+            product_id, quantity = request.product_id, request.quantity
+            found = await store.add_available(uow.conn, product_id, quantity, unless_retired=True)
+            if found is not None:
+                await store.tell(uow, found)
+            else:  # why nothing was added: no such product, or a deleted one
+                found = await store.get_stock(uow.conn, product_id)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no stock for {request.product_id!r}")
         assert found is not None
