@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
+from starlette.routing import Mount
 
 from mercato.platform.runtime.service import ServiceContext
 from mercato.services.gateway.lean import LeanRoutes
@@ -53,6 +54,9 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
     routers = [r for r in ROUTERS if ctx.settings.wdm_api or r not in WDM]
     for router in [*HOT, *(r for r in routers if r not in HOT)]:
         app.router.routes.extend(router.routes)
+    # The docs' assets last: every request tries the routes in order (0.6 µs a request for the
+    # mount's match when it stood first).
+    app.router.routes.sort(key=lambda route: isinstance(route, Mount))
     if lean:
         # Innermost of the middleware: requests served there still get their request id and
         # CORS headers.
