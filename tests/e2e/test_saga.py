@@ -182,7 +182,10 @@ class Shop:
 
 
 async def open_shop(
-    data_dir: Path, services: list[str] | None = None, database_url: str | None = None
+    data_dir: Path,
+    services: list[str] | None = None,
+    database_url: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Shop]:
     settings = make_settings(
         data_dir,
@@ -190,6 +193,7 @@ async def open_shop(
         admin_password=ADMIN["password"],
         database_url=database_url,
         auth_rate_limit=10_000,  # many customers sign up from one address here
+        **overrides,
     )
     chosen = all_services() if services is None else [load_service(n) for n in services]
     async with running(chosen, settings) as (_, http):
@@ -342,6 +346,13 @@ async def test_placing_is_idempotent_and_orders_are_private(shop: Shop) -> None:
     first = await shop.place(ada, [(cup, 1)], headers=key)
     again = await shop.place(ada, [(cup, 1)], headers=key)
     assert again["orderId"] == first["orderId"]
+    # The same key with another card ending in the same four digits is another request.
+    other = {**card(), "cardNumber": "5555 5555 5559 4242", "cvc": "999", "holder": "Mallory"}
+    changed = {"items": [{"productId": cup, "quantity": 1}], "payment": other}
+    replayed = await shop.http.post(
+        "/api/v1/orders", json={**changed, "shippingAddress": ADDRESS}, headers={**ada, **key}
+    )
+    assert replayed.status_code == 422, replayed.text
     mine = (await shop.http.get("/api/v1/orders", headers=ada)).json()
     assert [o["orderId"] for o in mine["items"]] == [first["orderId"]]
     for path in ["", "/wait", "/stream"]:

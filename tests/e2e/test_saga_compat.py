@@ -139,6 +139,35 @@ async def test_seed_003_refuses_what_it_must(world: tuple[Shop, System]) -> None
     assert (await shop.http.get("/api/v1/orders/list", headers=petr)).json() == []
 
 
+async def test_seed_003_ids_are_each_users_own(world: tuple[Shop, System]) -> None:
+    """An id a client chooses names its own user's order: another user choosing it makes
+    their own order (no 409 to tell them it exists, nothing taken from the first)."""
+    shop, _ = world
+    ivan, petr = await shop.customer(), await shop.customer()
+    cup = await shop.product(quantity=10)
+    for who in (ivan, petr):
+        made = await shop.http.post(
+            "/api/v1/orders/create", json=seed_003_order("ord-shared", cup), headers=who
+        )
+        assert made.status_code == 200, made.text
+        assert made.json()["id"] == "ord-shared"
+    ivans, petrs = [
+        (await shop.http.get("/api/v1/orders", headers=who)).json()["items"] for who in (ivan, petr)
+    ]
+    assert len(ivans) == len(petrs) == 1 and ivans[0]["orderId"] != petrs[0]["orderId"]
+    # A customer cannot name another's order by its full id through these routes either.
+    status = await shop.http.get(
+        "/api/v1/orders/status", params={"id": ivans[0]["orderId"]}, headers=petr
+    )
+    assert status.status_code == 404
+    cancel = await shop.http.post(
+        "/api/v1/orders/cancel", params={"orderID": ivans[0]["orderId"]}, headers=petr
+    )
+    assert cancel.status_code == 404
+    mine = await shop.http.get("/api/v1/orders/status", params={"id": "ord-shared"}, headers=petr)
+    assert mine.json()["id"] == "ord-shared"
+
+
 async def test_seed_004_create_get_and_cancel_with_item_statuses(
     world: tuple[Shop, System],
 ) -> None:

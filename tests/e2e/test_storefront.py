@@ -153,6 +153,10 @@ async def journey(http: httpx.AsyncClient, cart_events: Events, timeout: float =
     order_id = first.json()["orderId"]
     again = await http.post("/api/v1/cart/checkout", json=order, headers=once)
     assert again.status_code == 202 and again.json() == {"orderId": order_id}
+    # The same key with another card that ends in the same four digits is another request.
+    other = {**PAYMENT, "cardNumber": "5555 5555 5559 4242", "expiry": "11/38", "cvc": "999"}
+    changed = {"payment": {**other, "holder": "Mallory"}, "shippingAddress": ADDRESS}
+    problem(await http.post("/api/v1/cart/checkout", json=changed, headers=once), 422)
     emptied = (await http.get("/api/v1/cart", headers=ada)).json()
     assert emptied["items"] == [] and emptied["total"] == 0
     problem(await http.post("/api/v1/cart/checkout", json=order, headers=ada), 422)

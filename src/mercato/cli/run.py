@@ -33,15 +33,24 @@ from mercato.services import (
 
 
 def _run_http(system: System, settings: Settings) -> None:
-    config = uvicorn.Config(
-        _plain_startup_errors(create_app(system)),
+    _Server(http_config(_plain_startup_errors(create_app(system)), settings)).run()
+
+
+def http_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """uvicorn's settings. The client's address is the connection's peer unless the peer is
+    one of ``MERCATO_TRUSTED_PROXIES`` (none by default): only then is ``X-Forwarded-For``
+    believed (the login limits count per address). No ``Server`` header."""
+    return uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+        server_header=False,
     )
-    _Server(config).run()
 
 
 def _plain_startup_errors(app: ASGIApp) -> ASGIApp:

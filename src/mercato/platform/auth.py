@@ -12,8 +12,8 @@ A verifier remembers the tokens it has accepted (``TokenVerifier`` below: at mos
 ``MAX_REMEMBERED`` of them, never past their ``exp``, and only while their ``kid`` still names
 the key that verified them), so a token presented again costs a dictionary look-up instead of
 a signature check. That changes nothing a token can do: an access token is a stateless JWT
-with a short lifetime (``MERCATO_ACCESS_TOKEN_TTL``) and nothing revokes one before its
-``exp`` — signing out revokes the refresh token — so a remembered acceptance is exactly what
+with a short lifetime (``MERCATO_ACCESS_TOKEN_TTL``, 5 minutes) and nothing revokes one before
+its ``exp`` — signing out revokes the refresh token — so a remembered acceptance is exactly what
 verifying the same token again would answer. Refusals are not remembered: a refused token is
 verified afresh each time and refused again.
 
@@ -59,6 +59,9 @@ ROLES = ("customer", "admin")
 LEEWAY_SECONDS = 10  # clock skew tolerated between machines
 JWKS_DEADLINE = 2.0  # seconds allowed for one GetJwks call
 MAX_REMEMBERED = 10_000  # accepted tokens a verifier remembers; the oldest are forgotten first
+# The metadata in which the gateway tells identity the client's address (failed logins are
+# throttled per address and account).
+CLIENT_ADDRESS = "x-client-address"
 
 
 class AuthError(Exception):

@@ -5,6 +5,7 @@ Bad configuration is a ``ConfigError`` at start, naming the setting and what is 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -57,15 +58,28 @@ class Settings(BaseSettings):
     # inline or in a file; with neither, one is generated once and kept in the data directory.
     jwt_private_key: str | None = Field(None, repr=False)
     jwt_private_key_file: Path | None = None
-    access_token_ttl: int = Field(900, ge=30, le=86_400, description="seconds")
+    # payment: the key of the card digests that tell a retried checkout's card from another
+    # (any string); with none, one is generated once and kept in the data directory.
+    card_digest_key: str | None = Field(None, repr=False)
+    # Nothing revokes an access token before it expires: this bounds how long one outlives a
+    # sign-out or a change of roles (docs/security.md weighs it against refreshes).
+    access_token_ttl: int = Field(300, ge=30, le=86_400, description="seconds")
     refresh_token_ttl: int = Field(14 * 86_400, ge=60, le=365 * 86_400, description="seconds")
-    login_max_failures: int = Field(5, ge=1, le=1000, description="before the account waits")
-    login_lockout: float = Field(300, ge=0, le=86_400, description="seconds it waits")
+    # identity: failed logins from one address for one account before it waits (login_delay
+    # seconds, then twice as long after each further failure, up to login_lockout seconds).
+    login_max_failures: int = Field(5, ge=1, le=1000)
+    login_delay: float = Field(1, ge=0, le=86_400, description="the first wait, seconds")
+    login_lockout: float = Field(300, ge=0, le=86_400, description="the longest wait, seconds")
     # gateway: CORS origins ("https://a.example,https://b.example", "*" for any; empty = none),
     # login/registration attempts per client address per minute, gRPC call deadline (seconds).
     cors_origins: str = ""
+    # gateway: the proxies whose X-Forwarded-For is believed ("10.0.0.5,10.1.0.0/16"; empty =
+    # none, the client's address is the connection's peer).
+    trusted_proxies: str = ""
     auth_rate_limit: int = Field(20, ge=1, le=100_000)
     grpc_deadline: float = Field(5.0, gt=0, le=120)
+    # gateway: the largest request body taken (bytes); a larger one is answered 413 unread.
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1 << 30)
     demo_catalog: bool = True
     # catalog: how often it reads its version for the gateways that watch it (seconds): a
     # kept page of products is sent without asking the catalog while the version it was
@@ -128,6 +142,16 @@ class Settings(BaseSettings):
                     raise ValueError
             except ValueError:
                 raise ValueError("must be a number of seconds ≥ 0, or 'never'") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network") from None
         return value
 
     @field_validator("restart_delay_max")

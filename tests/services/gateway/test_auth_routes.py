@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         admin_email=ADMIN["email"],
         admin_password=ADMIN["password"],
         login_max_failures=3,
+        login_delay=60,
         auth_rate_limit=8,
     )
     async with running([identity, gateway], settings) as (_system, http):
@@ -40,7 +42,17 @@ async def sign_in(api: httpx.AsyncClient, who: dict[str, str]) -> dict[str, Any]
         "/api/v1/auth/login", json={"email": who["email"], "password": who["password"]}
     )
     assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"  # RFC 6749 §5.1
     return dict(response.json())
+
+
+@asynccontextmanager
+async def from_address(api: httpx.AsyncClient, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the same app, connecting from ``address``."""
+    app = api._transport.app  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app=app, client=(address, 4242))
+    async with httpx.AsyncClient(transport=transport, base_url=str(api.base_url)) as client:
+        yield client
 
 
 def auth(tokens: dict[str, Any]) -> dict[str, str]:
@@ -98,6 +110,15 @@ async def test_refresh_rotates_and_a_replayed_refresh_token_is_refused(
     )
 
 
+async def test_refreshed_tokens_are_not_cached(api: httpx.AsyncClient) -> None:
+    await api.post("/api/v1/auth/register", json=ADA)
+    body = {"refreshToken": (await sign_in(api, ADA))["refreshToken"]}
+    refreshed = await api.post("/api/v1/auth/refresh", json=body)
+    assert refreshed.status_code == 200
+    assert refreshed.headers["cache-control"] == "no-store"
+    assert refreshed.headers["pragma"] == "no-cache"
+
+
 async def test_logout_ends_the_refresh_family(api: httpx.AsyncClient) -> None:
     await api.post("/api/v1/auth/register", json=ADA)
     tokens = await sign_in(api, ADA)
@@ -106,7 +127,7 @@ async def test_logout_ends_the_refresh_family(api: httpx.AsyncClient) -> None:
     problem(await api.post("/api/v1/auth/refresh", json=body), 401)
 
 
-async def test_failed_logins_throttle_the_account(api: httpx.AsyncClient) -> None:
+async def test_failed_logins_throttle_the_guesser_not_the_owner(api: httpx.AsyncClient) -> None:
     await api.post("/api/v1/auth/register", json=ADA)
     wrong = {"email": ADA["email"], "password": "not it 123"}
     for _ in range(3):
@@ -116,6 +137,25 @@ async def test_failed_logins_throttle_the_account(api: httpx.AsyncClient) -> Non
     throttled = await api.post("/api/v1/auth/login", json=right)
     problem(throttled, 429)
     assert int(throttled.headers["retry-after"]) > 0
+    # The owner, from another address, signs in.
+    async with from_address(api, "198.51.100.7") as owner:
+        assert (await owner.post("/api/v1/auth/login", json=right)).status_code == 200
+
+
+async def test_one_email_is_tried_a_limited_number_of_times_from_anywhere(
+    api: httpx.AsyncClient,
+) -> None:
+    """A 409 says an email is registered: asking about one email is rate-limited whichever
+    address asks (besides the limit per address)."""
+    await api.post("/api/v1/auth/register", json=ADA)
+    answers = []
+    for n in range(9):
+        async with from_address(api, f"203.0.113.{n}") as other:
+            answers.append((await other.post("/api/v1/auth/register", json=ADA)).status_code)
+    assert answers == [409] * 7 + [429] * 2
+    tokens = await sign_in(api, ADA)
+    change = {"email": ADA["email"].upper()}
+    problem(await api.patch("/api/v1/users/me", json=change, headers=auth(tokens)), 429)
 
 
 async def test_the_jwks_is_served_and_verifies_tokens(api: httpx.AsyncClient) -> None:

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
-from mercato.platform.auth import JwksCache, TokenVerifier, install_verifier
-from mercato.platform.signing import SigningKey, static_jwks
+from mercato.platform.signing import SigningKey
 from mercato.services.gateway.service import service as gateway
+from mercato.services.gateway.upstream import STATUS
+from tests.services.gateway.conftest import closed_port
 from tests.support import running
 from tests.support import test_settings as make_settings
 
 PROBLEM = "application/problem+json"
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -34,22 +31,6 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         auth_rate_limit=3,
     )
     async with running([gateway], settings) as (_system, http):
-        yield http
-
-
-@pytest.fixture
-async def key(tmp_path: Path) -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-async def signed(tmp_path: Path, key: SigningKey) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway that trusts ``key`` (identity itself is unreachable)."""
-    settings = make_settings(tmp_path, grpc_targets=f"identity=127.0.0.1:{closed_port()}")
-    async with running([gateway], settings) as (system, http):
-        ctx = system.hosts["gateway"].ctx
-        assert ctx is not None
-        install_verifier(ctx, TokenVerifier(JwksCache(static_jwks(key))))
         yield http
 
 
@@ -65,6 +46,31 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
 async def test_an_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/no/such/thing"), 404)
     assert_problem(await client.delete("/api/v1/auth/login"), 405)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/api/v1/products", "GET, POST"),
+        ("POST", "/api/v1/products/p1", "DELETE, GET, PATCH"),
+        ("DELETE", "/api/v1/auth/login", "POST"),
+    ],
+)
+async def test_a_405_names_every_method_the_path_takes(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    response = await client.request(method, path)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == allowed
+
+
+async def test_every_answer_forbids_content_sniffing(client: httpx.AsyncClient) -> None:
+    for response in (
+        await client.get("/openapi.json"),
+        await client.get("/no/such/thing"),
+        await client.get("/api/v1/cart"),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_an_invalid_body_is_a_422_problem_that_does_not_echo_it(
@@ -93,7 +99,18 @@ async def test_openapi_31_and_docs_are_served(client: httpx.AsyncClient) -> None
     assert "ProblemDetails" in document["components"]["schemas"]
     register = document["paths"]["/api/v1/auth/register"]["post"]
     assert PROBLEM in register["responses"]["422"]["content"]
-    assert (await client.get("/docs")).status_code == 200
+    # A state conflict (FAILED_PRECONDITION) is answered 422, and documented so; 409 is for
+    # what exists already or changed meanwhile (ALREADY_EXISTS, ABORTED).
+    assert STATUS[grpc.StatusCode.FAILED_PRECONDITION] == 422
+    assert "current state" in register["responses"]["422"]["description"]
+    assert "current state" not in register["responses"]["409"]["description"]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI's script and style come from the gateway itself: the page works offline.
+    linked = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert linked and all(url.startswith("/docs/assets/") for url in linked), linked
+    for url in linked:
+        assert (await client.get(url)).status_code == 200
 
 
 async def test_cors_answers_the_configured_origin_only(client: httpx.AsyncClient) -> None:

@@ -11,15 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match
 
 from mercato.platform.runtime.service import ServiceContext
-from mercato.services.gateway.app import create_app
+from mercato.services.gateway.app import WDM_NOTE, create_app
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, ProblemDetails
-from mercato.services.gateway.routes import ROUTERS
+from mercato.services.gateway.routes import ROUTERS, WDM
 from mercato.services.gateway.service import service as gateway
 from tests.support import running
 from tests.support import test_settings as make_settings
@@ -34,24 +34,32 @@ SAMPLES: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[tuple[ServiceContext, httpx.AsyncClient]]:
-    async with running([gateway], make_settings(tmp_path)) as (system, http):
+@pytest.fixture(params=[False, True], ids=["wdm-off", "wdm-on"])
+async def served(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[ServiceContext, httpx.AsyncClient]]:
+    settings = make_settings(tmp_path, wdm_api=request.param)
+    async with running([gateway], settings) as (system, http):
         ctx = system.hosts["gateway"].ctx
         assert ctx is not None
         yield ctx, http
 
 
-def included() -> FastAPI:
+def routers(wdm: bool = True) -> list[APIRouter]:
+    """The gateway's routers, the WDM API's among them if it is on."""
+    return [r for r in ROUTERS if wdm or r not in WDM]
+
+
+def included(wdm: bool = True) -> FastAPI:
     """The routers included the ordinary way, in their documented order."""
     app = FastAPI()
-    for router in ROUTERS:
+    for router in routers(wdm):
         app.include_router(router)
     return app
 
 
-def declared() -> list[APIRoute]:
-    return [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+def declared(wdm: bool = True) -> list[APIRoute]:
+    return [r for router in routers(wdm) for r in router.routes if isinstance(r, APIRoute)]
 
 
 def resolve(routes: Sequence[BaseRoute], method: str, path: str) -> tuple[Match, BaseRoute | None]:
@@ -71,14 +79,20 @@ async def test_the_openapi_document_is_the_included_routers_one(
     served: tuple[ServiceContext, httpx.AsyncClient],
 ) -> None:
     ctx, http = served
+    wdm = ctx.settings.wdm_api
     document = (await http.get("/openapi.json")).json()
     app = create_app(ctx)
     expected = get_openapi(
         title=app.title,
         version=app.version,
         description=app.description,
-        routes=included().routes,
+        routes=included(wdm).routes,
+        tags=[{"name": "wdm", "description": WDM_NOTE}] if wdm else None,
     )
+    for item in expected["paths"].values():
+        for operation in item.values():
+            if operation["tags"] == ["wdm"]:
+                operation["description"] = WDM_NOTE
     expected["components"]["schemas"]["ProblemDetails"] = ProblemDetails.model_json_schema(
         ref_template="#/components/schemas/{model}"
     )
@@ -95,9 +109,11 @@ async def test_every_route_resolves_as_in_the_documented_order(
     served: tuple[ServiceContext, httpx.AsyncClient],
 ) -> None:
     app = create_app(served[0])
-    routes = declared()
-    assert sorted(map(id, routes)) == sorted(id(r) for r in app.routes if isinstance(r, APIRoute))
-    documented = [*(r for r in app.routes if not isinstance(r, APIRoute)), *routes]
+    routes = declared(served[0].settings.wdm_api)
+    # The app's own (docs, their assets) are not the routers'.
+    own = [r for r in app.routes if not isinstance(r, APIRoute) or not r.include_in_schema]
+    assert sorted(map(id, routes)) == sorted(id(r) for r in app.routes if r not in own)
+    documented = [*own, *routes]
     methods = {m for route in routes for m in route.methods or ()}
     for route in routes:
         params = route.param_convertors.items()
@@ -108,3 +124,24 @@ async def test_every_route_resolves_as_in_the_documented_order(
                 method,
                 path,
             )
+
+
+async def test_the_wdm_api_is_served_and_documented_only_when_on(
+    served: tuple[ServiceContext, httpx.AsyncClient],
+) -> None:
+    ctx, http = served
+    document = (await http.get("/openapi.json")).json()
+    wdm = [
+        operation
+        for item in document["paths"].values()
+        for operation in item.values()
+        if "wdm" in operation["tags"]
+    ]
+    answer = await http.get("/payment/find_user/1")
+    if ctx.settings.wdm_api:
+        assert len(wdm) == 15
+        assert all("acts as the admin" in o["description"] for o in wdm)
+        assert answer.status_code != 404  # on: the route is there (identity is not)
+    else:
+        assert wdm == []
+        assert answer.status_code == 404

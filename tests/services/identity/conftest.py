@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.api.identity.v1.identity_pb2_grpc import IdentityStub
+from mercato.platform.auth import CLIENT_ADDRESS
 from mercato.platform.envelope import Envelope
 from mercato.platform.runtime.system import System
 from mercato.platform.storage.tables import outbox
@@ -46,8 +47,14 @@ class Identity:
         )
         return str(reply.user_id)
 
-    async def login(self, email: str, password: str = PASSWORD) -> pb.TokenReply:
-        return await self.stub.Login(pb.LoginRequest(email=email, password=password))
+    async def login(
+        self, email: str, password: str = PASSWORD, address: str | None = None
+    ) -> pb.TokenReply:
+        """Sign in, as the gateway does for a client at ``address`` (or as a caller that
+        names none)."""
+        metadata = [(CLIENT_ADDRESS, address)] if address else None
+        request = pb.LoginRequest(email=email, password=password)
+        return await self.stub.Login(request, metadata=metadata)
 
     async def jwks(self) -> dict[str, Any]:
         return dict(json.loads((await self.stub.GetJwks(pb.GetJwksRequest())).jwks_json))
@@ -62,6 +69,7 @@ async def start_identity(data_dir: Path, **overrides: Any) -> AsyncIterator[Iden
         "admin_email": ADMIN_EMAIL,
         "admin_password": ADMIN_PASSWORD,
         "login_max_failures": 3,
+        "login_delay": 60,
         "login_lockout": 60,
         **overrides,
     }

@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.platform.auth import JwksCache, TokenVerifier
+from mercato.services.identity.domain import Invalid, Throttle, check_password
 from mercato.services.identity.tables import refresh_tokens
 from tests.services.identity.conftest import (
     ADMIN_EMAIL,
@@ -30,7 +31,8 @@ async def refused(call, code: grpc.StatusCode) -> grpc.aio.AioRpcError:  # type:
 async def test_register_then_login_gives_tokens_that_verify_with_the_jwks(ident: Identity) -> None:
     user_id = await ident.register(" Ada@Example.com ")
     tokens = await ident.login("ada@example.com")
-    assert tokens.token_type == "Bearer" and tokens.expires_in == 900
+    # Five minutes: how long a token outlives a sign-out or a demotion (docs/security.md).
+    assert tokens.token_type == "Bearer" and tokens.expires_in == 300
 
     async def fetch():  # type: ignore[no-untyped-def]
         return await ident.jwks()
@@ -95,6 +97,30 @@ async def test_wrong_passwords_are_counted_then_the_account_waits(ident: Identit
     assert dict(error.trailing_metadata())["retry-after"] in {"59", "60"}
     reasons = [e.data["reason"] for e in await ident.events("LoginFailed")]
     assert reasons == ["wrong_password"] * 3 + ["throttled"]
+
+
+async def test_failures_from_one_address_do_not_make_the_owner_wait_elsewhere(
+    ident: Identity,
+) -> None:
+    await ident.register("ada@example.com")
+    for _ in range(3):
+        await refused(
+            ident.login("ada@example.com", "wrong pass 1", address="203.0.113.66"),
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+    await refused(
+        ident.login("ada@example.com", address="203.0.113.66"), grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    assert (await ident.login("ada@example.com", address="198.51.100.7")).access_token
+
+
+def test_each_failure_past_the_limit_doubles_the_wait() -> None:
+    throttle = Throttle(3, timedelta(seconds=1), timedelta(seconds=300))
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    waits = [throttle.locked_until(n, now) for n in range(1, 14)]
+    assert waits[:2] == [None, None]
+    seconds = [(w - now).total_seconds() for w in waits[2:] if w is not None]
+    assert seconds == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
 
 
 async def test_a_success_clears_the_failure_count(ident: Identity) -> None:
@@ -254,3 +280,17 @@ async def test_verify_token_refuses_what_does_not_verify(ident: Identity) -> Non
         ident.stub.VerifyToken(pb.VerifyTokenRequest(token="a.b.c")),
         grpc.StatusCode.UNAUTHENTICATED,
     )
+
+
+@pytest.mark.parametrize(
+    ("password", "rule"),
+    [
+        ("short1!", "8 to 128 characters"),
+        ("lettersonly", "at least two of"),
+        ("Password1", "first any guesser tries"),
+        ("xada.lovelace-7", "email's name"),
+    ],
+)
+def test_a_refused_password_says_which_rule_it_breaks(password: str, rule: str) -> None:
+    with pytest.raises(Invalid, match=rule):
+        check_password(password, "ada.lovelace@example.com")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
 
 from mercato.platform.signing import SigningKey
-from mercato.services.identity.admin import AdminSetupError
+from mercato.services.identity.admin import ADMIN_PASSWORD_FILE, AdminSetupError
 from tests.services.identity.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, start_identity
 
 
@@ -22,13 +23,16 @@ async def test_the_configured_admin_can_sign_in_and_is_made_once(tmp_path: Path)
         assert (await ident.jwks())["keys"][0]["kid"] == kid
 
 
-async def test_without_a_configured_password_one_is_generated_and_printed_once(
+async def test_without_a_configured_password_one_is_generated_into_a_private_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async for ident in start_identity(tmp_path, admin_email=None, admin_password=None):
         printed = capsys.readouterr().err
-        assert "admin@mercato.local" in printed
-        password = printed.split("):", 1)[1].split()[0]
+        kept = tmp_path / ADMIN_PASSWORD_FILE
+        assert "admin@mercato.local" in printed and str(kept.resolve()) in printed
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+        password = kept.read_text().strip()
+        assert password not in printed
         await ident.login("admin@mercato.local", password)
     async for _ident in start_identity(tmp_path, admin_email=None, admin_password=None):
         assert "password" not in capsys.readouterr().err

@@ -111,6 +111,8 @@ def test_placing_an_order_publishes_created_with_prices_and_total() -> None:
         [("", 1, Decimal(1))],
         [("p-1", 1, Decimal(1)), ("p-1", 1, Decimal(2))],
         [(f"p-{i}", 1, Decimal(1)) for i in range(101)],
+        [("p-1", 1, Decimal("0.00001"))],  # OrderCreated carries at most 4 decimal places
+        [("p-1", 1, Decimal("NaN"))],
     ],
 )
 def test_an_order_that_cannot_be_placed_is_refused(items: list[tuple[str, int, Decimal]]) -> None:

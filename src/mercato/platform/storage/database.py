@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from mercato.platform.files import private_dir, private_file
 from mercato.platform.storage.sql import BUSY_WAIT, Database, PostgresDatabase, SqliteDatabase
 
 SELECT_1 = text("SELECT 1")
@@ -27,7 +28,7 @@ def service_url(template: str | None, service: str, data_dir: Path) -> URL:
     ``template`` may contain ``{service}``; ``None`` means a SQLite file in the data directory.
     """
     if not template:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         return make_url(f"sqlite+aiosqlite:///{data_dir / (service + '.db')}")
     try:
         url = make_url(template.replace("{service}", service))
@@ -58,11 +59,15 @@ def advisory_key(name: str) -> int:
 
 
 async def ensure_database(url: URL) -> None:
-    """Create a PostgreSQL database if it does not exist (SQLite creates files itself).
+    """Create a PostgreSQL database if it does not exist; a SQLite file is made here empty,
+    readable by its owner only (SQLite gives its WAL and shared-memory files the same mode).
 
     Safe for many processes starting at once (replicas on a fresh server): they take turns on
     an advisory lock keyed by the database's name on the server's ``postgres`` database, and
     a database that another process created all the same counts as created."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        private_file(Path(url.database))
+        return
     if not is_postgres(url) or not url.database:
         return
     admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")

@@ -7,7 +7,7 @@ the endpoint's dependencies through machinery built for every kind there is (sco
 generators, overrides, thread pools). Most of the gateway's routes need none of it: path,
 query and header parameters, a JSON body, the ``Upstream`` handle and the verified caller.
 
-``LeanRoutes`` sits inside the gateway's own middleware (request id, CORS) and serves every
+``LeanRoutes`` sits inside the gateway's own middleware (request id, limits, CORS) and serves every
 GET whose route needs only such things, and the writes named in ``routes.LEAN_WRITES`` (what a
 checkout calls), with FastAPI's own pieces wherever the answer is decided: the route FastAPI's
 router would pick (the first whose path matches and that takes the method), the parameters
@@ -303,6 +303,6 @@ async def _read_json(receive: Receive, scope: Scope) -> tuple[Receive, Any]:
         if raw:
             try:
                 body = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep
                 body = NO_BODY
     return again, body

@@ -19,6 +19,8 @@ log = structlog.get_logger(__name__)
 
 HEADER = "x-request-id"
 _HEADER = HEADER.encode()
+# Browsers take a response for what its Content-Type says, never sniff a script out of it.
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 _ACCEPTED = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -38,14 +40,14 @@ class RequestContext:
         if not _ACCEPTED.fullmatch(request_id):
             request_id = new_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        header = (_HEADER, request_id.encode())
+        headers = [(_HEADER, request_id.encode()), _NOSNIFF]
         started = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         # bind/reset rather than bound_contextvars, which copies the whole context each time.
@@ -62,3 +64,58 @@ class RequestContext:
             await response(scope, receive, send_with_id)
         finally:
             structlog.contextvars.reset_contextvars(**tokens)
+
+
+class BodyLimit:
+    """413 for a request body over ``limit`` bytes, before the body is read: at once when
+    Content-Length says so, and for a body without a length (chunked) as soon as what arrives
+    goes over (it is read here, up to the limit, and handed on)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None:
+            if not length.isdigit() or int(length) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        elif chunked:
+            messages: list[Message] = []
+            size = 0
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break
+                size += len(message.get("body", b""))
+                if size > self.limit:
+                    await self._refuse(scope, receive, send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            replayed = iter(messages)
+
+            async def again() -> Message:
+                for message in replayed:
+                    return message
+                return await receive()
+
+            receive = again
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        problem = Problem(413, f"the request body is over {self.limit} bytes")
+        response = problem_response(Request(scope), problem)
+        response.headers["Connection"] = "close"  # the unread body is not waited for
+        await response(scope, receive, send)

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 MEDIA_TYPE = "application/problem+json"
 
@@ -76,9 +77,21 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
-    return problem_response(
-        request, Problem(exc.status_code, detail, headers=dict(exc.headers or {}))
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route with the path; others may have more.
+        headers["Allow"] = ", ".join(sorted(allowed_methods(request)))
+    return problem_response(request, Problem(exc.status_code, detail, headers=headers))
+
+
+def allowed_methods(request: Request) -> set[str]:
+    """Every method some route of the app takes at the request's path."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return methods
 
 
 async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -110,8 +123,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem("Not signed in, or the token is not valid"),
     403: _problem("Signed in without the right to do this"),
     404: _problem("Not found"),
-    409: _problem("Conflicts with the current state"),
-    422: _problem("The request is not valid"),
+    409: _problem("Already exists (an id or an email taken), or changed meanwhile: retry"),
+    413: _problem("The request body is over MERCATO_MAX_BODY_BYTES"),
+    422: _problem(
+        "The request is not valid as given, or not in the current state (cancelling a "
+        "delivered order, checking out an empty cart)"
+    ),
     429: _problem("Too many requests"),
     503: _problem("A service behind the gateway is unavailable"),
 }

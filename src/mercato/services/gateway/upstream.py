@@ -21,6 +21,7 @@ POST/PUT/PATCH/DELETE) and the request id as gRPC metadata, applies the deadline
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import grpc
@@ -116,15 +117,19 @@ class Gateway:
         message: Message,
         *,
         timeout: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> Any:
-        """Call ``service``'s ``method``; a failure is raised as a ``Problem``."""
+        """Call ``service``'s ``method`` (with ``metadata`` beside the request's own); a
+        failure is raised as a ``Problem``."""
         try:
             stub = self._stub(service, stub_type)
         except LookupError:
             raise Problem(503, f"the {service} service is not available") from None
         deadline = timeout if timeout is not None else self.ctx.settings.grpc_deadline
         try:
-            return await getattr(stub, method)(message, timeout=deadline, metadata=self.metadata())
+            return await getattr(stub, method)(
+                message, timeout=deadline, metadata=[*self.metadata(), *metadata]
+            )
         except grpc.aio.AioRpcError as exc:
             raise problem_of(service, method, exc) from None
         finally:

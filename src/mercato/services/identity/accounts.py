@@ -115,25 +115,27 @@ async def create_many(uow: UnitOfWork, new: list[tuple[str, str, str]]) -> int:
     return count
 
 
-async def seconds_locked(conn: Connection, email: str, now: datetime) -> int:
+async def seconds_locked(conn: Connection, key: str, now: datetime) -> int:
+    """How long logins counted by ``key`` (``domain.throttle_key``) still wait."""
     locked = await conn.scalar(
-        select(login_failures.c.locked_until).where(login_failures.c.email == email)
+        select(login_failures.c.locked_until).where(login_failures.c.email == key)
     )
     return Throttle.seconds_left(locked, now)
 
 
 async def refuse_login(
-    uow: UnitOfWork, email: str, reason: str, throttle: Throttle, now: datetime
+    uow: UnitOfWork, email: str, key: str, reason: str, throttle: Throttle, now: datetime
 ) -> Refused:
-    """Count a failed login (and lock the email after too many); publish LoginFailed."""
+    """Count a failed login by ``key`` (``domain.throttle_key``), and make the next wait after
+    too many; publish LoginFailed."""
     uow.publish(LoginFailed(email=email, reason=reason), subject=email)
     if reason == "throttled":
-        wait = await seconds_locked(uow.conn, email, now)
+        wait = await seconds_locked(uow.conn, key, now)
         return Refused(reason, "too many failed logins; retry later", retry_after=wait)
     insert = postgresql.insert if uow.conn.dialect.name == "postgresql" else sqlite.insert
     count = await uow.conn.scalar(
         insert(login_failures)
-        .values(email=email, failures=1, last_failed_at=now)
+        .values(email=key, failures=1, last_failed_at=now)
         .on_conflict_do_update(
             index_elements=[login_failures.c.email],
             set_={"failures": login_failures.c.failures + 1, "last_failed_at": now},
@@ -144,16 +146,16 @@ async def refuse_login(
     if locked_until is not None:
         await uow.conn.execute(
             update(login_failures)
-            .where(login_failures.c.email == email)
+            .where(login_failures.c.email == key)
             .values(locked_until=locked_until)
         )
     return Refused(reason, "wrong email or password")
 
 
 async def accept_login(
-    uow: UnitOfWork, user: Any, issuer: TokenIssuer, now: datetime, new_hash: str | None
+    uow: UnitOfWork, user: Any, key: str, issuer: TokenIssuer, now: datetime, new_hash: str | None
 ) -> Issued:
-    await uow.conn.execute(login_failures.delete().where(login_failures.c.email == user.email))
+    await uow.conn.execute(login_failures.delete().where(login_failures.c.email == key))
     if new_hash is not None:
         await uow.conn.execute(
             update(users).where(users.c.id == user.id).values(password_hash=new_hash)

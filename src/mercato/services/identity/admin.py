@@ -1,5 +1,7 @@
 """The first admin account, made on first start: from MERCATO_ADMIN_EMAIL/PASSWORD, or with a
-generated password printed once. Never a built-in password."""
+generated password written to a file only its owner reads (``ADMIN_PASSWORD_FILE`` in the data
+directory; its path is printed, never the password: a terminal's scroll-back and a service
+manager's logs are read by others). Never a built-in password."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from mercato.contracts.events import UserRolesUpdated
+from mercato.platform.files import write_private
 from mercato.platform.runtime.service import ServiceContext
 from mercato.services.identity import accounts
 from mercato.services.identity.domain import Invalid, check_password, normalize_email
@@ -18,6 +21,7 @@ from mercato.services.identity.passwords import hash_password
 log = structlog.get_logger(__name__)
 
 DEFAULT_EMAIL = "admin@mercato.local"
+ADMIN_PASSWORD_FILE = "admin-password.txt"
 
 
 class AdminSetupError(RuntimeError):
@@ -63,9 +67,11 @@ async def ensure_admin(ctx: ServiceContext) -> None:
         return
     log.info("created the admin account", email=email, user_id=user_id)
     if generated:
+        kept = write_private(settings.data_dir / ADMIN_PASSWORD_FILE, f"{password}\n".encode())
         print(
             f"\n  Mercato admin account created: {email}\n"
-            f"  password (shown once, change it or set MERCATO_ADMIN_PASSWORD): {password}\n",
+            f"  its password is in {kept.resolve()} (readable by you only; delete the file "
+            "once you have it, or set MERCATO_ADMIN_PASSWORD)\n",
             file=sys.stderr,
             flush=True,
         )

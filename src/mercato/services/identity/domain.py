@@ -5,6 +5,7 @@ Pure: no database, no clock of its own (``now`` is passed in), no infrastructure
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ class Invalid(ValueError):
 
 def normalize_email(raw: str) -> str:
     email = raw.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
+    if len(email) > 254 or not _EMAIL.match(email) or not email.isprintable():
         raise Invalid("not a valid email address")
     return email
 
@@ -50,9 +51,11 @@ def check_password(password: str, email: str) -> None:
     )
     if kinds < 2:
         raise Invalid("a password mixes at least two of: letters, digits, other characters")
+    if password.lower() in _COMMON:
+        raise Invalid("that password is one of the first any guesser tries")
     local = email.partition("@")[0]
-    if password.lower() in _COMMON or (len(local) >= 3 and local in password.lower()):
-        raise Invalid("that password is too easy to guess")
+    if len(local) >= 3 and local in password.lower():
+        raise Invalid("a password does not contain its email's name (the part before the @)")
 
 
 def check_user_id(raw: str) -> str:
@@ -71,16 +74,30 @@ def check_roles(roles: Iterable[str]) -> list[str]:
     return chosen
 
 
+def throttle_key(email: str, address: str) -> str:
+    """What failed logins are counted by: the account and the client's address together (an
+    attacker's guesses make the attacker wait, not the owner signing in from elsewhere); the
+    email alone when the address is not known. Hashed, to fit the email's column."""
+    if not address:
+        return email
+    return hashlib.sha256(f"{address}\n{email}".encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Throttle:
-    """After ``max_failures`` failed logins in a row an account waits ``lockout``; each failure
-    after that starts a new wait. A success clears the count."""
+    """After ``max_failures`` failed logins in a row (from one address, for one account) the
+    next attempt waits ``delay``, and each failure after that twice as long as the one before,
+    up to ``lockout``. A success clears the count."""
 
     max_failures: int
+    delay: timedelta
     lockout: timedelta
 
     def locked_until(self, failures: int, now: datetime) -> datetime | None:
-        return now + self.lockout if failures >= self.max_failures else None
+        if failures < self.max_failures:
+            return None
+        doublings = min(failures - self.max_failures, 32)
+        return now + min(self.lockout, self.delay * (1 << doublings))
 
     @staticmethod
     def seconds_left(locked_until: datetime | None, now: datetime) -> int:

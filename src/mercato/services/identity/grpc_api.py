@@ -14,7 +14,13 @@ from sqlalchemy.exc import IntegrityError
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.api.identity.v1 import identity_pb2_grpc
-from mercato.platform.auth import AuthError, require_caller, verifier_for
+from mercato.platform.auth import (
+    CLIENT_ADDRESS,
+    AuthError,
+    metadata_value,
+    require_caller,
+    verifier_for,
+)
 from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.runtime.service import ServiceContext
 from mercato.platform.signing import jwks_of
@@ -29,6 +35,7 @@ from mercato.services.identity.domain import (
     check_password,
     check_user_id,
     normalize_email,
+    throttle_key,
 )
 from mercato.services.identity.passwords import hash_password, needs_rehash, verify_password
 from mercato.services.identity.tokens import Issued, Refused, TokenIssuer
@@ -58,7 +65,11 @@ class IdentityApi(identity_pb2_grpc.IdentityServicer):
         self.ctx = ctx
         self.issuer: TokenIssuer = ctx.extras[ISSUER]
         s = ctx.settings
-        self.throttle = Throttle(s.login_max_failures, timedelta(seconds=s.login_lockout))
+        self.throttle = Throttle(
+            s.login_max_failures,
+            timedelta(seconds=s.login_delay),
+            timedelta(seconds=s.login_lockout),
+        )
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterReply:
         try:
@@ -93,13 +104,16 @@ class IdentityApi(identity_pb2_grpc.IdentityServicer):
         except Invalid as exc:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         now = datetime.now(UTC)
+        key = throttle_key(email, metadata_value(context, CLIENT_ADDRESS) or "")
         async with self.ctx.db.connect() as conn:
             user = await accounts.user_by_email(conn, email)
-            locked = await accounts.seconds_locked(conn, email, now)
+            locked = await accounts.seconds_locked(conn, key, now)
         outcome: Issued | Refused
         if locked:
             async with self.ctx.transaction() as uow:
-                outcome = await accounts.refuse_login(uow, email, "throttled", self.throttle, now)
+                outcome = await accounts.refuse_login(
+                    uow, email, key, "throttled", self.throttle, now
+                )
         else:
             ok = await verify_password(user.password_hash if user else None, request.password)
             new_hash = None
@@ -107,10 +121,14 @@ class IdentityApi(identity_pb2_grpc.IdentityServicer):
                 new_hash = await hash_password(request.password)
             async with self.ctx.transaction() as uow:
                 if ok:
-                    outcome = await accounts.accept_login(uow, user, self.issuer, now, new_hash)
+                    outcome = await accounts.accept_login(
+                        uow, user, key, self.issuer, now, new_hash
+                    )
                 else:
                     reason = "unknown_email" if user is None else "wrong_password"
-                    outcome = await accounts.refuse_login(uow, email, reason, self.throttle, now)
+                    outcome = await accounts.refuse_login(
+                        uow, email, key, reason, self.throttle, now
+                    )
         return await self._tokens(outcome, context)
 
     async def Refresh(self, request: pb.RefreshRequest, context: Context) -> pb.TokenReply:

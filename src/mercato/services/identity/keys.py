@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import structlog
 
+from mercato.platform.files import write_once
 from mercato.platform.settings import Settings
 from mercato.platform.signing import SigningKey
 
@@ -32,16 +32,8 @@ def load_signing_key(settings: Settings) -> SigningKey:
 
 
 def _generated(path: Path) -> SigningKey:
-    if path.exists():
-        return SigningKey.from_pem(path.read_bytes())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = SigningKey.generate()
-    try:
-        # O_EXCL: of two processes starting together, one writes and the other reads its key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return SigningKey.from_pem(path.read_bytes())
-    with os.fdopen(fd, "wb") as file:
-        file.write(key.to_pem())
-    log.info("generated the token signing key", path=str(path), kid=key.kid)
+    pem, made = write_once(path, lambda: SigningKey.generate().to_pem())
+    key = SigningKey.from_pem(pem)
+    if made:
+        log.info("generated the token signing key", path=str(path), kid=key.kid)
     return key

@@ -19,7 +19,8 @@ users = Table(
     Column("updated_at", When, nullable=False),
 )
 
-# Consecutive failed logins per email, known or not (so throttling reveals no accounts).
+# Consecutive failed logins per email, known or not (so throttling reveals no accounts), and
+# address: ``email`` holds ``domain.throttle_key`` (the email itself when no address is known).
 login_failures = Table(
     "login_failures",
     metadata,

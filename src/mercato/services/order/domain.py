@@ -193,6 +193,13 @@ SagaMessage = (
 
 
 # -- placing an order ----------------------------------------------------------------------
+def _places(amount: Decimal) -> int:
+    """Digits after the decimal point, trailing zeros left out."""
+    exponent = amount.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite amount
+    return max(0, -exponent)
+
+
 def merge_lines(items: Iterable[tuple[str, int, Decimal]]) -> tuple[Line, ...]:
     """One line per product (quantities of repeated products add up), validated."""
     merged: dict[str, Line] = {}
@@ -201,8 +208,10 @@ def merge_lines(items: Iterable[tuple[str, int, Decimal]]) -> tuple[Line, ...]:
             raise InvalidOrder("an item has no productId")
         if not 1 <= quantity <= MAX_QUANTITY:
             raise InvalidOrder(f"quantity of {product_id} must be 1..{MAX_QUANTITY}")
-        if price < 0 or not price.is_finite():
-            raise InvalidOrder(f"price of {product_id} must be a number ≥ 0")
+        if not price.is_finite() or price < 0 or _places(price) > 4:
+            raise InvalidOrder(
+                f"price of {product_id} must be a number ≥ 0 with at most 4 decimal places"
+            )
         seen = merged.get(product_id)
         if seen is not None:
             if seen.price != price:

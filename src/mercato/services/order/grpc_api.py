@@ -54,7 +54,8 @@ from mercato.services.order.views import (
 from mercato.services.order.watch import Seen, watch
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-ORDER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+# 128: room for a compatibility route's client-chosen id (64) behind its user's scope.
+ORDER_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 MAX_WAIT = 60.0
 APPEAR = 2.0  # seconds WatchOrder waits for an order not there yet (the gateway: 5 s)
 # Only an id made this recently (a checkout's: the cart gives out UUIDv7 ids) may name an
@@ -82,7 +83,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         if not caller.may_act_for(user_id):
             await abort(context, PERMISSION_DENIED, "only an admin orders for others")
         if request.order_id and not ORDER_ID.match(request.order_id):
-            await abort(context, INVALID_ARGUMENT, "orderId: 1..64 of A-Z a-z 0-9 . _ : -")
+            await abort(context, INVALID_ARGUMENT, "orderId: 1..128 of A-Z a-z 0-9 . _ : -")
         try:
             wanted = _wanted(request)
             payment, address = _terms(request)

@@ -6,6 +6,7 @@ expiry, the sandbox outcome) is written, and nothing here logs a request.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn, TypeAlias
@@ -18,12 +19,20 @@ from mercato.api.common.v1.common_pb2 import Money, PageInfo
 from mercato.api.payment.v1 import payment_pb2 as pb
 from mercato.api.payment.v1 import payment_pb2_grpc
 from mercato.platform.auth import Caller, require_caller
+from mercato.platform.files import write_once
 from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.ids import new_id
 from mercato.platform.runtime.service import ServiceContext
+from mercato.platform.settings import Settings
 from mercato.platform.times import rfc3339
 from mercato.platform.unit_of_work import UnitOfWork
-from mercato.services.payment.domain import CardError, check_card, from_units, to_units
+from mercato.services.payment.domain import (
+    CardError,
+    card_digest,
+    check_card,
+    from_units,
+    to_units,
+)
 from mercato.services.payment.provider import (
     PROVIDERS,
     Charge,
@@ -38,6 +47,7 @@ MAX_PAGE_SIZE = 100
 MAX_UNITS = 10**14  # the most one call moves: ten billion in ten-thousandths
 MAX_SET_UP = 1000
 MAX_USER_ID = 200
+DIGEST_KEY_FILE = "payment-card-digest.key"
 _NEW_CARD = cards.insert()  # built once: executed with a row's values (one per checkout)
 
 
@@ -74,9 +84,19 @@ async def _subject(context: Context, caller: Caller, user_id: str) -> str:
     return user_id
 
 
+def card_digest_key(settings: Settings) -> bytes:
+    """``MERCATO_CARD_DIGEST_KEY``, else a key generated once in the data directory (several
+    payment replicas on other machines need the same configured key)."""
+    if settings.card_digest_key:
+        return settings.card_digest_key.encode()
+    key, _ = write_once(settings.data_dir / DIGEST_KEY_FILE, lambda: secrets.token_bytes(32))
+    return key
+
+
 class PaymentApi(payment_pb2_grpc.PaymentServicer):
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
+        self._digest_key = card_digest_key(ctx.settings)
 
     async def TokenizeCard(self, request: pb.TokenizeCardRequest, context: Context) -> pb.CardToken:
         caller = await require_caller(self.ctx, context)
@@ -106,6 +126,7 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
         }
         await self.ctx.db.execute_alone(_NEW_CARD, row)  # no event: one statement alone
         return pb.CardToken(
+            digest=card_digest(self._digest_key, request.card_number, card, request.cvc),
             token=token,
             last4=card.last4,
             brand=card.brand,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mercato.api.common.v1 import common_pb2 as mercato_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emercato/api/cart/v1/cart.proto\x12\x13mercato.api.cart.v1\x1a\"mercato/api/common/v1/common.proto\"\x9d\x01\n\x08\x43\x61rtLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12+\n\x05price\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x30\n\nline_total\x18\x05 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\"\xaf\x01\n\x08\x43\x61rtView\x12\x0f\n\x07\x63\x61rt_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12,\n\x05items\x18\x03 \x03(\x0b\x32\x1d.mercato.api.cart.v1.CartLine\x12+\n\x05total\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x12\n\nitem_count\x18\x05 \x01(\x03\x12\x12\n\nupdated_at\x18\x06 \x01(\t\"!\n\x0eGetCartRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"G\n\x0e\x41\x64\x64ItemRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\"J\n\x11UpdateItemRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\"8\n\x11RemoveItemRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\"=\n\rPaymentMethod\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\"x\n\x07\x41\x64\x64ress\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05line1\x18\x02 \x01(\t\x12\x12\n\x05line2\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x13\n\x0bpostal_code\x18\x05 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\tB\x08\n\x06_line2\"\x8f\x01\n\x0f\x43heckoutRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x07payment\x18\x02 \x01(\x0b\x32\".mercato.api.cart.v1.PaymentMethod\x12\x36\n\x10shipping_address\x18\x03 \x01(\x0b\x32\x1c.mercato.api.cart.v1.Address\"!\n\rCheckoutReply\x12\x10\n\x08order_id\x18\x01 \x01(\t2\xa4\x03\n\x04\x43\x61rt\x12M\n\x07GetCart\x12#.mercato.api.cart.v1.GetCartRequest\x1a\x1d.mercato.api.cart.v1.CartView\x12M\n\x07\x41\x64\x64Item\x12#.mercato.api.cart.v1.AddItemRequest\x1a\x1d.mercato.api.cart.v1.CartView\x12S\n\nUpdateItem\x12&.mercato.api.cart.v1.UpdateItemRequest\x1a\x1d.mercato.api.cart.v1.CartView\x12S\n\nRemoveItem\x12&.mercato.api.cart.v1.RemoveItemRequest\x1a\x1d.mercato.api.cart.v1.CartView\x12T\n\x08\x43heckout\x12$.mercato.api.cart.v1.CheckoutRequest\x1a\".mercato.api.cart.v1.CheckoutReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emercato/api/cart/v1/cart.proto\x12\x13mercato.api.cart.v1\x1a\"mercato/api/common/v1/common.proto\"\x9d\x01\n\x08\x43\x61rtLine\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12+\n\x05price\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x30\n\nline_total\x18\x05 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\"\xaf\x01\n\x08\x43\x61rtView\x12\x0f\n\x07\x63\x61rt_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12,\n\x05items\x18\x03 \x03(\x0b\x32\x1d.mercato.api.cart.v1.CartLine\x12+\n\x05total\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x12\n\nitem_count\x18\x05 \x01(\x03\x12\x12\n\nupdated_at\x18\x06 \x01(\t\"!\n\x0eGetCartRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"G\n\x0e\x41\x64\x64ItemRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\"J\n\x11UpdateItemRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\"8\n\x11RemoveItemRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\"R\n\rPaymentMethod\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\r\n\x05last4\x18\x03 \x01(\t\x12\x13\n\x0b\x63\x61rd_digest\x18\x04 \x01(\t\"x\n\x07\x41\x64\x64ress\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05line1\x18\x02 \x01(\t\x12\x12\n\x05line2\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04\x63ity\x18\x04 \x01(\t\x12\x13\n\x0bpostal_code\x18\x05 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\tB\x08\n\x06_line2\"\x8f\x01\n\x0f\x43heckoutRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x33\n\x07payment\x18\x02 \x01(\x0b\x32\".mercato.api.cart.v1.PaymentMethod\x12\x36\n\x10shipping_address\x18\x03 \x01(\x0b\x32\x1c.mercato.api.cart.v1.Address\"!\n\rCheckoutReply\x12\x10\n\x08order_id\x18\x01 \x01(\t2\xa4\x03\n\x04\x43\x61rt\x12M\n\x07GetCart\x12#.mercato.api.cart.v1.GetCartRequest\x1a\x1d.mercato.api.cart.v1.CartView\x12M\n\x07\x41\x64\x64Item\x12#.mercato.api.cart.v1.AddItemRequest\x1a\x1d.mercato.api.cart.v1.CartView\x12S\n\nUpdateItem\x12&.mercato.api.cart.v1.UpdateItemRequest\x1a\x1d.mercato.api.cart.v1.CartView\x12S\n\nRemoveItem\x12&.mercato.api.cart.v1.RemoveItemRequest\x1a\x1d.mercato.api.cart.v1.CartView\x12T\n\x08\x43heckout\x12$.mercato.api.cart.v1.CheckoutRequest\x1a\".mercato.api.cart.v1.CheckoutReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,13 +45,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REMOVEITEMREQUEST']._serialized_start=613
   _globals['_REMOVEITEMREQUEST']._serialized_end=669
   _globals['_PAYMENTMETHOD']._serialized_start=671
-  _globals['_PAYMENTMETHOD']._serialized_end=732
-  _globals['_ADDRESS']._serialized_start=734
-  _globals['_ADDRESS']._serialized_end=854
-  _globals['_CHECKOUTREQUEST']._serialized_start=857
-  _globals['_CHECKOUTREQUEST']._serialized_end=1000
-  _globals['_CHECKOUTREPLY']._serialized_start=1002
-  _globals['_CHECKOUTREPLY']._serialized_end=1035
-  _globals['_CART']._serialized_start=1038
-  _globals['_CART']._serialized_end=1458
+  _globals['_PAYMENTMETHOD']._serialized_end=753
+  _globals['_ADDRESS']._serialized_start=755
+  _globals['_ADDRESS']._serialized_end=875
+  _globals['_CHECKOUTREQUEST']._serialized_start=878
+  _globals['_CHECKOUTREQUEST']._serialized_end=1021
+  _globals['_CHECKOUTREPLY']._serialized_start=1023
+  _globals['_CHECKOUTREPLY']._serialized_end=1056
+  _globals['_CART']._serialized_start=1059
+  _globals['_CART']._serialized_end=1479
 # @@protoc_insertion_point(module_scope)

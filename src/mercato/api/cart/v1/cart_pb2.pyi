@@ -72,14 +72,16 @@ class RemoveItemRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., product_id: _Optional[str] = ...) -> None: ...
 
 class PaymentMethod(_message.Message):
-    __slots__ = ("method", "token", "last4")
+    __slots__ = ("method", "token", "last4", "card_digest")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LAST4_FIELD_NUMBER: _ClassVar[int]
+    CARD_DIGEST_FIELD_NUMBER: _ClassVar[int]
     method: str
     token: str
     last4: str
-    def __init__(self, method: _Optional[str] = ..., token: _Optional[str] = ..., last4: _Optional[str] = ...) -> None: ...
+    card_digest: str
+    def __init__(self, method: _Optional[str] = ..., token: _Optional[str] = ..., last4: _Optional[str] = ..., card_digest: _Optional[str] = ...) -> None: ...
 
 class Address(_message.Message):
     __slots__ = ("name", "line1", "line2", "city", "postal_code", "country")

@@ -24,14 +24,16 @@ class Address(_message.Message):
     def __init__(self, name: _Optional[str] = ..., line1: _Optional[str] = ..., line2: _Optional[str] = ..., city: _Optional[str] = ..., postal_code: _Optional[str] = ..., country: _Optional[str] = ...) -> None: ...
 
 class PaymentMethod(_message.Message):
-    __slots__ = ("method", "token", "last4")
+    __slots__ = ("method", "token", "last4", "card_digest")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LAST4_FIELD_NUMBER: _ClassVar[int]
+    CARD_DIGEST_FIELD_NUMBER: _ClassVar[int]
     method: str
     token: str
     last4: str
-    def __init__(self, method: _Optional[str] = ..., token: _Optional[str] = ..., last4: _Optional[str] = ...) -> None: ...
+    card_digest: str
+    def __init__(self, method: _Optional[str] = ..., token: _Optional[str] = ..., last4: _Optional[str] = ..., card_digest: _Optional[str] = ...) -> None: ...
 
 class Payment(_message.Message):
     __slots__ = ("method", "last4", "payment_id", "paid", "refunded")

@@ -20,18 +20,20 @@ class TokenizeCardRequest(_message.Message):
     def __init__(self, card_number: _Optional[str] = ..., expiry: _Optional[str] = ..., cvc: _Optional[str] = ..., holder: _Optional[str] = ...) -> None: ...
 
 class CardToken(_message.Message):
-    __slots__ = ("token", "last4", "brand", "exp_month", "exp_year")
+    __slots__ = ("token", "last4", "brand", "exp_month", "exp_year", "digest")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LAST4_FIELD_NUMBER: _ClassVar[int]
     BRAND_FIELD_NUMBER: _ClassVar[int]
     EXP_MONTH_FIELD_NUMBER: _ClassVar[int]
     EXP_YEAR_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     token: str
     last4: str
     brand: str
     exp_month: int
     exp_year: int
-    def __init__(self, token: _Optional[str] = ..., last4: _Optional[str] = ..., brand: _Optional[str] = ..., exp_month: _Optional[int] = ..., exp_year: _Optional[int] = ...) -> None: ...
+    digest: str
+    def __init__(self, token: _Optional[str] = ..., last4: _Optional[str] = ..., brand: _Optional[str] = ..., exp_month: _Optional[int] = ..., exp_year: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class GetPaymentRequest(_message.Message):
     __slots__ = ("payment_id", "order_id")

@@ -30,6 +30,9 @@ ROUTERS: list[APIRouter] = [
     compat_wdm.router,
 ]
 
+# The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.
+WDM: list[APIRouter] = [compat_wdm_orders.router, compat_wdm.router]
+
 # Tried first on every request, in this order (a request tries the routes one after another
 # until one matches): what shoppers call most. Keeps the seed routes ahead of orders' too.
 HOT: list[APIRouter] = [products.router, cart.router, compat_orders.router, orders.router]

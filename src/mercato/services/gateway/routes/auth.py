@@ -6,12 +6,14 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.api.identity.v1.identity_pb2_grpc import IdentityStub
+from mercato.platform.auth import CLIENT_ADDRESS
+from mercato.services.gateway.inputs import Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES
-from mercato.services.gateway.ratelimit import limited
+from mercato.services.gateway.ratelimit import client_address, limit_per_email, limited
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=PROBLEM_RESPONSES)
@@ -22,11 +24,7 @@ Password = Annotated[str, Field(min_length=1, max_length=128)]
 Token = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Registration(Body):
+class Registration(Input):
     email: Email
     password: Password
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -36,12 +34,12 @@ class Registered(BaseModel):
     userId: str
 
 
-class Credentials(Body):
+class Credentials(Input):
     email: Email
     password: Password
 
 
-class RefreshToken(Body):
+class RefreshToken(Input):
     refreshToken: Token
 
 
@@ -52,7 +50,10 @@ class Tokens(BaseModel):
     expiresIn: int = Field(description="seconds until the access token expires")
 
 
-def _tokens(reply: pb.TokenReply) -> Tokens:
+def _tokens(reply: pb.TokenReply, response: Response) -> Tokens:
+    # RFC 6749 §5.1: no cache, shared or the browser's, keeps a token.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
     return Tokens(
         accessToken=reply.access_token,
         refreshToken=reply.refresh_token,
@@ -70,15 +71,20 @@ def _tokens(reply: pb.TokenReply) -> Tokens:
 async def register(
     body: Registration, upstream: Upstream, idempotency_key: IdempotencyKey = None
 ) -> Registered:
+    limit_per_email(upstream.request, "register-email", body.email)
     message = pb.RegisterRequest(email=body.email, password=body.password, name=body.name)
     reply = await upstream.call("identity", IdentityStub, "Register", message)
     return Registered(userId=reply.user_id)
 
 
 @router.post("/login", dependencies=[Depends(limited("login"))], summary="Sign in")
-async def login(body: Credentials, upstream: Upstream) -> Tokens:
+async def login(body: Credentials, upstream: Upstream, response: Response) -> Tokens:
     message = pb.LoginRequest(email=body.email, password=body.password)
-    return _tokens(await upstream.call("identity", IdentityStub, "Login", message))
+    # Identity throttles failed logins per (address, account): an attacker's guesses slow the
+    # attacker, not the owner signing in from elsewhere.
+    address = [(CLIENT_ADDRESS, client_address(upstream.request))]
+    reply = await upstream.call("identity", IdentityStub, "Login", message, metadata=address)
+    return _tokens(reply, response)
 
 
 @router.post(
@@ -86,9 +92,9 @@ async def login(body: Credentials, upstream: Upstream) -> Tokens:
     dependencies=[Depends(limited("refresh"))],
     summary="Trade a refresh token for new tokens (the old one is spent)",
 )
-async def refresh(body: RefreshToken, upstream: Upstream) -> Tokens:
+async def refresh(body: RefreshToken, upstream: Upstream, response: Response) -> Tokens:
     message = pb.RefreshRequest(refresh_token=body.refreshToken)
-    return _tokens(await upstream.call("identity", IdentityStub, "Refresh", message))
+    return _tokens(await upstream.call("identity", IdentityStub, "Refresh", message), response)
 
 
 @router.post(

@@ -10,33 +10,33 @@ its CartCheckedOut event carry that token and the last four digits, never the nu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import BaseModel, Field, PlainSerializer, field_validator
 
 from mercato.api.cart.v1 import cart_pb2 as pb
 from mercato.api.cart.v1.cart_pb2_grpc import CartStub
 from mercato.api.payment.v1 import payment_pb2
 from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
+from mercato.services.gateway.inputs import Count, Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
+
+M = TypeVar("M")  # the cart's or the order's PaymentMethod message (the same fields)
 
 router = APIRouter(prefix="/api/v1/cart", tags=["cart"], responses=PROBLEM_RESPONSES)
 
 MAX_QUANTITY = 1_000  # per product; the cart service holds the same limit
 ProductId = Annotated[str, Path(min_length=1, max_length=200)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+Quantity = Annotated[Count, Field(ge=1, le=MAX_QUANTITY)]
 # Money is a JSON number on the wire, a Decimal here (DESIGN §2).
 Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class CartLine(BaseModel):
@@ -57,12 +57,12 @@ class Cart(BaseModel):
     updatedAt: str | None
 
 
-class NewItem(Body):
+class NewItem(Input):
     productId: Annotated[str, Field(min_length=1, max_length=200)]
     quantity: Quantity = 1
 
 
-class QuantityChange(Body):
+class QuantityChange(Input):
     quantity: Quantity
 
 
@@ -76,7 +76,7 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-class CardPayment(Body):
+class CardPayment(Input):
     method: Literal["card"]
     cardNumber: Annotated[
         str, Field(pattern=r"^[0-9][0-9 -]{10,21}[0-9]$", examples=["4242424242424242"])
@@ -107,11 +107,11 @@ class CardPayment(Body):
         return value
 
 
-class WalletPayment(Body):
+class WalletPayment(Input):
     method: Literal["wallet"]
 
 
-class ShippingAddress(Body):
+class ShippingAddress(Input):
     name: Text
     line1: Text
     line2: Annotated[str, Field(max_length=200)] | None = None
@@ -120,7 +120,7 @@ class ShippingAddress(Body):
     country: Annotated[str, Field(min_length=2, max_length=56)]
 
 
-class Checkout(Body):
+class Checkout(Input):
     payment: Annotated[CardPayment | WalletPayment, Field(discriminator="method")]
     shippingAddress: ShippingAddress
 
@@ -150,9 +150,13 @@ def _cart(reply: pb.CartView) -> Cart:
     )
 
 
-async def _payment(payment: CardPayment | WalletPayment, upstream: Upstream) -> pb.PaymentMethod:
+async def payment_method(
+    payment: CardPayment | WalletPayment, upstream: Upstream, kind: Callable[..., M]
+) -> M:
+    """The payment as the cart or the order keeps it (``kind``): the wallet, or a card
+    exchanged for a token (and the digest that tells a retry's card from another)."""
     if isinstance(payment, WalletPayment):
-        return pb.PaymentMethod(method="wallet")
+        return kind(method="wallet")
     card = payment_pb2.TokenizeCardRequest(
         card_number=payment.cardNumber,
         expiry=payment.expiry,
@@ -160,7 +164,7 @@ async def _payment(payment: CardPayment | WalletPayment, upstream: Upstream) -> 
         holder=payment.holder,
     )
     token = await upstream.call("payment", PaymentStub, "TokenizeCard", card)
-    return pb.PaymentMethod(method="card", token=token.token, last4=token.last4)
+    return kind(method="card", token=token.token, last4=token.last4, card_digest=token.digest)
 
 
 @router.get("", summary="My cart, with current prices and totals")
@@ -204,7 +208,7 @@ async def checkout(
 ) -> CheckoutAccepted:
     a = body.shippingAddress
     message = pb.CheckoutRequest(
-        payment=await _payment(body.payment, upstream),
+        payment=await payment_method(body.payment, upstream, pb.PaymentMethod),
         shipping_address=pb.Address(
             name=a.name,
             line1=a.line1,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationEr
 
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
+from mercato.services.gateway.inputs import Count, Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import (
@@ -31,22 +32,22 @@ from mercato.services.gateway.upstream import (
 Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 
 
-class OmsItemIn(BaseModel):
+class OmsItemIn(Input):
     model_config = ConfigDict(extra="ignore")
 
     productId: Annotated[str, Field(min_length=1, max_length=200)]
-    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    quantity: Annotated[Count, Field(ge=1, le=10_000)]
     status: str | None = None
 
 
-class OmsNewOrder(BaseModel):
+class OmsNewOrder(Input):
     model_config = ConfigDict(extra="ignore")
 
     userId: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     orderItems: Annotated[list[OmsItemIn], Field(min_length=1, max_length=100)]
 
 
-class OmsChange(BaseModel):
+class OmsChange(Input):
     model_config = ConfigDict(extra="ignore")
 
     status: Annotated[str, Field(min_length=1, max_length=20)]

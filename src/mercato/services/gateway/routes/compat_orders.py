@@ -11,11 +11,15 @@ be that user, or an admin). What differs, on purpose:
   seed has no expiry: without one the card is taken as valid to the end of next year). The
   card is tokenized at the payment service; answers show only its last four digits. Without
   ``cardParams`` the order is paid from the user's wallet;
-- ``shippingTo`` (one line of text) becomes the shipping address's first line.
+- ``shippingTo`` (one line of text) becomes the shipping address's first line;
+- an order ``id`` the client chooses is its user's: it is kept behind a prefix of the user's
+  (``scoped_id``) and shown without it, so two users may choose the same id, and one cannot
+  learn whether another's id exists nor take it first.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -26,9 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationEr
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
 from mercato.platform.auth import Caller
+from mercato.services.gateway.inputs import Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
-from mercato.services.gateway.routes.cart import CardPayment
-from mercato.services.gateway.routes.orders import payment_method
+from mercato.services.gateway.routes.cart import CardPayment, payment_method
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import Upstream
 
@@ -53,7 +57,7 @@ UserId = Annotated[str | None, Query(max_length=200, description="Who asks (the 
 OrderQuery = Annotated[str, Query(min_length=1, max_length=200)]
 
 
-class SeedProduct(BaseModel):
+class SeedProduct(Input):
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[str, Field(min_length=1, max_length=200)]
@@ -61,13 +65,13 @@ class SeedProduct(BaseModel):
     price: Any = Field(None, description="Ignored: the catalog's price applies")
 
 
-class SeedProducts(BaseModel):
+class SeedProducts(Input):
     model_config = ConfigDict(extra="ignore")
 
     option: Annotated[list[SeedProduct], Field(min_length=1, max_length=MAX_UNITS)]
 
 
-class SeedOrderIn(BaseModel):
+class SeedOrderIn(Input):
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\-]{1,64}$")] | None = None
@@ -116,12 +120,36 @@ def seed_order(reply: pb.Order) -> SeedOrder:
     ]
     last4 = reply.payment.last4
     return SeedOrder(
-        id=reply.order_id,
+        id=reply.order_id.removeprefix(_scope(reply.user_id)),
         products=SeedProductsOut(option=units),
         shippingTo=reply.shipping_address.line1 if reply.HasField("shipping_address") else "",
         cardParams=f"**** **** **** {last4}" if last4 else "",
         status=SEED_STATUS[reply.status],
     )
+
+
+def _scope(user_id: str) -> str:
+    return "c" + hashlib.sha256(user_id.encode()).hexdigest()[:16] + ":"
+
+
+def scoped_id(user_id: str, chosen: str) -> str:
+    """The order id kept for the id ``chosen`` by ``user_id``'s client."""
+    return _scope(user_id) + chosen
+
+
+async def get_order(upstream: Upstream, user_id: str, given: str) -> pb.Order:
+    """The order the client names ``given``: one it chose the id of, else one of the ids
+    Mercato made (another user's is not found either way)."""
+    reply: pb.Order
+    try:
+        message = pb.GetOrderRequest(order_id=scoped_id(user_id, given))
+        reply = await upstream.call("order", OrdersStub, "GetOrder", message)
+    except Problem as problem:
+        if problem.status != 404:
+            raise
+        message = pb.GetOrderRequest(order_id=given)
+        reply = await upstream.call("order", OrdersStub, "GetOrder", message)
+    return reply
 
 
 def acting_for(caller: Caller, current_user_id: str | None) -> str:
@@ -160,13 +188,13 @@ async def create(
         units[product.id] = units.get(product.id, 0) + 1
     message = pb.CreateOrderRequest(
         items=[pb.ItemRequest(product_id=p, quantity=q) for p, q in units.items()],
-        order_id=body.id or "",
+        order_id=scoped_id(user_id, body.id) if body.id else "",
         user_id=user_id if user_id != caller.user_id else "",
     )
     name = "customer"
     if body.cardParams and body.cardParams.strip():
         card = card_of(body.cardParams, holder_default=name)
-        message.payment.CopyFrom(await payment_method(card, upstream))
+        message.payment.CopyFrom(await payment_method(card, upstream, pb.PaymentMethod))
         name = card.holder
     if body.shippingTo and body.shippingTo.strip():
         message.shipping_address.CopyFrom(pb.Address(name=name, line1=body.shippingTo.strip()))
@@ -177,8 +205,8 @@ async def create(
 async def cancel(
     caller: CurrentCaller, upstream: Upstream, orderID: OrderQuery, currentUserId: UserId = None
 ) -> SeedOrder:
-    acting_for(caller, currentUserId)
-    message = pb.CancelOrderRequest(order_id=orderID)
+    order_id = (await get_order(upstream, acting_for(caller, currentUserId), orderID)).order_id
+    message = pb.CancelOrderRequest(order_id=order_id)
     return seed_order(await upstream.call("order", OrdersStub, "CancelOrder", message))
 
 
@@ -201,15 +229,15 @@ async def list_orders(
 
 @router.get("/status", summary="An order's status (seed 003)")
 async def status(id: OrderQuery, caller: CurrentCaller, upstream: Upstream) -> SeedStatus:
-    reply = await upstream.call("order", OrdersStub, "GetOrder", pb.GetOrderRequest(order_id=id))
-    return SeedStatus(id=reply.order_id, status=SEED_STATUS[reply.status])
+    reply = await get_order(upstream, caller.user_id, id)
+    return SeedStatus(id=id, status=SEED_STATUS[reply.status])
 
 
 @router.get("/status_change_list", summary="An order's status changes, oldest first (seed 003)")
 async def status_change_list(
     id: OrderQuery, caller: CurrentCaller, upstream: Upstream
 ) -> list[SeedStatusChange]:
-    reply = await upstream.call("order", OrdersStub, "GetOrder", pb.GetOrderRequest(order_id=id))
+    reply = await get_order(upstream, caller.user_id, id)
     changes: list[SeedStatusChange] = []
     for h in reply.history:
         status = SEED_STATUS[h.to_status]
@@ -218,7 +246,7 @@ async def status_change_list(
             continue  # DELIVERING then COMPLETED: one DELIVERED in the seed's words
         changes.append(
             SeedStatusChange(
-                orderId=reply.order_id,
+                orderId=id,
                 status=status,
                 previousStatus=previous,
                 reason=h.reason or None,

@@ -111,7 +111,7 @@ async def batch_init(
     n: Annotated[int, Path(ge=1, le=100_000)],
     n_items: Annotated[int, Path(ge=1, le=1_000_000)],
     n_users: Annotated[int, Path(ge=1, le=1_000_000)],
-    item_price: Annotated[Decimal, Path(ge=0, le=1_000_000)],
+    item_price: Annotated[Decimal, Path(ge=0, le=1_000_000, decimal_places=2)],
     wdm: Wdm,
 ) -> dict[str, Any]:
     # As WDM's own batch_init: the users and items are not checked here (their own

@@ -19,17 +19,21 @@ from typing import Annotated, Any, Literal
 import grpc.aio
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
 from mercato.api.order.v1 import order_pb2 as pb
 from mercato.api.order.v1.order_pb2_grpc import OrdersStub
-from mercato.api.payment.v1 import payment_pb2
-from mercato.api.payment.v1.payment_pb2_grpc import PaymentStub
 from mercato.api.shipping.v1 import shipping_pb2
 from mercato.api.shipping.v1.shipping_pb2_grpc import ShippingStub
 from mercato.platform.waits import within
+from mercato.services.gateway.inputs import Count, Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
-from mercato.services.gateway.routes.cart import CardPayment, ShippingAddress, WalletPayment
+from mercato.services.gateway.routes.cart import (
+    CardPayment,
+    ShippingAddress,
+    WalletPayment,
+    payment_method,
+)
 from mercato.services.gateway.routes.shipments import Shipment, shipment_of
 from mercato.services.gateway.security import CurrentCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream, problem_of
@@ -43,22 +47,18 @@ MAX_ITEMS = 100
 HEARTBEAT = 15.0  # seconds between keep-alive comments on a quiet stream
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NewItem(Body):
+class NewItem(Input):
     productId: Annotated[str, Field(min_length=1, max_length=200)]
-    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    quantity: Annotated[Count, Field(ge=1, le=10_000)]
 
 
-class NewOrder(Body):
+class NewOrder(Input):
     items: Annotated[list[NewItem], Field(min_length=1, max_length=MAX_ITEMS)]
     payment: Annotated[CardPayment | WalletPayment, Field(discriminator="method")]
     shippingAddress: ShippingAddress
 
 
-class Cancellation(Body):
+class Cancellation(Input):
     reason: Annotated[str, Field(max_length=500)] | None = None
 
 
@@ -175,22 +175,6 @@ def order_of(reply: pb.Order) -> Order:
     )
 
 
-async def payment_method(
-    payment: CardPayment | WalletPayment, upstream: Upstream
-) -> pb.PaymentMethod:
-    """The payment as the order keeps it: the wallet, or a card exchanged for a token."""
-    if isinstance(payment, WalletPayment):
-        return pb.PaymentMethod(method="wallet")
-    card = payment_pb2.TokenizeCardRequest(
-        card_number=payment.cardNumber,
-        expiry=payment.expiry,
-        cvc=payment.cvc,
-        holder=payment.holder,
-    )
-    token = await upstream.call("payment", PaymentStub, "TokenizeCard", card)
-    return pb.PaymentMethod(method="card", token=token.token, last4=token.last4)
-
-
 def address_message(a: ShippingAddress) -> pb.Address:
     return pb.Address(
         name=a.name,
@@ -216,7 +200,7 @@ async def place_order(
 ) -> Order:
     message = pb.CreateOrderRequest(
         items=[pb.ItemRequest(product_id=i.productId, quantity=i.quantity) for i in body.items],
-        payment=await payment_method(body.payment, upstream),
+        payment=await payment_method(body.payment, upstream, pb.PaymentMethod),
         shipping_address=address_message(body.shippingAddress),
     )
     reply = await upstream.call("order", OrdersStub, "CreateOrder", message)

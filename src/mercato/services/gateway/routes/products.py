@@ -6,11 +6,12 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, Field, PlainSerializer
 
 from mercato.api.catalog.v1 import catalog_pb2 as pb
 from mercato.api.catalog.v1.catalog_pb2_grpc import CatalogStub
 from mercato.api.common.v1 import common_pb2
+from mercato.services.gateway.inputs import Count, Input, Number
 from mercato.services.gateway.pages import pages_of
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
 from mercato.services.gateway.security import AdminCaller
@@ -38,7 +39,8 @@ Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=5000)]
 Category = Annotated[str, Field(max_length=100)]
-Quantity = Annotated[int, Field(ge=0, le=1_000_000_000)]
+Quantity = Annotated[Count, Field(ge=0, le=1_000_000_000)]
+Price = Annotated[Amount, Number]  # a price given: a JSON number
 
 
 class Product(BaseModel):
@@ -61,25 +63,21 @@ class ProductPage(BaseModel):
     total: int
 
 
-class NewProduct(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class NewProduct(Input):
     name: Name
     description: Description = ""
     category: Category = ""
-    price: Amount
+    price: Price
     currency: Currency = "USD"
     quantity: Quantity = 0
     active: bool = True
 
 
-class ProductChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProductChange(Input):
     name: Name | None = None
     description: Description | None = None
     category: Category | None = None
-    price: Amount | None = None
+    price: Price | None = None
     currency: Currency | None = None
     quantity: Quantity | None = None
     active: bool | None = None

@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mercato.api.shipping.v1 import shipping_pb2 as pb
 from mercato.api.shipping.v1.shipping_pb2_grpc import ShippingStub
+from mercato.services.gateway.inputs import Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES
 from mercato.services.gateway.security import AdminCaller, CurrentCaller
 from mercato.services.gateway.upstream import Upstream
@@ -43,9 +44,7 @@ class ShipmentList(BaseModel):
     items: list[Shipment]
 
 
-class Failure(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Failure(Input):
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "the carrier could not deliver"
 
 

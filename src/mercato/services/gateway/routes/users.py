@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mercato.api.identity.v1 import identity_pb2 as pb
 from mercato.api.identity.v1.identity_pb2_grpc import IdentityStub
+from mercato.services.gateway.inputs import Input
 from mercato.services.gateway.problems import PROBLEM_RESPONSES
+from mercato.services.gateway.ratelimit import enforce, limit_per_email
 from mercato.services.gateway.security import AdminCaller, CurrentCaller
 from mercato.services.gateway.upstream import Upstream
 
@@ -27,16 +29,12 @@ class User(BaseModel):
     createdAt: str
 
 
-class ProfileChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProfileChange(Input):
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     email: Annotated[str, Field(min_length=3, max_length=254)] | None = None
 
 
-class Roles(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Roles(Input):
     roles: Annotated[list[Role], Field(min_length=1, max_length=2)]
 
 
@@ -58,6 +56,11 @@ async def me(caller: CurrentCaller, upstream: Upstream) -> User:
 
 @router.patch("/me", summary="Change the signed-in user's name or email")
 async def update_me(body: ProfileChange, caller: CurrentCaller, upstream: Upstream) -> User:
+    if body.email is not None:  # a 409 says the email is someone's: as limited as registering
+        enforce(
+            upstream.request, "email-change", caller.user_id, "too many email changes; retry later"
+        )
+        limit_per_email(upstream.request, "register-email", body.email)
     message = pb.UpdateProfileRequest(name=body.name, email=body.email)
     return _user(await upstream.call("identity", IdentityStub, "UpdateProfile", message))
 
