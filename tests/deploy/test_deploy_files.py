@@ -132,7 +132,7 @@ def test_consumers_scale_on_their_queue_and_the_others_on_cpu(name: str) -> None
     scaled = k8s("ScaledObject", name)["spec"]
     (trigger,) = scaled["triggers"]
     assert scaled["scaleTargetRef"]["name"] == name
-    assert trigger["metadata"]["queueName"] == RabbitBus("amqp://").queue_name(name)
+    assert trigger["metadata"]["queueName"] == RabbitBus("amqp://127.0.0.1:5672/").queue_name(name)
 
 
 def test_compose_runs_replicas_of_inventory_and_payment_and_publishes_the_gateway() -> None:
