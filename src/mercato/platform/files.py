@@ -4,6 +4,7 @@ directory is made readable by its owner only (0700), and so is every file made i
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,15 +35,22 @@ def write_private(path: Path, content: bytes) -> Path:
 def write_once(path: Path, make: Callable[[], bytes]) -> tuple[bytes, bool]:
     """The content of ``path``; if it does not exist, ``make()`` written there first, 0600.
     Returns the content and whether it was written now. Of two processes starting together,
-    one writes and the other reads what it wrote (O_EXCL)."""
+    one writes and the other reads what it wrote: the content goes to a file of this
+    process's own, which is then linked to ``path`` (refused if ``path`` exists), so ``path``
+    is never seen half-written."""
     if path.exists():
         return path.read_bytes(), False
     private_dir(path.parent)
     content = make()
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
+    draft = Path(name)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes(), False
-    with os.fdopen(fd, "wb") as file:
-        file.write(content)
+        with os.fdopen(fd, "wb") as file:
+            file.write(content)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return path.read_bytes(), False
+    finally:
+        draft.unlink()
     return content, True
