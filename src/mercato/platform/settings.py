@@ -32,6 +32,9 @@ class Settings(BaseSettings):
 
     broker_url: str = "memory://"
     database_url: str | None = None
+    # PostgreSQL connections each service keeps at most (its pool; the relay's lock holds one
+    # more). The server allows 100 by default in all: many processes need a small pool.
+    database_pool_size: int = Field(20, ge=1, le=1000)
     data_dir: Path = Path(".mercato")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

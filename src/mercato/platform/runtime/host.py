@@ -77,7 +77,7 @@ class ServiceHost:
     async def start(self) -> None:
         s = self.settings
         url = service_url(s.database_url, self.name, s.data_dir)
-        db = open_database(url)
+        db = open_database(url, s.database_pool_size)
         try:
             await ensure_database(url)
             await migrate(db, self.service.migrations)

@@ -67,12 +67,13 @@ async def ensure_database(url: URL) -> None:
         await admin.dispose()
 
 
-def open_database(url: URL) -> Database:
-    """The database a service runs on (``sql.py``): statements on the driver itself."""
+def open_database(url: URL, pool_size: int = 20) -> Database:
+    """The database a service runs on (``sql.py``): statements on the driver itself;
+    ``pool_size``: PostgreSQL connections at most (SQLite has one writer anyway)."""
     dialect_class: Any = url.get_dialect()
     dialect = dialect_class(dbapi=dialect_class.import_dbapi())
     if is_postgres(url):
-        return PostgresDatabase(url, dialect)
+        return PostgresDatabase(url, dialect, pool_size)
     return SqliteDatabase(url, dialect)
 
 
