@@ -24,7 +24,8 @@ from tests.faults.system import System, running
 NODE, PORT = "mf1", 24672  # the suite's ports: 24672 AMQP, 24673 Erlang distribution
 SETTINGS = {
     "carrier_delay": "1",  # orders complete (and returns come back) within the case
-    "database_pool_size": "4",  # 14 processes on a server that allows 100 connections
+    # 14 processes, each its pool and its relay's lock, on a server that allows 100 in all
+    "database_pool_size": "3",
     "relay_poll_interval": "0.1",
     "auth_rate_limit": "100000",
     "access_token_ttl": "7200",
@@ -58,6 +59,8 @@ class Shop:
     broker: RabbitNode
     shoppers: Shoppers
     expected: Expected = field(default_factory=Expected)
+    # Subjects of the violations earlier cases failed on (invariants.settle leaves them out).
+    broken: set[str] = field(default_factory=set)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -11,6 +11,7 @@ minute of load instead of a few seconds (docs/reliability.md).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ import pytest
 from mercato.bench.shoppers import Load
 from mercato.services import ordered_names
 from tests.faults.conftest import FIGURES, Shop
-from tests.faults.invariants import settle
+from tests.faults.invariants import settle, subject
 from tests.faults.load import LONG, SECONDS
 from tests.faults.poison import publish_poison
 
@@ -42,7 +43,8 @@ async def case(shop: Shop, name: str, fault: Fault | None = None) -> None:
             await fault()
     finally:
         load = await loading
-    left, waited = await settle(shop.system, shop.expected, BOUND)
+    left, waited = await settle(shop.system, shop.expected, BOUND, frozenset(shop.broken))
+    shop.broken |= {subject(v) for v in left}
     FIGURES.append(
         await _figures(shop, name, load)
         | {
@@ -123,7 +125,8 @@ async def test_every_event_delivered_twice_takes_effect_once(shop: Shop) -> None
 
     await case(shop, "every event delivered twice", again)
     await again()  # what the rest of the load wrote, and the sagas it set going
-    left, _ = await settle(shop.system, shop.expected, BOUND)
+    left, _ = await settle(shop.system, shop.expected, BOUND, frozenset(shop.broken))
+    shop.broken |= {subject(v) for v in left}
     assert not left, "\n".join(left[:40])
 
 
@@ -132,3 +135,22 @@ async def test_poison_and_unknown_messages_become_dead_letters(shop: Shop) -> No
         shop.expected.poison |= await publish_poison(shop.broker.url)
 
     await case(shop, "poison and unknown messages", poison)
+
+
+async def test_every_log_line_stays_json_through_the_faults(shop: Shop) -> None:
+    """After every case above (kills, the broker's restart, lost connections): each line
+    every process wrote is one JSON object, so a log collector never meets a stray line."""
+    stray = [
+        f"{process}: {line[:200]}"
+        for process, text in shop.system.logs().items()
+        for line in text.splitlines()
+        if line.strip() and not _json_object(line)
+    ]
+    assert not stray, f"{len(stray)} lines are not JSON:\n" + "\n".join(stray[:20])
+
+
+def _json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
