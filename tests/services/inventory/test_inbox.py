@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mercato.contracts.events import Payload, ProductCreated
-from mercato.platform.bus.port import RawMessage
-from mercato.platform.envelope import AMQP_PREFIX, Envelope
+from mercato.contracts.events import ProductCreated
 from mercato.platform.inbox import InboxConsumer
 from mercato.services.inventory.service import service
 from tests.services.inventory.shop import inventory, order
-
-
-def message(payload: Payload) -> RawMessage:
-    envelope = Envelope(type=type(payload).__name__, source="mercato/test", data=payload.dump())
-    headers, body = envelope.to_binary(AMQP_PREFIX)
-    return RawMessage(topic="t", headers=headers, body=body, prefix=AMQP_PREFIX)
+from tests.services.replicas import message
 
 
 async def test_a_batch_reserves_each_order_alone_and_redeliveries_are_dropped(

@@ -3,7 +3,9 @@
 Both tolerate reordering: what they learn about a product is kept with the catalog's time
 (``as_of`` = the event's time), an older event than the one already applied changes nothing,
 and a deletion is final (a later ProductUpdated for a deleted product is ignored). The inbox
-makes a redelivered event a no-op.
+makes a redelivered event a no-op. Two replicas handling events of one product at the same
+moment take turns on the product's row in ``product_prices`` (locked, or first inserted
+``ON CONFLICT DO NOTHING``: see ``store._remember``).
 """
 
 from __future__ import annotations

@@ -108,6 +108,13 @@ _VIEW = (
 )
 _ADD_LINE = cart_items.insert()
 _KNOWN_PRICE = select(product_prices).where(product_prices.c.product_id == bindparam("product_id"))
+# The product's row held until commit: shared by requests pricing a line from it, exclusively
+# by the events that change it.
+_HOLD_PRICE = {True: _KNOWN_PRICE.with_for_update(read=True), False: _KNOWN_PRICE.with_for_update()}
+_FIRST_PRICE = {
+    "postgresql": postgresql.insert(product_prices).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(product_prices).on_conflict_do_nothing(),
+}
 _THE_LINE = (
     cart_items.c.cart_id == bindparam("b_cart"),
     cart_items.c.product_id == bindparam("b_product"),
@@ -173,8 +180,20 @@ async def _open(uow: UnitOfWork, user_id: str, now: datetime) -> tuple[str, Sequ
 
 
 async def _newest(conn: Connection, priced: Priced) -> Priced:
-    """The catalog's answer, unless an event has told us something newer since."""
-    known = (await conn.execute(_KNOWN_PRICE, {"product_id": priced.product_id})).first()
+    """The catalog's answer, unless an event has told us something newer since.
+
+    The product's row is held (shared) until commit, and written from the answer when cart
+    has none: a deletion or a new price that another replica handles meanwhile waits for the
+    line being written here, and then finds it (``_remember``). A plain read let each miss
+    the other: the deleted product stayed in the cart."""
+    first = {
+        "product_id": priced.product_id,
+        "price": str(priced.price),
+        "currency": priced.currency,
+        "name": priced.name,
+        "as_of": priced.as_of,
+    }
+    known = await _hold(conn, first, shared=True)
     if known is None:
         return priced
     if known.deleted_at is not None:
@@ -188,6 +207,21 @@ async def _newest(conn: Connection, priced: Priced) -> Priced:
         known.currency or priced.currency,
         known.as_of,
     )
+
+
+async def _hold(conn: Connection, first: dict[str, Any], *, shared: bool = False) -> Any:
+    """The product's row in ``product_prices``, held until commit (``_HOLD_PRICE``); None when
+    cart had none and ``first`` was inserted as its first row (uncommitted, so held as well).
+    A product has no row to lock before its first: ``ON CONFLICT DO NOTHING`` waits for
+    another transaction inserting it at the same moment, and then its row is read."""
+    statement = _HOLD_PRICE[shared]
+    key = {"product_id": first["product_id"]}
+    known = (await conn.execute(statement, key)).first()
+    if known is not None:
+        return known
+    if (await conn.execute(_FIRST_PRICE[conn.dialect.name], first)).rowcount == 1:
+        return None
+    return (await conn.execute(statement, key)).one()
 
 
 def publish_updated(uow: UnitOfWork, state: CartState) -> None:
@@ -356,18 +390,11 @@ async def checkout(
 
 # -- what the catalog's events change ------------------------------------------------------
 async def _remember(uow: UnitOfWork, product_id: str, as_of: datetime, **values: Any) -> bool:
-    """Record what an event says about a product; False if a newer event already did."""
-    known = (
-        await uow.conn.execute(
-            select(product_prices)
-            .where(product_prices.c.product_id == product_id)
-            .with_for_update()
-        )
-    ).first()
+    """Record what an event says about a product; False if a newer event already did. The
+    product's row is held exclusively while this decides (``_hold``), so the catalog's events
+    of one product handled at once by two replicas take turns, and wait for lines being added."""
+    known = await _hold(uow.conn, {"product_id": product_id, "as_of": as_of, **values})
     if known is None:
-        await uow.conn.execute(
-            product_prices.insert().values(product_id=product_id, as_of=as_of, **values)
-        )
         return True
     if known.deleted_at is not None or known.as_of > as_of:
         return False

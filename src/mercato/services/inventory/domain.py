@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -16,6 +17,27 @@ class Reservation(StrEnum):
     RETURNED = "RETURNED"  # the returned goods are back on hand
     DEDUCTED = "DEDUCTED"  # shipped and delivered: gone for good
     CANCELLED = "CANCELLED"  # tombstone: cancelled before OrderCreated was seen
+
+
+@dataclass(frozen=True)
+class Step:
+    """A move of an order's reservation from one of ``sources`` to ``target``; ``tombstone``:
+    the status written when the order has no reservation yet. Taken only by a handler whose
+    conditional write moved the row (``store.move``), so each step is taken once per order
+    whichever replicas handle the order's events at the same moment."""
+
+    sources: tuple[Reservation, ...]
+    target: Reservation
+    tombstone: Reservation | None = None
+
+
+SHORT = Step((Reservation.RESERVED,), Reservation.FAILED)  # the claim just written, refused
+RELEASE = Step((Reservation.RESERVED,), Reservation.RELEASED, tombstone=Reservation.CANCELLED)
+AWAIT_RETURN = Step((Reservation.RESERVED,), Reservation.RETURNING)
+DEDUCT = Step((Reservation.RESERVED,), Reservation.DEDUCTED)
+RETURN_HELD = Step((Reservation.RESERVED, Reservation.RETURNING), Reservation.RETURNED)
+RETURN_DEDUCTED = Step((Reservation.DEDUCTED,), Reservation.RETURNED)
+STEPS = (SHORT, RELEASE, AWAIT_RETURN, DEDUCT, RETURN_HELD, RETURN_DEDUCTED)
 
 
 def merge_lines(lines: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:

@@ -2,7 +2,9 @@
 
 Every handler is idempotent: the inbox drops a redelivered event, and the reservation row
 (primary key = order id) lets each order be reserved, released, deducted or returned once,
-whatever arrives twice under another event id.
+whatever arrives twice under another event id. Each step is a conditional write of that row
+(``store.claim``, ``store.move``) and a handler acts only when its write moved the row, so
+two replicas handling two events of one order at the same moment never both act.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from mercato.contracts.events import (
 )
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.inventory import store
-from mercato.services.inventory.domain import Reservation, merge_lines
+from mercato.services.inventory.domain import (
+    AWAIT_RETURN,
+    DEDUCT,
+    RELEASE,
+    RETURN_DEDUCTED,
+    RETURN_HELD,
+    SHORT,
+    merge_lines,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -39,16 +49,16 @@ def _items(lines: list[tuple[str, int]]) -> list[Item]:
 async def stock_product(event: ProductCreated, uow: UnitOfWork) -> None:
     """A new product comes with its stock. Idempotent: a repeat (even under another event id,
     after orders have reserved some) changes nothing. Tolerates reordering with
-    ProductUpdated: whichever came first created the row, a later create leaves it alone."""
-    if await store.get_stock(uow.conn, event.productId) is not None:
-        return
-    await store.put_stock(uow.conn, event.productId, event.quantity)
-    await store.announce(uow, event.productId)
+    ProductUpdated: whichever came first created the row, a later create leaves it alone
+    (``store.add_product``: one conditional insert, also when both arrive at once)."""
+    if await store.add_product(uow.conn, event.productId, event.quantity):
+        await store.announce(uow, event.productId)
 
 
 async def set_product_stock(event: ProductUpdated, uow: UnitOfWork) -> None:
-    """``quantity``, when present, sets what is free to sell (held reservations stay held).
-    Idempotent; an update without ``quantity`` changes nothing here."""
+    """``quantity``, when present, sets what is free to sell (held reservations stay held),
+    creating the product's stock if ProductCreated has not come yet (one upsert). Idempotent;
+    an update without ``quantity`` changes nothing here."""
     if event.quantity is None:
         return
     await store.put_stock(uow.conn, event.productId, event.quantity)
@@ -92,7 +102,7 @@ async def reserve_stock(event: OrderCreated, uow: UnitOfWork) -> None:
     if short:
         if savepoint is not None:
             await savepoint.rollback()
-        await store.set_status(uow.conn, event.orderId, Reservation.FAILED)
+        await store.move(uow.conn, event.orderId, SHORT)
         reason = "insufficient stock for " + ", ".join(s.productId for s in short)
         uow.publish(
             StockReservationFailed(orderId=event.orderId, reason=reason, items=short),
@@ -115,16 +125,13 @@ async def _give_back(
 
 
 async def _release(uow: UnitOfWork, order_id: str) -> None:
-    found = await store.reservation(uow.conn, order_id)
-    if found is None:
-        # Cancelled before we saw the order: a tombstone makes a late OrderCreated a no-op.
-        await store.record(uow.conn, order_id, Reservation.CANCELLED, [])
-        return
-    status, lines = found
-    if status is not Reservation.RESERVED:
-        return  # never reserved, or already released / deducted / returning
+    """RESERVED → RELEASED and the stock back; before OrderCreated, a CANCELLED tombstone that
+    makes a late OrderCreated a no-op (``store.move``: one conditional statement, so of two
+    events of the order handled at once only one gives the stock back)."""
+    lines = await store.move(uow.conn, order_id, RELEASE)
+    if lines is None:
+        return  # never reserved, already released / deducted / returning, or a tombstone
     changed = await _give_back(uow, lines, back=True)
-    await store.set_status(uow.conn, order_id, Reservation.RELEASED)
     uow.publish(StockReleased(orderId=order_id, items=_items(lines)), subject=order_id)
     for after in changed:
         await store.tell(uow, after)
@@ -132,52 +139,49 @@ async def _release(uow: UnitOfWork, order_id: str) -> None:
 
 async def release_cancelled(event: OrderCancelled, uow: UnitOfWork) -> None:
     """Give the order's stock back → StockReleased. Idempotent (only a RESERVED order is
-    released, once). Tolerates reordering: before OrderCreated it leaves a tombstone. An order
-    cancelled while DELIVERING keeps its stock reserved until the return arrives (DESIGN §3)."""
+    released, once, by a conditional move). Tolerates reordering: before OrderCreated it leaves
+    a tombstone. An order cancelled while DELIVERING keeps its stock reserved until the return
+    arrives (RESERVED → RETURNING, conditional too)."""
     if event.previousStatus == "DELIVERING":
-        found = await store.reservation(uow.conn, event.orderId)
-        if found is not None and found[0] is Reservation.RESERVED:
-            await store.set_status(uow.conn, event.orderId, Reservation.RETURNING)
+        await store.move(uow.conn, event.orderId, AWAIT_RETURN)
         return
     await _release(uow, event.orderId)
 
 
 async def release_unpaid(event: PaymentFailed, uow: UnitOfWork) -> None:
-    """Payment failed: give the order's stock back → StockReleased. Idempotent; before
+    """Payment failed: give the order's stock back → StockReleased. Idempotent and safe beside
+    the order's OrderCancelled handled at the same moment (one of them releases); before
     OrderCreated it leaves a tombstone (the order will be cancelled anyway)."""
     await _release(uow, event.orderId)
 
 
 async def deduct_stock(event: OrderCompleted, uow: UnitOfWork) -> None:
     """Delivered: the reserved stock leaves for good → StockDeducted. Idempotent (once per
-    order); a completion for an order not reserved here changes nothing."""
-    found = await store.reservation(uow.conn, event.orderId)
-    if found is None or found[0] is not Reservation.RESERVED:
+    order: RESERVED → DEDUCTED, conditional); a completion for an order not reserved here
+    changes nothing."""
+    lines = await store.move(uow.conn, event.orderId, DEDUCT)
+    if lines is None:
         return
-    lines = found[1]
     await _give_back(uow, lines, back=False)
-    await store.set_status(uow.conn, event.orderId, Reservation.DEDUCTED)
     uow.publish(StockDeducted(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
 
 
 async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None:
     """Returned goods are back on hand: what was held for the order (or, if it had been
-    deducted, what the return carries) becomes available again. Idempotent: once per order.
-    Tolerates reordering with OrderCancelled: a return for a still-RESERVED order is taken
-    as the end of that reservation."""
-    found = await store.reservation(uow.conn, event.orderId)
-    if found is None:
-        log.warning("return for an order never reserved here", order_id=event.orderId)
-        return
-    status, lines = found
-    if status in (Reservation.RESERVED, Reservation.RETURNING):
+    deducted, what the return carries) becomes available again. Idempotent: once per order
+    (RESERVED / RETURNING / DEDUCTED → RETURNED, each a conditional move; the states never
+    go back, so trying one move and then the other takes exactly one). Tolerates reordering
+    with OrderCancelled: a return for a still-RESERVED order is taken as the end of that
+    reservation."""
+    lines = await store.move(uow.conn, event.orderId, RETURN_HELD)
+    if lines is not None:
         changed = await _give_back(uow, lines, back=True)
-    elif status is Reservation.DEDUCTED:
+    elif await store.move(uow.conn, event.orderId, RETURN_DEDUCTED) is not None:
         lines = merge_lines((i.productId, i.quantity) for i in event.items)
         added = [await store.add_available(uow.conn, p, q) for p, q in lines]
         changed = [s for s in added if s is not None]
     else:
+        log.info("return for an order with nothing held or deducted here", order_id=event.orderId)
         return
-    await store.set_status(uow.conn, event.orderId, Reservation.RETURNED)
     for after in changed:
         await store.tell(uow, after)

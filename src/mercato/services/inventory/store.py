@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mercato.contracts.events import OutOfStock, StockLow, StockUpdated
 from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.unit_of_work import UnitOfWork
-from mercato.services.inventory.domain import Reservation, warnings_for
+from mercato.services.inventory.domain import STEPS, Reservation, Step, warnings_for
 from mercato.services.inventory.tables import config, reservations, stock
 
 DEFAULT_THRESHOLD = 5
@@ -50,7 +50,6 @@ _GET_THRESHOLD = sa.select(config.c.value).where(config.c.name == "stock_low")
 _NOW: sa.BindParameter[datetime] = sa.bindparam("b_now")
 _QUANTITY: sa.BindParameter[int] = sa.bindparam("b_quantity")
 _UPDATE_STOCK = sa.update(stock).where(_by_id(stock.c.product_id))
-_PUT = _UPDATE_STOCK.values(available=sa.bindparam("b_available"), retired=False, updated_at=_NOW)
 _RETIRE = _UPDATE_STOCK.values(retired=True, updated_at=_NOW)
 _ADD = _UPDATE_STOCK.values(available=stock.c.available + _QUANTITY, updated_at=_NOW).returning(
     *_STOCK
@@ -72,24 +71,65 @@ _UNRESERVE = {
     ).returning(*_STOCK),
     False: _UPDATE_STOCK.values(reserved=_HELD_LESS, updated_at=_NOW).returning(*_STOCK),
 }
-_GET_RESERVATION = sa.select(reservations.c.status, reservations.c["items"]).where(
-    _by_id(reservations.c.order_id)
-)
-_SET_STATUS = (
-    sa.update(reservations)
-    .where(_by_id(reservations.c.order_id))
-    .values(status=sa.bindparam("b_status"), updated_at=_NOW)
-)
-_RECORD = reservations.insert()
+# The two dialects' INSERT with ON CONFLICT (the same interface, no common base class).
+_INSERT_RESERVATION: dict[str, Any] = {
+    "postgresql": postgresql.insert(reservations),
+    "sqlite": sqlite.insert(reservations),
+}
+_INSERT_STOCK: dict[str, Any] = {
+    "postgresql": postgresql.insert(stock),
+    "sqlite": sqlite.insert(stock),
+}
+# A product's first stock row, or nothing (it has one: another event, or replica, came first).
+_ADD_PRODUCT = {
+    name: insert.on_conflict_do_nothing(index_elements=[stock.c.product_id])
+    for name, insert in _INSERT_STOCK.items()
+}
+# A product's stock row written, or what is free to sell set (reservations stay held).
+_PUT = {
+    name: insert.on_conflict_do_update(
+        index_elements=[stock.c.product_id],
+        set_={
+            "available": insert.excluded.available,
+            "retired": False,
+            "updated_at": insert.excluded.updated_at,
+        },
+    )
+    for name, insert in _INSERT_STOCK.items()
+}
 # A first reservation of an order, or nothing (another delivery of it came first).
 _CLAIM = {
-    "postgresql": postgresql.insert(reservations).on_conflict_do_nothing(
-        index_elements=[reservations.c.order_id]
-    ),
-    "sqlite": sqlite.insert(reservations).on_conflict_do_nothing(
-        index_elements=[reservations.c.order_id]
-    ),
+    name: insert.on_conflict_do_nothing(index_elements=[reservations.c.order_id])
+    for name, insert in _INSERT_RESERVATION.items()
 }
+
+
+def _status(value: Reservation) -> sa.ColumnElement[str]:
+    # Written into the statement, not bound: the statuses of a step never change.
+    return sa.literal_column(f"'{value.value}'")
+
+
+def _move(step: Step, dialect: str) -> sa.ClauseElement:
+    """See move(): the step as one conditional statement that returns the row it wrote."""
+    moves = reservations.c.status.in_([_status(s) for s in step.sources])
+    returning = (reservations.c.status, reservations.c["items"])
+    if step.tombstone is None:
+        return (
+            sa.update(reservations)
+            .where(_by_id(reservations.c.order_id), moves)
+            .values(status=_status(step.target), updated_at=_NOW)
+            .returning(*returning)
+        )
+    insert = _INSERT_RESERVATION[dialect]
+    upsert: sa.ClauseElement = insert.on_conflict_do_update(
+        index_elements=[reservations.c.order_id],
+        set_={"status": _status(step.target), "updated_at": insert.excluded.updated_at},
+        where=moves,
+    ).returning(*returning)
+    return upsert
+
+
+_MOVES = {(step, dialect): _move(step, dialect) for step in STEPS for dialect in _CLAIM}
 
 # database → (threshold, read at time.monotonic())
 _thresholds: weakref.WeakKeyDictionary[Database, tuple[int, float]] = weakref.WeakKeyDictionary()
@@ -146,46 +186,37 @@ def _tell(uow: UnitOfWork, product_id: str, available: int, limit: int) -> None:
         )
 
 
+def _new_stock(product_id: str, available: int, now: datetime) -> dict[str, Any]:
+    return {
+        "product_id": product_id,
+        "available": available,
+        "reserved": 0,
+        "retired": False,
+        "updated_at": now,
+    }
+
+
+async def add_product(conn: Connection, product_id: str, available: int) -> bool:
+    """The product's stock row, unless it has one; False then, and nothing is written. One
+    statement (``ON CONFLICT DO NOTHING``): of two replicas adding it at once, the second
+    waits for the first and then does nothing."""
+    row = _new_stock(product_id, available, datetime.now(UTC))
+    return (await conn.execute(_ADD_PRODUCT[conn.dialect.name], row)).rowcount == 1
+
+
 async def put_stock(conn: Connection, product_id: str, available: int) -> None:
-    """Create the product's stock, or set what is free to sell (reservations stay held)."""
-    now = datetime.now(UTC)
-    changed = await conn.execute(_PUT, {"b_id": product_id, "b_available": available, "b_now": now})
-    if changed.rowcount == 0:
-        await conn.execute(
-            stock.insert(),
-            {
-                "product_id": product_id,
-                "available": available,
-                "reserved": 0,
-                "retired": False,
-                "updated_at": now,
-            },
-        )
+    """Create the product's stock, or set what is free to sell (reservations stay held), in
+    one statement (``ON CONFLICT DO UPDATE``), whoever else writes the row at that moment."""
+    row = _new_stock(product_id, available, datetime.now(UTC))
+    await conn.execute(_PUT[conn.dialect.name], row)
 
 
 async def put_stocks(uow: UnitOfWork, product_ids: list[str], available: int) -> None:
-    """``put_stock`` for many products in one upsert, then their StockUpdated (and StockLow /
-    OutOfStock) as ``announce`` says them: every one now has ``available`` and is not retired."""
+    """``put_stock`` for many products, then their StockUpdated (and StockLow / OutOfStock)
+    as ``announce`` says them: every one now has ``available`` and is not retired."""
     now = datetime.now(UTC)
-    insert = postgresql.insert if uow.conn.dialect.name == "postgresql" else sqlite.insert
-    rows = [
-        {
-            "product_id": p,
-            "available": available,
-            "reserved": 0,
-            "retired": False,
-            "updated_at": now,
-        }
-        for p in product_ids
-    ]
-    await uow.conn.execute(
-        insert(stock)
-        .values(rows)
-        .on_conflict_do_update(
-            index_elements=[stock.c.product_id],
-            set_={"available": available, "retired": False, "updated_at": now},
-        )
-    )
+    rows = [_new_stock(p, available, now) for p in product_ids]
+    await uow.conn.execute(_PUT[uow.conn.dialect.name], rows)
     limit = await threshold(uow.conn)
     for product_id in product_ids:
         _tell(uow, product_id, available, limit)
@@ -229,15 +260,6 @@ async def unreserve(conn: Connection, product_id: str, quantity: int, back: bool
     return None if row is None else _stock(row)
 
 
-async def reservation(
-    conn: Connection, order_id: str
-) -> tuple[Reservation, list[tuple[str, int]]] | None:
-    row = (await conn.execute(_GET_RESERVATION, {"b_id": order_id})).first()
-    if row is None:
-        return None
-    return Reservation(row.status), [(str(p), int(q)) for p, q in row.items]
-
-
 def _row(order_id: str, status: Reservation, items: list[tuple[str, int]]) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
@@ -247,12 +269,6 @@ def _row(order_id: str, status: Reservation, items: list[tuple[str, int]]) -> di
         "created_at": now,
         "updated_at": now,
     }
-
-
-async def record(
-    conn: Connection, order_id: str, status: Reservation, items: list[tuple[str, int]]
-) -> None:
-    await conn.execute(_RECORD, _row(order_id, status, items))
 
 
 async def claim(conn: Connection, order_id: str, items: list[tuple[str, int]]) -> bool:
@@ -267,6 +283,28 @@ async def claim(conn: Connection, order_id: str, items: list[tuple[str, int]]) -
     return result.rowcount == 1
 
 
-async def set_status(conn: Connection, order_id: str, status: Reservation) -> None:
-    params = {"b_id": order_id, "b_status": status.value, "b_now": datetime.now(UTC)}
-    await conn.execute(_SET_STATUS, params)
+async def move(conn: Connection, order_id: str, step: Step) -> list[tuple[str, int]] | None:
+    """Take ``step`` if the order's reservation is in one of its sources: the reservation's
+    lines then. None when this call moved nothing: the reservation is in another status (the
+    step, or another, was taken already), there is none, or there was none and the step's
+    tombstone was written instead.
+
+    The check and the move are ONE conditional statement (``UPDATE … WHERE status IN (…)
+    RETURNING``; with a tombstone, ``INSERT … ON CONFLICT (order_id) DO UPDATE … WHERE status
+    IN (…) RETURNING``). PostgreSQL evaluates the status on the row it is about to change,
+    under that row's write lock, and again after waiting for a concurrent writer (or for the
+    commit of a concurrent insert of the key), so of two transactions taking steps from
+    RESERVED at once exactly one gets the row back; the other does nothing. A read and then
+    an unconditional write let both act: PaymentFailed and OrderCancelled of one order
+    handled at once by two replicas each gave its stock back. SQLite runs them one at a time.
+    """
+    statement = _MOVES[step, conn.dialect.name]
+    params = (
+        _row(order_id, step.tombstone, [])
+        if step.tombstone is not None
+        else {"b_id": order_id, "b_now": datetime.now(UTC)}
+    )
+    row = (await conn.execute(statement, params)).first()
+    if row is None or row.status != step.target.value:
+        return None
+    return [(str(p), int(q)) for p, q in row.items]

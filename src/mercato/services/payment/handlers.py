@@ -9,7 +9,10 @@ time) and then finds its row. Charges happen in the same transaction as the row,
 never a second capture for one order.
 
 Reordering: OrderCancelled before OrderCreated leaves a CANCELLED tombstone row for the
-order, so the late OrderCreated finds the row and never charges.
+order, so the late OrderCreated finds the row and never charges. Concurrency: a charge and a
+cancellation of one order handled at once by two replicas meet on that key (the tombstone is
+inserted ``ON CONFLICT DO NOTHING`` too), and a refund or void moves the status with a
+conditional update: whichever comes second sees what the first did.
 
 The statements are built once, at import, and executed with their parameters.
 """
@@ -40,14 +43,14 @@ from mercato.services.payment.tables import cards, payments
 _CARD = select(cards.c.user_id, cards.c.last4, cards.c.outcome).where(
     cards.c.token == bindparam("b_token")
 )
-# The order's first payment row, or nothing (the order has one).
+# The order's first payment row (a charge, or a cancellation's tombstone), or nothing (the
+# order has one; a concurrent insert of the order's key is waited for).
 _FIRST_ROW = {
     "postgresql": postgresql.insert(payments).on_conflict_do_nothing(
         index_elements=[payments.c.order_id]
     ),
     "sqlite": sqlite.insert(payments).on_conflict_do_nothing(index_elements=[payments.c.order_id]),
 }
-_TOMBSTONE = payments.insert()
 _OF_ORDER = select(payments).where(payments.c.order_id == bindparam("b_order_id"))
 _SET = (
     update(payments)
@@ -160,10 +163,12 @@ async def refund_or_void(event: OrderCancelled, uow: UnitOfWork) -> None:
     """Refund a captured payment (PaymentRefunded) or void an authorized one.
 
     Idempotent: the status moves with a conditional update (CAPTURED -> REFUNDED, AUTHORIZED
-    -> VOIDED) and only the update that matched gives money back, so a redelivery refunds
-    nothing twice. Tolerates reordering: with no payment yet it inserts the CANCELLED
-    tombstone that a late OrderCreated respects; a payment already failed, refunded, voided
-    or cancelled is left alone.
+    -> VOIDED) and only the update that matched gives money back, so a redelivery, or another
+    cancellation handled at once by another replica, refunds nothing twice. Tolerates
+    reordering: with no payment yet it inserts the CANCELLED tombstone that a late OrderCreated
+    respects (``ON CONFLICT DO NOTHING``: when the order's charge is being written at the same
+    moment, it waits for it and then refunds or voids what it took); a payment already
+    failed, refunded, voided or cancelled is left alone.
     """
     order_id = event.orderId
     row = (await uow.conn.execute(_OF_ORDER, {"b_order_id": order_id})).first()
@@ -180,8 +185,12 @@ async def refund_or_void(event: OrderCancelled, uow: UnitOfWork) -> None:
             "created_at": now,
             "updated_at": now,
         }
-        await uow.conn.execute(_TOMBSTONE, tombstone)
-        return
+        inserted = await uow.conn.execute(_FIRST_ROW[uow.conn.dialect.name], tombstone)
+        if inserted.rowcount == 1:
+            return
+        # A charge of the order held the key (another replica, uncommitted when we read);
+        # the insert waited for its commit: read the payment it made.
+        row = (await uow.conn.execute(_OF_ORDER, {"b_order_id": order_id})).one()
     if row.status not in (Status.CAPTURED, Status.AUTHORIZED) or row.method is None:
         return
     target = Status.REFUNDED if row.status == Status.CAPTURED else Status.VOIDED
