@@ -11,6 +11,7 @@ import structlog
 from typer.testing import CliRunner
 
 from mercato.cli.main import app
+from mercato.platform.bus.port import RawMessage
 from mercato.platform.dead_letters import Redriver
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
 from tests.demo import tally
@@ -102,3 +103,24 @@ async def _letters(data_dir: Path) -> list[Any]:
         return await letters(engine)
     finally:
         await engine.dispose()
+
+
+def test_show_prints_a_letter_whose_body_holds_a_nul_byte_readably(tmp_path: Path) -> None:
+    async def make() -> str:
+        engine = await service_engine(None, "tally", tmp_path)
+        consumer = InboxConsumer("tally", engine, tally.service.handlers, policy=RetryPolicy(1))
+        message = raw(entry_event("acc-1"))
+        body = message.body.replace(b'"acc-1"', b'"acc\x00-1\xff"')
+        await consumer([RawMessage(message.topic, message.headers, body, message.prefix)])
+        [letter] = await letters(engine)
+        await engine.dispose()
+        return str(letter.id)
+
+    letter_id = asyncio.run(make())
+    code, out = dlq(tmp_path, "list", "--service", "tally")
+    assert code == 0 and letter_id in out and "body is not JSON" in out, out
+    code, out = dlq(tmp_path, "show", letter_id, "--service", "tally")
+    assert code == 0, out
+    assert '"account":"acc\\x00-1\\xff"' in out and "EntryRecorded" in out, out
+    code, out = dlq(tmp_path, "show", "no-such-letter", "--service", "tally")
+    assert code == 1 and "no dead letter 'no-such-letter'" in out, out

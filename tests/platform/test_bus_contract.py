@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,18 @@ import pytest
 from sqlalchemy import select
 
 from mercato.contracts.events import Payload
-from mercato.platform.bus.port import EventBus, Subscription, pattern_for, topic_of
+from mercato.platform.bus.port import (
+    EventBus,
+    RawMessage,
+    Subscription,
+    Verdict,
+    pattern_for,
+    topic_of,
+)
+from mercato.platform.dead_letters import list_dead_letters, readable
 from mercato.platform.envelope import Envelope
 from mercato.platform.inbox import InboxConsumer, RetryPolicy, on
-from mercato.platform.storage.database import open_database, service_url
+from mercato.platform.storage.database import ensure_database, open_database, service_url
 from mercato.platform.storage.migrate import migrate
 from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import dead_letters
@@ -47,10 +56,12 @@ def ping(n: int = 0, ping_id: str | None = None) -> Envelope:
 class BusWorld:
     """Buses (one per simulated process), consumers with their own databases, and cleanup."""
 
-    def __init__(self, kind: str, url: str | None, tmp: Path):
+    def __init__(self, kind: str, url: str | None, tmp: Path, template: str | None = None):
         self.kind = kind
         self.url = url
         self.tmp = tmp
+        self.template = template  # the consumers' databases: SQLite files unless PostgreSQL's
+        self.deliveries: Counter[str] = Counter()  # messages handed to each consumer
         self.namespace = f"mtest{uuid.uuid4().hex[:8]}"
         self.buses: list[EventBus] = []
         self.engines: dict[str, Database] = {}
@@ -77,7 +88,9 @@ class BusWorld:
 
     async def db(self, consumer: str) -> Database:
         if consumer not in self.engines:
-            engine = open_database(service_url(None, consumer, self.tmp))
+            url = service_url(self.template, consumer, self.tmp)
+            await ensure_database(url)
+            engine = open_database(url)
             await migrate(engine, None)
             self.engines[consumer] = engine
         return self.engines[consumer]
@@ -99,11 +112,16 @@ class BusWorld:
             policy=RetryPolicy(max_attempts=max_attempts, base_delay=0.05),
         )
         bus = bus or await self.bus()
+
+        async def counted(batch: Sequence[RawMessage]) -> list[Verdict]:
+            self.deliveries[consumer] += len(batch)
+            return await processor(batch)
+
         self.subscriptions.append(
             await bus.subscribe(
                 consumer,
                 processor.patterns,
-                processor,
+                counted,
                 batch_size=batch_size,
                 max_deliveries=max_attempts + 3,
             )
@@ -133,12 +151,36 @@ class BusWorld:
 
 @pytest.fixture(params=["memory", "rabbitmq", "nats"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BusWorld]:
+    async with _world(request, request.param, None, tmp_path) as w:
+        yield w
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def consumer_db(request: pytest.FixtureRequest) -> str | None:
+    """The consumers' databases: SQLite files, or PostgreSQL's (a template URL)."""
+    return request.getfixturevalue("postgres_template") if request.param == "postgres" else None
+
+
+@pytest.fixture(params=["memory", "rabbitmq", "nats"])
+async def world_on_each_db(
+    request: pytest.FixtureRequest, consumer_db: str | None, tmp_path: Path
+) -> AsyncIterator[BusWorld]:
+    """Every bus with the consumers' databases on SQLite and on PostgreSQL: what a database
+    refuses to store matters for dead letters."""
+    async with _world(request, request.param, consumer_db, tmp_path) as w:
+        yield w
+
+
+@asynccontextmanager
+async def _world(
+    request: pytest.FixtureRequest, kind: str, template: str | None, tmp: Path
+) -> AsyncIterator[BusWorld]:
     url = None
-    if request.param == "rabbitmq":
+    if kind == "rabbitmq":
         url = request.getfixturevalue("rabbitmq_url")
-    elif request.param == "nats":
+    elif kind == "nats":
         url = request.getfixturevalue("nats_url")
-    w = BusWorld(request.param, url, tmp_path)
+    w = BusWorld(kind, url, tmp, template)
     try:
         yield w
     finally:
@@ -282,6 +324,75 @@ async def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(
     assert any("malformed event" in e for e in errors), errors
     assert any("invalid Pinged payload" in e and "pingId" in e for e in errors), errors
     assert all(letter.attempts == 1 for letter in letters), "poison is not retried"
+
+
+async def test_a_message_with_a_nul_byte_is_one_listed_dead_letter_and_not_redelivered(
+    world_on_each_db: BusWorld,
+) -> None:
+    """PostgreSQL's TEXT refuses NUL: the letter keeps the body's bytes, escapes the rest."""
+    world = world_on_each_db
+    seen, handle = recorder()
+    await world.consume("svc-a", handle)
+    bus = world.buses[0]
+    prefix: str = bus.prefix  # type: ignore[attr-defined]
+    nul_body = b'{"pingId": "a\x00b"}'  # a raw NUL: not JSON either
+    await bus.publish_raw(topic_of(ping()), ping().to_binary(prefix)[0], nul_body)
+    nul_id = ping()
+    headers = {**nul_id.to_binary(prefix)[0], f"{prefix}id": "id-\x00-1"}
+    await bus.publish_raw(topic_of(nul_id), headers, nul_id.to_binary(prefix)[1])
+    await world.publish(ping(7))
+
+    # The other one's id cannot be an inbox key on PostgreSQL (retried, then a dead letter,
+    # its id escaped); SQLite takes it.
+    on_postgres = world.template is not None
+    letters = await _settled_letters(world, "svc-a", 2 if on_postgres else 1)
+    await eventually(lambda: 7 in [e.n for e in seen])
+    by_body = {bytes(letter.body): letter for letter in letters}
+    assert "body is not JSON" in by_body[nul_body].error
+    assert by_body[nul_body].attempts == 1
+    assert readable(bytes(by_body[nul_body].body)) == '{"pingId": "a\\x00b"}'
+    escaped_id = [letter for letter in letters if letter.event_id == "id-\\x00-1"]
+    assert len(escaped_id) == on_postgres
+    listed = await list_dead_letters(await world.db("svc-a"))
+    assert sorted(r.id for r in listed) == sorted(r.id for r in letters)
+
+
+async def test_an_event_of_an_unknown_type_is_one_listed_dead_letter(
+    world_on_each_db: BusWorld,
+) -> None:
+    """The queue is bound to the handled types, so an unknown one comes from a publisher newer
+    than the consumer, or by mistake: a dead letter an operator sees, not a silent drop."""
+    world = world_on_each_db
+    seen, handle = recorder()
+    await world.consume("svc-a", handle)
+    bus = world.buses[0]
+    prefix: str = bus.prefix  # type: ignore[attr-defined]
+    newer = Envelope(type="PingedTwice", source="mercato/pinger", data={"pingId": "p2"})
+    headers, body = newer.to_binary(prefix)
+    await bus.publish_raw(topic_of(ping()), headers, body)  # on a topic the queue is bound to
+    await world.publish(ping(3))
+
+    [letter] = await _settled_letters(world, "svc-a", 1)
+    await eventually(lambda: [e.n for e in seen] == [3])
+    assert (letter.event_type, letter.event_id, letter.attempts) == ("PingedTwice", newer.id, 1)
+    assert "unknown event type 'PingedTwice'" in letter.error
+    assert [r.id for r in await list_dead_letters(await world.db("svc-a"))] == [letter.id]
+
+
+async def _settled_letters(world: BusWorld, consumer: str, count: int) -> list[Any]:
+    """The consumer's dead letters once there are ``count`` and deliveries have stopped (no
+    message comes back for ever)."""
+    letters = await eventually(lambda: _at_least(world.dead_letters(consumer), count), 30)
+    for _ in range(10):
+        delivered = world.deliveries[consumer]
+        await asyncio.sleep(2.0)
+        if world.deliveries[consumer] == delivered:
+            break
+    else:
+        raise AssertionError(f"{consumer} is still handed messages: {world.deliveries}")
+    letters = await world.dead_letters(consumer)
+    assert len(letters) == count, letters
+    return letters
 
 
 async def test_the_same_event_delivered_three_times_takes_effect_once(world: BusWorld) -> None:

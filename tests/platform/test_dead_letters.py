@@ -7,16 +7,29 @@ against its data directory while it runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.exc import DataError, OperationalError
 
-from mercato.platform.dead_letters import Redriver, request_redrive
+from mercato.platform.bus.port import RawMessage
+from mercato.platform.dead_letters import Redriver, list_dead_letters, request_redrive
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
 from mercato.platform.runtime.system import System
-from mercato.platform.storage.database import open_database, service_url
+from mercato.platform.storage.database import (
+    ensure_database,
+    open_database,
+    schema_engine,
+    service_url,
+)
+from mercato.platform.storage.migrate import alembic_config
 from mercato.platform.storage.sql import Database
 from tests.conftest import eventually
 from tests.demo import ledger, tally
@@ -135,3 +148,118 @@ async def test_two_replicas_redrive_each_letter_once(
     assert sum(done) == 5, done
     assert [await count_of(engine, f"acc-{n}") for n in range(1, 6)] == [1] * 5
     assert {r.status for r in await letters(engine)} == {"redriven"}
+
+
+async def test_a_letter_with_a_nul_byte_redriven_fails_cleanly_back_to_dead(
+    engine: Database,
+) -> None:
+    """PostgreSQL's TEXT refuses NUL: the body is kept as bytes, and a redrive that cannot
+    decode it again puts it back among the dead with its bytes intact."""
+    event = entry_event("acc-1")
+    message = raw(event)
+    body = message.body.replace(b'"acc-1"', b'"acc\x00-1"')  # a raw NUL: not JSON
+    poisoned = RawMessage(message.topic, message.headers, body, message.prefix)
+    assert await tally_consumer(engine)([poisoned]) == [None], "stored and acknowledged"
+    [letter] = await letters(engine)
+    assert bytes(letter.body) == body and "body is not JSON" in letter.error
+    assert (letter.event_id, letter.event_type) == (event.id, "EntryRecorded")
+    [listed] = await list_dead_letters(engine)
+    assert listed.id == letter.id
+
+    assert await request_redrive(engine, letter.id) == 1
+    assert await Redriver(engine, tally_consumer(engine)).redrive_once() == 0
+    [again] = await letters(engine)
+    assert again.status == "dead" and again.attempts == letter.attempts + 1
+    assert bytes(again.body) == body and "body is not JSON" in again.error
+
+
+async def test_text_the_database_refuses_is_stored_escaped(engine: Database) -> None:
+    """A NUL in a header: the letter's id and type keep it as ``\\x00``."""
+    event = entry_event("acc-1")
+    message = raw(event)
+    headers = {**message.headers, f"{message.prefix}type": "Entry\x00Recorded"}
+    poisoned = RawMessage(message.topic, headers, message.body, message.prefix)
+    assert await tally_consumer(engine)([poisoned]) == [None]
+    [letter] = await letters(engine)
+    assert letter.event_type == "Entry\\x00Recorded"
+    assert "unknown event type 'Entry\\x00Recorded'" in letter.error
+    assert json.loads(letter.headers)[f"{message.prefix}type"] == "Entry\x00Recorded"
+
+
+async def test_old_dead_letters_keep_their_bodies_as_utf8_bytes(
+    template: str | None, tmp_path: Path
+) -> None:
+    """The migration to a bytes column keeps what TEXT held."""
+    url = service_url(template, "old", tmp_path)
+    await ensure_database(url)
+    cfg = alembic_config(None)
+    engine = schema_engine(url)
+
+    def upgrade_to(revision: str) -> Callable[[Any], None]:
+        def run(conn: Any) -> None:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+        return run
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to("platform_0002"))
+            await conn.execute(
+                text(
+                    "INSERT INTO dead_letters (id, consumer, headers, body, error, attempts,"
+                    " status, failed_at) VALUES ('l1', 'c', '{}', 'caf\u00e9 {}', 'e', 1,"
+                    " 'dead', CURRENT_TIMESTAMP)"
+                )
+            )
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to("heads"))
+    finally:
+        await engine.dispose()
+    db = open_database(url)
+    try:
+        [letter] = await letters(db)
+    finally:
+        await db.dispose()
+    assert bytes(letter.body) == "café {}".encode()
+
+
+async def test_a_letter_the_database_refuses_is_stored_escaped_or_logged_never_retried(
+    engine: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal nobody foresaw: the letter is stored with its text ASCII-escaped; if that is
+    refused too, the whole message goes into the log and is acknowledged. Only a lost
+    connection keeps the message on the broker (a Retry)."""
+    consumer = tally_consumer(engine)
+    store = consumer._store
+    refusals: list[int] = []
+
+    def refusing(times: int, error: Exception) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def refuse(letter: dict[str, Any]) -> None:
+            if len(refusals) < times:
+                refusals.append(1)
+                raise error
+            await store(letter)
+
+        return refuse
+
+    unforeseen = DataError("INSERT", (), Exception("value too long for type"))
+    monkeypatch.setattr(consumer, "_store", refusing(1, unforeseen))
+    poisoned = RawMessage("t", {"ce-type": "Entry\u00e9"}, b"\xff", "ce-")
+    assert await consumer([poisoned]) == [None]
+    [letter] = await letters(engine)
+    assert letter.event_type == "Entry\\xe9" and "value too long" in letter.error
+
+    refusals.clear()
+    monkeypatch.setattr(consumer, "_store", refusing(2, unforeseen))
+    with structlog.testing.capture_logs() as logs:
+        assert await consumer([poisoned]) == [None]
+    [logged] = [e for e in logs if e["log_level"] == "critical"]
+    assert logged["body"] == "/w==" and "ce-type" in logged["headers"]
+    assert len(await letters(engine)) == 1
+
+    refusals.clear()
+    lost = OperationalError("connect", (), ConnectionRefusedError(111, "refused"))
+    monkeypatch.setattr(consumer, "_store", refusing(1, lost))
+    [verdict] = await consumer([poisoned])
+    assert verdict is not None, "kept on the broker to be tried again"

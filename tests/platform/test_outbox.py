@@ -690,3 +690,70 @@ async def test_rows_handed_over_past_the_limit_are_read_instead_in_order(
     assert list(bus.sent) == [first, second, *later]
     assert await unsent(engine) == []
     await engine.dispose()
+
+
+class NackOnce(Recording):
+    """Confirms every message but the second of its first batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[int]] = []
+
+    async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        await super().publish(batch)
+        self.batches.append([envelope.data["n"] for _, envelope in batch])
+        confirmed = [True] * len(batch)
+        if len(self.batches) == 1:
+            confirmed[1] = False
+        return confirmed
+
+
+async def test_rows_after_an_unconfirmed_one_stay_unsent_and_go_out_again_in_order(
+    tmp_path: Path,
+) -> None:
+    """Marking a later event of an aggregate sent when an earlier one was not confirmed would
+    leave the earlier one to go out after it for good; only the confirmed prefix is marked."""
+    engine = await service_engine(None, "ledger", tmp_path)
+    bus = NackOnce()
+    relay = OutboxRelay(engine, cast(EventBus, bus), "ledger")
+    try:
+        ids = await record_entries(engine, ["acc-1"], 3)
+        with pytest.raises(RuntimeError, match="confirmed 2 of 3"):
+            await relay.relay_once()
+        assert await unsent(engine) == ids[1:], "the first is sent; the rest go out again"
+        assert await relay.relay_once() == 2
+        await relay.mark()
+        assert bus.batches == [[1, 2, 3], [2, 3]]
+        assert await unsent(engine) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_relay_whose_lock_connection_was_ended_publishes_no_further_batch(
+    pg_ledger: Database, postgres_template: str, tmp_path: Path
+) -> None:
+    """A leader whose lock connection the server ended (another relay may hold the lock now)
+    stops before publishing its next batch, without waiting for its next proof of the lock."""
+    bus = Recording()
+    relay = OutboxRelay(pg_ledger, cast(EventBus, bus), "ledger", poll_interval=60)
+    admin = create_async_engine(
+        service_url(postgres_template, "ledger", tmp_path), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        assert await relay._is_leader()
+        first = await record_entries(pg_ledger, ["acc-1"], 1)
+        assert await relay.relay_once() == 1
+        lock_conn = relay._lock_conn
+        assert lock_conn is not None
+        async with admin.connect() as conn:
+            await conn.execute(
+                text("SELECT pg_terminate_backend(:p)"), {"p": await lock_holder(admin, relay)}
+            )
+        await eventually(lambda: lock_conn.closed)
+        await record_entries(pg_ledger, ["acc-1"], 1)
+        with pytest.raises(ConnectionError, match="lock's connection is closed"):
+            await relay.relay_once()
+        assert list(bus.sent) == first, "nothing published after the lock was lost"
+    finally:
+        await relay._drop_lock()
+        await admin.dispose()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -12,13 +15,26 @@ import pytest
 import structlog
 from sqlalchemy import select
 
+from mercato.platform.bus.port import ACK, RawMessage, Verdict, pattern_for
+from mercato.platform.envelope import Envelope
 from mercato.platform.runtime.system import System
+from mercato.platform.storage.sql import Database
 from tests.conftest import eventually
 from tests.demo import ledger, tally
 from tests.demo.ledger import call_record
-from tests.demo.probe import arrivals, count_of, service_engine, unsent
+from tests.demo.probe import (
+    arrivals,
+    broker_bus,
+    count_of,
+    drop_namespace,
+    inbox_count,
+    service_engine,
+    unsent,
+)
 from tests.support import running
 from tests.support import test_settings as make_settings
+
+T = TypeVar("T")
 
 
 async def test_the_pair_runs_embedded_and_keeps_its_data_across_a_restart(tmp_path: Path) -> None:
@@ -49,27 +65,94 @@ async def test_the_pair_runs_embedded_and_keeps_its_data_across_a_restart(tmp_pa
 async def test_stopping_lets_the_handler_in_hand_commit(tmp_path: Path) -> None:
     """Shutdown drains: an event whose handler is mid-way when the stop comes is counted."""
     system = System([ledger.service, tally.service], make_settings(tmp_path))
+    await stopped_mid_handler(system, "acc-slow", pause=0.5)
+    # Nothing runs now: what the tally's database holds was committed before the stop ended.
+    assert await stored(tmp_path, "tally", lambda db: count_of(db, "acc-slow")) == 1
+    assert await stored(tmp_path, "ledger", unsent) == [], (
+        "the drained handler's event was confirmed"
+    )
+
+
+@pytest.fixture(params=["memory", "rabbitmq", "nats"])
+def broker(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+async def test_a_handler_that_never_returns_is_cancelled_at_the_shutdown_timeout(
+    tmp_path: Path, broker: str
+) -> None:
+    """Past ``shutdown_timeout`` the batch in hand is cancelled: its transaction rolls back
+    (nothing counted, no inbox row), the stop completes, and the event is delivered again:
+    the broker still has it (the in-process bus never confirmed it: it stays in the outbox)."""
+    settings = make_settings(tmp_path, shutdown_timeout=0.5)
+    namespace = f"mhung{uuid.uuid4().hex[:8]}"
+    bus = None if broker == "memory://" else broker_bus(broker, namespace)
+    system = System([ledger.service, tally.service], settings, bus=bus)
+    try:
+        # The handler pauses 60 s: the stop used to wait for it.
+        hung, logs = await stopped_mid_handler(system, "acc-hung", pause=60)
+        assert any(e["event"].startswith("handlers still running") for e in logs), logs
+        assert await stored(tmp_path, "tally", lambda db: count_of(db, "acc-hung")) == 0
+        counted = await stored(tmp_path, "tally", lambda db: inbox_count(db, "tally", hung.id))
+        assert counted == 0, "rolled back"
+        if bus is None:
+            assert await stored(tmp_path, "ledger", unsent) == [hung.id], "goes out again"
+        else:
+            assert await _redelivered(broker, namespace, settings.max_attempts + 3) == [hung.id]
+    finally:
+        if bus is not None:
+            await drop_namespace(broker, namespace)
+
+
+async def stopped_mid_handler(
+    system: System, account: str, pause: float
+) -> tuple[Envelope, list[dict[str, Any]]]:
+    """Start ``system``, record an entry whose tally handler pauses ``pause`` seconds, and
+    stop the system while the handler is mid-way; the entry's event and the logs."""
     with structlog.testing.capture_logs() as logs:
         await system.start()
         try:
             ctx = system.hosts["ledger"].ctx
             assert ctx is not None
             async with ctx.transaction() as uow:
-                await ledger.record_entry(uow, "acc-slow", Decimal("1"), pause=0.5)
+                entry = await ledger.record_entry(uow, account, Decimal("1"), pause=pause)
             await eventually(lambda: any(e["event"] == "tally pausing" for e in logs))
         finally:
-            await system.stop()
-    # Nothing runs now: what the tally's database holds was committed before the stop ended.
-    engine = await service_engine(None, "tally", tmp_path)
+            async with asyncio.timeout(30):
+                await system.stop()
+    return entry, logs
+
+
+async def stored(data_dir: Path, service: str, read: Callable[[Database], Awaitable[T]]) -> T:
+    """What ``read`` finds in a stopped service's database."""
+    engine = await service_engine(None, service, data_dir)
     try:
-        assert await count_of(engine, "acc-slow") == 1
+        return await read(engine)
     finally:
         await engine.dispose()
-    engine = await service_engine(None, "ledger", tmp_path)
+
+
+async def _redelivered(url: str, namespace: str, max_deliveries: int) -> list[str]:
+    """The ids of what the tally's queue still holds (taken and acknowledged)."""
+    bus = broker_bus(url, namespace)
+    await bus.connect()
+    got: list[str] = []
+
+    async def take(batch: Sequence[RawMessage]) -> list[Verdict]:
+        got.extend(str(m.headers[m.prefix + "id"]) for m in batch)
+        return [ACK] * len(batch)
+
     try:
-        assert await unsent(engine) == [], "the drained handler's event was confirmed"
+        subscription = await bus.subscribe(
+            "tally", [pattern_for("EntryRecorded")], take, max_deliveries=max_deliveries
+        )
+        await eventually(lambda: got, timeout=20)
+        await subscription.stop()
     finally:
-        await engine.dispose()
+        await bus.close()
+    return got
 
 
 def tally_engine(system: System):  # type: ignore[no-untyped-def]

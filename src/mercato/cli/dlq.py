@@ -1,16 +1,23 @@
-"""``mercato dlq list`` and ``mercato dlq redrive ID|--all``."""
+"""``mercato dlq list``, ``mercato dlq show ID`` and ``mercato dlq redrive ID|--all``."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from mercato.cli.common import console, fail, settings_or_exit
-from mercato.platform.dead_letters import list_dead_letters, request_redrive
+from mercato.platform.dead_letters import (
+    find_dead_letter,
+    list_dead_letters,
+    readable,
+    request_redrive,
+)
 from mercato.platform.settings import Settings
 from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.sql import Database
@@ -83,7 +90,7 @@ def list_(
         "id", "consumer", "event type", "event id", "attempts", "status", "failed at", "error"
     )
     for row in rows:
-        table.add_row(
+        cells = (
             row.id,
             row.consumer,
             row.event_type or "?",
@@ -91,10 +98,49 @@ def list_(
             str(row.attempts),
             row.status,
             row.failed_at.isoformat(timespec="seconds"),
-            row.error.splitlines()[-1][:120],
+            (row.error.splitlines() or [""])[-1][:120],
         )
+        table.add_row(*(Text(readable(cell)) for cell in cells))  # Text: no markup
     console.print(table)
     console.print(f"{len(rows)} dead letter(s)")
+
+
+@app.command("show")
+def show(
+    letter_id: Annotated[str, typer.Argument(metavar="ID")], services: ServiceOption = None
+) -> None:
+    """One dead letter in full: its error, headers and body (bytes that are not UTF-8, and
+    control characters, written as escapes)."""
+    settings = settings_or_exit()
+
+    async def find() -> Any:
+        for _, db in await _each_db(settings, _names(services)):
+            try:
+                row = await find_dead_letter(db, letter_id)
+            finally:
+                await db.dispose()
+            if row is not None:
+                return row
+        return None
+
+    row = asyncio.run(find())
+    if row is None:
+        fail(f"no dead letter {letter_id!r}", code=1)
+    for label, value in (
+        ("id", row.id),
+        ("consumer", row.consumer),
+        ("event type", row.event_type or "?"),
+        ("event id", row.event_id or "?"),
+        ("status", row.status),
+        ("attempts", str(row.attempts)),
+        ("failed at", row.failed_at.isoformat(timespec="seconds")),
+    ):
+        console.print(Text(f"{label}: {readable(value)}"))
+    console.print(Text(f"error:\n{readable(row.error)}"))
+    console.print("headers:")
+    for name, value in json.loads(row.headers).items():
+        console.print(Text(f"  {readable(name)}: {readable(value)}"))
+    console.print(Text(f"body ({len(row.body)} bytes):\n{readable(bytes(row.body))}"))
 
 
 @app.command("redrive")

@@ -32,6 +32,20 @@ async def list_dead_letters(db: Database, include_redriven: bool = False) -> Seq
         return (await conn.execute(query)).all()
 
 
+async def find_dead_letter(db: Database, letter_id: str) -> Row[Any] | None:
+    async with db.connect() as conn:
+        found = await conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id))
+        row: Row[Any] | None = found.first()
+        return row
+
+
+def readable(data: bytes | str) -> str:
+    """A dead letter's body or field for a terminal: UTF-8 where it is, every other byte and
+    every control character but newline and tab written as an escape (``\\x00``)."""
+    text = data.decode("utf-8", "backslashreplace") if isinstance(data, bytes) else data
+    return "".join(c if c.isprintable() or c in "\n\t" else ascii(c)[1:-1] for c in text)
+
+
 async def request_redrive(db: Database, letter_id: str | None) -> int:
     """Mark one dead letter (or all, with None) for redrive; return how many were marked."""
     query = update(dead_letters).where(dead_letters.c.status == DEAD).values(status=REDRIVE)

@@ -4,12 +4,17 @@ A batch of messages is handled in one transaction, with one inbox row per event:
 and "event X processed by consumer C" commit together, so a redelivered event finds its row
 and is acknowledged without effect. If a batch fails, its messages are handled one by one, so
 one bad message cannot hold back the others; a message that keeps failing is retried with
-backoff and then kept as a dead letter with its error; a message that cannot even be decoded
-is a dead letter at once.
+backoff and then kept as a dead letter with its error; a message that cannot even be decoded,
+or whose type this consumer has no handler for, is a dead letter at once. A dead letter keeps
+the body's bytes as they came and its text fields escaped where a database would refuse them
+(a NUL), so storing it cannot fail on what the message holds; only a database that cannot be
+reached keeps the message on the broker.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,7 +31,7 @@ from mercato.platform.bus.port import ACK, ROUTE_BY, RawMessage, Retry, Verdict,
 from mercato.platform.envelope import Envelope, EnvelopeError
 from mercato.platform.ids import new_id
 from mercato.platform.metrics import DELIVERIES
-from mercato.platform.storage.sql import Database
+from mercato.platform.storage.sql import Database, connection_lost
 from mercato.platform.storage.tables import dead_letters, inbox
 from mercato.platform.unit_of_work import Committed, UnitOfWork, trace_id_of, transaction
 
@@ -105,6 +110,7 @@ class InboxConsumer:
         self.db = db
         self.policy = policy or RetryPolicy()
         self.on_events = on_events
+        self._in_hand: set[asyncio.Timeout] = set()  # the batches being handled
         self._by_type: dict[str, list[On]] = {}
         for h in handlers:
             self._by_type.setdefault(h.event_type, []).append(h)
@@ -113,6 +119,34 @@ class InboxConsumer:
         self._claim = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
     async def __call__(self, batch: Sequence[RawMessage]) -> list[Verdict]:
+        # A scope ``abandon`` can end: no timer and no task of its own unless it is used.
+        scope = asyncio.timeout(None)
+        self._in_hand.add(scope)
+        try:
+            async with scope:
+                return await self._process(batch)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            log.warning(
+                "batch cancelled at shutdown; its messages go back to the broker",
+                consumer=self.name,
+                messages=len(batch),
+            )
+            return [Retry(0.0)] * len(batch)
+        finally:
+            self._in_hand.discard(scope)
+
+    def abandon(self) -> int:
+        """Cancel the batches in hand (a shutdown whose handlers did not finish in time):
+        their transactions roll back and their messages go back to the broker, which
+        redelivers them. Returns how many batches were in hand."""
+        loop = asyncio.get_running_loop()
+        for scope in self._in_hand:
+            scope.reschedule(loop.time())
+        return len(self._in_hand)
+
+    async def _process(self, batch: Sequence[RawMessage]) -> list[Verdict]:
         DELIVERIES.labels(self.name).inc(len(batch))
         verdicts: list[Verdict] = [ACK] * len(batch)
         good: list[tuple[int, _Decoded]] = []
@@ -149,8 +183,9 @@ class InboxConsumer:
             raise PoisonMessage(f"malformed event: {exc}") from exc
         handlers = self._by_type.get(envelope.type)
         if not handlers:
-            log.warning("no handler for event", consumer=self.name, type=envelope.type)
-            return None
+            # The queue is bound to the handled types only: this came from a publisher newer
+            # than this consumer, or by mistake, and an operator must see it.
+            raise PoisonMessage(f"unknown event type {envelope.type!r}: {self.name} has no handler")
         try:
             payload = handlers[0].model.model_validate(envelope.data)
         except ValidationError as exc:
@@ -217,41 +252,72 @@ class InboxConsumer:
     async def _dead_letter(
         self, message: RawMessage, error: str, envelope: Envelope | None
     ) -> Verdict:
+        event_id = envelope.id if envelope else _header(message, "id")
+        event_type = envelope.type if envelope else _header(message, "type")
+        letter: dict[str, Any] = {
+            "id": new_id(),
+            "consumer": self.name,
+            "event_id": _label(event_id),
+            "event_type": _label(event_type, 100),
+            "headers": json.dumps({k: _text(v) for k, v in message.headers.items()}),
+            "body": bytes(message.body),
+            "error": _storable(error),
+            "attempts": message.attempt,
+            "status": "dead",
+            "failed_at": datetime.now(UTC),
+        }
         log.error(
             "dead-lettered",
             consumer=self.name,
-            event_id=envelope.id if envelope else None,
+            event_id=letter["event_id"],
             attempts=message.attempt,
             error=error,
         )
         try:
-            async with self.db.begin() as conn:
-                await conn.execute(
-                    dead_letters.insert(),
-                    {
-                        "id": new_id(),
-                        "consumer": self.name,
-                        "event_id": envelope.id if envelope else _header(message, "id"),
-                        "event_type": envelope.type if envelope else _header(message, "type"),
-                        "headers": json.dumps({k: _text(v) for k, v in message.headers.items()}),
-                        "body": message.body.decode("utf-8", errors="replace"),
-                        "error": error,
-                        "attempts": message.attempt,
-                        "status": "dead",
-                        "failed_at": datetime.now(UTC),
-                    },
-                )
-        except Exception as exc:  # the database is down: keep the message on the broker
-            log.error("could not store dead letter", consumer=self.name, error=str(exc))
-            return Retry(self.policy.delay(message.attempt))
-        return ACK
+            await self._store(letter)
+            return ACK
+        except Exception as exc:
+            if connection_lost(exc):  # the database is down: keep the message on the broker
+                log.error("could not store dead letter", consumer=self.name, error=str(exc))
+                return Retry(self.policy.delay(message.attempt))
+            refused = exc
+        # The database refused the letter itself, for a reason not foreseen above: store it
+        # with every text field ASCII-escaped, which any database takes; a message never
+        # loops on its own dead letter.
+        log.error("dead letter refused; storing it escaped", consumer=self.name, error=str(refused))
+        letter.update(
+            event_id=_label(_ascii(event_id)),
+            event_type=_label(_ascii(event_type), 100),
+            error=ascii(f"{error}\n(stored escaped, the database refused it: {refused})"),
+        )
+        try:
+            await self._store(letter)
+            return ACK
+        except Exception as exc:
+            if connection_lost(exc):
+                return Retry(self.policy.delay(message.attempt))
+            # The last place left that shows it: the log, with the whole message.
+            log.critical(
+                "dead letter could not be stored; the message is acknowledged and kept only "
+                "in this log",
+                consumer=self.name,
+                error=error,
+                store_error=str(exc),
+                headers=letter["headers"],
+                body=base64.b64encode(message.body).decode(),
+            )
+            return ACK
+
+    async def _store(self, letter: dict[str, Any]) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(dead_letters.insert(), letter)
 
     async def redrive(self, row: Any) -> str | None:
         """Handle a stored dead letter again; None on success, else the new error."""
         message = RawMessage(
             topic="",
             headers=json.loads(row.headers),
-            body=row.body.encode(),
+            body=bytes(row.body),
             prefix=_prefix_of(json.loads(row.headers)),
         )
         try:
@@ -275,7 +341,24 @@ def _header(message: RawMessage, name: str) -> str | None:
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+    return (
+        value.decode("utf-8", errors="backslashreplace") if isinstance(value, bytes) else str(value)
+    )
+
+
+def _storable(text: str) -> str:
+    """``text`` as any database's text column takes it: PostgreSQL refuses NUL (kept as the
+    escape ``\\x00``) and a lone surrogate cannot be encoded."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+
+
+def _label(text: str | None, limit: int = 64) -> str | None:
+    """An id or a type from the message, cut to its column's length."""
+    return None if text is None else _storable(text)[:limit]
+
+
+def _ascii(text: str | None) -> str | None:
+    return None if text is None else ascii(text)[1:-1]
 
 
 def _prefix_of(headers: dict[str, Any]) -> str:

@@ -1,4 +1,9 @@
-"""Structured logs: JSON when not on a terminal, with event, correlation and trace ids bound."""
+"""Structured logs: JSON when not on a terminal, with event, correlation and trace ids bound.
+
+The standard library's logging (what aio-pika/aiormq, nats-py, asyncpg, grpc's Python side,
+uvicorn and asyncio write, and ``warnings``) goes through the same renderer, so a JSON log
+stays one JSON object per line, a traceback included (as its ``exception`` field).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,13 @@ import logging
 import sys
 
 import structlog
+
+# What both structlog's and the standard library's records go through before rendering.
+_SHARED: list[structlog.typing.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
 
 
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
@@ -15,17 +27,25 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         if json_output
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    number = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        processors=[*_SHARED, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(number),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*_SHARED, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]  # replaces any earlier call's, and a library's basicConfig
+    root.setLevel(number)
+    logging.captureWarnings(True)

@@ -174,8 +174,12 @@ class OutboxRelay:
                 await self.mark()
                 await self._purge()
                 return 0
+        await self._still_leader()
         confirmed = await self.bus.publish(batch)
-        done = [seq for seq, ok in zip(seqs, confirmed, strict=True) if ok]
+        # Only the confirmed prefix: a row after one the broker did not confirm stays unsent
+        # (published again after it, in seq order; the inbox drops the copy), so the rows
+        # marked sent are always all those before the first unsent one.
+        done = seqs[: next((i for i, ok in enumerate(confirmed) if not ok), len(seqs))]
         if done:
             EVENTS_PUBLISHED.labels(self.service).inc(len(done))
             if not self._unmarked:
@@ -183,7 +187,10 @@ class OutboxRelay:
             self._unmarked.extend(done)
         if len(done) < len(seqs):
             await self.mark()
-            raise RuntimeError(f"broker confirmed {len(done)} of {len(seqs)} events")
+            raise RuntimeError(
+                f"broker confirmed {sum(confirmed)} of {len(seqs)} events; the first"
+                f" {len(done)} are sent, the rest go out again"
+            )
         if self._stopping or len(self._unmarked) >= self.batch_size or self._mark_due() <= 0:
             await self.mark()
         return len(done)
@@ -236,6 +243,7 @@ class OutboxRelay:
         PostgreSQL)."""
         if not self._unmarked:
             return
+        # Not refused after the lock is lost: the rows are on the broker, whoever says so.
         await self.db.execute_alone(MARK_SENT, {"seqs": self._unmarked, "now": datetime.now(UTC)})
         self._unmarked = []  # kept if that failed: marked (or published again) later
 
@@ -259,8 +267,7 @@ class OutboxRelay:
             # round trip (autocommit: no transaction) proves the rest, at most once per poll
             # interval, not before every batch: under load that was ≈ 0.4 round trips per
             # order in every service, for a window (a batch) no shorter than the interval.
-            if self._lock_conn.closed:
-                raise ConnectionError("the outbox lock's connection is closed")
+            await self._still_leader()
             now = asyncio.get_running_loop().time()
             if now - self._lock_proved >= self.poll_interval:
                 await self._lock_conn.execute(SELECT_1)
@@ -279,6 +286,13 @@ class OutboxRelay:
         self._lock_conn = conn
         self._lock_proved = asyncio.get_running_loop().time()
         return True
+
+    async def _still_leader(self) -> None:
+        """Raise if this relay held the lock and its connection has closed since: it stops
+        before publishing or marking another batch (``run`` drops the lock and stands by).
+        Free, no round trip: a connection the server ended is known closed at once."""
+        if self._lock_conn is not None and self._lock_conn.closed:
+            raise ConnectionError("the outbox lock's connection is closed")
 
     async def _drop_lock(self) -> None:
         conn, self._lock_conn = self._lock_conn, None

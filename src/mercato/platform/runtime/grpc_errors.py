@@ -5,6 +5,12 @@ for a database error that is the whole SQL statement with its parameters, which 
 and can exceed the metadata limit (the caller then sees RESOURCE_EXHAUSTED, which the gateway
 would answer as 429). This interceptor logs the exception with its traceback and answers
 INTERNAL with a short message instead; deliberate aborts (``context.abort``) pass untouched.
+A lost database connection (the server ended it, the database is restarting or unreachable,
+SQLite's file stayed locked) is not a fault of the call: it is answered UNAVAILABLE with a
+``retry-after`` of one second, which the gateway turns into 503 with Retry-After; the call is
+not retried here (a write may or may not have committed; the caller decides, and the
+Idempotency-Key makes a retried write safe). The pool has already dropped the dead
+connection, so the next call gets a live one.
 The in-process channel (``local_grpc``) wraps the servicers the same way.
 """
 
@@ -17,9 +23,21 @@ import grpc
 import grpc.aio
 import structlog
 
+from mercato.platform.storage.sql import connection_lost
+
 log = structlog.get_logger(__name__)
 
 MESSAGE = "an internal error; it has been logged"
+DATABASE_LOST = "the service's database connection was lost; retry"
+
+
+async def _answer(context: grpc.aio.ServicerContext[Any, Any], method: str, exc: Exception) -> None:
+    """Abort the call for ``exc``, which no servicer expected."""
+    if connection_lost(exc):
+        log.warning("database connection lost in a gRPC call", method=method, error=str(exc))
+        await context.abort(grpc.StatusCode.UNAVAILABLE, DATABASE_LOST, (("retry-after", "1"),))
+    log.exception("unexpected error in a gRPC call", method=method)
+    await context.abort(grpc.StatusCode.INTERNAL, MESSAGE)
 
 
 class HideInternalErrors(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -55,9 +73,8 @@ def guarded_unary(behaviour: Any, method: str) -> Any:
             return await behaviour(request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            log.exception("unexpected error in a gRPC call", method=method)
-            await context.abort(grpc.StatusCode.INTERNAL, MESSAGE)
+        except Exception as exc:
+            await _answer(context, method, exc)
 
     return call
 
@@ -71,8 +88,7 @@ def guarded_stream(behaviour: Any, method: str) -> Any:
                 yield reply
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            log.exception("unexpected error in a gRPC call", method=method)
-            await context.abort(grpc.StatusCode.INTERNAL, MESSAGE)
+        except Exception as exc:
+            await _answer(context, method, exc)
 
     return call

@@ -165,10 +165,23 @@ class ServiceHost:
         await self.bus.ping()
 
     async def stop_consuming(self) -> None:
-        """Stop taking messages; the batch in hand commits first."""
+        """Stop taking messages; the batch in hand commits first, if it does within
+        ``shutdown_timeout``. Past that it is cancelled (a handler that hangs): its
+        transaction rolls back and its messages go back to the broker for redelivery."""
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
-            await subscription.stop()
+            stopping = asyncio.ensure_future(subscription.stop())
+            try:
+                await within(self.settings.shutdown_timeout, asyncio.shield(stopping))
+            except TimeoutError:
+                if self.consumer is not None:
+                    abandoned = self.consumer.abandon()
+                    log.warning(
+                        "handlers still running at the shutdown timeout; cancelled",
+                        service=self.name,
+                        batches=abandoned,
+                    )
+                await stopping
 
     async def stop(self) -> None:
         """Drain: stop taking messages, let the batch in hand commit, send what it wrote."""

@@ -973,6 +973,38 @@ class PostgresDatabase(Database):
                 pool.terminate()
 
 
+# SQLSTATE classes that say the connection, not the statement, failed: 08 connection
+# exception, 57P operator intervention (pg_terminate_backend, a shutdown), 53300 too many
+# connections.
+_LOST_STATES = ("08", "57P", "53300")
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (SQLAlchemy's or the driver's) says the database could not be
+    reached or the connection broke, rather than that the statement was wrong: the same work
+    may succeed when tried again. The pool already drops a connection the server ended
+    (asyncpg replaces a closed connection when it is released or handed out again)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_LOST_STATES):
+            return True
+        name = type(current).__name__
+        if name == "InterfaceError" and "closed" in str(current):  # asyncpg's, used after loss
+            return True
+        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
+            return True  # another process held the write lock longer than BUSY_WAIT
+        if isinstance(current, OSError):  # refused, reset, timed out (TimeoutError is one)
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
 async def _quietly(awaitable: Any) -> None:
     try:
         await awaitable

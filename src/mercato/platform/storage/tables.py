@@ -56,8 +56,8 @@ dead_letters = Table(
     Column("consumer", String(100), nullable=False),
     Column("event_id", String(64)),
     Column("event_type", String(100)),
-    Column("headers", Text, nullable=False),
-    Column("body", Text, nullable=False),
+    Column("headers", Text, nullable=False),  # JSON, every value a string
+    Column("body", LargeBinary, nullable=False),  # as it came off the broker
     Column("error", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("status", String(20), nullable=False),
