@@ -52,7 +52,7 @@ class System:
         process = self.processes[service][replica]
         assert process.proc is not None
         process.proc.send_signal(signal.SIGKILL)
-        await asyncio.to_thread(process.proc.wait, 30)
+        assert await asyncio.to_thread(process.proc.wait, 30) == -signal.SIGKILL
 
     async def restart(self, service: str, replica: int = 0) -> None:
         """Start the process again on its ports (its log goes on), until /readyz says ok."""

@@ -113,14 +113,16 @@ async def test_every_event_delivered_twice_takes_effect_once(shop: Shop) -> None
 
     async def again() -> None:
         nonlocal since
-        moment = datetime.now(UTC)
+        moment, sent_again = datetime.now(UTC), 0
         for service in ordered_names():
             async with shop.system.database(service) as conn:
-                await conn.execute(
+                done = await conn.execute(
                     "UPDATE outbox SET sent_at = NULL WHERE created_at >= $1 "
                     "AND sent_at IS NOT NULL",
                     since,
                 )
+            sent_again += int(done.split()[-1])  # "UPDATE n"
+        assert sent_again > 0, "no event to send again"
         since = moment
 
     await case(shop, "every event delivered twice", again)
