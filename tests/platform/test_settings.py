@@ -49,6 +49,7 @@ def test_environment_wins_over_the_config_file_which_wins_over_defaults(
         ("MERCATO_DATABASE_URL", "mysql://root@localhost/shop", "MERCATO_DATABASE_URL"),
         ("MERCATO_DATABASE_URL", "postgresql://h:port/db", "MERCATO_DATABASE_URL"),
         ("MERCATO_MAX_ATTEMPTS", "0", "MERCATO_MAX_ATTEMPTS"),
+        ("MERCATO_DATABASE_POOL_SIZE", "0", "MERCATO_DATABASE_POOL_SIZE"),
         ("MERCATO_CARRIER_DELAY", "soon", "MERCATO_CARRIER_DELAY"),
         ("MERCATO_CONFIG", "/no/such/mercato.toml", "MERCATO_CONFIG"),
     ],

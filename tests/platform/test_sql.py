@@ -336,3 +336,25 @@ async def test_a_postgresql_transaction_whose_only_write_is_its_last_is_one_roun
     async with pg.connect() as conn:
         found = await conn.scalars(sa.select(things.c.id).order_by(things.c.id))
     assert found.all() == ["a", "b", "c", "d", "e", "f"]
+
+
+async def test_a_postgres_pool_opens_at_most_its_size(
+    postgres_template: str, tmp_path: Path
+) -> None:
+    """MERCATO_DATABASE_POOL_SIZE bounds what one service opens: more concurrent transactions than
+    that wait for a connection instead of opening another backend."""
+    url = service_url(postgres_template, "pool", tmp_path)
+    await ensure_database(url)
+    db = open_database(url, pool_size=2)
+    try:
+
+        async def backend() -> int:
+            async with db.connect() as conn:
+                pid = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
+                await conn.execute(sa.text("SELECT pg_sleep(0.05)"))
+                return int(pid)
+
+        pids = await asyncio.gather(*(backend() for _ in range(6)))
+        assert len(set(pids)) == 2
+    finally:
+        await db.dispose()

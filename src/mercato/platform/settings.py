@@ -32,8 +32,9 @@ class Settings(BaseSettings):
 
     broker_url: str = "memory://"
     database_url: str | None = None
-    # PostgreSQL connections each service keeps at most (its pool; the relay's lock holds one
-    # more). The server allows 100 by default in all: many processes need a small pool.
+    # PostgreSQL: the most connections one service's pool opens in one process (the relay's
+    # lock connection is one more). With replicas of every service, size it so that all the
+    # processes together stay under the server's max_connections (100 by default).
     database_pool_size: int = Field(20, ge=1, le=1000)
     data_dir: Path = Path(".mercato")
     host: str = "127.0.0.1"

@@ -69,7 +69,7 @@ async def ensure_database(url: URL) -> None:
 
 def open_database(url: URL, pool_size: int = 20) -> Database:
     """The database a service runs on (``sql.py``): statements on the driver itself;
-    ``pool_size``: PostgreSQL connections at most (SQLite has one writer anyway)."""
+    ``pool_size`` bounds a PostgreSQL pool (SQLite opens its own few connections)."""
     dialect_class: Any = url.get_dialect()
     dialect = dialect_class(dbapi=dialect_class.import_dbapi())
     if is_postgres(url):
