@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mercato.cli import bench, dlq, events, run
+from mercato.cli import bench, dlq, events, run, status
 
 app = typer.Typer(
     help="Mercato, an event-driven e-commerce backend.",
@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 app.command("up")(run.up)
 app.command("serve")(run.serve)
+app.command("ps")(status.ps)
 app.command("bench")(bench.bench)
 app.add_typer(events.app, name="events")
 app.add_typer(dlq.app, name="dlq")

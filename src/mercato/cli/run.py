@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +15,8 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mercato.cli.common import console, fail, settings_or_exit
+from mercato.cli.status import ProcessStatus, alive, read_status, status_path
+from mercato.cli.supervisor import Child, Supervisor
 from mercato.platform.runtime import heap
 from mercato.platform.runtime.host import StartupError
 from mercato.platform.runtime.service import Service
@@ -185,6 +184,11 @@ def _supervise(settings: Settings, plan: list[tuple[str, ...]]) -> None:
             "--processes needs a broker that processes share: set MERCATO_BROKER_URL to "
             "amqp://guest:guest@127.0.0.1:5672/ or nats://127.0.0.1:4222"
         )
+    path = status_path(settings.data_dir)
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        other, _ = read_status(path.read_text())
+        if other != os.getpid() and alive(other):
+            fail(f"another supervisor (pid {other}) runs with the data directory {path.parent}")
     # Ports: the gateway's process keeps PORT; every other process gets PORT+1… for its health
     # endpoints; the k-th service started gets PORT+1000+k for its gRPC; every process is told
     # all gRPC addresses.
@@ -204,38 +208,29 @@ def _supervise(settings: Settings, plan: list[tuple[str, ...]]) -> None:
         f"{name}={'ipv4:' if len(addrs) > 1 else ''}{','.join(addrs)}"
         for name, addrs in addresses.items()
     )
-    children: list[subprocess.Popen[bytes]] = []
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    children: list[Child] = []
     for names, http_port, grpc_ports in processes:
         env = {
             **os.environ,
+            "MERCATO_DATA_DIR": str(settings.data_dir),
             "MERCATO_PORT": str(http_port),
             "MERCATO_GRPC_PORT": str(grpc_ports[0]),
             "MERCATO_GRPC_TARGETS": targets,
         }
-        cmd = [sys.executable, "-m", "mercato", "serve", *names]
-        children.append(subprocess.Popen(cmd, env=env))
-        console.print(
-            f"started {'+'.join(names)} (pid {children[-1].pid}, HTTP :{http_port}, "
-            f"gRPC :{',:'.join(map(str, grpc_ports))})"
+        status = ProcessStatus(
+            "+".join(names), plan[: len(children) + 1].count(names), plan.count(names), None, ""
         )
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while not stopping and all(c.poll() is None for c in children):
-        time.sleep(0.2)
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(settings.shutdown_timeout + 5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM)]
-    if failed and not stopping:
-        fail(f"{len(failed)} service process(es) exited unexpectedly", code=1)
+        children.append(Child(names, status, env, f"http://{host}:{http_port}/readyz"))
+        console.print(
+            f"{children[-1].label}: HTTP :{http_port}, gRPC :{',:'.join(map(str, grpc_ports))}"
+        )
+    code = asyncio.run(Supervisor(settings, children).run())
+    if code:
+        gave_up = next(c for c in children if c.status.state == "gave up")
+        fail(
+            f"{gave_up.label} exited {settings.restart_limit} times within "
+            f"{settings.restart_window:g} s (last: {gave_up.status.last_exit}): gave up, "
+            "stopped everything",
+            code=code,
+        )

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     batch_size: int = Field(100, ge=1, le=10_000)
     relay_poll_interval: float = Field(0.5, gt=0, le=60)
     shutdown_timeout: float = Field(10.0, gt=0, le=600)
+    # `up --processes`: a child that exits unasked starts again after restart_delay seconds,
+    # doubling up to restart_delay_max; after restart_limit exits within restart_window
+    # seconds the supervisor gives up and stops everything.
+    restart_delay: float = Field(0.5, gt=0, le=3600)
+    restart_delay_max: float = Field(30.0, gt=0, le=3600)
+    restart_limit: int = Field(5, ge=1, le=100)
+    restart_window: float = Field(60.0, gt=0, le=86_400)
 
     @field_validator("broker_url")
     @classmethod
@@ -117,6 +124,14 @@ class Settings(BaseSettings):
                     raise ValueError
             except ValueError:
                 raise ValueError("must be a number of seconds ≥ 0, or 'never'") from None
+        return value
+
+    @field_validator("restart_delay_max")
+    @classmethod
+    def _longest_delay(cls, value: float, info: ValidationInfo) -> float:
+        first = info.data.get("restart_delay")
+        if first is not None and value < first:
+            raise ValueError(f"must be ≥ MERCATO_RESTART_DELAY ({first:g})")
         return value
 
     @field_validator("grpc_targets")

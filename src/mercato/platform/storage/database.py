@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -46,13 +47,31 @@ def is_postgres(url: URL) -> bool:
     return url.get_backend_name() == "postgresql"
 
 
+# SQLSTATEs of "that database exists": duplicate_database, and unique_violation, which a
+# CREATE DATABASE racing another one for the same name raises on the pg_database catalog.
+DATABASE_EXISTS = ("42P04", "23505")
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key for ``name`` (its CRC-32: stable across processes)."""
+    return zlib.crc32(name.encode())
+
+
 async def ensure_database(url: URL) -> None:
-    """Create a PostgreSQL database if it does not exist (SQLite creates files itself)."""
+    """Create a PostgreSQL database if it does not exist (SQLite creates files itself).
+
+    Safe for many processes starting at once (replicas on a fresh server): they take turns on
+    an advisory lock keyed by the database's name on the server's ``postgres`` database, and
+    a database that another process created all the same counts as created."""
     if not is_postgres(url) or not url.database:
         return
     admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
+            # A session lock (CREATE DATABASE cannot run in a transaction); it ends with the
+            # connection, below.
+            key = advisory_key(f"mercato.create.{url.database}")
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
             found = await conn.scalar(
                 text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
             )
@@ -60,8 +79,8 @@ async def ensure_database(url: URL) -> None:
                 quoted = url.database.replace('"', '""')
                 try:
                     await conn.execute(text(f'CREATE DATABASE "{quoted}"'))
-                except Exception as exc:  # another process created it first
-                    if "already exists" not in str(exc):
+                except DBAPIError as exc:  # created by a process that takes no such lock
+                    if getattr(exc.orig, "sqlstate", None) not in DATABASE_EXISTS:
                         raise
     finally:
         await admin.dispose()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
-from mercato.platform.storage.database import schema_engine
+from mercato.platform.storage.database import advisory_key, is_postgres, schema_engine
 from mercato.platform.storage.sql import Database
 
 PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,8 +26,17 @@ def alembic_config(service_versions: Path | None) -> Config:
     return cfg
 
 
+# Held by the migrating transaction until it commits: replicas starting at once migrate one
+# after the other, and those after the first find nothing left to do. The lock lives in the
+# service's own database, so services on one server do not wait for each other.
+MIGRATION_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+
+
 async def migrate(db: Database, service_versions: Path | None) -> None:
-    """Bring the database to the newest revision of every branch (``upgrade heads``)."""
+    """Bring the database to the newest revision of every branch (``upgrade heads``).
+
+    Safe for several processes at once: on PostgreSQL they take turns on an advisory lock;
+    on SQLite the migration's ``BEGIN IMMEDIATE`` takes the file's write lock first."""
     cfg = alembic_config(service_versions)
 
     def upgrade(conn: Connection) -> None:
@@ -37,6 +46,8 @@ async def migrate(db: Database, service_versions: Path | None) -> None:
     engine = schema_engine(db.url)
     try:
         async with engine.begin() as conn:
+            if is_postgres(db.url):
+                await conn.execute(MIGRATION_LOCK, {"k": advisory_key("mercato.migrate")})
             await conn.run_sync(upgrade)
     finally:
         await engine.dispose()
