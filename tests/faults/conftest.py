@@ -25,7 +25,7 @@ NODE, PORT = "mf1", 24672  # the suite's ports: 24672 AMQP, 24673 Erlang distrib
 SETTINGS = {
     "carrier_delay": "1",  # orders complete (and returns come back) within the case
     # 14 processes, each its pool and its relay's lock, on a server that allows 100 in all
-    "database_pool_size": "3",
+    "database_pool_size": "2",
     "relay_poll_interval": "0.1",
     "auth_rate_limit": "100000",
     "access_token_ttl": "7200",

@@ -3,8 +3,10 @@ suite's RabbitMQ node and PostgreSQL, two competing replicas of every service th
 events (one gateway, one identity), the harness holding each process so that a case can
 SIGKILL one and start it again.
 
-The replicas start after the first process of each service is ready, so that two processes
-never create and migrate one fresh database at the same moment.
+The first process of every service starts on fresh databases, then, once those are ready,
+the second replicas: two inventory processes starting at the same moment can fail on
+inventory's start-up (``store.set_threshold`` deletes and inserts its one settings row, and
+the second insert is a unique violation), which the fault suite is not about.
 """
 
 from __future__ import annotations
