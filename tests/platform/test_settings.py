@@ -52,6 +52,8 @@ def test_environment_wins_over_the_config_file_which_wins_over_defaults(
         ("MERCATO_DATABASE_POOL_SIZE", "0", "MERCATO_DATABASE_POOL_SIZE"),
         ("MERCATO_CARRIER_DELAY", "soon", "MERCATO_CARRIER_DELAY"),
         ("MERCATO_CONFIG", "/no/such/mercato.toml", "MERCATO_CONFIG"),
+        ("MERCATO_NATS_REPLICAS", "0", "MERCATO_NATS_REPLICAS"),
+        ("MERCATO_NATS_REPLICAS", "7", "MERCATO_NATS_REPLICAS"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_variable(
@@ -60,6 +62,46 @@ def test_a_bad_value_is_a_config_error_naming_the_variable(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=named):
         load_settings()
+
+
+def test_a_cluster_is_several_broker_urls_and_a_bare_node_borrows_the_first_ones_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MERCATO_BROKER_URL", "nats://h1:4222, h2:4223,tls://h3:4224")
+    monkeypatch.setenv("MERCATO_NATS_REPLICAS", "3")
+    settings = load_settings()
+    assert settings.broker_kind == "nats" and settings.nats_replicas == 3
+    assert settings.broker_urls == ("nats://h1:4222", "nats://h2:4223", "tls://h3:4224")
+    monkeypatch.setenv("MERCATO_BROKER_URL", "amqp://shop:pw@h1:5672/prod?heartbeat=5,h2:5673")
+    assert load_settings().broker_urls == (
+        "amqp://shop:pw@h1:5672/prod?heartbeat=5",
+        "amqp://shop:pw@h2:5673/prod?heartbeat=5",
+    )
+    monkeypatch.setenv("MERCATO_BROKER_URL", "memory://")
+    assert load_settings().broker_urls == ("memory://",)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("nats://h1:4222,", "empty URL"),
+        ("nats://h1:4222,,nats://h2:4222", "empty URL"),
+        ("nats://h1:4222,amqp://h2:5672/", "node 2: every node of a cluster is a nats:// URL"),
+        ("amqp://u:secret@h1:5672/,h2:56x2", "node 2: not a port"),
+        ("amqp://u:secret@h1:5672/,h2:5672/other", "node 2: host:port, or a full amqp:// URL"),
+        ("amqp://u:secret@h1:5672/,u@h2:5672", "node 2: host:port, or a full amqp:// URL"),
+        ("nats://:4222,nats://h2:4222", "node 1: no host"),
+        ("memory://,nats://h2:4222", "memory:// is one in-process bus"),
+        ("h1:4222,h2:4222", "must be memory://"),
+    ],
+)
+def test_a_bad_cluster_url_names_the_setting_and_the_node_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setenv("MERCATO_BROKER_URL", value)
+    with pytest.raises(ConfigError, match="MERCATO_BROKER_URL") as caught:
+        load_settings()
+    assert says in str(caught.value) and "secret" not in str(caught.value)
 
 
 def test_good_database_urls_pass(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -30,7 +31,12 @@ class ConfigError(ValueError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MERCATO_", extra="forbid", frozen=True)
 
+    # One broker, or the nodes of a cluster: "nats://h1:4222,nats://h2:4222" (a node given as
+    # host:port takes everything else from the first URL: "amqp://u:p@h1:5672/shop,h2:5672").
     broker_url: str = "memory://"
+    # NATS: copies of each JetStream stream kept on the cluster's servers (3 on a 3-node cluster
+    # loses nothing when one node dies); at most the number of servers with JetStream.
+    nats_replicas: int = Field(1, ge=1, le=5)
     database_url: str | None = None
     # PostgreSQL: the most connections one service's pool opens in one process (the relay's
     # lock connection is one more). With replicas of every service, size it so that all the
@@ -94,9 +100,7 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, value: str) -> str:
-        scheme = value.partition("://")[0]
-        if "://" not in value or scheme not in BROKER_SCHEMES:
-            raise ValueError("must be memory://, amqp://user:pass@host:5672/ or nats://host:4222")
+        broker_urls(value)
         return value
 
     @field_validator("database_url")
@@ -142,8 +146,12 @@ class Settings(BaseSettings):
 
     @property
     def broker_kind(self) -> str:
-        scheme = self.broker_url.partition("://")[0]
-        return {"amqps": "amqp", "tls": "nats"}.get(scheme, scheme)
+        return _kind(self.broker_url.partition("://")[0])
+
+    @property
+    def broker_urls(self) -> tuple[str, ...]:
+        """Every node's URL (one for a single broker)."""
+        return broker_urls(self.broker_url)
 
     @classmethod
     def settings_customise_sources(
@@ -159,6 +167,47 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+
+def _kind(scheme: str) -> str:
+    return {"amqps": "amqp", "tls": "nats"}.get(scheme, scheme)
+
+
+def broker_urls(value: str) -> tuple[str, ...]:
+    """The broker's URL, or its cluster's: comma-separated, each node a full URL of one kind of
+    broker, or ``host:port``, which takes the first URL's scheme, credentials, virtual host and
+    query. Raises ``ValueError`` saying which node is wrong (never echoing a password)."""
+    usage = "must be memory://, amqp://user:pass@host:5672/ or nats://host:4222 (a cluster: "
+    usage += "several, comma-separated)"
+    parts = [part.strip() for part in value.split(",")]
+    if not value.strip() or "" in parts:
+        raise ValueError(f"{usage}; got an empty URL")
+    first = urlsplit(parts[0])
+    if "://" not in parts[0] or first.scheme not in BROKER_SCHEMES:
+        raise ValueError(usage)
+    if first.scheme == "memory":
+        if len(parts) > 1:
+            raise ValueError("memory:// is one in-process bus: it cannot be part of a cluster")
+        return (parts[0],)
+    urls = []
+    for number, part in enumerate(parts, 1):
+        if "://" not in part:  # host:port: the rest as in the first URL
+            if any(c in part for c in "/?#@"):
+                raise ValueError(f"node {number}: host:port, or a full {first.scheme}:// URL")
+            userinfo = first.netloc.rpartition("@")[0]
+            netloc = f"{userinfo}@{part}" if userinfo else part
+            part = first._replace(netloc=netloc).geturl()
+        node = urlsplit(part)
+        if _kind(node.scheme) != _kind(first.scheme):
+            raise ValueError(f"node {number}: every node of a cluster is a {first.scheme}:// URL")
+        try:
+            node.port  # noqa: B018 -- parses the port, which may be wrong
+        except ValueError:
+            raise ValueError(f"node {number}: not a port in {node.hostname}:…") from None
+        if not node.hostname:
+            raise ValueError(f"node {number}: no host (expected {first.scheme}://host:port)")
+        urls.append(part)
+    return tuple(urls)
 
 
 def parse_targets(value: str) -> dict[str, str]:

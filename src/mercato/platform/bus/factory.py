@@ -15,7 +15,7 @@ def create_bus(settings: Settings) -> EventBus:
     if kind == "amqp":
         from mercato.platform.bus.rabbitmq import RabbitBus
 
-        return RabbitBus(settings.broker_url)
+        return RabbitBus(settings.broker_urls)
     from mercato.platform.bus.nats import NatsBus
 
-    return NatsBus(settings.broker_url)
+    return NatsBus(settings.broker_urls, replicas=settings.nats_replicas)

@@ -5,6 +5,10 @@ handles in one database transaction, a verdict per message (ack, or nak with a d
 publisher acks awaited together for a whole outbox batch; FastStream hands messages to a
 handler one at a time and confirms publishes one by one.
 
+Several server URLs (a cluster) all go to nats-py, which connects to one of them and, when that
+server is lost, to another; the streams are kept in ``replicas`` copies on the cluster's servers
+(``MERCATO_NATS_REPLICAS``), so with 3 a node may die without losing a stored message.
+
 Layout (nats-server 2.9: a consumer has one filter subject):
 
 - Stream ``{NS}_EVENTS`` on ``{ns}.events.>``, file storage, interest retention: a message is
@@ -44,6 +48,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
 from mercato.platform.envelope import NATS_PREFIX, Envelope
+from mercato.platform.settings import broker_urls
 from mercato.platform.waits import within
 
 log = structlog.get_logger(__name__)
@@ -92,9 +97,10 @@ class NatsBus:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         namespace: str = "mercato",
         *,
+        replicas: int = 1,
         ack_timeout: float = 10.0,
         ack_wait: float = 30.0,
         poll: float = 5.0,
@@ -103,8 +109,11 @@ class NatsBus:
     ):
         if not _NAMESPACE.fullmatch(namespace):
             raise ValueError(f"namespace {namespace!r}: letters, digits, '-' and '_' only")
-        self.url = url
+        # One server or the cluster's: "nats://h1:4222,h2:4222" or a list.
+        self.servers = list(broker_urls(url) if isinstance(url, str) else url)
+        self.url = ",".join(self.servers)
         self.namespace = namespace
+        self.replicas = replicas
         self.stream = f"{namespace.upper()}_EVENTS"
         self.exhausted_stream = f"{namespace.upper()}_EXHAUSTED"
         self.ack_timeout = ack_timeout
@@ -130,7 +139,7 @@ class NatsBus:
             await within(
                 10.0,
                 nc.connect(
-                    self.url,
+                    self.servers,
                     name=f"mercato-{self.namespace}",
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
@@ -157,17 +166,27 @@ class NatsBus:
             storage=api.StorageType.FILE,
             max_age=self.max_age,
             duplicate_window=self.duplicate_window,
+            num_replicas=self.replicas,
         )
         js = self._jetstream()
         try:
             await js.stream_info(name)
         except NotFoundError:
-            await js.add_stream(config)
+            try:
+                await js.add_stream(config)
+            except APIError as exc:  # e.g. more replicas than servers with JetStream
+                raise RuntimeError(
+                    f"NATS cannot create stream {name} with {self.replicas} replica(s) "
+                    f"(MERCATO_NATS_REPLICAS): {exc.description or exc}"
+                ) from exc
             return
         try:
             await js.update_stream(config)
         except APIError as exc:
-            raise RuntimeError(f"stream {name} exists and cannot take our config: {exc}") from exc
+            raise RuntimeError(
+                f"stream {name} exists and cannot take our config ({self.replicas} replica(s), "
+                f"MERCATO_NATS_REPLICAS): {exc}"
+            ) from exc
 
     async def close(self) -> None:
         for sub in list(self._subscriptions):

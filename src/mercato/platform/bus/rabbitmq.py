@@ -17,6 +17,12 @@ Messages are persistent, in CloudEvents binary mode (``cloudEvents:*`` headers).
 
 Queue arguments are fixed at creation: a queue left by an older version with other arguments
 is reported, not silently reused (delete it, or move its messages, and start again).
+
+A cluster is given as several node URLs. The bus connects to the first node that answers, in
+the order given; when that connection is lost, aio-pika's robust connection reconnects (and
+restores channels, consumers and declarations) to the next node, round the list. Quorum queues
+are replicated by the broker on ``quorum_cluster_size`` nodes (3 by default, or all nodes of a
+smaller cluster) when they are declared, so a queue lives on when a node dies.
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aiormq import spec
+from yarl import URL
 
 from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
 from mercato.platform.envelope import AMQP_PREFIX, CONTENT_TYPE, Envelope
+from mercato.platform.settings import broker_urls
 from mercato.platform.waits import within
 
 log = structlog.get_logger(__name__)
@@ -50,8 +58,13 @@ PERSISTENT = aio_pika.DeliveryMode.PERSISTENT.value
 class RabbitBus:
     prefix = AMQP_PREFIX
 
-    def __init__(self, url: str, namespace: str = "mercato", *, timeout: float = 15.0):
-        self.url = url
+    def __init__(
+        self, url: str | Sequence[str], namespace: str = "mercato", *, timeout: float = 15.0
+    ):
+        # One node or the cluster's: "amqp://u:p@h1:5672/,amqp://u:p@h2:5672/" or a list.
+        self.urls = list(broker_urls(url) if isinstance(url, str) else url)
+        self.url = ",".join(self.urls)
+        self.where = ", ".join(_safe(u) for u in self.urls)  # for messages: no password
         self.namespace = namespace
         # Bounds every wait on the broker (connect, confirm, declare), so a broker that went
         # silent turns into a failed publish the relay retries, never a hang.
@@ -75,15 +88,31 @@ class RabbitBus:
 
     async def connect(self) -> None:
         try:
+            self._connection = await self._first_reachable()
             async with asyncio.timeout(self.timeout):
-                self._connection = await aio_pika.connect_robust(self.url, timeout=self.timeout)
                 self._publish_channel = await self._connection.channel(publisher_confirms=True)
                 self._exchange = await self._publish_channel.declare_exchange(
                     self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
                 )
         except Exception as exc:
             await self.close()
-            raise ConnectionError(f"cannot reach RabbitMQ at {_safe(self.url)}: {exc}") from exc
+            raise ConnectionError(f"cannot reach RabbitMQ at {self.where}: {exc}") from exc
+
+    async def _first_reachable(self) -> AbstractRobustConnection:
+        """A robust connection to the first node that answers, in the order given."""
+        failures: list[str] = []
+        for first in range(len(self.urls)):
+            connection = _FailoverConnection(self.urls, first)
+            try:
+                await within(self.timeout, connection.connect(timeout=self.timeout))
+                return connection
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await within(self.timeout, connection.close())
+                if len(self.urls) == 1:
+                    raise
+                failures.append(f"{_safe(self.urls[first])}: {exc!r}")
+        raise ConnectionError("no node answered (" + "; ".join(failures) + ")")
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -98,7 +127,7 @@ class RabbitBus:
         # A robust connection that lost the broker is not "closed" while it reconnects; its
         # channels are.
         if self._publish_channel is None or self._publish_channel.is_closed:
-            raise ConnectionError(f"RabbitMQ at {_safe(self.url)} is unavailable")
+            raise ConnectionError(f"RabbitMQ at {self.where} is unavailable")
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
@@ -117,12 +146,16 @@ class RabbitBus:
             log.warning("publish while RabbitMQ is unavailable", error=repr(exc))
             return [False] * len(batch)
 
+        nacked = False
+
         async def confirmed(topic: str, envelope: Envelope) -> bool:
+            nonlocal nacked
             try:
                 headers, body = envelope.to_binary(self.prefix)
                 await self._send(raw, topic, headers, body, envelope.id)
                 return True
             except Exception as exc:
+                nacked |= isinstance(exc, aiormq.exceptions.DeliveryError)
                 log.warning("publish not confirmed", topic=topic, error=repr(exc))
                 return False
 
@@ -130,7 +163,26 @@ class RabbitBus:
         # out in batch order; the confirms come back and are awaited together (pipelined). The
         # bus lock keeps two relays' batches from interleaving.
         async with self._publishing:
-            return list(await asyncio.gather(*(confirmed(t, env) for t, env in batch)))
+            confirms = list(await asyncio.gather(*(confirmed(t, env) for t, env in batch)))
+            if nacked:
+                await self._renew_publish_channel(channel)
+            return confirms
+
+    async def _renew_publish_channel(self, old: AbstractChannel) -> None:
+        """A nack costs the channel: the next batch goes out on a new one. Seen on RabbitMQ
+        3.10 after a cluster node was killed: the channel the bus reopened on a surviving node
+        had every publish routed to a quorum queue nacked for minutes (its queues had new
+        leaders and took messages), while a new channel on the same node was confirmed."""
+        if self._connection is None or self._publish_channel is not old:
+            return
+        try:
+            fresh = await within(self.timeout, self._connection.channel(publisher_confirms=True))
+        except Exception as exc:  # the connection is away: its robust recovery takes over
+            log.warning("cannot open a new publishing channel", error=repr(exc))
+            return
+        self._publish_channel = fresh
+        with contextlib.suppress(Exception):
+            await within(self.timeout, old.close())
 
     async def publish_raw(self, topic: str, headers: Mapping[str, str], body: bytes) -> None:
         if self._publish_channel is None:
@@ -409,6 +461,24 @@ class _Worker:
         # Closing the channel returns anything still unacknowledged to its queue.
         with contextlib.suppress(Exception):
             await within(self.timeout, self.channel.close())
+
+
+class _FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection to one node of a cluster at a time. aio-pika reconnects to one URL;
+    this moves it to the next node's at each failed attempt and each loss of the connection
+    (both end in ``_on_connection_close``), so a dead node is left for a live one."""
+
+    def __init__(self, urls: Sequence[str], first: int = 0):
+        super().__init__(URL(urls[first]))
+        self.nodes = [URL(u) for u in urls]
+        self.node = first
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if len(self.nodes) > 1 and not self._close_called:
+            self.node = (self.node + 1) % len(self.nodes)
+            self.url = self.nodes[self.node]
+            log.warning("RabbitMQ connection lost or refused; trying the next node", next=str(self))
+        await super()._on_connection_close(closing)
 
 
 def _safe(url: str) -> str:
