@@ -64,9 +64,17 @@ class System:
 
     @asynccontextmanager
     async def database(self, service: str) -> AsyncIterator[Any]:
-        """An asyncpg connection to ``service``'s database."""
+        """An asyncpg connection to ``service``'s database. The server is shared with other
+        test runs: while it has no connection to spare, ask again for a while."""
         url = self.postgres_template.replace("{service}", service)
-        conn = await asyncpg.connect(url)
+        for _ in range(60):
+            try:
+                conn = await asyncpg.connect(url)
+                break
+            except asyncpg.TooManyConnectionsError:
+                await asyncio.sleep(0.5)
+        else:
+            conn = await asyncpg.connect(url)
         try:
             yield conn
         finally:
