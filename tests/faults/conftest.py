@@ -87,7 +87,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     write("")
     write(
         "fault suite: | case | orders placed | declined | cancelled | by the customer | "
-        "checkout retries | settled after (s) | case (s) |"
+        "checkout errors (retried) | settled after (s) | case (s) |"
     )
     for f in FIGURES:
         write(
