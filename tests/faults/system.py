@@ -58,23 +58,13 @@ class System:
 
     async def restart(self, service: str, replica: int = 0) -> None:
         """Start the process again on its ports (its log goes on), until /readyz says ok."""
-        process = self.processes[service][replica]
-        process.start()
-        await process.ready()
+        await _start(self.processes[service][replica])
 
     @asynccontextmanager
     async def database(self, service: str) -> AsyncIterator[Any]:
         """An asyncpg connection to ``service``'s database. The server is shared with other
         test runs: while it has no connection to spare, ask again for a while."""
-        url = self.postgres_template.replace("{service}", service)
-        for _ in range(60):
-            try:
-                conn = await asyncpg.connect(url)
-                break
-            except asyncpg.TooManyConnectionsError:
-                await asyncio.sleep(0.5)
-        else:
-            conn = await asyncpg.connect(url)
+        conn = await _connect(self.postgres_template.replace("{service}", service))
         try:
             yield conn
         finally:
@@ -84,7 +74,7 @@ class System:
         """``pg_terminate_backend`` every connection to this system's databases (only
         theirs: the server is shared); how many there were."""
         url = self.postgres_template.rsplit("/", 1)[0] + "/postgres"
-        conn = await asyncpg.connect(url)
+        conn = await _connect(url)
         try:
             rows = await conn.fetch(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -120,13 +110,39 @@ async def running(
     try:
         for wave in range(replicas):
             started = [r[wave] for r in processes.values() if len(r) > wave]
-            for process in started:
-                process.start()
-            await asyncio.gather(*(p.ready() for p in started))
+            await asyncio.gather(*(_start(p) for p in started))
         yield system
     finally:
         stopping = [p for p in system.all() if p.proc is not None and p.proc.poll() is None]
         await asyncio.gather(*(_stop(p) for p in stopping), return_exceptions=True)
+
+
+FULL = "too many clients"  # PostgreSQL's answer when it has no connection to spare
+
+
+async def _connect(url: str) -> Any:
+    """An asyncpg connection; while the shared server has none to spare, ask again."""
+    for _ in range(60):
+        try:
+            return await asyncpg.connect(url)
+        except asyncpg.TooManyConnectionsError:
+            await asyncio.sleep(0.5)
+    return await asyncpg.connect(url)
+
+
+async def _start(process: Served) -> None:
+    """Start until /readyz says ok. A process that exits because the shared PostgreSQL
+    server had no connection to spare (other test runs hold them) is started again, as a
+    supervisor would; any other exit fails."""
+    for attempt in range(5):
+        process.start()
+        try:
+            await process.ready()
+            return
+        except AssertionError:
+            if attempt == 4 or FULL not in process.logs.read_text(errors="replace")[-4000:]:
+                raise
+        await asyncio.sleep(2)
 
 
 async def _stop(process: Served) -> None:
