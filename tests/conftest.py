@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -59,12 +60,26 @@ def nats_url() -> str:
 @pytest.fixture
 async def postgres_template(postgres_server: str) -> AsyncIterator[str]:
     """A ``{service}`` database URL template whose databases are dropped after the test."""
+    async with fresh_databases(postgres_server) as template:
+        yield template
+
+
+@asynccontextmanager
+async def fresh_databases(postgres_server: str) -> AsyncIterator[str]:
+    """A ``{service}`` database URL template under a prefix of its own; its databases are
+    dropped on the way out (``postgres_template``, and fixtures of a wider scope)."""
+    prefix = f"mercato_t{uuid.uuid4().hex[:10]}"
+    base = postgres_server.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{prefix}_{{service}}"
+    finally:
+        await _drop_databases(base, prefix)
+
+
+async def _drop_databases(base: str, prefix: str) -> None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    prefix = f"mercato_t{uuid.uuid4().hex[:10]}"
-    base = postgres_server.rsplit("/", 1)[0]
-    yield f"{base}/{prefix}_{{service}}"
     admin = create_async_engine(
         base.replace("postgresql://", "postgresql+asyncpg://") + "/postgres",
         isolation_level="AUTOCOMMIT",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,24 +30,9 @@ async def serving(
     two in one process); yield the gateway's base URL. On the way out: every process stops
     cleanly (exit 0), logged no traceback and no card number, and the RabbitMQ queues are
     gone."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
-    env |= {
-        "PYTHONPATH": str(ROOT),
-        "MERCATO_BROKER_URL": rabbitmq_url,
-        "MERCATO_DATABASE_URL": postgres_template,
-        "MERCATO_DATA_DIR": str(data_dir),
-        "MERCATO_RELAY_POLL_INTERVAL": "0.05",
-        "MERCATO_RETRY_BASE_DELAY": "0.05",
-        "MERCATO_DEMO_CATALOG": "0",
-        "MERCATO_ADMIN_EMAIL": admin["email"],
-        "MERCATO_ADMIN_PASSWORD": admin["password"],
-        "MERCATO_LOG_FORMAT": "json",
-        **{f"MERCATO_{k.upper()}": v for k, v in settings.items()},
-    }
+    env = environment(rabbitmq_url, postgres_template, data_dir, admin, **settings)
     served = {name: Served(name, env, data_dir / f"{name}.log") for name in names}
-    targets = ",".join(
-        f"{n}=127.0.0.1:{port}" for s in served.values() for n, port in s.grpc_ports.items()
-    )
+    targets = grpc_targets(served.values())
     gateway = next(s for s in served.values() if "gateway" in s.grpc_ports)
     for process in served.values():
         process.env = {**env, "MERCATO_GRPC_TARGETS": targets}
@@ -69,6 +54,45 @@ async def serving(
             process.kill()
         services = [n for s in served.values() for n in s.grpc_ports if n != "gateway"]
         await drop_namespace(rabbitmq_url, "mercato", services)
+
+
+def environment(
+    rabbitmq_url: str,
+    postgres_template: str,
+    data_dir: Path,
+    admin: dict[str, str],
+    **settings: str,
+) -> dict[str, str]:
+    """The environment of a ``mercato serve`` process of a test: this one's minus any
+    MERCATO_* variable, then the broker, the databases, quick retries and polls, no demo
+    catalog, JSON logs, and ``settings`` (``carrier_delay="1"``: MERCATO_CARRIER_DELAY)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
+    return env | {
+        "PYTHONPATH": str(ROOT),
+        "MERCATO_BROKER_URL": rabbitmq_url,
+        "MERCATO_DATABASE_URL": postgres_template,
+        "MERCATO_DATA_DIR": str(data_dir),
+        "MERCATO_RELAY_POLL_INTERVAL": "0.05",
+        "MERCATO_RETRY_BASE_DELAY": "0.05",
+        "MERCATO_DEMO_CATALOG": "0",
+        "MERCATO_ADMIN_EMAIL": admin["email"],
+        "MERCATO_ADMIN_PASSWORD": admin["password"],
+        "MERCATO_LOG_FORMAT": "json",
+        **{f"MERCATO_{k.upper()}": v for k, v in settings.items()},
+    }
+
+
+def grpc_targets(processes: Iterable[Served]) -> str:
+    """MERCATO_GRPC_TARGETS for these processes: every service's address, or addresses (its
+    replicas, ``order=ipv4:127.0.0.1:A,127.0.0.1:B``)."""
+    addresses: dict[str, list[str]] = {}
+    for process in processes:
+        for name, port in process.grpc_ports.items():
+            addresses.setdefault(name, []).append(f"127.0.0.1:{port}")
+    return ",".join(
+        f"{name}={'ipv4:' if len(found) > 1 else ''}{','.join(found)}"
+        for name, found in addresses.items()
+    )
 
 
 async def _grpc_serving(port: int) -> bool:

@@ -9,6 +9,7 @@ import asyncio
 import math
 import random
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ CARD = {
     "cvc": "123",
     "holder": "Bench Shopper",
 }
+# The sandbox declines it when the payment is authorized (payment/domain.py SANDBOX_CARDS).
+DECLINED_CARD = {**CARD, "cardNumber": "4000000000000002"}
 ADDRESS = {
     "name": "Bench Shopper",
     "line1": "1 Load Street",
@@ -116,6 +119,20 @@ async def sign_up_shoppers(http: Client, count: int, tag: str, tick: Tick) -> li
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
+@dataclass(frozen=True)
+class Mix:
+    """What shoppers do besides paying with a good card and waiting, for runs that test more
+    than speed (the fault suite): the shares of checkouts paid with a card that declines, of
+    orders the shopper cancels (half of them at once, half once reserved), and of checkouts
+    sent a second time with the same key. ``keyed``: every checkout carries an
+    Idempotency-Key, and one that got no answer (or a 5xx) is sent again with it."""
+
+    declined: float = 0.0
+    cancelled: float = 0.0
+    repeated: float = 0.0
+    keyed: bool = False
+
+
 @dataclass
 class Placed:
     """One accepted checkout: who placed it, when the request was sent, how the wait ended."""
@@ -125,6 +142,9 @@ class Placed:
     sent: float
     outcome: str = ""
     order: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None
+    declined: bool = False  # paid with the card that declines
+    cancel_asked: bool = False  # the shopper asked to cancel it (and was answered)
 
     def reached(self, status: str) -> float | None:
         """When the order first reached ``status`` (its history, the system's clock)."""
@@ -147,6 +167,8 @@ class Load:
     arrivals: int = 0
     missed: int = 0
     late: list[float] = field(default_factory=list)
+    # With a keyed Mix: (Idempotency-Key, order id) of every 202, repeats and retries included.
+    answers: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Trips:
@@ -160,9 +182,10 @@ class Trips:
         products: list[str],
         load: Load,
         wait_timeout: float,
+        mix: Mix = Mix(),
     ) -> None:
         self.http, self.shoppers, self.products = http, shoppers, products
-        self.load, self.wait_timeout = load, wait_timeout
+        self.load, self.wait_timeout, self.mix = load, wait_timeout, mix
         self.rngs = [random.Random(n) for n in range(len(shoppers))]
 
     async def request(self, label: str, method: str, url: str, ok: int, **kw: Any) -> Any:
@@ -189,11 +212,13 @@ class Trips:
                 )
             except FAILURES as exc:
                 self.load.errors[error_kind("GET wait", exc)] += 1
+                await asyncio.sleep(0.1)  # not in a tight loop while the gateway is away
                 continue
             if response.status_code == 404:
                 await asyncio.sleep(0.02)
             elif response.status_code != 200:
                 self.load.errors[error_kind("GET wait", response)] += 1
+                await asyncio.sleep(0.1)
             elif (outcome := str(response.json()["outcome"])) != "timeout":
                 return outcome
         self.load.errors["GET wait gave up"] += 1
@@ -223,18 +248,68 @@ class Trips:
         if not await self.request("POST cart/items", "POST", add, 200, json=item, headers=who):
             await self.empty_cart(n)
             return False
-        body = {"payment": CARD, "shippingAddress": ADDRESS}
+        mix = self.mix
+        declined = bool(mix.declined) and rng.random() < mix.declined
+        body = {"payment": DECLINED_CARD if declined else CARD, "shippingAddress": ADDRESS}
         sent = time.time()
-        answer = await self.request(
-            "POST checkout", "POST", "/api/v1/cart/checkout", 202, json=body, headers=who
-        )
+        key = uuid.uuid4().hex if mix.keyed else None
+        answer = await self.checkout(who, body, key)
         if not answer:
             await self.empty_cart(n)
             return False
-        placed = Placed(str(answer["orderId"]), n, sent)
+        placed = Placed(str(answer["orderId"]), n, sent, key=key, declined=declined)
         load.placed.append(placed)
+        if key is not None and mix.repeated and rng.random() < mix.repeated:
+            await self.checkout(who, body, key)  # the answer is checked from load.answers
+        cancel = bool(mix.cancelled) and rng.random() < mix.cancelled
+        if cancel and rng.random() < 0.5:
+            await self.cancel(placed, who)
         placed.outcome = await self.wait(placed, who)
+        if cancel and not placed.cancel_asked:
+            await self.cancel(placed, who)
         return True
+
+    async def checkout(self, who: Headers, body: dict[str, Any], key: str | None) -> Any:
+        """POST checkout; the 202's body, or None. With a key, a request that got no answer
+        or a 5xx is sent again with the same key (for up to about half a minute), as a
+        client should: the key makes it one order however many times it arrives."""
+        url = "/api/v1/cart/checkout"
+        if key is None:
+            return await self.request("POST checkout", "POST", url, 202, json=body, headers=who)
+        headers = {**who, "Idempotency-Key": key}
+        for attempt in range(20):
+            try:
+                response = await self.http.post(url, json=body, headers=headers)
+            except FAILURES as exc:
+                self.load.errors[error_kind("POST checkout", exc)] += 1
+            else:
+                if response.status_code == 202:
+                    answer = response.json()
+                    self.load.answers.append((key, str(answer["orderId"])))
+                    return answer
+                self.load.errors[error_kind("POST checkout", response)] += 1
+                if response.status_code < 500:
+                    return None
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+        return None
+
+    async def cancel(self, placed: Placed, who: Headers) -> None:
+        """Ask to cancel: again while the order is not there yet (404: the checkout's event
+        is on its way) or the answer is lost; 409, already over, is an answer too."""
+        url = f"/api/v1/orders/{placed.order_id}/cancel"
+        for _ in range(40):
+            try:
+                response = await self.http.post(url, headers=who)
+            except FAILURES as exc:
+                self.load.errors[error_kind("POST cancel", exc)] += 1
+            else:
+                if response.status_code in (200, 409):
+                    placed.cancel_asked = response.status_code == 200
+                    return
+                self.load.errors[error_kind("POST cancel", response)] += 1
+                if response.status_code < 500 and response.status_code != 404:
+                    return
+            await asyncio.sleep(0.25)
 
 
 async def shop(
@@ -245,12 +320,14 @@ async def shop(
     duration: float | None,
     tick: Tick,
     wait_timeout: float = 30,
+    mix: Mix = Mix(),
 ) -> Load:
     """Closed loop: every shopper shops trip after trip (at most one order in flight each),
     until ``orders`` trips were started or ``duration`` seconds passed (then in-flight orders
-    finish their wait)."""
+    finish their wait). A trip that placed nothing (the system refused or did not answer)
+    is followed by a pause, so a system that is down is not asked in a tight loop."""
     load = Load(started=time.time())
-    trips = Trips(http, shoppers, products, load, wait_timeout)
+    trips = Trips(http, shoppers, products, load, wait_timeout, mix)
     stop_at = time.monotonic() + duration if duration else float("inf")
     budget = orders if orders is not None else -1
 
@@ -266,6 +343,8 @@ async def shop(
         while claim():
             if await trips.trip(n):
                 tick(1)
+            else:
+                await asyncio.sleep(0.1)
 
     await asyncio.gather(*(shopper(n) for n in range(len(shoppers))))
     load.seconds = time.time() - load.started
