@@ -185,3 +185,19 @@ async def test_a_restock_while_the_product_is_deleted_adds_nothing(two: Replicas
     async with two.first.db.connect() as conn:
         found = await store.get_stock(conn, "p")
     assert found is not None and (found.available, found.retired) == (10, True)
+
+
+async def test_replicas_starting_together_both_keep_the_low_stock_threshold(two: Replicas) -> None:
+    # Each replica's start writes the threshold (service.keep_settings): both wait on the row,
+    # then each writes it; neither fails on the key the other wrote meanwhile.
+    async def keep(r: Replica, value: int) -> None:
+        async with r.db.begin() as conn:
+            await store.set_threshold(conn, value)
+
+    await keep(two.first, 5)  # as a start before these two left it
+    hold = "SELECT 1 FROM inventory_config WHERE name = $1 FOR UPDATE"
+    await meet(
+        two.template, "inventory", hold, ["stock_low"], keep(two.of[0], 7), keep(two.of[1], 9)
+    )
+    async with two.first.db.connect() as conn:
+        assert await conn.scalar(sa.text("SELECT value FROM inventory_config")) == 9

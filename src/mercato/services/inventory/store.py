@@ -150,9 +150,15 @@ async def threshold(conn: Connection) -> int:
 
 
 async def set_threshold(conn: Connection, value: int) -> None:
+    """One upsert: replicas starting together each write it without a unique violation."""
     _thresholds.pop(conn.db, None)
-    await conn.execute(sa.delete(config).where(config.c.name == "stock_low"))
-    await conn.execute(config.insert().values(name="stock_low", value=value))
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(config).values(name="stock_low", value=value)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[config.c.name], set_={"value": statement.excluded.value}
+        )
+    )
 
 
 async def get_stock(conn: Connection, product_id: str) -> Stock | None:
