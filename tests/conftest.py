@@ -7,10 +7,11 @@ MERCATO_REQUIRE_SERVICES=1 (CI sets it): then it is a failure.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -112,3 +113,19 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.02):  # t
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For a test that calls ``configure_logging``: structlog's configuration and the standard
+    library's root logger as they were (a handler left on the root would write to this test's
+    captured stderr, closed once it ends)."""
+    import structlog
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers, root.level = handlers, level
+    logging.captureWarnings(False)

@@ -15,7 +15,6 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-import structlog
 
 from mercato.platform.logs import configure_logging
 from tests.e2e.test_saga import ADDRESS, Shop, open_shop
@@ -112,19 +111,15 @@ def kept_anywhere(data_dir: Path, needles: list[bytes]) -> list[str]:
 
 
 async def test_no_card_number_or_cvc_is_kept(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
     number, cvc = luhn_card(), f"{random.randrange(1000, 10_000)}"
     spaced = " ".join(number[i : i + 4] for i in range(0, 16, 4))
-    previous = structlog.get_config()
     configure_logging("debug", "json")
-    try:
-        async for shop in open_shop(tmp_path, log_level="debug"):
-            await use_the_card(shop, number, cvc)
-            columns, events = read_databases(tmp_path)
-            assert [c for c in columns if CARD_COLUMNS.search(c)] == []
-    finally:
-        structlog.configure(**previous)
+    async for shop in open_shop(tmp_path, log_level="debug"):
+        await use_the_card(shop, number, cvc)
+        columns, events = read_databases(tmp_path)
+        assert [c for c in columns if CARD_COLUMNS.search(c)] == []
     logs = capsys.readouterr().err
     assert '"level": "debug"' in logs or '"level": "info"' in logs  # the logs were captured
     assert events, "no events were read"

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from mercato.platform.logs import configure_logging
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers, root.level = handlers, level
-    logging.captureWarnings(False)
 
 
 def test_a_library_warning_with_a_traceback_is_one_json_line(
@@ -51,3 +39,20 @@ def test_records_below_the_level_are_left_out(
     configure_logging("warning", "json")
     logging.getLogger("asyncpg.pool").info("connection opened")
     assert capsys.readouterr().err == ""
+
+
+def test_a_library_record_goes_to_stderr_as_it_is_now(
+    restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI test's stderr is closed after the command; records that come later go to the
+    stderr of their time, not to the closed one ("Logging error" and a traceback)."""
+    import io
+
+    then = io.StringIO()
+    monkeypatch.setattr("sys.stderr", then)
+    configure_logging("info", "json")
+    then.close()
+    now = io.StringIO()
+    monkeypatch.setattr("sys.stderr", now)
+    logging.getLogger("aiosqlite").warning("late")
+    assert json.loads(now.getvalue())["event"] == "late"
