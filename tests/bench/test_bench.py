@@ -9,6 +9,7 @@ import io
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from mercato.bench import cpu, raw, scrape, stats, wdm
 from mercato.bench.client import Client, Response
 from mercato.bench.hammer import error_kind, hammer
 from mercato.bench.invariants import money, reserved_units
-from mercato.bench.report import markdown, save, show
+from mercato.bench.report import PLOT_MISSING, markdown, save, show
 from mercato.bench.run import Config, _progress, bench, measure_raw
 from mercato.bench.shoppers import Placed, arrivals, settled, shop_open
 from mercato.cli.main import app
@@ -268,6 +269,17 @@ _RUN = {
 }
 
 
+def test_without_matplotlib_the_results_are_saved_and_the_plot_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """matplotlib is the optional `bench` extra: a base install still saves the results."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises
+    written, plotted = save({"run": _RUN, "raw": {}, "scenarios": {}}, tmp_path)
+    assert plotted is None and written.exists()
+    assert not list(tmp_path.glob("*.png"))
+    assert "pip install 'mercato[bench]'" in PLOT_MISSING
+
+
 async def test_the_client_counts_failures_by_kind_and_bounds_each_request() -> None:
     assert error_kind("POST checkout", Response("POST", "/x", 503, b"")) == "POST checkout 503"
     refused = await hammer("http://127.0.0.1:9", lambda i: "/", 0.1, clients=1)  # discard port
@@ -326,6 +338,7 @@ async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
 ) -> None:
     results, _ = await tiny_run(tmp_path, shoppers=3, orders=3, duration=None, scarce_stock=1)
     path, plotted = await asyncio.to_thread(save, results, tmp_path)
+    assert plotted is not None
     assert (await asyncio.to_thread(plotted.stat)).st_size > 0
     results = json.loads(await asyncio.to_thread(path.read_text))
     assert set(results["scenarios"]) == {"plenty", "scarce"}

@@ -294,16 +294,19 @@ def _processes(run: dict[str, Any]) -> str:
 SIZES = ("shoppers", "rate", "orders", "duration", "products", "stock", "scarce_stock", "skip_raw")
 
 
-def save(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
+PLOT_MISSING = "no plot: matplotlib is not installed (pip install 'mercato[bench]')"
+
+
+def save(results: dict[str, Any], out: Path) -> tuple[Path, Path | None]:
     """The JSON results, the PNG plot and the Markdown tables, named by broker, database and
-    run."""
+    run. The plot is None where matplotlib (the `bench` extra) is not installed."""
     run = results["run"]
     stem = out / f"bench-{run['broker']}-{run['database']}-{run['id']}"
     stem.with_suffix(".md").parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".md").write_text(markdown(results))
     write_json(results, stem.with_suffix(".json"))
-    plot(results, stem.with_suffix(".png"))
-    return stem.with_suffix(".json"), stem.with_suffix(".png")
+    plotted = stem.with_suffix(".png") if plot(results, stem.with_suffix(".png")) else None
+    return stem.with_suffix(".json"), plotted
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
@@ -311,10 +314,14 @@ def write_json(results: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
+def plot(results: dict[str, Any], path: Path) -> bool:
     """Per scenario: checkouts/s reaching PAID and RESERVED, and p50/p99 checkout→RESERVED
-    latency of the checkouts sent in each second."""
-    import matplotlib
+    latency of the checkouts sent in each second. False, and no file, without matplotlib: it
+    is an optional extra so that the service's install does not carry it."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -343,3 +350,4 @@ def plot(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return True
