@@ -1,0 +1,65 @@
+"""The docs hold together: every setting is in the one settings table, every link leads on."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mercato.platform.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS_TABLE = ROOT / "docs" / "operations.md"
+DOCS = sorted([ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("deploy/*.md")])
+# [text](target) and [text](target "title"), not images' sources inside code spans.
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def _table_rows(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.startswith("|")]
+
+
+def _settings() -> list[str]:
+    return ["MERCATO_CONFIG", *(f"MERCATO_{name.upper()}" for name in Settings.model_fields)]
+
+
+@pytest.mark.parametrize("name", _settings())
+def test_every_setting_the_code_reads_is_in_the_settings_table(name: str) -> None:
+    rows = [row for row in _table_rows(SETTINGS_TABLE) if row.startswith("| `MERCATO_")]
+    assert any(re.search(rf"`{name}`", row.split("|")[1]) for row in rows), (
+        f"{name} is missing from the settings table in {SETTINGS_TABLE.relative_to(ROOT)}"
+    )
+
+
+def test_the_settings_table_is_the_only_one() -> None:
+    for doc in DOCS:
+        if doc != SETTINGS_TABLE:
+            rows = [r for r in _table_rows(doc) if r.startswith("| `MERCATO_")]
+            assert not rows, f"{doc.relative_to(ROOT)} has settings rows: link to the table"
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    found = set()
+    for line in FENCE.sub("", path.read_text()).splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_in_the_docs_leads_somewhere(doc: Path) -> None:
+    broken = []
+    for target in LINK.findall(FENCE.sub("", doc.read_text())):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        if not file.exists():
+            broken.append(target)
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+            broken.append(target)
+    assert not broken, f"{doc.relative_to(ROOT)} links to what does not exist: {broken}"
