@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from mercato.cli.main import app
+from mercato.contracts.events import REGISTRY
 from mercato.platform.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +66,20 @@ def test_every_link_in_the_docs_leads_somewhere(doc: Path) -> None:
         elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
             broken.append(target)
     assert not broken, f"{doc.relative_to(ROOT)} links to what does not exist: {broken}"
+
+
+def test_the_committed_event_catalogue_is_what_mercato_events_docs_writes(tmp_path: Path) -> None:
+    written = tmp_path / "events.md"
+    result = CliRunner().invoke(app, ["events", "docs", "--out", str(written)])
+    assert result.exit_code == 0, result.output
+    assert (ROOT / "docs" / "events.md").read_text() == written.read_text(), (
+        "docs/events.md is stale: run `mercato events docs`"
+    )
+
+
+def test_the_catalogue_names_every_event_and_each_subscription() -> None:
+    text = (ROOT / "docs" / "events.md").read_text()
+    assert all(f"\n## {name}\n" in text for name in REGISTRY)
+    # Consumers come from the services' declarations: the saga's own subscriptions show.
+    row = next(line for line in text.splitlines() if line.startswith("| [OrderCreated]"))
+    assert "inventory: `reserve_stock`" in row and "payment: `charge_order`" in row

@@ -1,4 +1,4 @@
-"""``mercato events list`` and ``mercato events validate TYPE [FILE|-]``."""
+"""``mercato events list``, ``mercato events validate TYPE [FILE|-]``, ``mercato events docs``."""
 
 from __future__ import annotations
 
@@ -55,3 +55,19 @@ def validate(
             lines.append(f"  {field}: {err['msg']}")
         fail("\n".join(lines), code=1)
     console.print(f"valid {event_type} (schema version {spec.schemaversion})")
+
+
+@app.command("docs")
+def docs(
+    out: Annotated[Path, typer.Option(help="Where to write the catalogue")] = Path(
+        "docs/events.md"
+    ),
+) -> None:
+    """Write the event catalogue (publishers, consumers, schemas, examples) as Markdown."""
+    from mercato.cli import event_docs  # loads every service, which the other commands need not
+
+    try:
+        out.write_text(event_docs.render())
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
+    console.print(f"wrote {out}")
