@@ -83,3 +83,14 @@ def test_the_catalogue_names_every_event_and_each_subscription() -> None:
     # Consumers come from the services' declarations: the saga's own subscriptions show.
     row = next(line for line in text.splitlines() if line.startswith("| [OrderCreated]"))
     assert "inventory: `reserve_stock`" in row and "payment: `charge_order`" in row
+
+
+def test_nothing_cites_a_document_outside_the_repository() -> None:
+    """The docs stand alone: no "DESIGN §3" pointing at a design file that is not here."""
+    files = [*DOCS, *ROOT.glob("src/mercato/**/*.py"), *ROOT.glob("tests/**/*.py")]
+    citing = [
+        str(f.relative_to(ROOT))
+        for f in files
+        if f != Path(__file__) and re.search(r"\bDESIGN\b", f.read_text())
+    ]
+    assert not citing

@@ -1,6 +1,6 @@
 """The order saga end to end through the public API, embedded (one process, in-process bus,
 SQLite, MERCATO_CARRIER_DELAY=never so the tests play the carrier): the ten user scenarios of
-DESIGN §3 (``seeds/003``), plus wait, stream and idempotent ordering.
+docs/design.md (``seeds/003``), plus wait, stream and idempotent ordering.
 
 Money is checked in payment's published events (PaymentRefunded); stock through the catalog's
 ``available`` (inventory's StockUpdated), as a shopper would see it.

@@ -1,4 +1,4 @@
-"""The compatibility routes of DESIGN §6, in their seeds' shapes, against the whole system
+"""The compatibility routes of docs/design.md, in their seeds' shapes, against the whole system
 embedded: ``seeds/003`` (``/api/v1/orders/create|cancel|list|status|status_change_list``) and
 ``seeds/004`` (``/oms/orders`` with ``{success, data, error}``)."""
 

@@ -1,4 +1,4 @@
-"""The check after a scenario settles (DESIGN §8): nothing lost, no oversell, money balanced."""
+"""The check after a scenario settles: nothing lost, no oversell, money balanced."""
 
 from __future__ import annotations
 

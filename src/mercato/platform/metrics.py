@@ -1,5 +1,5 @@
 """The platform's own Prometheus counters: what an order costs in events, deliveries and
-database transactions (DESIGN §9). Every process serves them at ``/metrics``; the bench reads
+database transactions. Every process serves them at ``/metrics``; the bench reads
 them before and after a run."""
 
 from __future__ import annotations

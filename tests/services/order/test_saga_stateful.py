@@ -5,7 +5,7 @@ shipping's real rules (``shipping/domain.py``). Every event any of them publishe
 flight"; hypothesis chooses which in-flight message arrives next (any order), may deliver one
 twice, and mixes in customer cancellations, the clock moving on (step timeouts) and the carrier
 delivering or failing. After every step the order's invariants hold; at the end everything in
-flight is delivered and the world must have settled consistently (DESIGN §8): a final status,
+flight is delivered and the world must have settled consistently: a final status,
 money captured − refunded = what a completed order paid, no stock left reserved, every
 cancelled order's goods back.
 """

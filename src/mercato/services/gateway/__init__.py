@@ -1,4 +1,4 @@
-"""The gateway: Mercato's public REST API (DESIGN §6), in front of the services' gRPC APIs.
+"""The gateway: Mercato's public REST API (docs/design.md), in front of the services' gRPC APIs.
 
 It keeps nothing durable. It verifies bearer tokens locally (identity's JWKS), enforces roles,
 rate-limits login and registration per address, calls the services over gRPC with deadlines
@@ -9,7 +9,7 @@ Adding routes for an area (products, cart, orders…):
 1. Write ``routes/<area>.py`` with ``router = APIRouter(prefix="/api/v1/<area>", tags=[...],
    responses=PROBLEM_RESPONSES)`` (``problems.PROBLEM_RESPONSES``: the problem+json error
    answers, documented on every route, so a route only lists its success response). Request
-   and response bodies are pydantic models with the camelCase names of DESIGN §6.
+   and response bodies are pydantic models with the camelCase names of docs/design.md.
 2. Use the dependencies:
    - ``security.CurrentCaller`` / ``security.AdminCaller``: the verified ``Caller`` (401 / 403
      otherwise); check ``caller.may_act_for(owner_id)`` for someone's own data;

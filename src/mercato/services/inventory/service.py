@@ -1,4 +1,4 @@
-"""inventory: stock on hand and reservations per product (DESIGN §1–§4)."""
+"""inventory: stock on hand and reservations per product."""
 
 from __future__ import annotations
 

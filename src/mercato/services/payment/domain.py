@@ -29,7 +29,7 @@ def from_units(units: int) -> Decimal:
 
 
 class Outcome(StrEnum):
-    """What the sandbox provider does with a card (DESIGN §6 test cards)."""
+    """What the sandbox provider does with a card (the test cards of docs/design.md)."""
 
     APPROVED = "approved"
     DECLINED = "declined"

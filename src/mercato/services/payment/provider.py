@@ -62,8 +62,9 @@ class Provider(Protocol):
 
 
 class SandboxCards:
-    """DESIGN §6 test cards: declined and insufficient funds fail the authorization; the
-    processing-error card authorizes and then fails the capture (so it is left to be voided)."""
+    """The well-known test cards (docs/design.md): declined and insufficient funds fail the
+    authorization; the processing-error card authorizes and then fails the capture (so it is
+    left to be voided)."""
 
     async def authorize(self, conn: Connection, charge: Charge) -> None:
         if charge.outcome in (Outcome.DECLINED, Outcome.INSUFFICIENT_FUNDS):

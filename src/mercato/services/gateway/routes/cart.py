@@ -34,7 +34,7 @@ router = APIRouter(prefix="/api/v1/cart", tags=["cart"], responses=PROBLEM_RESPO
 MAX_QUANTITY = 1_000  # per product; the cart service holds the same limit
 ProductId = Annotated[str, Path(min_length=1, max_length=200)]
 Quantity = Annotated[Count, Field(ge=1, le=MAX_QUANTITY)]
-# Money is a JSON number on the wire, a Decimal here (DESIGN §2).
+# Money is a JSON number on the wire, a Decimal here.
 Amount = Annotated[Decimal, PlainSerializer(float, return_type=float, when_used="json")]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 

@@ -29,7 +29,7 @@ SORTS: dict[str, int] = {
     "newest": pb.PRODUCT_SORT_NEWEST,
     "oldest": pb.PRODUCT_SORT_OLDEST,
 }
-# Money is a JSON number on the wire, a Decimal here (DESIGN §2).
+# Money is a JSON number on the wire, a Decimal here.
 Amount = Annotated[
     Decimal,
     Field(ge=0, lt=1_000_000_000, decimal_places=2, allow_inf_nan=False),
