@@ -22,7 +22,7 @@ from mercato.bench import cpu, raw, scrape, stats, wdm
 from mercato.bench.client import Client, Response
 from mercato.bench.hammer import error_kind, hammer
 from mercato.bench.invariants import money, reserved_units
-from mercato.bench.report import PLOT_MISSING, markdown, save, show
+from mercato.bench.report import markdown, save, show, tell_saved
 from mercato.bench.run import Config, _progress, bench, measure_raw
 from mercato.bench.shoppers import Placed, arrivals, settled, shop_open
 from mercato.cli.main import app
@@ -277,7 +277,9 @@ def test_without_matplotlib_the_results_are_saved_and_the_plot_is_skipped(
     written, plotted = save({"run": _RUN, "raw": {}, "scenarios": {}}, tmp_path)
     assert plotted is None and written.exists()
     assert not list(tmp_path.glob("*.png"))
-    assert "pip install 'mercato[bench]'" in PLOT_MISSING
+    told = io.StringIO()
+    tell_saved(Console(file=told, width=250), written, plotted)
+    assert "pip install 'mercato[bench]'" in told.getvalue()
 
 
 async def test_the_client_counts_failures_by_kind_and_bounds_each_request() -> None:

@@ -309,6 +309,13 @@ def save(results: dict[str, Any], out: Path) -> tuple[Path, Path | None]:
     return stem.with_suffix(".json"), plotted
 
 
+def tell_saved(console: Console, written: Path, plotted: Path | None) -> None:
+    """Where the results went; without matplotlib, how to get the plot (as plain text: the
+    brackets of ``mercato[bench]`` are not rich markup)."""
+    console.print(f"results: {written}", markup=False)
+    console.print(f"plot: {plotted}" if plotted else PLOT_MISSING, markup=False)
+
+
 def write_json(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -174,7 +174,6 @@ def bench(
         fail(str(exc), code=1)
     report.show(console, results)
     written, plotted = report.save(results, out)
-    console.print(f"results: {written}")
-    console.print(f"plot: {plotted}" if plotted else report.PLOT_MISSING)
+    report.tell_saved(console, written, plotted)
     if not all(s["invariants"]["ok"] for s in results["scenarios"].values()):
         raise typer.Exit(1)
