@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +13,7 @@ from sqlalchemy import bindparam, delete, select, text, update
 from mercato.platform.bus.port import EventBus
 from mercato.platform.envelope import Envelope
 from mercato.platform.metrics import EVENTS_PUBLISHED
-from mercato.platform.storage.database import SELECT_1
+from mercato.platform.storage.database import SELECT_1, advisory_key
 from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.storage.tables import outbox
 from mercato.platform.unit_of_work import Outgoing
@@ -77,7 +76,7 @@ class OutboxRelay:
         self._stopping = False
         self._lock_conn: Connection | None = None
         self._lock_proved = 0.0  # loop time the lock was last proved ours
-        self._lock_key = zlib.crc32(f"mercato.outbox.{service}".encode())
+        self._lock_key = advisory_key(f"mercato.outbox.{service}")
         self._last_purge = datetime.now(UTC)
         # Confirmed by the broker, not yet marked sent (``mark``), and since when.
         self._unmarked: list[int] = []
