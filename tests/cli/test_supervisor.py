@@ -84,6 +84,12 @@ def test_the_status_file_is_replaced_whole_and_reads_back(tmp_path: Path) -> Non
     assert [p.name for p in tmp_path.iterdir()] == ["processes.json"], "no temporary file left"
 
 
+def test_a_data_directory_the_supervisor_makes_is_its_owners_alone(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_status(status_path(data), 4321, processes(0.0))
+    assert data.stat().st_mode & 0o777 == 0o700
+
+
 def ps(*args: str) -> tuple[int, str]:
     saved = structlog.get_config()
     result = CliRunner().invoke(app, ["ps", *args])

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from mercato.cli.common import fail, settings_or_exit
+from mercato.platform.files import private_dir
 
 STATUS_FILE = "processes.json"
 # What a supervised process can be doing; "gave up" is final: the supervisor stops everything.
@@ -55,7 +56,7 @@ def write_status(path: Path, supervisor: int | None, processes: list[ProcessStat
         "written": time.time(),
         "processes": [asdict(p) for p in processes],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # the supervisor may be the first to make the data directory
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as out:

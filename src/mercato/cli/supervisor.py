@@ -4,8 +4,8 @@ A child that exits when it was not asked to (a crash, a signal such as SIGKILL, 
 is started again on the same ports after a back-off (``RestartPolicy``). One that exits
 ``MERCATO_RESTART_LIMIT`` times within ``MERCATO_RESTART_WINDOW`` seconds makes the supervisor
 give up: it says which process and how it last exited, stops everything and exits 1. SIGTERM or
-SIGINT stops every child (SIGTERM, up to ``MERCATO_SHUTDOWN_TIMEOUT`` + 5 s to drain, then
-SIGKILL) and exits 0. Each change of state goes to the status file ``mercato ps`` reads.
+SIGINT stops every child (SIGTERM, up to 2.5 × ``MERCATO_SHUTDOWN_TIMEOUT`` + 5 s to drain,
+then SIGKILL) and exits 0. Each change of state goes to the status file ``mercato ps`` reads.
 """
 
 from __future__ import annotations
