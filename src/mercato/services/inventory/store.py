@@ -99,6 +99,16 @@ _PUT = {
     )
     for name, insert in _INSERT_STOCK.items()
 }
+# The low-stock threshold written, whether a start wrote it before or not.
+_SET_THRESHOLD = {
+    name: insert.on_conflict_do_update(
+        index_elements=[config.c.name], set_={"value": insert.excluded.value}
+    )
+    for name, insert in (
+        ("postgresql", postgresql.insert(config)),
+        ("sqlite", sqlite.insert(config)),
+    )
+}
 # A first reservation of an order, or nothing (another delivery of it came first).
 _CLAIM = {
     name: insert.on_conflict_do_nothing(index_elements=[reservations.c.order_id])
@@ -152,13 +162,7 @@ async def threshold(conn: Connection) -> int:
 async def set_threshold(conn: Connection, value: int) -> None:
     """One upsert: replicas starting together each write it without a unique violation."""
     _thresholds.pop(conn.db, None)
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(config).values(name="stock_low", value=value)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[config.c.name], set_={"value": statement.excluded.value}
-        )
-    )
+    await conn.execute(_SET_THRESHOLD[conn.dialect.name], {"name": "stock_low", "value": value})
 
 
 async def get_stock(conn: Connection, product_id: str) -> Stock | None:
