@@ -180,7 +180,7 @@ class Settings(BaseSettings):
     @property
     def broker_shown(self) -> str:
         """The broker's nodes as a log line or a banner may show them: no password."""
-        return ",".join(without_password(url) for url in self.broker_urls)
+        return ",".join(_without_password(url) for url in self.broker_urls)
 
     @classmethod
     def settings_customise_sources(
@@ -198,8 +198,7 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
-def without_password(url: str) -> str:
-    """``url`` as a message or a banner may show it: its password as ``***``."""
+def _without_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url

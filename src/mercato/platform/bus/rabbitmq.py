@@ -48,7 +48,7 @@ from yarl import URL
 
 from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
 from mercato.platform.envelope import AMQP_PREFIX, CONTENT_TYPE, Envelope
-from mercato.platform.settings import broker_urls, without_password
+from mercato.platform.settings import broker_urls
 from mercato.platform.waits import within
 
 log = structlog.get_logger(__name__)
@@ -64,7 +64,7 @@ class RabbitBus:
         # One node or the cluster's: "amqp://u:p@h1:5672/,amqp://u:p@h2:5672/" or a list.
         self.urls = list(broker_urls(url) if isinstance(url, str) else url)
         self.url = ",".join(self.urls)
-        self.where = ", ".join(without_password(u) for u in self.urls)  # for messages: no password
+        self.where = ", ".join(_safe(u) for u in self.urls)  # for messages: no password
         self.namespace = namespace
         # Bounds every wait on the broker (connect, confirm, declare), so a broker that went
         # silent turns into a failed publish the relay retries, never a hang.
@@ -111,7 +111,7 @@ class RabbitBus:
                     await within(self.timeout, connection.close())
                 if len(self.urls) == 1:
                     raise
-                failures.append(f"{without_password(self.urls[first])}: {exc!r}")
+                failures.append(f"{_safe(self.urls[first])}: {exc!r}")
         raise ConnectionError("no node answered (" + "; ".join(failures) + ")")
 
     async def close(self) -> None:
@@ -479,3 +479,10 @@ class _FailoverConnection(aio_pika.RobustConnection):
             self.url = self.nodes[self.node]
             log.warning("RabbitMQ connection lost or refused; trying the next node", next=str(self))
         await super()._on_connection_close(closing)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{creds.partition(':')[0]}{at}{host}" if at else url
