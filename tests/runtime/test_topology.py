@@ -33,6 +33,7 @@ def test_a_group_is_one_process_and_replicas_are_processes_of_their_own() -> Non
         (["catalog,catalog"], {}, "catalog is already in a group"),
         ([" , "], {}, "no service named"),
         (["catalog,cart"], {"cart": 2}, "cart runs in a group"),
+        ([], {"basket": 2}, "unknown service 'basket'"),
     ],
 )
 def test_a_topology_that_cannot_be_is_refused(
@@ -40,6 +41,15 @@ def test_a_topology_that_cannot_be_is_refused(
 ) -> None:
     with pytest.raises(BadTopology, match=message):
         process_plan(groups, replicas)
+
+
+@pytest.mark.parametrize(
+    ("without", "message"),
+    [(["cart"], "the order saga needs cart"), (["basket"], "unknown service 'basket'")],
+)
+def test_only_an_optional_service_can_be_left_out(without: list[str], message: str) -> None:
+    with pytest.raises(BadTopology, match=message):
+        process_plan(without=without)
 
 
 @pytest.mark.parametrize(

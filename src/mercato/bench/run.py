@@ -56,6 +56,8 @@ class Config:
     carrier_delay: str = "never"
     # Services sharing one process (`up --processes --group`); the rest one process each.
     groups: tuple[str, ...] = ()
+    # Optional services left out of the system (`up --without`).
+    without: tuple[str, ...] = ()
     wdm: bool = False
     wdm_targets: tuple[str, ...] = ()
     wdm_seconds: float = 15.0
@@ -354,7 +356,13 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
         if not config.skip_raw:
             results["raw"] = await measure_raw(config, progress, run_id, workdir)
         system = SystemUnderTest(
-            run_id, config.broker, config.database, workdir, config.carrier_delay, config.groups
+            run_id,
+            config.broker,
+            config.database,
+            workdir,
+            config.carrier_delay,
+            config.groups,
+            config.without,
         )
         results["run"]["processes"] = system.topology
         try:

@@ -105,6 +105,7 @@ class SystemUnderTest:
     workdir: Path
     carrier_delay: str = "never"
     groups: tuple[str, ...] = ()  # `up --processes --group`: services sharing a process
+    without: tuple[str, ...] = ()  # `up --without`: optional services left out
     port: int = 0
     broker_url: str = ""
     vhost: str | None = None
@@ -128,8 +129,8 @@ class SystemUnderTest:
     def topology(self) -> list[str]:
         """The processes and the services each runs (``catalog+cart``)."""
         if not self.processes:
-            return ["+".join(ordered_names())]
-        return ["+".join(names) for names in process_plan(self.groups)]
+            return ["+".join(ordered_names(self.without))]
+        return ["+".join(names) for names in process_plan(self.groups, without=self.without)]
 
     @property
     def metrics_urls(self) -> list[str]:
@@ -169,6 +170,7 @@ class SystemUnderTest:
                 self.notes.append("rabbitmqctl unavailable: the run used the default vhost")
         self.port = free_port(len(ordered_names()) + 1)
         cmd = [sys.executable, "-m", "mercato", "up", "--port", str(self.port)]
+        cmd += [f"--without={name}" for name in self.without]
         if self.processes:
             cmd += ["--processes", *(f"--group={group}" for group in self.groups)]
         else:

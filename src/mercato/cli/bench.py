@@ -98,6 +98,10 @@ def bench(
             "as `mercato up --processes --group`"
         ),
     ] = None,
+    without: Annotated[
+        list[str] | None,
+        typer.Option(help="SERVICE: run the system without it, as `mercato up --without`"),
+    ] = None,
     wdm: Annotated[bool, typer.Option("--wdm", help="Also drive the WDM benchmark API")] = False,
     target: Annotated[
         list[str] | None, typer.Option(help="Another WDM system's base URL (with --wdm)")
@@ -128,13 +132,12 @@ def bench(
         fail(f"--rate {rate:g}: checkouts per second, more than 0 and at most 10000")
     if target and not wdm:
         fail("--target needs --wdm")
-    if group:
-        if broker is Broker.memory:
-            fail("--group needs --broker rabbitmq or nats (embedded is one process already)")
-        try:
-            process_plan(group)
-        except BadTopology as exc:
-            fail(str(exc))
+    if group and broker is Broker.memory:
+        fail("--group needs --broker rabbitmq or nats (embedded is one process already)")
+    try:
+        process_plan(group or (), without=without or ())
+    except BadTopology as exc:
+        fail(str(exc))
     for url in target or []:
         if not url.startswith(("http://", "https://")):
             fail(f"--target {url!r}: expected an http:// or https:// base URL")
@@ -156,6 +159,7 @@ def bench(
         skip_raw=skip_raw,
         carrier_delay=carrier_delay,
         groups=tuple(group or ()),
+        without=tuple(without or ()),
         wdm=wdm,
         wdm_targets=tuple(target or ()),
         out=out,

@@ -23,6 +23,7 @@ from mercato.platform.runtime.service import Service
 from mercato.platform.runtime.system import System, create_app
 from mercato.platform.settings import Settings, parse_targets
 from mercato.services import (
+    OPTIONAL,
     SERVICES,
     BadTopology,
     UnknownService,
@@ -117,20 +118,27 @@ def up(
             "repeat for several groups"
         ),
     ] = None,
+    without: Annotated[
+        list[str] | None,
+        typer.Option(help=f"SERVICE: leave it out (one of {', '.join(OPTIONAL)}); repeatable"),
+    ] = None,
 ) -> None:
     """Start the whole system: embedded in one process (default), or one process per service
     (or per group of services)."""
     settings = settings_or_exit(port=port, data_dir=data_dir)
+    left_out = without or []
+    try:
+        if processes:
+            plan = process_plan(group or [], _parse_replicas(replicas or []), left_out)
+        else:
+            services = all_services(left_out)
+    except BadTopology as exc:
+        fail(str(exc))
     if processes:
-        try:
-            plan = process_plan(group or [], _parse_replicas(replicas or []))
-        except BadTopology as exc:
-            fail(str(exc))
         _supervise(settings, plan)
         return
     if replicas or group:
         fail("--replicas and --group need --processes")
-    services = all_services()
     console.print(
         f"Mercato: {len(services)} services on {settings.broker_shown}, "
         f"data in {settings.data_dir.resolve()}, HTTP on http://{settings.host}:{settings.port}"

@@ -37,6 +37,9 @@ SERVICES: dict[str, str] = {
     "gateway": "mercato.services.gateway.service:service",
 }
 
+# The services the order saga does without: `mercato up --without NAME` leaves them out.
+OPTIONAL = ("notification", "audit", "recommendation", "webhooks")
+
 
 class UnknownService(LookupError):
     pass
@@ -57,20 +60,37 @@ def load_service(spec: str) -> Service:
     return service
 
 
-def ordered_names() -> list[str]:
-    return sorted(SERVICES, key=lambda n: START_ORDER.index(n) if n in START_ORDER else 99)
-
-
-def all_services() -> list[Service]:
-    return [load_service(name) for name in ordered_names()]
-
-
 class BadTopology(ValueError):
     pass
 
 
+def ordered_names(without: Sequence[str] = ()) -> list[str]:
+    """The services in start order, less ``without`` (optional services only)."""
+    for name in without:
+        if name not in SERVICES:
+            raise BadTopology(f"--without {name}: unknown service {name!r}")
+        if name not in OPTIONAL:
+            optional = [n for n in OPTIONAL if n in SERVICES]
+            can = f"only {', '.join(optional)} can be left out" if optional else "none can"
+            raise BadTopology(f"--without {name}: the order saga needs {name}; {can}")
+    return sorted(
+        (n for n in SERVICES if n not in without),
+        key=lambda n: START_ORDER.index(n) if n in START_ORDER else 99,
+    )
+
+
+def all_services(without: Sequence[str] = ()) -> list[Service]:
+    return [load_service(name) for name in ordered_names(without)]
+
+
+def _missing(name: str) -> str:
+    return f"unknown service {name!r}" if name not in SERVICES else f"{name} is left out"
+
+
 def process_plan(
-    groups: Sequence[str] = (), replicas: Mapping[str, int] | None = None
+    groups: Sequence[str] = (),
+    replicas: Mapping[str, int] | None = None,
+    without: Sequence[str] = (),
 ) -> list[tuple[str, ...]]:
     """The processes of ``mercato up --processes``, in start order: each the services it runs.
 
@@ -78,7 +98,10 @@ def process_plan(
     every other service runs alone, in ``replicas[name]`` competing processes (default 1). A
     service of a group has one process: the group's."""
     replicas = dict(replicas or {})
-    known = ordered_names()
+    known = ordered_names(without)
+    for name in replicas:
+        if name not in known:
+            raise BadTopology(f"--replicas {name}: {_missing(name)}")
     together: list[tuple[str, ...]] = []
     seen: set[str] = set()
     for group in groups:
@@ -86,8 +109,8 @@ def process_plan(
         if not names:
             raise BadTopology(f"--group {group!r}: no service named")
         for name in names:
-            if name not in SERVICES:
-                raise BadTopology(f"--group {group!r}: unknown service {name!r}")
+            if name not in known:
+                raise BadTopology(f"--group {group!r}: {_missing(name)}")
             if name in seen:
                 raise BadTopology(f"--group {group!r}: {name} is already in a group")
             if name in replicas:
