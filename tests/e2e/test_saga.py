@@ -24,6 +24,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from mercato.platform.envelope import Envelope
+from mercato.platform.runtime.system import System
 from mercato.platform.settings import Settings
 from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.sql import Database
@@ -58,6 +59,7 @@ class Shop:
     settings: Settings
     admin: dict[str, str] = field(default_factory=dict)
     engines: dict[str, Database] = field(default_factory=dict)
+    system: System | None = None
 
     async def sign_in(self, email: str, password: str) -> dict[str, str]:
         response = await self.http.post(
@@ -196,8 +198,8 @@ async def open_shop(
         **overrides,
     )
     chosen = all_services() if services is None else [load_service(n) for n in services]
-    async with running(chosen, settings) as (_, http):
-        shop = Shop(http, settings)
+    async with running(chosen, settings) as (system, http):
+        shop = Shop(http, settings, system=system)
         shop.admin = await shop.sign_in(ADMIN["email"], ADMIN["password"])
         try:
             yield shop

@@ -257,6 +257,7 @@ class InboxConsumer:
     ) -> Verdict:
         event_id = envelope.id if envelope else _header(message, "id")
         event_type = envelope.type if envelope else _header(message, "type")
+        now = datetime.now(UTC)
         letter: dict[str, Any] = {
             "id": new_id(),
             "consumer": self.name,
@@ -267,7 +268,8 @@ class InboxConsumer:
             "error": _storable(error),
             "attempts": message.attempt,
             "status": "dead",
-            "failed_at": datetime.now(UTC),
+            "failed_at": now,
+            "first_failed_at": now,
         }
         log.error(
             "dead-lettered",

@@ -65,10 +65,11 @@ class ServiceContext:
     def name(self) -> str:
         return self.service.name
 
-    def channel(self, service: str) -> grpc.aio.Channel:
+    def channel(self, service: str, *, in_process: bool = True) -> grpc.aio.Channel:
         """A shared gRPC channel to another service: in-process when that service runs in
-        this process (see ``local_grpc``), else to its address from ``grpc_targets``."""
-        if self.local is not None and service in self.local:
+        this process (see ``local_grpc``), else (or without ``in_process``: for the platform's
+        Operations, which ``local_grpc`` does not carry) to its address from ``grpc_targets``."""
+        if in_process and self.local is not None and service in self.local:
             return self.local.channel()
         channel = self._channels.get(service)
         if channel is None:

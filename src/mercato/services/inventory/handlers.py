@@ -36,6 +36,7 @@ from mercato.services.inventory.domain import (
     RETURN_DEDUCTED,
     RETURN_HELD,
     SHORT,
+    Movement,
     merge_lines,
 )
 
@@ -52,6 +53,7 @@ async def stock_product(event: ProductCreated, uow: UnitOfWork) -> None:
     ProductUpdated: whichever came first created the row, a later create leaves it alone
     (``store.add_product``: one conditional insert, also when both arrive at once)."""
     if await store.add_product(uow.conn, event.productId, event.quantity):
+        await store.record(uow.conn, Movement.STOCKED, [(event.productId, event.quantity)])
         await store.announce(uow, event.productId)
 
 
@@ -62,6 +64,7 @@ async def set_product_stock(event: ProductUpdated, uow: UnitOfWork) -> None:
     if event.quantity is None:
         return
     await store.put_stock(uow.conn, event.productId, event.quantity)
+    await store.record(uow.conn, Movement.SET, [(event.productId, event.quantity)])
     await store.announce(uow, event.productId)
 
 
@@ -69,6 +72,7 @@ async def retire_product(event: ProductDeleted, uow: UnitOfWork) -> None:
     """A deleted product can no longer be reserved; reservations already held stay and are
     released or deducted as usual. Idempotent."""
     if await store.retire(uow.conn, event.productId):
+        await store.record(uow.conn, Movement.RETIRED, [(event.productId, 0)])
         await store.announce(uow, event.productId)
 
 
@@ -111,6 +115,7 @@ async def reserve_stock(event: OrderCreated, uow: UnitOfWork) -> None:
         return
     if savepoint is not None:
         await savepoint.commit()
+    await store.record(uow.conn, Movement.RESERVED, lines, order_id=event.orderId)
     uow.publish(StockReserved(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
     for after in taken:
         await store.tell(uow, after)
@@ -132,6 +137,7 @@ async def _release(uow: UnitOfWork, order_id: str) -> None:
     if lines is None:
         return  # never reserved, already released / deducted / returning, or a tombstone
     changed = await _give_back(uow, lines, back=True)
+    await store.record(uow.conn, Movement.RELEASED, lines, order_id=order_id)
     uow.publish(StockReleased(orderId=order_id, items=_items(lines)), subject=order_id)
     for after in changed:
         await store.tell(uow, after)
@@ -163,6 +169,7 @@ async def deduct_stock(event: OrderCompleted, uow: UnitOfWork) -> None:
     if lines is None:
         return
     await _give_back(uow, lines, back=False)
+    await store.record(uow.conn, Movement.DEDUCTED, lines, order_id=event.orderId)
     uow.publish(StockDeducted(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
 
 
@@ -183,5 +190,6 @@ async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None
     else:
         log.info("return for an order with nothing held or deducted here", order_id=event.orderId)
         return
+    await store.record(uow.conn, Movement.RETURNED, lines, order_id=event.orderId)
     for after in changed:
         await store.tell(uow, after)
