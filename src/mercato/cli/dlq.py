@@ -195,7 +195,7 @@ def redrive(
     if letter_id is not None and marked == 0:
         fail(f"no dead letter {letter_id!r} waiting (already redriven, or unknown)", code=1)
     console.print(
-        f"{marked} dead letter(s) marked for redrive; their services take them within a second"
+        f"{marked} dead letter(s) marked for redrive; their services take them within 5 seconds"
     )
 
 
