@@ -279,6 +279,9 @@ async def test_old_dead_letters_keep_their_bodies_as_utf8_bytes(
     finally:
         await db.dispose()
     assert bytes(letter.body) == "café {}".encode()
+    # platform_0004: its first failure is the one it kept; open, with no discard.
+    assert letter.first_failed_at == letter.failed_at and letter.status == "dead"
+    assert letter.discard_reason is None and letter.discarded_at is None
 
 
 async def test_a_letter_the_database_refuses_is_stored_escaped_or_logged_never_retried(
