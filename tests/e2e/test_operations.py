@@ -87,7 +87,7 @@ async def dead_letter(system: System, admin: dict[str, str], http: httpx.AsyncCl
         found = [x["id"] for x in answer.json()["items"] if x["eventId"] == event_id]
         return found[0] if found else None
 
-    letter: str = await eventually(listed)
+    letter: str = await eventually(listed, timeout=30)
     return letter
 
 
@@ -101,8 +101,8 @@ async def test_dead_letters_are_listed_inspected_redriven_and_discarded_over_htt
     async with ledger_ctx.transaction() as uow:
         stuck = await ledger.record_entry(uow, "acc-frozen", Decimal("5.00"))
     poisoned = await poison(ops.system)
-    await eventually(lambda: letters(tally_db))
-    await eventually(lambda: letters(ops.db("inventory")))
+    await eventually(lambda: letters(tally_db), timeout=30)
+    await eventually(lambda: letters(ops.db("inventory")), timeout=30)
 
     listed = await ops.get("/api/v1/admin/dead-letters")
     assert listed["nextCursor"] is None
@@ -225,7 +225,7 @@ async def test_unknown_or_malformed_ids_and_bad_queries_are_clear_errors(ops: Op
 
 async def test_the_system_view_shows_each_service_and_its_open_dead_letters(ops: Ops) -> None:
     await poison(ops.system)
-    await eventually(lambda: letters(ops.db("inventory")))
+    await eventually(lambda: letters(ops.db("inventory")), timeout=30)
     shown = await ops.get("/api/v1/admin/system")
     services = {s["name"]: s for s in shown["services"]}
     assert set(services) == {*SERVICES, "ledger", "tally"}
@@ -243,7 +243,7 @@ async def test_the_system_view_shows_an_unsent_backlog_and_a_service_that_is_dow
     relay = ops.system.hosts["ledger"].relay
     assert relay is not None
     relay.stop()
-    await eventually(lambda: _stopped(ops))
+    await eventually(lambda: _stopped(ops), timeout=30)
     ledger_ctx = ops.system.hosts["ledger"].ctx
     assert ledger_ctx is not None
     async with ledger_ctx.transaction() as uow:
@@ -254,7 +254,7 @@ async def test_the_system_view_shows_an_unsent_backlog_and_a_service_that_is_dow
         found = next(s for s in shown["services"] if s["name"] == "ledger")
         return found if found["outboxBacklog"] == 1 else {}
 
-    found = await eventually(backlog)
+    found = await eventually(backlog, timeout=30)
     assert found["oldestUnsentAgeSeconds"] > 0
     # A service whose gRPC server is gone: not ready, and said so; the others still answer.
     await ops.system.hosts["tally"].stop()

@@ -24,7 +24,7 @@ import structlog
 from sqlalchemy import Row, and_, bindparam, func, or_, select, update
 
 from mercato.platform.envelope import Envelope, EnvelopeError
-from mercato.platform.inbox import InboxConsumer
+from mercato.platform.inbox import InboxConsumer, prefix_of
 from mercato.platform.storage.sql import Database
 from mercato.platform.storage.tables import dead_letters, outbox
 
@@ -81,14 +81,11 @@ async def list_dead_letters(
     event_type: str | None = None,
     limit: int | None = None,
     before: Cursor | None = None,
-    include_redriven: bool = True,
 ) -> Sequence[Row[Any]]:
     """The letters, newest failure first (ties by id), ``status`` one of ``SHOWN``'s keys."""
     query = select(dead_letters).order_by(dead_letters.c.failed_at.desc(), dead_letters.c.id.desc())
     if status is not None:
         query = query.where(dead_letters.c.status.in_(SHOWN[status]))
-    elif not include_redriven:
-        query = query.where(dead_letters.c.status != REDRIVEN)
     if event_type is not None:
         query = query.where(dead_letters.c.event_type == event_type)
     if before is not None:
@@ -121,12 +118,17 @@ def readable(data: bytes | str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else ascii(c)[1:-1] for c in text)
 
 
+def headers_of(row: Row[Any]) -> dict[str, str]:
+    """A letter's headers as they came off the broker (every value a string)."""
+    headers: dict[str, str] = json.loads(row.headers)
+    return headers
+
+
 def envelope_of(headers: dict[str, str], body: bytes) -> dict[str, Any] | None:
     """The letter's event as a structured CloudEvent; None when the message is not one (a
     malformed message is dead-lettered for that very reason)."""
-    prefix = next((k[: -len("specversion")] for k in headers if k.endswith("specversion")), "ce-")
     try:
-        return Envelope.from_binary(headers, body, prefix).to_structured()
+        return Envelope.from_binary(headers, body, prefix_of(headers)).to_structured()
     except (EnvelopeError, ValueError, TypeError):
         return None
 
@@ -262,8 +264,3 @@ class Redriver:
                 continue  # another replica took it
             done += await _redrive_claimed(self.db, self.consumer, row)
         return done
-
-
-def headers_of(row: Row[Any]) -> dict[str, str]:
-    headers: dict[str, str] = json.loads(row.headers)
-    return headers

@@ -17,7 +17,7 @@ import asyncio
 import base64
 import json
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -323,7 +323,7 @@ class InboxConsumer:
             topic="",
             headers=json.loads(row.headers),
             body=bytes(row.body),
-            prefix=_prefix_of(json.loads(row.headers)),
+            prefix=prefix_of(json.loads(row.headers)),
         )
         try:
             await self._handle([self._decode(message)])
@@ -364,7 +364,8 @@ def _ascii(text: str | None) -> str | None:
     return None if text is None else ascii(text)[1:-1]
 
 
-def _prefix_of(headers: dict[str, Any]) -> str:
+def prefix_of(headers: Mapping[str, Any]) -> str:
+    """The CloudEvents prefix (``ce-``, ``cloudEvents:``) of headers as they were stored."""
     for key in headers:
         if key.endswith("specversion"):
             return key[: -len("specversion")]
