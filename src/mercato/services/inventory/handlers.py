@@ -132,10 +132,11 @@ async def _give_back(
 async def _release(uow: UnitOfWork, order_id: str) -> None:
     """RESERVED → RELEASED and the stock back; before OrderCreated, a CANCELLED tombstone that
     makes a late OrderCreated a no-op (``store.move``: one conditional statement, so of two
-    events of the order handled at once only one gives the stock back)."""
+    events of the order handled at once only one gives the stock back). Either way
+    StockReleased tells the order that nothing is held for it (no items: nothing ever was)."""
     lines = await store.move(uow.conn, order_id, RELEASE)
     if lines is None:
-        return  # never reserved, already released / deducted / returning, or a tombstone
+        return  # reservation failed, or already released / deducted / returning / tombstoned
     changed = await _give_back(uow, lines, back=True)
     await store.record(uow.conn, Movement.RELEASED, lines, order_id=order_id)
     uow.publish(StockReleased(orderId=order_id, items=_items(lines)), subject=order_id)
@@ -175,7 +176,8 @@ async def deduct_stock(event: OrderCompleted, uow: UnitOfWork) -> None:
 
 async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None:
     """Returned goods are back on hand: what was held for the order (or, if it had been
-    deducted, what the return carries) becomes available again. Idempotent: once per order
+    deducted, what the return carries) becomes available again; StockReleased tells a
+    cancelled order that its stock is back. Idempotent: once per order
     (RESERVED / RETURNING / DEDUCTED → RETURNED, each a conditional move; the states never
     go back, so trying one move and then the other takes exactly one). Tolerates reordering
     with OrderCancelled: a return for a still-RESERVED order is taken as the end of that
@@ -183,6 +185,8 @@ async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None
     lines = await store.move(uow.conn, event.orderId, RETURN_HELD)
     if lines is not None:
         changed = await _give_back(uow, lines, back=True)
+        released = StockReleased(orderId=event.orderId, items=_items(lines))
+        uow.publish(released, subject=event.orderId)
     elif await store.move(uow.conn, event.orderId, RETURN_DEDUCTED) is not None:
         lines = merge_lines((i.productId, i.quantity) for i in event.items)
         added = [await store.add_available(uow.conn, p, q) for p, q in lines]

@@ -342,9 +342,10 @@ async def claim(conn: Connection, order_id: str, items: list[tuple[str, int]]) -
 
 async def move(conn: Connection, order_id: str, step: Step) -> list[tuple[str, int]] | None:
     """Take ``step`` if the order's reservation is in one of its sources: the reservation's
-    lines then. None when this call moved nothing: the reservation is in another status (the
-    step, or another, was taken already), there is none, or there was none and the step's
-    tombstone was written instead.
+    lines then; no lines when there was none and this call wrote the step's tombstone. None
+    when this call moved nothing: the reservation is in another status (the step, or another,
+    was taken already, or the tombstone written), or there is none and the step has no
+    tombstone.
 
     The check and the move are ONE conditional statement (``UPDATE … WHERE status IN (…)
     RETURNING``; with a tombstone, ``INSERT … ON CONFLICT (order_id) DO UPDATE … WHERE status
@@ -362,6 +363,8 @@ async def move(conn: Connection, order_id: str, step: Step) -> list[tuple[str, i
         else {"b_id": order_id, "b_now": datetime.now(UTC)}
     )
     row = (await conn.execute(statement, params)).first()
+    if row is not None and step.tombstone is not None and row.status == step.tombstone.value:
+        return []
     if row is None or row.status != step.target.value:
         return None
     return [(str(p), int(q)) for p, q in row.items]
