@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Any
 
 from mercato.contracts.events import REGISTRY, EventSpec
+from mercato.platform.inbox import OnEvery
 from mercato.services import all_services
 
 HEADER = """# Events
@@ -35,6 +36,10 @@ def consumers() -> dict[str, list[str]]:
     found: dict[str, list[str]] = defaultdict(list)
     for service in all_services():
         for sub in service.handlers:
+            if isinstance(sub, OnEvery):  # every type, and types not in the catalog
+                for event_type in REGISTRY:
+                    found[event_type].append(f"{service.name}: `{sub.handler.__name__}` (all)")
+                continue
             route = f" (route {sub.route})" if sub.route else ""
             found[sub.event_type].append(f"{service.name}: `{sub.handler.__name__}`{route}")
     return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mercato.services.gateway.routes import (
+    audit,
     auth,
     cart,
     compat_oms,
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
     compat_wdm_orders.router,
     compat_wdm.router,
+    audit.router,
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.
