@@ -80,6 +80,12 @@ async def checked_out_and_delivered(shop: saga.Shop) -> tuple[dict[str, str], st
     )
     assert checkout.status_code == 202, checkout.text
     order_id = checkout.json()["orderId"]
+
+    async def placed() -> bool:  # the order service makes it from CartCheckedOut
+        got = await shop.http.get(f"/api/v1/orders/{order_id}", headers=who)
+        return got.status_code == 200
+
+    await eventually(placed, timeout=15)
     order = await shop.reaches(who, order_id, "DELIVERING")
     await shop.carrier(order["shipmentId"], "delivered")
     await shop.wait(who, order_id, "COMPLETED")
@@ -138,3 +144,44 @@ async def stored_copies(shop: saga.Shop) -> Counter[str]:
     finally:
         await db.dispose()
     return Counter(row.event_id for row in rows)
+
+
+async def displayed_stock(shop: saga.Shop) -> dict[str, tuple[int, Any]]:
+    """catalog's read model: each product's displayed availability and the report's time."""
+    from mercato.services.catalog.tables import products
+
+    db = open_database(
+        service_url(shop.settings.database_url, "catalog", shop.settings.data_dir), 2
+    )
+    try:
+        async with db.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(products.c.id, products.c.available, products.c.stock_at)
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    return {row.id: (row.available, row.stock_at) for row in rows}
+
+
+async def wipe_and_rebuild(shop: saga.Shop) -> dict[str, tuple[int, Any]]:
+    """catalog's displayed stock wiped, then rebuilt from audit's log; (the live model before)."""
+    from mercato.services.audit import store
+    from mercato.services.catalog.rebuild import rebuild_displayed_stock, wipe_displayed_stock
+
+    live = await displayed_stock(shop)
+    assert any(available for available, _ in live.values())
+    url = lambda name: service_url(shop.settings.database_url, name, shop.settings.data_dir)  # noqa: E731
+    catalog_db, audit_db = open_database(url("catalog"), 2), open_database(url("audit"), 2)
+    try:
+        assert await wipe_displayed_stock(catalog_db) == len(live)
+        wiped = await displayed_stock(shop)
+        assert all(value == (0, None) for value in wiped.values())
+        stored = store.oldest_first(audit_db, store.EventFilter(type="StockUpdated"), chunk=7)
+        done = await rebuild_displayed_stock(catalog_db, stored)
+        assert done.consumer.startswith("catalog.stock-rebuild.") and done.events > 0
+    finally:
+        await catalog_db.dispose()
+        await audit_db.dispose()
+    return live

@@ -30,8 +30,10 @@ from tests.services.audit.story import (
     audited_shop,
     check_story,
     checked_out_and_delivered,
+    displayed_stock,
     stored_copies,
     story_of,
+    wipe_and_rebuild,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -310,3 +312,40 @@ async def cli(shop: saga.Shop, *args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+async def test_catalog_stock_wiped_and_rebuilt_from_the_log_is_the_same(
+    shop: saga.Shop, delivered: tuple[dict[str, str], str]
+) -> None:
+    _, order_id = delivered
+    await story_of(shop, order_id, *DELIVERED)
+    live = await wipe_and_rebuild(shop)
+    assert await displayed_stock(shop) == live
+    # The same through the CLI, and as a shopper sees it.
+    shown = {p: (await shop.available(p)) for p in live}
+    out = await cli(shop, "events", "rebuild", "catalog-stock", "--wipe")
+    assert "rebuilt from" in out
+    assert await displayed_stock(shop) == live
+    assert {p: (await shop.available(p)) for p in live} == shown
+
+
+async def test_cli_replay_to_a_service_is_harmless(
+    shop: saga.Shop, delivered: tuple[dict[str, str], str]
+) -> None:
+    _, order_id = delivered
+    await story_of(shop, order_id, *DELIVERED)
+    charges = await payment_events(shop, order_id)
+    for _ in range(2):
+        out = await cli(
+            shop,
+            "events",
+            "replay",
+            "--to",
+            "payment",
+            "--correlation-id",
+            order_id,
+            "--since",
+            "1h",
+        )
+        assert "replayed 1 event(s) to payment" in out  # of the order's events, OrderCreated
+    assert await payment_events(shop, order_id) == charges
