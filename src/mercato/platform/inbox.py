@@ -17,7 +17,7 @@ import asyncio
 import base64
 import json
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -83,16 +83,21 @@ EveryFn = Callable[[Sequence[Envelope], UnitOfWork], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class OnEvery:
-    """``every(append_events)``: one handler for every event of every type, known or not,
-    called once per batch with the batch's new envelopes, in the batch's transaction (the
-    audit log: one multi-row append per batch). Its queue is bound with one wildcard."""
+    """``every(append_events, catalog)``: one handler for every event of every type, called
+    once per batch with the batch's new envelopes, in the batch's transaction (the audit log:
+    one multi-row append per batch). Its queue is bound with one wildcard.
+
+    With a ``catalog`` (type → model), an event of a type not in it, or whose payload fails
+    its model, is a dead letter, as it is for a handler of that type; without one, every
+    well-formed CloudEvent is taken."""
 
     handler: EveryFn
+    catalog: Mapping[str, type[Payload]] | None = None
     pattern: str = ALL_EVENTS
 
 
-def every(handler: EveryFn) -> OnEvery:
-    return OnEvery(handler)
+def every(handler: EveryFn, catalog: Mapping[str, type[Payload]] | None = None) -> OnEvery:
+    return OnEvery(handler, catalog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,7 @@ class InboxConsumer:
             raise PoisonMessage(f"malformed event: {exc}") from exc
         handlers = self._by_type.get(envelope.type)
         if not handlers and self._every:
+            self._check(envelope)
             return _Decoded(message, envelope, None, ())
         if not handlers:
             # The queue is bound to the handled types only: this came from a publisher newer
@@ -226,6 +232,21 @@ class InboxConsumer:
             h for h in handlers if h.route is None or h.route == _route_value(envelope, h)
         )
         return _Decoded(message, envelope, payload, matching)
+
+    def _check(self, envelope: Envelope) -> None:
+        """An event for ``every`` handlers only: held to each one's catalog, if it has one."""
+        for handler in self._every:
+            if handler.catalog is None:
+                continue
+            model = handler.catalog.get(envelope.type)
+            if model is None:
+                raise PoisonMessage(
+                    f"unknown event type {envelope.type!r}: not in {self.name}'s catalog"
+                )
+            try:
+                model.model_validate(envelope.data)
+            except ValidationError as exc:
+                raise PoisonMessage(f"invalid {envelope.type} payload: {exc}") from exc
 
     async def _handle(self, items: Sequence[_Decoded]) -> None:
         async with transaction(self.db, self.name, on_events=self.on_events) as uow:

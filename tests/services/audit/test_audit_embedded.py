@@ -16,6 +16,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 
 from mercato.platform.bus.port import EventBus, topic_of
+from mercato.platform.dead_letters import list_dead_letters
 from mercato.platform.envelope import Envelope
 from mercato.platform.runtime.system import System
 from mercato.platform.settings import ConfigError, load_settings
@@ -349,3 +350,33 @@ async def test_cli_replay_to_a_service_is_harmless(
         )
         assert "replayed 1 event(s) to payment" in out  # of the order's events, OrderCreated
     assert await payment_events(shop, order_id) == charges
+
+
+async def test_what_no_model_takes_is_an_audit_dead_letter_not_a_row(
+    shop: saga.Shop, bus: EventBus
+) -> None:
+    marker = f"poison-{os.urandom(4).hex()}"
+    unknown = Envelope(type="OrderTeleported", source="mercato/order", data={"orderId": marker})
+    invalid = Envelope(type="OrderCreated", source="mercato/order", data={"orderId": [marker]})
+    for envelope in (unknown, invalid):
+        headers, body = envelope.to_binary(bus.prefix)  # type: ignore[attr-defined]
+        await bus.publish_raw(topic_of(envelope), headers, body)
+    await bus.publish_raw("order.OrderCreated", {}, f"not an event {marker}".encode())
+    db = audit_db(shop)
+    try:
+
+        async def letters() -> list[Any]:
+            found = await list_dead_letters(db)
+            mine = [r for r in found if marker.encode() in bytes(r.body)]
+            return mine if len(mine) == 3 else []
+
+        kept = await eventually(letters, timeout=15)
+    finally:
+        await db.dispose()
+    errors = sorted(r.error.partition(":")[0] for r in kept)
+    assert errors == [
+        "invalid OrderCreated payload",
+        "malformed event",
+        "unknown event type 'OrderTeleported'",
+    ]
+    assert {unknown.id, invalid.id}.isdisjoint(await stored_copies(shop))

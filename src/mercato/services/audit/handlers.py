@@ -1,4 +1,4 @@
-"""audit's one handler: append every event, whatever its type, once.
+"""audit's one handler: append every event of the catalog, once.
 
 Ordering: none needed; the log is read in time order, whatever order events came in.
 Idempotent: the inbox drops what this consumer has seen, and the event id is unique in the log
