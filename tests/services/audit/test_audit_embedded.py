@@ -380,3 +380,46 @@ async def test_what_no_model_takes_is_an_audit_dead_letter_not_a_row(
         "unknown event type 'OrderTeleported'",
     ]
     assert {unknown.id, invalid.id}.isdisjoint(await stored_copies(shop))
+
+
+async def test_cli_tail_follow_prints_each_event_as_it_is_stored(
+    shop: saga.Shop, bus: EventBus
+) -> None:
+    env = {**os.environ, "MERCATO_DATA_DIR": str(shop.settings.data_dir), "COLUMNS": "200"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "mercato", "events", "tail", "--follow", "--type", "ProductViewed"),
+        *("-n", "0", "--interval", "0.1"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        marker = f"p-follow-{os.urandom(3).hex()}"
+        printed = ""
+
+        async def shown() -> bool:
+            nonlocal printed
+            # One more event each time, until the command, up by then, prints one: it
+            # follows from its start on, so what was stored before is not printed.
+            product = f"{marker}-{os.urandom(2).hex()}"
+            event = Envelope(
+                type="ProductViewed",
+                source="mercato/catalog",
+                data={"productId": product},
+                subject=product,
+            )
+            assert await bus.send("audit", [(topic_of(event), event)]) == [True]
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), 0.5)  # type: ignore[union-attr]
+            except TimeoutError:
+                return False
+            printed += line.decode()
+            return marker in printed
+
+        await eventually(shown, timeout=60, interval=0.5)
+        assert "ProductViewed" in printed and "catalog" in printed
+    finally:
+        proc.terminate()
+        await proc.wait()
