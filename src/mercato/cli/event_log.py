@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from mercato.cli.common import console, fail, settings_or_exit
+from mercato.cli.common import console, err_console, fail, settings_or_exit
 from mercato.platform.envelope import Envelope
 from mercato.platform.settings import Settings, retention_seconds
 from mercato.platform.storage.database import open_database, service_url
@@ -262,9 +262,7 @@ def export(
         return written
 
     written = with_audit(settings, write)
-    console.stderr = True
-    console.print(f"{written} event(s) exported", highlight=False)
-    console.stderr = False
+    err_console.print(f"{written} event(s) exported", highlight=False)
 
 
 def replay(
