@@ -1,7 +1,7 @@
-"""The audit log on RabbitMQ + PostgreSQL (every service in this process, on a broker namespace
-and databases of the test's own): an order's story from the checkout to the delivery, every
-event once; redelivery adds no row; a replay twice has no second effect; catalog's displayed
-stock rebuilt from the log is the live one."""
+"""The audit log on RabbitMQ + PostgreSQL, and on NATS JetStream + PostgreSQL (every service in
+this process, on a broker namespace and databases of the test's own): an order's story from the
+checkout to the delivery, every event once; redelivery adds no row; a replay twice has no
+second effect; catalog's displayed stock rebuilt from the log is the live one."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from mercato.platform.bus.nats import NatsBus
 from mercato.platform.bus.port import topic_of
 from mercato.platform.bus.rabbitmq import RabbitBus
 from mercato.platform.runtime.system import System
@@ -41,11 +42,18 @@ pytestmark = [
 ]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["rabbitmq", "nats"])
 async def world(
-    postgres_server: str, rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    postgres_server: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[saga.Shop, System]]:
-    bus = RabbitBus(rabbitmq_url, namespace=f"maudit{uuid.uuid4().hex[:8]}")
+    namespace = f"maudit{uuid.uuid4().hex[:8]}"
+    bus: RabbitBus | NatsBus
+    if request.param == "rabbitmq":
+        bus = RabbitBus(request.getfixturevalue("rabbitmq_url"), namespace=namespace)
+    else:
+        bus = NatsBus(request.getfixturevalue("nats_url"), namespace=namespace)
     async with fresh_databases(postgres_server) as template:
         try:
             async with audited_shop(
@@ -72,13 +80,13 @@ async def delivered(shop: saga.Shop) -> str:
     return order_id
 
 
-async def test_an_orders_story_on_rabbitmq_and_postgres(shop: saga.Shop, delivered: str) -> None:
+async def test_an_orders_story_on_a_broker_and_postgres(shop: saga.Shop, delivered: str) -> None:
     story = await story_of(shop, delivered, *DELIVERED)
     check_story(story, delivered)
     assert set((await stored_copies(shop)).values()) == {1}
 
 
-async def test_redelivery_on_rabbitmq_adds_no_row(
+async def test_redelivery_on_the_broker_adds_no_row(
     world: tuple[saga.Shop, System], delivered: str
 ) -> None:
     shop, system = world
@@ -110,7 +118,7 @@ async def test_pages_newest_first_on_postgres(shop: saga.Shop, delivered: str) -
     assert len(seen) == len(story["events"]) and seen == sorted(seen, reverse=True)
 
 
-async def test_replaying_twice_on_rabbitmq_has_no_second_effect(
+async def test_replaying_twice_through_the_broker_has_no_second_effect(
     shop: saga.Shop, delivered: str
 ) -> None:
     await story_of(shop, delivered, *DELIVERED)
