@@ -35,14 +35,14 @@ from tests.services.audit.story import (
 )
 from tests.services.audit.test_audit_embedded import payment_events, stored_envelope
 
-pytestmark = [
-    pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.postgres,
-    pytest.mark.rabbitmq,
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.postgres]
+BROKERS = [
+    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    pytest.param("nats", marks=pytest.mark.nats),
 ]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["rabbitmq", "nats"])
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=BROKERS)
 async def world(
     request: pytest.FixtureRequest,
     postgres_server: str,
