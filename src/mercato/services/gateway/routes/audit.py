@@ -16,7 +16,7 @@ from mercato.services.gateway.upstream import Upstream
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], responses=PROBLEM_RESPONSES)
 
-Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+Text = Annotated[str | None, Query(min_length=1, max_length=300)]
 Time = Annotated[
     str | None, Query(max_length=64, description="RFC 3339 with its zone, 2026-12-07T14:00:00Z")
 ]
