@@ -193,6 +193,20 @@ async def test_lean_answers_are_fastapis(rig: Rig) -> None:
         for path in ("/api/v1/orders/list", "/api/v1/orders/status"):
             await ask(path, params, "ada")
         await ask("/api/v1/orders/status_change_list", params, "ada")
+    events: list[dict[str, Any] | None] = [
+        None,
+        {"type": "OrderCreated", "limit": 2},
+        {"correlationId": ids["order"], "since": "2020-01-01T00:00:00Z"},
+        {"until": "yesterday"},
+        {"cursor": "nope"},
+        {"limit": 0},
+    ]
+    for params in events:
+        for caller in ("nobody", "ada", "admin"):
+            await ask("/api/v1/admin/events", params, caller)
+    for order in (ids["order"], "nope", LONG):
+        for caller in ("ada", "admin"):
+            await ask(f"/api/v1/admin/orders/{order}/story", None, caller)
     await ask("/.well-known/jwks.json", None, "nobody")
     for path in ("/orders/find/0", "/payment/find_user/0", "/stock/find/0", "/stock/find/x"):
         await ask(path, None, "nobody")
@@ -257,6 +271,8 @@ async def test_every_get_route_it_serves_is_asked_above(rig: Rig) -> None:
         "/api/v1/admin/dead-letters",
         "/api/v1/admin/dead-letters/{id}",
         "/api/v1/admin/system",
+        "/api/v1/admin/events",
+        "/api/v1/admin/orders/{orderId}/story",
     }
     routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
     assert {r.path for r in routes if lean.plan_for(r, LEAN_WRITES) is not None} == asked | {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mercato.services.gateway.routes import (
+    audit,
     auth,
     cart,
     compat_oms,
@@ -32,6 +33,7 @@ ROUTERS: list[APIRouter] = [
     operations.router,
     compat_wdm_orders.router,
     compat_wdm.router,
+    audit.router,
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.
