@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Row, bindparam, func, select, update
@@ -76,11 +76,23 @@ _CLAIM = (
 )
 
 
+class Redrivable(Protocol):
+    """What takes a dead letter back: an ``InboxConsumer``, or a service's own (notification's
+    mail), each for the rows of its ``name``."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def redrive(self, row: Any) -> str | None: ...
+
+
 class Redriver:
     """Redrives what ``mercato dlq redrive`` (another process) marked: it looks every
     ``poll_interval`` seconds, an operator's action needs no faster answer."""
 
-    def __init__(self, db: Database, consumer: InboxConsumer, poll_interval: float = 5.0):
+    def __init__(
+        self, db: Database, consumer: InboxConsumer | Redrivable, poll_interval: float = 5.0
+    ):
         self.db = db
         self.consumer = consumer
         self.poll_interval = poll_interval
