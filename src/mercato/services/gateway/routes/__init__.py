@@ -11,6 +11,7 @@ from mercato.services.gateway.routes import (
     compat_orders,
     compat_wdm,
     compat_wdm_orders,
+    notifications,
     orders,
     products,
     shipments,
@@ -26,6 +27,7 @@ ROUTERS: list[APIRouter] = [
     cart.router,
     # The seed routes first: /api/v1/orders/list must not be taken for an order id.
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
+    notifications.router,
     compat_wdm_orders.router,
     compat_wdm.router,
 ]
