@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +374,26 @@ async def test_a_send_cut_mid_hand_over_is_never_sent_again(tmp_path: Path) -> N
         assert rows["welcome"].mail_status == "pending"
         (letter,) = [d for d in await post.dead_letters() if d.event_type == "order_completed"]
         assert "may have arrived" in letter.error and letter.consumer == "notification.mail"
+
+
+async def test_without_smtp_mail_is_written_as_eml_files_and_kept_in_the_inbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with open_post(tmp_path, log_level="info") as post:
+        user_id, email, auth = await post.customer()
+
+        await eventually(lambda: len(sorted((tmp_path / "mail").glob("*.eml"))) == 2)
+        rows = await post.rows(user_id=user_id)
+        (row,) = rows
+        eml = tmp_path / "mail" / f"{row.id}.eml"
+        parsed = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        assert parsed["To"] == f"Ada <{email}>" and parsed["Subject"] == "Welcome to Mercato"
+        assert parsed["Message-ID"] == row.message_id
+        assert eml.stat().st_mode & 0o777 == 0o600
+        assert row.mail_status == "sent"
+        told = [e for e in await post.sent_events() if e["userId"] == user_id]
+        assert told[0]["channel"] == "file"
+        page = (await post.http.get("/api/v1/notifications", headers=auth)).json()
+        assert page["total"] == 1
+    said = capsys.readouterr()
+    assert "no MERCATO_SMTP_URL: mail is not sent" in said.out + said.err

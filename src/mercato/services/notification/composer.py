@@ -136,6 +136,7 @@ async def _add(
         "text": words.text,
         "html": words.html,
         "email": user.email,
+        "to_name": user.name,
         "message_id": mail.message_id_for(notification_id, ctx.settings.smtp_from),
         "created_at": now,
         "mail_status": (MailStatus.PENDING if user.email else MailStatus.NONE).value,

@@ -117,7 +117,7 @@ def _message(ctx: ServiceContext, row: Any) -> Any:
         message_id=row.message_id,
         kind=row.kind,
         sender=ctx.settings.smtp_from,
-        to_name=None,
+        to_name=row.to_name,
         to_email=row.email,
         subject=row.subject,
         text=row.text,

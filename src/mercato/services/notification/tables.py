@@ -75,6 +75,7 @@ notifications = Table(
     Column("text", Text, nullable=False),
     Column("html", Text, nullable=False),
     Column("email", String(320)),  # where the mail goes (None: inbox only)
+    Column("to_name", String(200)),  # the recipient's name, as the mail shows it
     Column("message_id", String(300), nullable=False),  # the mail's Message-ID, fixed
     Column("created_at", When, nullable=False),
     Column("read_at", When),

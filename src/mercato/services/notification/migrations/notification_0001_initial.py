@@ -62,6 +62,7 @@ def upgrade() -> None:
         sa.Column("text", sa.Text, nullable=False),
         sa.Column("html", sa.Text, nullable=False),
         sa.Column("email", sa.String(320)),
+        sa.Column("to_name", sa.String(200)),
         sa.Column("message_id", sa.String(300), nullable=False),
         sa.Column("created_at", When, nullable=False),
         sa.Column("read_at", When),
