@@ -55,10 +55,10 @@ def smtp_server(port: int | None = None) -> Iterator[tuple[Mailbox, int]]:
 def text_of(message: EmailMessage) -> str:
     body = message.get_body(("plain",))
     assert body is not None
-    return str(body.get_content())  # type: ignore[attr-defined]
+    return str(body.get_content())
 
 
 def html_of(message: EmailMessage) -> str:
     body = message.get_body(("html",))
     assert body is not None
-    return str(body.get_content())  # type: ignore[attr-defined]
+    return str(body.get_content())

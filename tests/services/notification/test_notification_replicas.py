@@ -13,6 +13,7 @@ import pytest
 from mercato.contracts.events import (
     OrderCreated,
     OrderStatusChanged,
+    Payload,
     PricedItem,
     StockLow,
     UserCreated,
@@ -40,7 +41,7 @@ async def test_two_replicas_never_send_one_mail_twice(
         )
         async with replicas(notification, postgres_template, count=2) as two:
             contexts = [ServiceContext(notification, settings, r.db, MemoryBus()) for r in two.of]
-            events = [
+            events: list[Payload] = [
                 UserCreated(userId=f"u-{i}", email=f"u{i}@example.com", name=f"U{i}")
                 for i in range(USERS)
             ]

@@ -39,7 +39,7 @@ from mercato.platform.runtime.system import System
 from mercato.platform.storage.tables import dead_letters, outbox
 from mercato.services.gateway.service import service as gateway
 from mercato.services.identity.service import service as identity
-from mercato.services.notification import sender
+from mercato.services.notification.outcasts import MailRedrive
 from mercato.services.notification.service import service as notification
 from mercato.services.notification.tables import notifications
 from tests.conftest import eventually
@@ -330,7 +330,7 @@ async def test_smtp_down_for_good_ends_as_a_dead_letter(tmp_path: Path) -> None:
         assert page["total"] == 1
         # Redriven once SMTP is back: it goes.
         with smtp_server(port) as (box, _):
-            redrive = sender.outcasts.MailRedrive(post.ctx.db)
+            redrive = MailRedrive(post.ctx.db)
             assert await redrive.redrive(letter) is None
             await eventually(lambda: len(box.messages) == 1)
 
