@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Row, and_, bindparam, func, or_, select, update
@@ -234,11 +234,23 @@ async def _redrive_claimed(db: Database, consumer: InboxConsumer, row: Row[Any])
     return error is None
 
 
+class Redrivable(Protocol):
+    """What takes a dead letter back: an ``InboxConsumer``, or a service's own (notification's
+    mail), each for the rows of its ``name``."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def redrive(self, row: Any) -> str | None: ...
+
+
 class Redriver:
     """Redrives what ``mercato dlq redrive`` (another process) marked: it looks every
     ``poll_interval`` seconds, an operator's action needs no faster answer."""
 
-    def __init__(self, db: Database, consumer: InboxConsumer, poll_interval: float = 5.0):
+    def __init__(
+        self, db: Database, consumer: InboxConsumer | Redrivable, poll_interval: float = 5.0
+    ):
         self.db = db
         self.consumer = consumer
         self.poll_interval = poll_interval

@@ -35,6 +35,7 @@ SERVICES: dict[str, str] = {
     "order": "mercato.services.order.service:service",
     "shipping": "mercato.services.shipping.service:service",
     "audit": "mercato.services.audit.service:service",
+    "notification": "mercato.services.notification.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 
