@@ -12,7 +12,9 @@ from mercato.services.gateway.routes import (
     compat_wdm,
     compat_wdm_orders,
     orders,
+    payments,
     products,
+    recommendations,
     shipments,
     users,
 )
@@ -28,6 +30,9 @@ ROUTERS: list[APIRouter] = [
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
     compat_wdm_orders.router,
     compat_wdm.router,
+    payments.router,
+    payments.wallets,
+    recommendations.router,
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, Field, PlainSerializer
 
 from mercato.api.catalog.v1 import catalog_pb2 as pb
@@ -155,9 +155,23 @@ async def list_products(
     return _json(body)
 
 
+# A browsing session the client names (the storefront keeps one per tab): recommendation
+# counts the products viewed in one session as viewed together.
+SessionId = Annotated[
+    str | None,
+    Header(
+        alias="X-Session-ID",
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description="The browsing session (products viewed in one are 'also viewed')",
+    ),
+]
+
+
 @router.get("/{productId}", summary="One product")
-async def get_product(productId: ProductId, upstream: Upstream) -> Product:
-    message = pb.GetProductRequest(product_id=productId)
+async def get_product(
+    productId: ProductId, upstream: Upstream, session: SessionId = None
+) -> Product:
+    message = pb.GetProductRequest(product_id=productId, session_id=session or "")
     return _product(await upstream.call("catalog", CatalogStub, "GetProduct", message))
 
 
