@@ -100,6 +100,13 @@ RULES: dict[str, Ask] = {
     "GET /api/v1/shipments/{shipmentId}": Ask(Rule.OWNER),
     "POST /api/v1/shipments/{shipmentId}/delivered": Ask(Rule.ADMIN),
     "POST /api/v1/shipments/{shipmentId}/failed": Ask(Rule.ADMIN, body={}),
+    "GET /api/v1/payments": Ask(Rule.OWNER_LISTED, query={"orderId": "{orderId}"}),
+    "GET /api/v1/payments/{paymentId}": Ask(Rule.OWNER),
+    "GET /api/v1/wallet": Ask(Rule.SIGNED_IN),
+    "POST /api/v1/admin/wallets/{userId}/credit": Ask(
+        Rule.ADMIN, body={"amount": 1, "reason": "goodwill"}
+    ),
+    "GET /api/v1/recommendations": Ask(Rule.PUBLIC, query={"productId": "{productId}"}),
     # The WDM benchmark's API takes no credentials and acts as the admin (MERCATO_WDM_API=1,
     # never on an open port): the same for anyone.
     **{
@@ -150,7 +157,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         cancelled = await shop.http.post(f"/api/v1/orders/{order_id}/cancel", json={}, headers=a)
         assert cancelled.status_code == 200, cancelled.text
         me = (await shop.http.get("/api/v1/users/me", headers=a)).json()
+        paid = await shop.http.get("/api/v1/payments", params={"orderId": order_id}, headers=a)
         ids = {
+            "paymentId": paid.json()["items"][0]["paymentId"],
             "productId": product,
             "doomed": doomed,
             "orderId": order_id,
