@@ -5,11 +5,13 @@ inactive product disappears from them; a user's own list is theirs alone."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from mercato.services import ordered_names
 from tests.conftest import eventually
 from tests.e2e.test_saga import Shop, open_shop
 
@@ -123,3 +125,35 @@ async def test_a_bad_session_header_is_a_422(shop: Shop) -> None:
     pen = await product(shop, "Quill", "desk")
     response = await shop.http.get(f"/api/v1/products/{pen}", headers={"X-Session-ID": "x" * 201})
     assert response.status_code == 422, response.text
+
+
+async def test_the_product_page_includes_recommendations_when_asked(shop: Shop) -> None:
+    lamp, shade = [await product(shop, name, "light") for name in ("Lamp", "Shade")]
+    await look(shop, lamp, {"X-Session-ID": "tab-9"})
+    await look(shop, shade, {"X-Session-ID": "tab-9"})
+
+    async def page() -> Any:
+        shown = await shop.http.get(f"/api/v1/products/{lamp}", params={"recommendations": 1})
+        assert shown.status_code == 200, shown.text
+        beside = shown.json()["recommendations"]
+        return beside if beside and beside[0]["reason"] == "alsoViewed" else None
+
+    [item] = await eventually(page, timeout=10)
+    assert (item["productId"], item["name"], item["price"]) == (shade, "Shade", 5)
+    plain = await shop.http.get(f"/api/v1/products/{lamp}")
+    assert plain.json()["recommendations"] is None
+    too_many = await shop.http.get(f"/api/v1/products/{lamp}", params={"recommendations": 21})
+    assert too_many.status_code == 422
+
+
+async def test_the_product_page_goes_without_them_when_the_service_is_left_out(
+    tmp_path: Path,
+) -> None:
+    names = [n for n in ordered_names() if n != "recommendation"]
+    async for other in open_shop(tmp_path, names):
+        lamp = await product(other, "Lamp", "light")
+        shown = await other.http.get(f"/api/v1/products/{lamp}", params={"recommendations": 3})
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["recommendations"] is None
+        asked = await other.http.get("/api/v1/recommendations", params={"productId": lamp})
+        assert asked.status_code == 503

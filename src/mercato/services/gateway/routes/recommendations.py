@@ -51,17 +51,21 @@ async def recommendations(
 ) -> Recommendations:
     if productId is None and userId is None:
         raise Problem(422, "give a productId or a userId")
-    message = pb.RecommendRequest(product_id=productId or "", user_id=userId or "", limit=limit)
+    return Recommendations(items=await recommend(upstream, productId or "", userId or "", limit))
+
+
+async def recommend(
+    upstream: Upstream, product_id: str, user_id: str, limit: int
+) -> list[Recommended]:
+    message = pb.RecommendRequest(product_id=product_id, user_id=user_id, limit=limit)
     reply = await upstream.call("recommendation", RecommendationStub, "Recommend", message)
-    return Recommendations(
-        items=[
-            Recommended(
-                productId=r.product_id,
-                name=r.name,
-                price=Decimal(r.price.amount),
-                reason=r.reason,
-                score=r.score,
-            )
-            for r in reply.items
-        ]
-    )
+    return [
+        Recommended(
+            productId=r.product_id,
+            name=r.name,
+            price=Decimal(r.price.amount),
+            reason=r.reason,
+            score=r.score,
+        )
+        for r in reply.items
+    ]
