@@ -73,7 +73,7 @@ async def recommend(conn: Connection, seeds: list[str], limit: int) -> list[pb.R
         pb.Recommended(
             product_id=c.product_id,
             name=row.name,
-            price=Money(amount=str(store.price_of(row)[0]), currency=store.price_of(row)[1]),
+            price=Money(amount=format(row.price.normalize(), "f"), currency=row.currency or "USD"),
             reason=c.reason.value,
             score=c.score,
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -215,7 +214,3 @@ async def popular(
     if exclude:
         query = query.where(products.c.product_id.not_in(list(exclude)))
     return [(r, int(r.popularity)) for r in await conn.execute(query)]
-
-
-def price_of(row: Row[Any]) -> tuple[Decimal, str]:
-    return Decimal(row.price), row.currency or "USD"
