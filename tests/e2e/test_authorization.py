@@ -114,6 +114,13 @@ RULES: dict[str, Ask] = {
         Rule.ADMIN, path={"id": "{letterId}"}, body={"reason": "a test's"}
     ),
     "GET /api/v1/admin/system": Ask(Rule.ADMIN),
+    "GET /api/v1/payments": Ask(Rule.OWNER_LISTED, query={"orderId": "{orderId}"}),
+    "GET /api/v1/payments/{paymentId}": Ask(Rule.OWNER),
+    "GET /api/v1/wallet": Ask(Rule.SIGNED_IN),
+    "POST /api/v1/admin/wallets/{userId}/credit": Ask(
+        Rule.ADMIN, body={"amount": 1, "reason": "goodwill"}
+    ),
+    "GET /api/v1/recommendations": Ask(Rule.PUBLIC, query={"productId": "{productId}"}),
     # The WDM benchmark's API takes no credentials and acts as the admin (MERCATO_WDM_API=1,
     # never on an open port): the same for anyone.
     **{
@@ -166,7 +173,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         me = (await shop.http.get("/api/v1/users/me", headers=a)).json()
         assert shop.system is not None
         letter = await dead_letter(shop.system, shop.admin, shop.http)
+        paid = await shop.http.get("/api/v1/payments", params={"orderId": order_id}, headers=a)
         ids = {
+            "paymentId": paid.json()["items"][0]["paymentId"],
             "productId": product,
             "doomed": doomed,
             "orderId": order_id,

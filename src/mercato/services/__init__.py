@@ -36,6 +36,7 @@ SERVICES: dict[str, str] = {
     "shipping": "mercato.services.shipping.service:service",
     "audit": "mercato.services.audit.service:service",
     "notification": "mercato.services.notification.service:service",
+    "recommendation": "mercato.services.recommendation.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 

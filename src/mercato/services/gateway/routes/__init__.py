@@ -16,7 +16,9 @@ from mercato.services.gateway.routes import (
     operations,
     notifications,
     orders,
+    payments,
     products,
+    recommendations,
     shipments,
     users,
 )
@@ -36,6 +38,9 @@ ROUTERS: list[APIRouter] = [
     compat_wdm_orders.router,
     compat_wdm.router,
     audit.router,
+    payments.router,
+    payments.wallets,
+    recommendations.router,
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.
