@@ -23,6 +23,7 @@ START_ORDER = (
     "notification",
     "audit",
     "recommendation",
+    "webhooks",
     "gateway",
 )
 # name -> "module:attribute"; a service is listed here once it exists.
@@ -34,6 +35,7 @@ SERVICES: dict[str, str] = {
     "payment": "mercato.services.payment.service:service",
     "order": "mercato.services.order.service:service",
     "shipping": "mercato.services.shipping.service:service",
+    "webhooks": "mercato.services.webhooks.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 

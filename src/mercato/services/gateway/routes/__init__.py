@@ -15,6 +15,7 @@ from mercato.services.gateway.routes import (
     products,
     shipments,
     users,
+    webhooks,
 )
 
 # The order of the OpenAPI document (and /docs).
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
     compat_wdm_orders.router,
     compat_wdm.router,
+    webhooks.router,
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.
