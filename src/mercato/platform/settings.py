@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     webhook_endpoint_concurrency: int = Field(4, ge=1, le=100)
     webhook_concurrency: int = Field(32, ge=1, le=1000)
     webhook_poll_interval: float = Field(1.0, gt=0, le=60)
+    # webhooks: seconds an event waits after it was made before it is sent, so that an earlier
+    # event of its subject, consumed by another replica at the same moment, goes out first.
+    webhook_order_settle: float = Field(1.0, ge=0, le=60)
     # webhooks: the circuit breaker: an endpoint failing this many times in a row is paused
     # for webhook_breaker_pause seconds (then tried again).
     webhook_breaker_failures: int = Field(20, ge=1, le=10_000)

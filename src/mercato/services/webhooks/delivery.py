@@ -47,6 +47,7 @@ class Sender:
         self.concurrency = s.webhook_concurrency
         self.endpoint_concurrency = s.webhook_endpoint_concurrency
         self.poll = s.webhook_poll_interval
+        self.settle = s.webhook_order_settle
         self.breaker = (s.webhook_breaker_failures, s.webhook_breaker_pause)
         self.wake = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
@@ -73,7 +74,7 @@ class Sender:
             return
         now = datetime.now(UTC)
         async with self.ctx.db.connect() as conn:
-            found = await store.due(conn, now, free * 4)
+            found = await store.due(conn, now, free * 4, self.settle)
         for delivery_id, subscription_id in found:
             if len(self.in_flight) >= self.concurrency:
                 break

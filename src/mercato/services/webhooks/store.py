@@ -156,13 +156,16 @@ _earlier = aliased(deliveries)
 # subject is still pending (in flight included, so one subject has one POST at a time across
 # every replica). "Earlier" is the event's own time (then its id, a UUIDv7), not the order the
 # rows were written in: two replicas consuming two events of one order may commit them in
-# either order. Events without a subject are not ordered.
+# either order, so an event is not sent before it is ``settle`` seconds old (made before
+# ``settled``): an earlier event that reached the database within that time goes out first.
+# Events without a subject are not ordered.
 DUE = (
     select(deliveries.c.id, deliveries.c.subscription_id)
     .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
     .where(
         deliveries.c.status == PENDING,
         deliveries.c.next_attempt_at <= bindparam("now"),
+        deliveries.c.event_time <= bindparam("settled"),
         or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < bindparam("now")),
         subscriptions.c.active,
         or_(
@@ -199,9 +202,12 @@ CLAIM = (
 )
 
 
-async def due(conn: Connection, now: datetime, limit: int) -> list[tuple[str, str]]:
+async def due(
+    conn: Connection, now: datetime, limit: int, settle: float = 0.0
+) -> list[tuple[str, str]]:
     """(delivery id, subscription id) of deliveries that may be sent now."""
-    rows = (await conn.execute(DUE, {"now": now, "limit": limit})).all()
+    params = {"now": now, "settled": now - timedelta(seconds=settle), "limit": limit}
+    rows = (await conn.execute(DUE, params)).all()
     return [(r.id, r.subscription_id) for r in rows]
 
 
