@@ -23,11 +23,14 @@ class Received:
 @dataclass
 class Receiver:
     """``secret`` verifies each request (a request that fails is answered 401 and kept in
-    ``refused``); ``answer`` is the status it gives; ``delay`` seconds before answering."""
+    ``refused``); ``answer`` is the status it gives (with ``answer_body`` and
+    ``answer_headers``); ``delay`` seconds before answering."""
 
     secret: str | None = None
     answer: int = 204
     delay: float = 0.0
+    answer_body: bytes | None = None
+    answer_headers: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     refused: list[Received] = field(default_factory=list)
     in_flight: int = 0
@@ -57,7 +60,8 @@ class Receiver:
                     return web.Response(status=401, text="bad signature")
             if 200 <= self.answer < 300:
                 self.received.append(got)
-            return web.Response(status=self.answer, text="thanks" if self.answer < 300 else "no")
+            body = self.answer_body or (b"thanks" if self.answer < 300 else b"no")
+            return web.Response(status=self.answer, body=body, headers=self.answer_headers)
         finally:
             self.in_flight -= 1
 

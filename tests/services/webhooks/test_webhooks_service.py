@@ -221,6 +221,30 @@ async def test_a_failing_endpoint_is_retried_then_dead_and_a_redrive_keeps_its_w
     assert missing.status_code == 404
 
 
+async def test_a_redirect_is_not_followed_and_a_long_answer_is_read_only_up_to_the_limit(
+    hub: Hub, receiver: Receiver
+) -> None:
+    elsewhere = Receiver()
+    await elsewhere.start()
+    try:
+        made = await hub.subscribe(receiver.url)
+        receiver.answer = 307
+        receiver.answer_headers = {"location": elsewhere.url}
+        receiver.answer_body = b"x" * 100_000
+        await hub.tell(created())
+
+        async def tried() -> list[dict[str, Any]]:
+            found = await hub.deliveries(made["id"])
+            return found[0]["attempts"] if found else []
+
+        first = (await eventually(tried))[0]
+        assert first["statusCode"] == 307 and first["error"] == "HTTP 307"
+        assert first["responseExcerpt"] == "x" * hub.ctx.settings.webhook_response_limit
+        assert elsewhere.received == []
+    finally:
+        await elsewhere.stop()
+
+
 async def test_the_old_secret_signs_during_the_overlap_and_not_after(
     hub: Hub, receiver: Receiver
 ) -> None:

@@ -131,4 +131,3 @@ def wants(
     if subject_filter and subject_filter != subject:
         return False
     return EVERY_TYPE in types or event_type in types
-

@@ -15,7 +15,8 @@ per subscription and subject is decided when sending, by the events' own times (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 
 from mercato.contracts.events import Payload
 from mercato.platform.ids import new_id
@@ -28,18 +29,30 @@ from mercato.services.webhooks.domain import PENDING, wants
 WAKE: dict[int, Callable[[], None]] = {}
 
 
+# The active subscriptions, read once per batch of events (``prefetch``), by unit of work.
+_SUBSCRIBERS: weakref.WeakKeyDictionary[UnitOfWork, list[store.Subscription]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def waker(db: Database) -> Callable[[], None] | None:
     return WAKE.get(id(db))
+
+
+async def read_subscriptions(uow: UnitOfWork, events: Sequence[Payload]) -> None:
+    """The service's ``prefetch``: one read of the subscriptions for a whole batch."""
+    _SUBSCRIBERS[uow] = await store.active_subscriptions(uow.conn)
 
 
 async def record_for_subscribers(event: Payload, uow: UnitOfWork) -> None:
     """A delivery for each active subscription that wants this event, due at once."""
     envelope = uow.cause
     assert envelope is not None, "an event handler runs with its event as the cause"
+    active = _SUBSCRIBERS.get(uow)
+    if active is None:
+        active = _SUBSCRIBERS[uow] = await store.active_subscriptions(uow.conn)
     subscribers = [
-        s
-        for s in await store.active_subscriptions(uow.conn)
-        if wants(s.event_types, s.subject, envelope.type, envelope.subject)
+        s for s in active if wants(s.event_types, s.subject, envelope.type, envelope.subject)
     ]
     if not subscribers:
         return

@@ -13,7 +13,7 @@ from mercato.platform.inbox import on
 from mercato.platform.runtime.service import Service, ServiceContext
 from mercato.services.webhooks.delivery import deliver_webhooks
 from mercato.services.webhooks.grpc_api import WebhooksApi
-from mercato.services.webhooks.handlers import record_for_subscribers
+from mercato.services.webhooks.handlers import read_subscriptions, record_for_subscribers
 
 
 def register(server: grpc.aio.Server, ctx: ServiceContext) -> Sequence[str]:
@@ -29,4 +29,5 @@ service = Service(
     handlers=[on(spec.model, record_for_subscribers) for spec in REGISTRY.values()],
     grpc=register,
     tasks=[deliver_webhooks],
+    prefetch=read_subscriptions,
 )
