@@ -129,3 +129,52 @@ async def test_one_delivery_claimed_by_two_replicas_at_once_goes_to_one(two: Rep
         assert sorted(won) == [False, True]
         async with two.first.db.begin() as conn:  # the lease runs out: claimable again
             await conn.execute(deliveries.update().values(lease_until=now - timedelta(1)))
+
+
+async def test_failures_on_two_replicas_all_count_and_open_the_circuit(
+    two: Replicas, tmp_path: Path
+) -> None:
+    receiver = Receiver(answer=500)
+    await receiver.start()
+    settings = make_settings(
+        tmp_path,
+        webhook_allow_private_targets=True,
+        webhook_poll_interval=0.02,
+        webhook_order_settle=0,
+        webhook_retry_base=0.01,
+        webhook_retry_max=0.02,
+        webhook_breaker_failures=6,
+        webhook_breaker_pause=60,
+    )
+    async with two.first.db.begin() as conn:
+        made = await store.add_subscription(
+            conn, receiver.url, ["*"], None, True, "", "whsec_" + "A" * 32
+        )
+    now = datetime.now(UTC)
+    for r, s in zip(two.of, (1, 2), strict=True):
+        assert await r.handle(order_event(f"o-{s}", 1, now)) == [None]
+    workers = [
+        asyncio.create_task(
+            deliver_webhooks(ServiceContext(webhooks, settings, r.db, bus=None))  # type: ignore[arg-type]
+        )
+        for r in two.of
+    ]
+
+    async def paused() -> store.Subscription | None:
+        async with two.first.db.connect() as conn:
+            found = await store.subscription(conn, made.id)
+        return found if found is not None and found.paused(datetime.now(UTC)) else None
+
+    try:
+        opened = await eventually(paused, timeout=20)
+        await asyncio.sleep(0.3)  # what was in flight when it opened is recorded
+        async with two.first.db.connect() as conn:
+            tried = await conn.scalar(select(func.count()).select_from(attempts))
+            found = await store.subscription(conn, made.id)
+        assert found is not None and found.consecutive_failures == tried >= 6
+        assert opened.failing_since is not None and opened.paused_until is not None
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await receiver.stop()

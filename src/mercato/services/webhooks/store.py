@@ -13,13 +13,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from mercato.platform.ids import new_id
 from mercato.platform.storage.sql import Connection
 from mercato.services.webhooks.domain import DEAD, DELIVERED, PENDING
-from mercato.services.webhooks.tables import attempts, deliveries, subscriptions
+from mercato.services.webhooks.tables import When, attempts, deliveries, subscriptions
 
 
 def now_utc() -> datetime:
@@ -307,25 +319,28 @@ async def record(
         )
     )
     s = subscriptions.c
-    if outcome.ok:
-        breaker: dict[str, Any] = {
-            "consecutive_failures": 0,
-            "failing_since": None,
-            "paused_until": None,
-        }
-    else:
-        breaker = {
-            "consecutive_failures": s.consecutive_failures + 1,
-            "failing_since": func.coalesce(s.failing_since, now),
-            "paused_until": case(
+    endpoint = update(subscriptions).where(s.id == sent.subscription.id)
+    if outcome.ok:  # closes the circuit (a healthy endpoint's row is left alone)
+        await conn.execute(
+            endpoint.where(or_(s.consecutive_failures > 0, s.paused_until.is_not(None))).values(
+                consecutive_failures=0, failing_since=None, paused_until=None
+            )
+        )
+        return
+    # The count grows in the statement itself: two replicas' failures both count.
+    await conn.execute(
+        endpoint.values(
+            consecutive_failures=s.consecutive_failures + 1,
+            failing_since=func.coalesce(s.failing_since, literal(now, When)),
+            paused_until=case(
                 (
                     s.consecutive_failures + 1 >= breaker_failures,
-                    now + timedelta(seconds=breaker_pause),
+                    literal(now + timedelta(seconds=breaker_pause), When),
                 ),
                 else_=s.paused_until,
             ),
-        }
-    await conn.execute(update(subscriptions).where(s.id == sent.subscription.id).values(**breaker))
+        )
+    )
 
 
 # -- reading and redriving ------------------------------------------------------------------
