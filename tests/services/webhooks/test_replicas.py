@@ -63,7 +63,7 @@ async def test_two_replicas_consume_and_send_each_delivery_once_in_order(
         webhook_allow_private_targets=True,
         webhook_poll_interval=0.02,
         webhook_endpoint_concurrency=8,
-        webhook_order_settle=0.5,
+        webhook_order_settle=3.0,  # the events are made before both replicas handle them
     )
     async with two.first.db.begin() as conn:
         await store.add_subscription(conn, receiver.url, ["*"], None, True, "", "whsec_" + "A" * 32)
@@ -117,7 +117,7 @@ async def test_one_delivery_claimed_by_two_replicas_at_once_goes_to_one(two: Rep
     assert await two.first.handle(order_event("o-1", 1, datetime.now(UTC))) == [None]
     now = datetime.now(UTC)
     async with two.first.db.connect() as conn:
-        ((delivery_id, subscription_id),) = await store.due(conn, now, 10)
+        ((delivery_id, subscription_id),) = await store.due(conn, now, 10, 4)
     assert subscription_id == made.id
 
     async def claim(db: object, owner: str) -> bool:

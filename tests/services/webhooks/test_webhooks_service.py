@@ -318,6 +318,31 @@ async def test_an_endpoint_failing_in_a_row_is_paused_and_others_go_on(
         await healthy.stop()
 
 
+async def test_a_slow_endpoint_holds_up_only_its_own_deliveries(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    fast = Receiver()
+    await fast.start()
+    receiver.delay = 1.0
+    try:
+        async with open_hub(
+            tmp_path, webhook_concurrency=4, webhook_endpoint_concurrency=2, webhook_timeout=5
+        ) as hub:
+            await hub.subscribe(receiver.url)
+            for n in range(12):
+                await hub.tell(created(f"o-{n}"), subject=f"o-{n}")
+            await eventually(lambda: receiver.most_in_flight == 2)
+            await hub.subscribe(fast.url)
+            for n in range(12, 24):
+                await hub.tell(created(f"o-{n}"), subject=f"o-{n}")
+            # 12 at 2 at a time, 1 s each: the slow endpoint needs 6 s; the fast one has its
+            # own share of the worker meanwhile.
+            await eventually(lambda: len(fast.received) == 12, timeout=5)
+            assert len(receiver.received) < 12 and receiver.most_in_flight == 2
+    finally:
+        await fast.stop()
+
+
 async def test_targets_on_private_addresses_are_refused_at_creation(
     tmp_path: Path, receiver: Receiver
 ) -> None:

@@ -74,7 +74,7 @@ class Sender:
             return
         now = datetime.now(UTC)
         async with self.ctx.db.connect() as conn:
-            found = await store.due(conn, now, free * 4, self.settle)
+            found = await store.due(conn, now, free * 4, self.endpoint_concurrency, self.settle)
         for delivery_id, subscription_id in found:
             if len(self.in_flight) >= self.concurrency:
                 break

@@ -171,8 +171,15 @@ _earlier = aliased(deliveries)
 # either order, so an event is not sent before it is ``settle`` seconds old (made before
 # ``settled``): an earlier event that reached the database within that time goes out first.
 # Events without a subject are not ordered.
-DUE = (
-    select(deliveries.c.id, deliveries.c.subscription_id)
+_ELIGIBLE = (
+    select(
+        deliveries.c.id,
+        deliveries.c.subscription_id,
+        deliveries.c.next_attempt_at,
+        func.row_number()
+        .over(partition_by=deliveries.c.subscription_id, order_by=deliveries.c.next_attempt_at)
+        .label("place"),
+    )
     .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
     .where(
         deliveries.c.status == PENDING,
@@ -196,7 +203,14 @@ DUE = (
             ),
         ),
     )
-    .order_by(deliveries.c.next_attempt_at)
+    .subquery()
+)
+# At most ``per_endpoint`` of each endpoint's: an endpoint with a long backlog cannot fill the
+# page and keep the others' deliveries from being seen.
+DUE = (
+    select(_ELIGIBLE.c.id, _ELIGIBLE.c.subscription_id)
+    .where(_ELIGIBLE.c.place <= bindparam("per_endpoint"))
+    .order_by(_ELIGIBLE.c.next_attempt_at)
     .limit(bindparam("limit"))
 )
 
@@ -215,10 +229,16 @@ CLAIM = (
 
 
 async def due(
-    conn: Connection, now: datetime, limit: int, settle: float = 0.0
+    conn: Connection, now: datetime, limit: int, per_endpoint: int, settle: float = 0.0
 ) -> list[tuple[str, str]]:
-    """(delivery id, subscription id) of deliveries that may be sent now."""
-    params = {"now": now, "settled": now - timedelta(seconds=settle), "limit": limit}
+    """(delivery id, subscription id) of deliveries that may be sent now, oldest first, at
+    most ``per_endpoint`` for one subscription."""
+    params = {
+        "now": now,
+        "settled": now - timedelta(seconds=settle),
+        "limit": limit,
+        "per_endpoint": per_endpoint,
+    }
     rows = (await conn.execute(DUE, params)).all()
     return [(r.id, r.subscription_id) for r in rows]
 
