@@ -306,7 +306,10 @@ async def record(
 ) -> None:
     """One attempt's outcome: its row, the delivery's next state, the endpoint's breaker.
 
-    ``retry_in`` (seconds; None: no attempt left) is used only when the attempt failed."""
+    ``retry_in`` (seconds; None: no attempt left) is used only when the attempt failed.
+    Nothing is written for a delivery deleted meanwhile (with its subscription)."""
+    if not await conn.scalar(select(exists().where(deliveries.c.id == sent.id))):
+        return
     await conn.execute(
         insert(attempts),
         {

@@ -18,12 +18,15 @@ from typing import Any
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
+from mercato.platform.waits import within
 from mercato.services.webhooks.domain import (
     SubscriptionError,
     forbidden_address,
     literal_address,
     target_host,
 )
+
+RESOLVE_TIMEOUT = 3.0  # seconds a subscription's host may take to resolve (within gRPC's 5)
 
 
 class RefusedTarget(OSError):
@@ -41,9 +44,12 @@ async def check_target(url: str, allow_private: bool) -> None:
         addresses = [literal]
     else:
         try:
-            found = await asyncio.get_running_loop().getaddrinfo(
-                host, None, type=socket.SOCK_STREAM
+            found = await within(
+                RESOLVE_TIMEOUT,
+                asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM),
             )
+        except TimeoutError as exc:
+            raise SubscriptionError(f"the target's host {host!r} did not resolve in time") from exc
         except OSError as exc:
             raise SubscriptionError(f"the target's host {host!r} does not resolve: {exc}") from exc
         addresses = sorted({str(info[4][0]) for info in found})
