@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aio_pika
@@ -243,8 +244,9 @@ def _remove(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-async def bare_http(seconds: float, clients: int) -> Hammered:
-    """Requests/s of the bare uvicorn endpoint, in a process of its own."""
+@asynccontextmanager
+async def hello_server() -> AsyncIterator[str]:
+    """The bare uvicorn endpoint in a process of its own, answering; its base URL."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -263,7 +265,7 @@ async def bare_http(seconds: float, clients: int) -> Hammered:
                     break
                 except FAILURES:
                     await asyncio.sleep(0.1)
-        return await hammer(base, lambda i: "/", seconds, clients, label="GET hello")
+        yield base
     finally:
         process.terminate()
         try:
@@ -271,3 +273,9 @@ async def bare_http(seconds: float, clients: int) -> Hammered:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+async def bare_http(seconds: float, clients: int) -> Hammered:
+    """Requests/s of the bare uvicorn endpoint, in a process of its own."""
+    async with hello_server() as base:
+        return await hammer(base, lambda i: "/", seconds, clients, label="GET hello")

@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm
+from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm, webhooks
 from mercato.bench.client import Client
 from mercato.bench.hammer import hammer
 from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, BROKERS, SystemUnderTest
@@ -58,6 +58,8 @@ class Config:
     groups: tuple[str, ...] = ()
     # Optional services left out of the system (`up --without`).
     without: tuple[str, ...] = ()
+    # One webhook subscription to every event type, to a receiver on loopback (bench/webhooks).
+    webhook_subscriber: bool = False
     wdm: bool = False
     wdm_targets: tuple[str, ...] = ()
     wdm_seconds: float = 15.0
@@ -363,16 +365,20 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
             config.carrier_delay,
             config.groups,
             config.without,
+            private_webhook_targets=config.webhook_subscriber,
         )
         results["run"]["processes"] = system.topology
         try:
             with _task(progress, "start the system", None):
                 system.start()
                 await system.ready()
-            async with Client(
-                system.base_url, timeout=60, connections=config.shoppers + 20
-            ) as http:
+            async with (
+                Client(system.base_url, timeout=60, connections=config.shoppers + 20) as http,
+                AsyncExitStack() as stack,
+            ):
                 admin = await shoppers.sign_in(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+                if config.webhook_subscriber:
+                    await stack.enter_async_context(webhooks.subscriber(http, admin))
                 with _task(progress, "sign up shoppers", config.shoppers) as tick:
                     people = await shoppers.sign_up_shoppers(http, config.shoppers, run_id, tick)
                 # The load generator's collector set as the system's (cli/run.py): a full

@@ -106,6 +106,7 @@ class SystemUnderTest:
     carrier_delay: str = "never"
     groups: tuple[str, ...] = ()  # `up --processes --group`: services sharing a process
     without: tuple[str, ...] = ()  # `up --without`: optional services left out
+    private_webhook_targets: bool = False  # a webhook receiver on loopback (bench/webhooks)
     port: int = 0
     broker_url: str = ""
     vhost: str | None = None
@@ -154,6 +155,8 @@ class SystemUnderTest:
             "MERCATO_LOG_LEVEL": "warning",
             "MERCATO_LOG_FORMAT": "json",
         }
+        if self.private_webhook_targets:
+            env["MERCATO_WEBHOOK_ALLOW_PRIVATE_TARGETS"] = "1"
         if self.database == "postgres":
             env["MERCATO_DATABASE_URL"] = f"{POSTGRES}/{self.database_prefix}{{service}}"
         return env

@@ -102,6 +102,14 @@ def bench(
         list[str] | None,
         typer.Option(help="SERVICE: run the system without it, as `mercato up --without`"),
     ] = None,
+    webhook_subscriber: Annotated[
+        bool,
+        typer.Option(
+            "--webhook-subscriber",
+            help="Subscribe a receiver on loopback to every event type (compare with "
+            "--without webhooks)",
+        ),
+    ] = False,
     wdm: Annotated[bool, typer.Option("--wdm", help="Also drive the WDM benchmark API")] = False,
     target: Annotated[
         list[str] | None, typer.Option(help="Another WDM system's base URL (with --wdm)")
@@ -130,6 +138,8 @@ def bench(
             fail(f"--carrier-delay {carrier_delay!r}: a number of seconds ≥ 0, or 'never'")
     if rate is not None and not 0 < rate <= 10_000:  # NaN too
         fail(f"--rate {rate:g}: checkouts per second, more than 0 and at most 10000")
+    if webhook_subscriber and "webhooks" in (without or ()):
+        fail("--webhook-subscriber needs the webhooks service: drop --without webhooks")
     if target and not wdm:
         fail("--target needs --wdm")
     if group and broker is Broker.memory:
@@ -160,6 +170,7 @@ def bench(
         carrier_delay=carrier_delay,
         groups=tuple(group or ()),
         without=tuple(without or ()),
+        webhook_subscriber=webhook_subscriber,
         wdm=wdm,
         wdm_targets=tuple(target or ()),
         out=out,

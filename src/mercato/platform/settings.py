@@ -125,6 +125,28 @@ class Settings(BaseSettings):
     # notification: sends of one mail before it is a dead letter, the first wait (doubling).
     mail_max_attempts: int = Field(8, ge=1, le=100)
     mail_retry_base_delay: float = Field(5.0, ge=0, le=3600, description="seconds")
+    # webhooks: deliver to targets that resolve to private, loopback or link-local addresses
+    # (tests, a receiver on the same network); refused by default, at creation and delivery.
+    webhook_allow_private_targets: bool = False
+    # webhooks: attempts per delivery, the first retry's delay doubling up to the longest
+    # (seconds, each with jitter): the defaults spread 15 attempts over about a day.
+    webhook_max_attempts: int = Field(15, ge=1, le=100)
+    webhook_retry_base: float = Field(30.0, ge=0, le=86_400)
+    webhook_retry_max: float = Field(4 * 3600.0, ge=0, le=7 * 86_400)
+    # webhooks: one POST's bound (seconds), the bytes of an answer read, deliveries in flight
+    # per endpoint and per process, the pause between looks for due deliveries (seconds).
+    webhook_timeout: float = Field(10.0, gt=0, le=120)
+    webhook_response_limit: int = Field(4096, ge=0, le=1 << 20)
+    webhook_endpoint_concurrency: int = Field(4, ge=1, le=100)
+    webhook_concurrency: int = Field(32, ge=1, le=1000)
+    webhook_poll_interval: float = Field(1.0, gt=0, le=60)
+    # webhooks: seconds an event waits after it was made before it is sent, so that an earlier
+    # event of its subject, consumed by another replica at the same moment, goes out first.
+    webhook_order_settle: float = Field(1.0, ge=0, le=60)
+    # webhooks: the circuit breaker: an endpoint failing this many times in a row is paused
+    # for webhook_breaker_pause seconds (then tried again).
+    webhook_breaker_failures: int = Field(20, ge=1, le=10_000)
+    webhook_breaker_pause: float = Field(600.0, ge=0, le=7 * 86_400)
 
     @field_validator("broker_url")
     @classmethod
