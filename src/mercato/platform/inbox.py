@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 import structlog
@@ -27,10 +28,11 @@ from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mercato.contracts.events import Payload
+from mercato.platform import tracing
 from mercato.platform.bus.port import ACK, ROUTE_BY, RawMessage, Retry, Verdict, pattern_for
 from mercato.platform.envelope import Envelope, EnvelopeError
 from mercato.platform.ids import new_id
-from mercato.platform.metrics import DELIVERIES
+from mercato.platform.metrics import DELIVERIES, HandlerMetrics
 from mercato.platform.storage.sql import Database, connection_lost
 from mercato.platform.storage.tables import dead_letters, inbox
 from mercato.platform.unit_of_work import Committed, UnitOfWork, trace_id_of, transaction
@@ -104,8 +106,11 @@ class InboxConsumer:
         policy: RetryPolicy | None = None,
         on_events: Committed | None = None,
         prefetch: Prefetch | None = None,
+        system: str = "mercato",
     ):
         self.name = name
+        self.system = system  # the bus's messaging.system, for the spans
+        self._handled = HandlerMetrics(name)
         self.prefetch = prefetch
         self.db = db
         self.policy = policy or RetryPolicy()
@@ -199,6 +204,32 @@ class InboxConsumer:
         return _Decoded(message, envelope, payload, matching)
 
     async def _handle(self, items: Sequence[_Decoded]) -> None:
+        """Handle ``items`` in one transaction; once it has committed, count what each
+        handler took (``HANDLED``)."""
+        otel = tracing.otel
+        if otel is None:
+            handled = await self._transaction(items, None)
+        else:
+            spans = otel.Processing(
+                self.name,
+                self.system,
+                [(i.envelope, i.message.topic, i.message.attempt) for i in items],
+            )
+            try:
+                handled = await self._transaction(items, spans)
+            except BaseException as error:
+                spans.end(error)
+                raise
+            spans.end(None)
+        for event_type, seconds in handled:
+            self._handled.handled(event_type, seconds)
+
+    async def _transaction(
+        self, items: Sequence[_Decoded], spans: Any
+    ) -> list[tuple[str, float | None]]:
+        """Handle ``items`` in one transaction (``spans``: their ``process`` spans, or None);
+        for each, its type and the seconds its handlers took (None: a duplicate, skipped)."""
+        handled: list[tuple[str, float | None]] = []
         async with transaction(self.db, self.name, on_events=self.on_events) as uow:
             now = datetime.now(UTC)
             # One statement records the whole batch; it returns the events not seen before.
@@ -218,10 +249,13 @@ class InboxConsumer:
             if self.prefetch is not None and fresh:
                 new = {i.envelope.id: i.payload for i in items if i.envelope.id in fresh}
                 await self.prefetch(uow, list(new.values()))  # each new event once
-            for item in items:
+            for index, item in enumerate(items):
                 env = item.envelope
                 if env.id not in fresh:  # handled before, or earlier in this batch
                     log.debug("duplicate event skipped", consumer=self.name, event_id=env.id)
+                    if spans is not None:
+                        spans.skipped(index)
+                    handled.append((env.type, None))
                     continue
                 fresh.discard(env.id)
                 uow.cause = env
@@ -232,11 +266,19 @@ class InboxConsumer:
                     correlation_id=env.correlationid,
                     trace_id=trace_id_of(env.traceparent),
                 )
+                started = perf_counter()
                 try:
-                    for h in item.handlers:
-                        await h.handler(item.payload, uow)
+                    if spans is None:
+                        for h in item.handlers:
+                            await h.handler(item.payload, uow)
+                    else:
+                        with spans.item(index):
+                            for h in item.handlers:
+                                await h.handler(item.payload, uow)
                 finally:
                     structlog.contextvars.reset_contextvars(**tokens)
+                handled.append((env.type, perf_counter() - started))
+        return handled
 
     async def _failed(self, decoded: _Decoded, exc: Exception) -> Verdict:
         message = decoded.message
@@ -249,6 +291,7 @@ class InboxConsumer:
                 attempt=message.attempt,
                 error=error,
             )
+            self._handled.outcome(decoded.envelope.type, "retried")
             return Retry(self.policy.delay(message.attempt))
         return await self._dead_letter(message, error, decoded.envelope)
 
@@ -269,6 +312,9 @@ class InboxConsumer:
             "status": "dead",
             "failed_at": datetime.now(UTC),
         }
+        # A type this consumer knows, or "unknown": a label never takes a message's free text.
+        known = event_type if event_type in self._by_type else "unknown"
+        self._handled.outcome(known, "dead_lettered")
         log.error(
             "dead-lettered",
             consumer=self.name,

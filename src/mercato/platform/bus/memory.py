@@ -108,6 +108,11 @@ class MemoryBus:
         for queue in self._targets(topic):
             queue.items.put_nowait(_Item(RawMessage(topic, headers, body, self.prefix), None))
 
+    async def queue_depth(self, consumer: str) -> int | None:
+        """Messages waiting for ``consumer`` (not those in hand or waiting for a retry)."""
+        queue = self._queues.get(consumer)
+        return queue.items.qsize() if queue is not None else None
+
     async def subscribe(
         self,
         consumer: str,

@@ -11,6 +11,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mercato.platform import tracing
 from mercato.platform.bus.port import EventBus, Subscription
 from mercato.platform.dead_letters import Redriver
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
@@ -109,6 +110,7 @@ class ServiceHost:
                 policy=policy,
                 on_events=self.relay.committed,
                 prefetch=self.service.prefetch,
+                system=tracing.system_of(self.bus),
             )
             self._subscription = await self.bus.subscribe(
                 self.name,
@@ -134,7 +136,9 @@ class ServiceHost:
 
     async def _start_grpc(self, ctx: ServiceContext) -> None:
         assert self.service.grpc is not None
-        server = grpc.aio.server(interceptors=[HideInternalErrors()])
+        otel = tracing.otel
+        traced = otel.server_interceptors(self.name) if otel is not None else []
+        server = grpc.aio.server(interceptors=[*traced, HideInternalErrors()])
         names = self.service.grpc(self.local.recording(server, self.name), ctx)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
