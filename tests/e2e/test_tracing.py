@@ -85,8 +85,8 @@ async def test_one_order_is_one_trace_from_the_gateway_to_shipping(
 
     names = {(service_of(s), s.name) for s in trace}
     # The gateway called order over (in-process) gRPC; order's transaction wrote OrderCreated.
-    assert ("gateway", "mercato.api.order.v1.Orders/CreateOrder") in names
-    assert ("order", "mercato.api.order.v1.Orders/CreateOrder") in names
+    assert ("gateway", "/mercato.api.order.v1.Orders/CreateOrder") in names
+    assert ("order", "/mercato.api.order.v1.Orders/CreateOrder") in names
     assert ("order", "create OrderCreated") in names
     assert ("order", "publish order.OrderCreated") in names
     for consumer in ("payment", "inventory"):

@@ -302,16 +302,15 @@ def client_interceptors(service: str) -> list[Any]:
 class LocalRpc:
     """The client and server spans of a call between two services of this process (see
     ``local_grpc``: no network, no gRPC interceptors), named as the contrib interceptors name
-    theirs. ``serving`` is the context the servicer's task runs in, under the server span."""
+    theirs (the full method name). ``serving`` is the context the servicer's task runs in,
+    under the server span."""
 
     def __init__(self, caller: str, callee: str, method: str, serving: contextvars.Context):
         service, _, name = method.lstrip("/").rpartition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-        self.client = tracer(caller).start_span(
-            method.lstrip("/"), kind=SpanKind.CLIENT, attributes=attributes
-        )
+        self.client = tracer(caller).start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
         self.server = tracer(callee).start_span(
-            method.lstrip("/"),
+            method,
             context=trace.set_span_in_context(self.client),
             kind=SpanKind.SERVER,
             attributes={**attributes, "mercato.grpc.in_process": True},
