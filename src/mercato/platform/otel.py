@@ -289,14 +289,14 @@ def server_interceptors(service: str) -> list[Any]:
     """The contrib grpc.aio server interceptor, with ``service``'s spans."""
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-    return [aio_server_interceptor(tracer_provider=provider(service))]
+    return [aio_server_interceptor(tracer_provider=provider(service))]  # type: ignore[no-untyped-call]
 
 
 def client_interceptors(service: str) -> list[Any]:
     """The contrib grpc.aio client interceptors, with ``service``'s spans."""
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-    return list(aio_client_interceptors(tracer_provider=provider(service)))
+    return list(aio_client_interceptors(tracer_provider=provider(service)))  # type: ignore[no-untyped-call]
 
 
 class LocalRpc:
