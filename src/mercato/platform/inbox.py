@@ -32,7 +32,7 @@ from mercato.platform import tracing
 from mercato.platform.bus.port import ACK, ROUTE_BY, RawMessage, Retry, Verdict, pattern_for
 from mercato.platform.envelope import Envelope, EnvelopeError
 from mercato.platform.ids import new_id
-from mercato.platform.metrics import DELIVERIES, HandlerMetrics
+from mercato.platform.metrics import DELIVERIES, handler_outcomes, handler_seconds
 from mercato.platform.storage.sql import Database, connection_lost
 from mercato.platform.storage.tables import dead_letters, inbox
 from mercato.platform.unit_of_work import Committed, UnitOfWork, trace_id_of, transaction
@@ -110,7 +110,6 @@ class InboxConsumer:
     ):
         self.name = name
         self.system = system  # the bus's messaging.system, for the spans
-        self._handled = HandlerMetrics(name)
         self.prefetch = prefetch
         self.db = db
         self.policy = policy or RetryPolicy()
@@ -205,7 +204,7 @@ class InboxConsumer:
 
     async def _handle(self, items: Sequence[_Decoded]) -> None:
         """Handle ``items`` in one transaction; once it has committed, count what each
-        handler took (``HANDLED``)."""
+        handler took (``mercato_handler_duration_seconds``)."""
         otel = tracing.otel
         if otel is None:
             handled = await self._transaction(items, None)
@@ -222,7 +221,11 @@ class InboxConsumer:
                 raise
             spans.end(None)
         for event_type, seconds in handled:
-            self._handled.handled(event_type, seconds)
+            if seconds is None:
+                handler_outcomes(self.name, event_type, "duplicate").inc()
+            else:
+                handler_seconds(self.name, event_type).observe(seconds)
+                handler_outcomes(self.name, event_type, "handled").inc()
 
     async def _transaction(
         self, items: Sequence[_Decoded], spans: Any
@@ -291,7 +294,7 @@ class InboxConsumer:
                 attempt=message.attempt,
                 error=error,
             )
-            self._handled.outcome(decoded.envelope.type, "retried")
+            handler_outcomes(self.name, decoded.envelope.type, "retried").inc()
             return Retry(self.policy.delay(message.attempt))
         return await self._dead_letter(message, error, decoded.envelope)
 
@@ -314,7 +317,7 @@ class InboxConsumer:
         }
         # A type this consumer knows, or "unknown": a label never takes a message's free text.
         known = event_type if event_type in self._by_type else "unknown"
-        self._handled.outcome(known, "dead_lettered")
+        handler_outcomes(self.name, known, "dead_lettered").inc()
         log.error(
             "dead-lettered",
             consumer=self.name,

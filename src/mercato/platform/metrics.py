@@ -97,31 +97,23 @@ ORDERS_CANCELLED = Counter(
 )
 
 
-class HandlerMetrics:
-    """One consumer's handler metrics, their labelled children kept (a lookup by labels costs
-    more than the observation)."""
+class Kept:
+    """A metric's labelled children, kept by their labels: ``labels()`` costs more than the
+    observation itself (every label set here comes from a short list: routes, methods,
+    consumers, event types, outcomes)."""
 
-    def __init__(self, consumer: str):
-        self.consumer = consumer
-        self._seconds: dict[str, Any] = {}
-        self._outcomes: dict[tuple[str, str], Any] = {}
+    def __init__(self, metric: Any):
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
 
-    def handled(self, event_type: str, seconds: float | None) -> None:
-        """An event handled in ``seconds`` (None: a duplicate the inbox skipped)."""
-        if seconds is None:
-            self.outcome(event_type, "duplicate")
-            return
-        child = self._seconds.get(event_type)
+    def __call__(self, *labels: str) -> Any:
+        child = self._children.get(labels)
         if child is None:
-            child = self._seconds[event_type] = HANDLER_SECONDS.labels(self.consumer, event_type)
-        child.observe(seconds)
-        self.outcome(event_type, "handled")
+            child = self._children[labels] = self.metric.labels(*labels)
+        return child
 
-    def outcome(self, event_type: str, outcome: str) -> None:
-        key = (event_type, outcome)
-        child = self._outcomes.get(key)
-        if child is None:
-            child = self._outcomes[key] = HANDLER_OUTCOMES.labels(
-                self.consumer, event_type, outcome
-            )
-        child.inc()
+
+http_seconds = Kept(HTTP_SECONDS)
+grpc_seconds = Kept(GRPC_SECONDS)
+handler_seconds = Kept(HANDLER_SECONDS)
+handler_outcomes = Kept(HANDLER_OUTCOMES)

@@ -25,7 +25,7 @@ import grpc
 import grpc.aio
 import structlog
 
-from mercato.platform.metrics import GRPC_SECONDS
+from mercato.platform.metrics import grpc_seconds
 from mercato.platform.storage.sql import connection_lost
 
 log = structlog.get_logger(__name__)
@@ -83,7 +83,7 @@ def guarded_unary(behaviour: Any, method: str) -> Any:
             code = "UNAVAILABLE" if connection_lost(exc) else "INTERNAL"
             await _answer(context, method, exc)
         finally:
-            GRPC_SECONDS.labels(method, code).observe(perf_counter() - started)
+            grpc_seconds(method, code).observe(perf_counter() - started)
 
     return call
 

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mercato.platform.bus.factory import create_bus
 from mercato.platform.bus.port import EventBus
-from mercato.platform.metrics import HTTP_SECONDS
+from mercato.platform.metrics import http_seconds
 from mercato.platform.runtime.gauges import refresh_gauges
 from mercato.platform.runtime.host import ServiceHost, StartupError, reason
 from mercato.platform.runtime.local_grpc import LocalServices
@@ -143,9 +143,7 @@ async def timed(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Non
     finally:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
-        HTTP_SECONDS.labels(template, scope["method"], str(status)).observe(
-            perf_counter() - started
-        )
+        http_seconds(template, scope["method"], str(status)).observe(perf_counter() - started)
 
 
 def create_app(system: System) -> ProcessApp:
