@@ -131,13 +131,14 @@ class RabbitBus:
 
     async def queue_depth(self, consumer: str) -> int | None:
         """Messages ready in ``consumer``'s queue (not those delivered and unacknowledged), as
-        a passive declaration reports it, on a channel of its own (a queue that does not
-        exist closes the channel it is asked on)."""
-        if self._connection is None or self._connection.is_closed:
-            return None
+        a passive declaration reports it, on a channel of its own (a queue deleted meanwhile
+        closes the channel it is asked on); None for a consumer this bus has not subscribed."""
+        name = self.queue_name(consumer)
+        if self._connection is None or self._connection.is_closed or name not in self._queues:
+            return None  # not connected, or not a queue this bus has declared
         async with asyncio.timeout(self.timeout):
             async with self._connection.channel() as channel:
-                queue = await channel.declare_queue(self.queue_name(consumer), passive=True)
+                queue = await channel.declare_queue(name, passive=True)
                 count = queue.declaration_result.message_count
         return int(count) if count is not None else None
 
