@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import func, select
 
-from mercato.platform.dead_letters import count_dead
+from mercato.platform.dead_letters import count_dead, outbox_backlog
 from mercato.platform.metrics import (
     DEAD_LETTERS,
     OUTBOX_BACKLOG,
@@ -20,8 +18,6 @@ from mercato.platform.metrics import (
     QUEUE_DEPTH,
     SERVICE_READY,
 )
-from mercato.platform.storage.sql import Database
-from mercato.platform.storage.tables import outbox
 from mercato.platform.waits import within
 
 if TYPE_CHECKING:
@@ -30,15 +26,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 TIMEOUT = 2.0  # seconds a scrape waits for one service's answers
-BACKLOG = select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
-
-
-async def outbox_backlog(db: Database) -> tuple[int, float]:
-    """Rows not yet sent, and the age in seconds of the oldest of them (0 if none)."""
-    async with db.connect() as conn:
-        count, oldest = (await conn.execute(BACKLOG)).one()
-    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
-    return int(count), max(0.0, age)
 
 
 async def refresh_gauges(hosts: Iterable[ServiceHost]) -> None:
