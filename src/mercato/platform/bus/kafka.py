@@ -44,7 +44,9 @@ Layout, every name under the namespace (``mercato`` by default):
 
 Not done on Kafka: a broker-side delivery limit. RabbitMQ and NATS count deliveries themselves
 and give up on a message that keeps killing its consumer's process; Kafka keeps no such count,
-so such a message is read again at each restart (docs/operations.md).
+so such a message is read again at each restart (docs/operations.md). (A count kept in the
+offset commit's metadata would do on Apache Kafka; Tansu, the broker the tests run on, drops
+that metadata, so it could not be tested.)
 """
 
 from __future__ import annotations
