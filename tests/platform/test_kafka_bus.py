@@ -5,6 +5,7 @@ filter, commits after the processor, the idempotence setting."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -27,12 +28,15 @@ from tests.conftest import KAFKA_IDEMPOTENCE, eventually
 def test_a_topic_per_event_type_and_patterns_become_subscriptions() -> None:
     assert kafka_topic("ns", "order.OrderStatusChanged.PAID") == "ns.OrderStatusChanged"
     assert kafka_topic("ns", "catalog.ProductCreated") == "ns.ProductCreated"
-    assert subscription_of("ns", ["*.OrderCreated", "*.OrderStatusChanged.RESERVED"]) == (
-        ["ns.OrderCreated", "ns.OrderStatusChanged"],
+    patterns = ["*.OrderCreated", "*.OrderStatusChanged.RESERVED"]
+    assert subscription_of("ns", patterns, "svc") == (
+        ["ns.OrderCreated", "ns.OrderStatusChanged", "ns.direct.svc"],
         None,
     )
-    topics, regex = subscription_of("ns", ["*.OrderCreated", "#"])
-    assert topics == [] and regex == r"^ns\.[A-Za-z0-9_-]+$"
+    topics, regex = subscription_of("ns", ["*.OrderCreated", "#"], "log")
+    assert topics == ["ns.direct.log"] and regex is not None
+    assert all(re.fullmatch(regex, t) for t in ("ns.OrderCreated", "ns.direct.log"))
+    assert not any(re.fullmatch(regex, t) for t in ("ns.direct.svc", "other.OrderCreated"))
     for bad in ("order", "order.*", "order..Paid", "order.Paid Now"):
         with pytest.raises(ValueError, match="invalid topic"):
             kafka_topic("ns", bad)

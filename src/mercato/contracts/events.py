@@ -228,6 +228,14 @@ class PaymentFailed(Payload):
     reason: str
 
 
+class PaymentCancelled(Payload):
+    """The order was cancelled before it was charged: nothing was taken, and nothing will be."""
+
+    paymentId: Id
+    orderId: Id
+    reason: str
+
+
 class PaymentRefunded(Payload):
     paymentId: Id
     orderId: Id
@@ -248,6 +256,9 @@ class StockReservationFailed(Payload):
 
 
 class StockReleased(Payload):
+    """The order holds no stock any more: what it held is back on sale (``items``; empty when
+    the cancellation came before the reservation, so nothing was or will be reserved)."""
+
     orderId: Id
     items: list[Item]
 
@@ -322,7 +333,13 @@ _PUBLISHERS: dict[str, tuple[type[Payload], ...]] = {
     "identity": (UserCreated, UserAuthenticated, LoginFailed, UserRolesUpdated, ProfileUpdated),
     "cart": (CartItemAdded, CartItemRemoved, CartUpdated, CartCheckedOut, CartAbandoned),
     "order": (OrderCreated, OrderStatusChanged, OrderPaid, OrderCancelled, OrderCompleted),
-    "payment": (PaymentInitiated, PaymentCompleted, PaymentFailed, PaymentRefunded),
+    "payment": (
+        PaymentInitiated,
+        PaymentCompleted,
+        PaymentFailed,
+        PaymentCancelled,
+        PaymentRefunded,
+    ),
     "inventory": (
         StockReserved,
         StockReservationFailed,

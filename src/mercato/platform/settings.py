@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     order_payment_timeout: float = Field(300, gt=0, le=30 * 86_400)
     order_reservation_timeout: float = Field(300, gt=0, le=30 * 86_400)
     order_shipment_timeout: float = Field(300, gt=0, le=30 * 86_400)
+    # audit: how long the event log keeps an event (by its time): "30d", "12h", "90m", "2w";
+    # "forever" (or empty) keeps everything.
+    audit_retention: str = "forever"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     max_attempts: int = Field(5, ge=1, le=100)
@@ -148,6 +151,12 @@ class Settings(BaseSettings):
                     raise ValueError
             except ValueError:
                 raise ValueError("must be a number of seconds ≥ 0, or 'never'") from None
+        return value
+
+    @field_validator("audit_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        retention_seconds(value)
         return value
 
     @field_validator("trusted_proxies")
@@ -252,6 +261,28 @@ def broker_urls(value: str) -> tuple[str, ...]:
             raise ValueError(f"node {number}: no host (expected {first.scheme}://host:port)")
         urls.append(part)
     return tuple(urls)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def retention_seconds(value: str) -> float | None:
+    """A retention as seconds ("30d" → 2 592 000), None for "forever" or empty; ValueError
+    saying what is expected otherwise."""
+    text = value.strip().lower()
+    if text in ("", "forever"):
+        return None
+    number, unit = text[:-1], text[-1:]
+    try:
+        amount = float(number) if unit in _UNITS else float("nan")
+    except ValueError:
+        amount = float("nan")
+    if not amount > 0 or amount == float("inf"):
+        raise ValueError(
+            f"{value!r} is not a retention: a number > 0 and a unit, s, m, h, d or w "
+            "(e.g. 30d, 12h), or 'forever'"
+        )
+    return amount * _UNITS[unit]
 
 
 def parse_targets(value: str) -> dict[str, str]:

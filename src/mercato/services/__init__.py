@@ -34,6 +34,7 @@ SERVICES: dict[str, str] = {
     "payment": "mercato.services.payment.service:service",
     "order": "mercato.services.order.service:service",
     "shipping": "mercato.services.shipping.service:service",
+    "audit": "mercato.services.audit.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 

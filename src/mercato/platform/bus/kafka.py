@@ -39,6 +39,9 @@ Layout, every name under the namespace (``mercato`` by default):
   extension (the subject) is the key and a ``ce_partitionkey`` header. The platform's topic
   (``order.OrderStatusChanged.RESERVED``) travels in a ``mercato_topic`` header, which the
   status filter reads.
+- ``send`` (a replay to one service) writes to the topic ``{ns}.direct.{consumer}``, created
+  when the consumer first subscribes and read by its group besides its event topics; what
+  comes there is handed over unfiltered (past every binding, as on the other buses).
 - The producer waits for all in-sync replicas (``acks=all``) and is idempotent unless
   ``MERCATO_KAFKA_IDEMPOTENCE=0`` (for brokers without ``InitProducerId``, such as Tansu).
 
@@ -93,17 +96,29 @@ def kafka_topic(namespace: str, topic: str) -> str:
     return f"{namespace}.{words[1]}"
 
 
-def subscription_of(namespace: str, patterns: Sequence[str]) -> tuple[list[str], str | None]:
-    """The Kafka topics a group subscribes to for ``patterns``, or (when a pattern leaves the
-    event type open, as the audit log's ``#``) a regular expression of every event topic."""
-    topics: list[str] = []
+def direct_topic(namespace: str, consumer: str) -> str:
+    """Where ``send`` puts what is addressed to ``consumer`` alone."""
+    if not _NAME.fullmatch(consumer):
+        raise ValueError(f"consumer {consumer!r}: letters, digits, '-' and '_' only")
+    return f"{namespace}.direct.{consumer}"
+
+
+def subscription_of(
+    namespace: str, patterns: Sequence[str], consumer: str
+) -> tuple[list[str], str | None]:
+    """The Kafka topics a group subscribes to for ``patterns`` (and its direct topic), or
+    (when a pattern leaves the event type open, as the audit log's ``#``) a regular expression
+    of every event topic and its direct topic."""
+    direct = direct_topic(namespace, consumer)
+    topics: list[str] = [direct]
     for pattern in patterns:
         words = pattern.split(".")
         for word in words:
             if word not in ("*", "#") and not _NAME.fullmatch(word):
                 raise ValueError(f"invalid pattern {pattern!r}")
         if words[0] == "#" or len(words) < 2 or words[1] in ("*", "#"):
-            return [], rf"^{re.escape(namespace)}\.[A-Za-z0-9_-]+$"
+            every = rf"{re.escape(namespace)}\.[A-Za-z0-9_-]+"
+            return [direct], rf"^({every}|{re.escape(direct)})$"
         topics.append(f"{namespace}.{words[1]}")
     return sorted(set(topics)), None
 
@@ -262,8 +277,17 @@ class KafkaBus:
         except Exception as exc:
             log.warning("publish failed: cannot create its topics", error=repr(exc))
             return [False] * len(batch)
-        # send() only queues the record (in call order, so one partition's records go out in
-        # batch order); the acknowledgements are awaited together.
+        return await self._produce(producer, targets, batch)
+
+    async def _produce(
+        self,
+        producer: AIOKafkaProducer,
+        targets: Sequence[str],
+        batch: Sequence[tuple[str, Envelope]],
+    ) -> list[bool]:
+        """Write each event to its Kafka topic, in order; the acknowledgements are awaited
+        together (send() only queues a record, in call order, so one partition's records go
+        out in batch order)."""
         sent: list[asyncio.Future[Any] | None] = []
         keyless: dict[str, int] = {}  # events without a subject, so far, by topic
         for target, (topic, envelope) in zip(targets, batch, strict=True):
@@ -321,6 +345,18 @@ class KafkaBus:
         future = await self._producer.send(target, body, headers=_headers(headers, topic, None))
         await within(self.timeout, future)
 
+    async def send(self, consumer: str, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        producer = self._producer
+        if producer is None:
+            raise ConnectionError("KafkaBus is not connected: call connect() first")
+        target = direct_topic(self.namespace, consumer)
+        if target not in self._topics:
+            existing = await within(self.timeout, self._admin_client().list_topics())
+            if target not in existing:
+                raise LookupError(f"no topic {target!r}: {consumer} never subscribed")
+            self._topics.add(target)
+        return await self._produce(producer, [target] * len(batch), batch)
+
     # -- consuming -------------------------------------------------------------------------
     async def subscribe(
         self,
@@ -335,9 +371,9 @@ class KafkaBus:
             raise ValueError(
                 "subscribe needs a consumer name, patterns, batch_size >= 1 and max_deliveries >= 1"
             )
-        topics, regex = subscription_of(self.namespace, patterns)
-        if topics:  # so the group is assigned their partitions at once
-            await self.ensure_topics(topics)
+        topics, regex = subscription_of(self.namespace, patterns, consumer)
+        # So the group is assigned their partitions at once, and `send` finds the consumer.
+        await self.ensure_topics(topics)
         reader = _Reader(self, consumer, tuple(patterns), processor, batch_size)
         await reader.start(topics, regex)
 
@@ -393,6 +429,7 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
         batch_size: int,
     ):
         self.bus, self.consumer, self.patterns = bus, consumer, patterns
+        self.direct = direct_topic(bus.namespace, consumer)
         self.processor, self.batch_size = processor, batch_size
         self.partitions = _Partitions()
         self.kafka = AIOKafkaConsumer(
@@ -542,7 +579,11 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
             for name, value in (record.headers or ())
         }
         topic = headers.get(TOPIC_HEADER)
-        if topic is not None and not any(topic_matches(p, topic) for p in self.patterns):
+        if (
+            topic is not None
+            and tp.topic != self.direct  # sent to this consumer alone: past every binding
+            and not any(topic_matches(p, topic) for p in self.patterns)
+        ):
             return None  # another status of a routed type: not this service's
         attempt = self.partitions.attempts.get(tp, {}).get(record.offset, 0) + 1
         return RawMessage(
