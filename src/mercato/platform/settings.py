@@ -24,7 +24,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-BROKER_SCHEMES = ("memory", "amqp", "amqps", "nats", "tls")
+BROKER_SCHEMES = ("memory", "amqp", "amqps", "nats", "tls", "kafka")
 DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")
 
 
@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     # NATS: copies of each JetStream stream kept on the cluster's servers (3 on a 3-node cluster
     # loses nothing when one node dies); at most the number of servers with JetStream.
     nats_replicas: int = Field(1, ge=1, le=5)
+    # Kafka: the producer is idempotent (no duplicate from its own retries) unless this is off,
+    # for brokers without InitProducerId (Tansu); partitions of each event type's topic (the
+    # most replicas of one service that share the work) and copies of each, at creation.
+    kafka_idempotence: bool = True
+    kafka_partitions: int = Field(3, ge=1, le=1000)
+    kafka_replicas: int = Field(1, ge=1, le=7)
     database_url: str | None = None
     # PostgreSQL: the most connections one service's pool opens in one process (the relay's
     # lock connection is one more). With replicas of every service, size it so that all the
@@ -272,7 +278,8 @@ def broker_urls(value: str) -> tuple[str, ...]:
     """The broker's URL, or its cluster's: comma-separated, each node a full URL of one kind of
     broker, or ``host:port``, which takes the first URL's scheme, credentials, virtual host and
     query. Raises ``ValueError`` saying which node is wrong (never echoing a password)."""
-    usage = "must be memory://, amqp://user:pass@host:5672/ or nats://host:4222 (a cluster: "
+    usage = "must be memory://, amqp://user:pass@host:5672/, nats://host:4222 or "
+    usage += "kafka://host:9092 (a cluster: "
     usage += "several, comma-separated)"
     parts = [part.strip() for part in value.split(",")]
     if not value.strip() or "" in parts:
