@@ -51,3 +51,42 @@ async def running(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://mercato.test") as client:
             yield system, client
+
+
+class ServedSystem:
+    """``services`` as one system behind uvicorn on a free port, in a thread of its own: for
+    clients that need a real socket (a browser, schemathesis)."""
+
+    def __init__(self, services: Sequence[Service], settings: Settings):
+        import asyncio
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        config = uvicorn.Config(
+            create_app(System(services, settings)),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()))
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import time
+
+        self.thread.start()
+        for _ in range(600):
+            if self.server.started:
+                break
+            time.sleep(0.05)
+        assert self.server.started, "the system did not start"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
