@@ -7,21 +7,16 @@ thread of its own.
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
-from mercato.platform.runtime.system import System, create_app
 from mercato.services import all_services
 from tests.e2e.test_saga import ADMIN
 from tests.support import ServedSystem

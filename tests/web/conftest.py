@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mercato.services import all_services
@@ -108,3 +109,10 @@ def browse(
 
 def new_email() -> str:
     return f"web-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def route_exists(base_url: str, path: str) -> bool:
+    """Whether this server has the route at all (not: whether the thing asked about exists):
+    a page shows "not available" exactly when it has not."""
+    answer = httpx.get(base_url + path)
+    return not (answer.status_code == 404 and answer.json()["detail"].startswith("no route"))

@@ -28,8 +28,8 @@ WDM_NOTE = (
 def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
     """The gateway's app. ``lean=False`` leaves every request to FastAPI (the tests compare
     the answers both ways)."""
-    # FastAPIOffline: /docs with Swagger UI's script and style served from the installed
-    # package (/docs/assets), not a CDN, so the page works offline and loads nothing foreign.
+    # FastAPIOffline: /docs (Swagger UI) and /redoc with their scripts and styles served from
+    # the installed package (/docs/assets), not a CDN: offline, nothing foreign loaded.
     app = FastAPIOffline(
         static_url="/docs/assets",
         title="Mercato",
@@ -37,7 +37,7 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
         description=DESCRIPTION,
         openapi_url="/openapi.json",
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
         # Mercato does not use OpenTelemetry (its metrics are Prometheus', its logs structlog's).
         # Left on, FastAPI looks up the global tracer, meter and logger providers on every
         # request only to find them unconfigured.

@@ -68,8 +68,9 @@ def shell(area: Area, page: str, title: str, path: str) -> str:
     """The page's HTML: everything but what its module fetches."""
     brand = "Mercato" if area == "store" else "Mercato console"
     links = "".join(
-        f'<li><a href="{href}"{" aria-current=page" if href == path else ""}>{escape(text)}</a></li>'
+        f'<li><a href="{href}"{current}>{escape(text)}</a></li>'
         for href, text in NAV[area]
+        for current in [" aria-current=page" if href == path else ""]
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -1,7 +1,7 @@
 // The operations console: every page reads and acts through the admin routes of the API.
 
 import { api, get, isAdmin, query, who } from "./api.js";
-import { orderView } from "./order.js";
+import { orderView, productNames } from "./order.js";
 import {
   badge, boot, errorBox, field, form, h, lastSegment, missing, money, newKey, pager, param,
   render, signinForm, table, title, toast, unavailable, when, withQuery,
@@ -23,12 +23,12 @@ function needAdmin() {
 }
 
 // A section that shows "not available" when its route is not on this server.
-async function section(heading, load) {
+async function section(heading, load, what = heading) {
   const box = h("section", {}, h("h2", {}, heading));
   try {
     box.append(await load());
   } catch (err) {
-    box.append(missing(err) ? unavailable(heading) : errorBox(err));
+    box.append(missing(err) ? unavailable(what) : errorBox(err));
   }
   return box;
 }
@@ -61,7 +61,7 @@ async function dashboard() {
       x.oldestUnsentAgeSeconds == null ? "—" : `${Number(x.oldestUnsentAgeSeconds).toFixed(1)} s`,
       x.deadLetters ? h("a", { href: `/console/dead-letters?service=${encodeURIComponent(x.name)}` }, String(x.deadLetters)) : "0",
     ]));
-  });
+  }, "The services' outbox backlog and dead-letter counts (GET /api/v1/admin/system)");
   const readiness = section("Readiness", async () => {
     const r = await fetch("/readyz");
     const body = await r.json();
@@ -166,7 +166,7 @@ async function order() {
   const payments = section("Payments", async () => {
     const p = await get(`/api/v1/payments${query({ orderId: id })}`);
     return p.items.length ? h("pre", {}, JSON.stringify(p.items, null, 2)) : h("p", {}, "No payment.");
-  });
+  }, "The payment service's records (GET /api/v1/payments)");
   const shipments = section("Shipments", async () => {
     const s = await get(`/api/v1/shipments${query({ orderId: id })}`);
     return s.items.length ? table(SHIPMENT_HEADERS, shipmentRows(s.items, order)) : h("p", {}, "No shipment.");
@@ -179,9 +179,9 @@ async function order() {
       e.causationId && index.has(e.causationId) ? h("a", { href: `#ev-${e.causationId}` }, `#${index.get(e.causationId)}`) : e.causationId || "—",
       h("details", {}, h("summary", {}, "data"), h("pre", {}, JSON.stringify(e.data, null, 2))),
     ]));
-  });
+  }, "The order's story of events (GET /api/v1/admin/orders/{id}/story)");
   render(h("p", {}, "Customer: ", h("a", { href: `/console/orders?userId=${encodeURIComponent(o.userId)}` }, o.userId), ` · placed ${when(o.createdAt)}`),
-    ...orderView(o), await payments, await shipments, await story);
+    ...orderView(o, await productNames(o)), await payments, await shipments, await story);
 }
 
 function productForm(p, done) {

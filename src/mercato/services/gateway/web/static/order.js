@@ -1,5 +1,6 @@
 // One order as both the storefront and the console show it.
 
+import { get } from "./api.js";
 import { badge, h, money, table, when } from "./ui.js";
 
 const STEPS = ["CREATED", "PAID", "RESERVED", "DELIVERING", "COMPLETED"];
@@ -32,3 +33,17 @@ export function orderView(o, names = {}) {
   ];
 }
 
+
+// The names of the order's products, added to ``names`` (an id stays the name of a product the
+// catalog no longer has).
+export async function productNames(o, names = {}) {
+  for (const i of o.items) {
+    if (i.productId in names) continue;
+    try {
+      names[i.productId] = (await get(`/api/v1/products/${encodeURIComponent(i.productId)}`)).name;
+    } catch {
+      names[i.productId] = i.productId;
+    }
+  }
+  return names;
+}

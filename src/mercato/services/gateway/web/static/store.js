@@ -1,7 +1,7 @@
 // The storefront: browse and search, a product, the cart, checkout, orders (live), inbox.
 
 import { api, get, query, stream, who } from "./api.js";
-import { orderView } from "./order.js";
+import { orderView, productNames } from "./order.js";
 import {
   badge, boot, errorBox, field, form, h, lastSegment, main, missing, money, newKey, pager,
   param, render, signinForm, signupForm, table, title, toast, unavailable, when, withQuery,
@@ -283,9 +283,7 @@ async function order() {
   const names = {};
   const controller = new AbortController();
   const draw = async (o) => {
-    for (const i of o.items) if (!(i.productId in names)) {
-      try { names[i.productId] = (await get(`/api/v1/products/${encodeURIComponent(i.productId)}`)).name; } catch { names[i.productId] = i.productId; }
-    }
+    await productNames(o, names);
     const cancellable = !["COMPLETED", "CANCELLED"].includes(o.status);
     const cancel = cancellable
       ? form([field("Reason (optional)", "reason", { maxlength: 500 })], "Cancel order", async (v) => {

@@ -62,7 +62,7 @@ export function errorBox(err, what = "This") {
 }
 
 export const unavailable = (what) =>
-  h("p", { class: "unavailable", role: "status" }, `${what} is not available on this server.`);
+  h("p", { class: "unavailable", role: "status" }, `Not available on this server: ${what}.`);
 
 // Whether ``err`` is a route this server does not have.
 export const missing = (err) => err instanceof ApiError && err.notAvailable;

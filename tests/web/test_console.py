@@ -1,0 +1,113 @@
+"""An admin in the console: the dashboard, a product created and seen in the storefront,
+repriced under a shopper's cart, restocked, a shipment marked delivered (the shopper's order
+page follows), an order's page with its story, dead letters, users; and a customer kept out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from playwright.sync_api import expect
+
+from tests.support import ADMIN
+from tests.web.conftest import Browsing, new_email, route_exists
+from tests.web.test_storefront import add, check_out, sign_up, status
+
+
+def sign_in_admin(tab: Browsing) -> Any:
+    page = tab.goto("/console")
+    page.get_by_label("Email").fill(ADMIN["email"])
+    page.get_by_label("Password").fill(ADMIN["password"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Readiness")).to_be_visible()
+    return page
+
+
+def test_an_admin_runs_the_shop_from_the_console(browse: Callable[..., Browsing]) -> None:
+    admin = browse()
+    page = sign_in_admin(admin)
+    expect(page.get_by_role("heading", name=re.compile("Orders per minute"))).to_be_visible()
+    readiness = page.locator("section", has=page.get_by_role("heading", name="Readiness"))
+    expect(readiness.get_by_role("row", name=re.compile("catalog"))).to_contain_text("ok")
+    admin.shot("dashboard")
+
+    # A new product, in the storefront at once.
+    name = f"Teapot {new_email()[4:10]}"
+    page = admin.goto("/console/catalog")
+    page.get_by_text("New product").click()
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Category", exact=True).fill("kitchen")
+    page.get_by_label("Price", exact=True).fill("21.50")
+    page.get_by_label("Stock on hand").fill("7")
+    page.get_by_role("button", name="Create product").click()
+    expect(page.get_by_role("row", name=re.compile(name)).first).to_contain_text("$21.50")
+    admin.shot("catalog")
+
+    shopper = browse()
+    sign_up(shopper)
+    add(shopper, name, name)
+
+    # Repriced under the shopper's cart: the cart shows the new price and what it was.
+    page = admin.goto("/console/catalog")
+    page.get_by_role("button", name=f"Edit {name}").click()
+    editor = page.locator("#editor")
+    editor.get_by_label("Price", exact=True).fill("25")
+    editor.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("row", name=re.compile(name)).first).to_contain_text("$25.00")
+    cart = shopper.goto("/cart")
+    expect(cart.locator(".price-changed")).to_contain_text("was $21.50")
+    expect(cart.locator("#cart-total")).to_contain_text("$25.00")
+
+    # Restock: the inventory's route, or a clear "not available" where this server lacks it.
+    page.get_by_role("button", name=f"Restock {name}").click()
+    editor.get_by_role("button", name="Restock", exact=True).click()
+    if route_exists(admin.base_url, "/api/v1/inventory/x/restock"):
+        expect(page.get_by_role("status").filter(has_text="restocked")).to_be_visible()
+    else:
+        expect(editor.get_by_role("alert")).to_contain_text("not available")
+
+    # The shopper checks out; the admin, as the carrier, delivers; the order page follows.
+    order = check_out(shopper, "4242 4242 4242 4242")
+    order_id = order.url.rsplit("/", 1)[1]
+    expect(status(order)).to_contain_text("DELIVERING")
+    page = admin.goto("/console/shipments")
+    row = page.get_by_role("row", name=re.compile(order_id))
+    row.get_by_role("button", name="Mark delivered").click()
+    expect(page.get_by_role("status").filter(has_text="Marked delivered")).to_be_visible()
+    expect(status(order)).to_contain_text("COMPLETED")
+
+    page = admin.goto(f"/console/orders/{order_id}")
+    expect(page.get_by_role("heading", name=f"Order {order_id}")).to_be_visible()
+    expect(status(page)).to_contain_text("COMPLETED")
+    shipments = page.locator("section", has=page.get_by_role("heading", name="Shipments"))
+    expect(shipments).to_contain_text("DELIVERED")
+    story = page.locator("section", has=page.get_by_role("heading", name="Story"))
+    if route_exists(admin.base_url, f"/api/v1/admin/orders/{order_id}/story"):
+        expect(story).to_contain_text("OrderCreated")
+    else:
+        expect(story.locator(".unavailable")).to_be_visible()
+    admin.shot("order")
+
+    page = admin.goto("/console/orders?status=COMPLETED")
+    expect(page.get_by_role("row", name=re.compile(order_id))).to_be_visible()
+
+    page = admin.goto("/console/dead-letters")
+    if route_exists(admin.base_url, "/api/v1/admin/dead-letters"):
+        expect(page.get_by_role("button", name="Filter")).to_be_visible()
+        expect(page.locator(".unavailable")).to_have_count(0)
+    else:
+        expect(page.locator(".unavailable")).to_contain_text("Not available")
+    admin.shot("dead-letters")
+
+    page = admin.goto("/console/users")
+    page.get_by_role("link", name=re.compile(".+")).filter(has_text="-").first.click()
+    expect(page.get_by_label("customer")).to_be_checked()
+    admin.shot("users")
+
+
+def test_a_customer_is_refused_the_console(browse: Callable[..., Browsing]) -> None:
+    tab = browse()
+    sign_up(tab)
+    page = tab.goto("/console")
+    expect(page.get_by_role("alert")).to_contain_text("admin role")
