@@ -80,7 +80,7 @@ async function refresh() {
 }
 
 async function send(method, path, body, options = {}, retried = false) {
-  const headers = { Accept: options.accept || "application/json" };
+  const headers = { Accept: options.accept || "application/json", ...options.headers };
   const s = session();
   if (s) headers.Authorization = `Bearer ${s.accessToken}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -113,6 +113,21 @@ export async function api(method, path, body, options) {
 }
 
 export const get = (path, options) => api("GET", path, undefined, options);
+
+// Random hex (crypto.randomUUID needs a secure context; this does not).
+export const randomId = (bytes) =>
+  Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+
+// This tab's browsing session (X-Session-ID): the products viewed in one count as viewed
+// together for recommendations.
+export function browsingSession() {
+  let id = sessionStorage.getItem("mercato.browsing");
+  if (!id) {
+    id = randomId(12);
+    sessionStorage.setItem("mercato.browsing", id);
+  }
+  return id;
+}
 
 // A query string of the values that are set.
 export function query(params) {

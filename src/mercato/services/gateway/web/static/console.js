@@ -165,7 +165,10 @@ async function order() {
   const eid = encodeURIComponent(id);
   const payments = section("Payments", async () => {
     const p = await get(`/api/v1/payments${query({ orderId: id })}`);
-    return p.items.length ? h("pre", {}, JSON.stringify(p.items, null, 2)) : h("p", {}, "No payment.");
+    return p.items.length ? table(["Payment", "Method", "Status", "Amount ", "Captured ", "Refunded ", "Reason"], p.items.map((x) => [
+      x.paymentId, x.method === "card" ? `card ·${x.last4 || ""}` : x.method || "—", badge(x.status), money(x.amount, x.currency),
+      money(x.captured, x.currency), money(x.refunded, x.currency), [x.reason, ...(x.refunds || []).map((r) => `${money(r.amount, x.currency)} refunded ${when(r.at)}: ${r.reason}`)].filter(Boolean).join("; "),
+    ])) : h("p", {}, "No payment.");
   }, "The payment service's records (GET /api/v1/payments)");
   const shipments = section("Shipments", async () => {
     const s = await get(`/api/v1/shipments${query({ orderId: id })}`);

@@ -1,6 +1,6 @@
 // The storefront: browse and search, a product, the cart, checkout, orders (live), inbox.
 
-import { api, get, query, stream, who } from "./api.js";
+import { api, browsingSession, get, query, stream, who } from "./api.js";
 import { orderView, productNames } from "./order.js";
 import {
   badge, boot, errorBox, field, form, h, lastSegment, main, missing, money, newKey, pager,
@@ -124,7 +124,7 @@ async function recommendations(productId) {
 }
 
 async function product() {
-  const p = await get(`/api/v1/products/${encodeURIComponent(lastSegment())}`);
+  const p = await get(`/api/v1/products/${encodeURIComponent(lastSegment())}`, { headers: { "X-Session-ID": browsingSession() } });
   title(p.name);
   const quantity = field("Quantity", "quantity", { type: "number", min: 1, max: 1000, value: 1, inputmode: "numeric" });
   const buy = form([quantity], "Add to cart", async (v) => {

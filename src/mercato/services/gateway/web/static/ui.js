@@ -2,7 +2,7 @@
 // nodes (never HTML strings), money and dates, errors shown as the API words them, forms
 // whose fields show the API's 422 errors, paging, and the sign-in box.
 
-import { ApiError, isAdmin, signIn, signOut, signUp, who } from "./api.js";
+import { ApiError, isAdmin, randomId, signIn, signOut, signUp, who } from "./api.js";
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -218,6 +218,5 @@ export async function boot(pages) {
   }
 }
 
-// An Idempotency-Key (crypto.randomUUID needs a secure context; this does not).
-export const newKey = () =>
-  Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+// An Idempotency-Key.
+export const newKey = () => randomId(16);
