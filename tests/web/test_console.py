@@ -111,3 +111,23 @@ def test_a_customer_is_refused_the_console(browse: Callable[..., Browsing]) -> N
     sign_up(tab)
     page = tab.goto("/console")
     expect(page.get_by_role("alert")).to_contain_text("admin role")
+
+
+def test_a_return_is_received_from_the_shipments_page(browse: Callable[..., Browsing]) -> None:
+    shopper = browse()
+    sign_up(shopper)
+    add(shopper, "throw", "Wool throw")
+    order = check_out(shopper, "4242 4242 4242 4242")
+    order_id = order.url.rsplit("/", 1)[1]
+    expect(status(order)).to_contain_text("DELIVERING")
+    order.get_by_role("button", name="Cancel order").click()
+    expect(order.get_by_text("Return:")).to_contain_text("IN_TRANSIT")
+
+    admin = browse()
+    sign_in_admin(admin)
+    page = admin.goto("/console/shipments")
+    row = page.get_by_role("row", name=re.compile(order_id)).filter(has_text="return")
+    row.get_by_role("button", name="Mark delivered").click()
+    expect(page.get_by_role("status").filter(has_text="Marked delivered")).to_be_visible()
+    order = shopper.goto(f"/account/orders/{order_id}")
+    expect(order.get_by_text("Return:")).to_contain_text("DELIVERED")

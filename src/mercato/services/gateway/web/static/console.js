@@ -178,7 +178,7 @@ async function order() {
     const s = await get(`/api/v1/admin/orders/${eid}/story`);
     const index = new Map(s.events.map((e, i) => [e.id, i + 1]));
     return table(["#", "+ms ", "Event", "Source", "Caused by", "Data"], s.events.map((e, i) => [
-      h("span", { id: `ev-${e.id}` }, String(i + 1)), String(e.sinceFirstMs), e.type, e.source,
+      h("span", { id: `ev-${e.id}` }, String(i + 1)), String(e.sinceFirstMs), e.data?.status && e.type === "OrderStatusChanged" ? `${e.type} → ${e.data.status}` : e.type, e.source,
       e.causationId && index.has(e.causationId) ? h("a", { href: `#ev-${e.causationId}` }, `#${index.get(e.causationId)}`) : e.causationId || "—",
       h("details", {}, h("summary", {}, "data"), h("pre", {}, JSON.stringify(e.data, null, 2))),
     ]));
@@ -284,13 +284,20 @@ async function shipments() {
   const orderId = param("orderId");
   const lookup = h("form", { method: "get", action: "/console/shipments", class: "inline" }, field("Order id", "orderId", { value: orderId }), h("button", { type: "submit" }, "Show shipments"));
   const rows = [];
-  const orders = orderId ? [await get(`/api/v1/orders/${encodeURIComponent(orderId)}`)] : await recentOrders({ status: "DELIVERING" }, () => true, 2);
+  // Deliveries under way, and returns of orders cancelled while out for delivery.
+  const orders = orderId
+    ? [await get(`/api/v1/orders/${encodeURIComponent(orderId)}`)]
+    : [...(await recentOrders({ status: "DELIVERING" }, () => true, 2)),
+       ...(await recentOrders({ status: "CANCELLED" }, () => false, 1)).filter((o) => o.shipmentId)];
   for (const o of orders) {
     const s = await get(`/api/v1/shipments${query({ orderId: o.orderId })}`);
-    for (const x of s.items) rows.push([h("a", { href: `/console/orders/${encodeURIComponent(o.orderId)}` }, o.orderId), ...shipmentRows([x], shipments)[0]]);
+    for (const x of s.items) {
+      if (!orderId && x.status !== "IN_TRANSIT") continue;
+      rows.push([h("a", { href: `/console/orders/${encodeURIComponent(o.orderId)}` }, o.orderId), ...shipmentRows([x], shipments)[0]]);
+    }
   }
   render(lookup,
-    h("p", { class: "muted" }, orderId ? "" : "Shipments of the orders being delivered. Act as the sandbox carrier:"),
+    h("p", { class: "muted" }, orderId ? "" : "Shipments in transit: deliveries, and returns (delivered = back in the warehouse). Act as the sandbox carrier:"),
     rows.length ? table(["Order", ...SHIPMENT_HEADERS], rows) : h("p", {}, "No shipment in transit."));
 }
 
