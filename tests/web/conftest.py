@@ -2,10 +2,12 @@
 system embedded behind uvicorn on a free port (demo catalog on, the sandbox carrier waiting to
 be told). Each test gets a fresh browser context; an uncaught script error or a console error
 fails it, and a screenshot of each page it names is kept under ``build/web/`` (or
-``MERCATO_WEB_ARTIFACTS``)."""
+``MERCATO_WEB_ARTIFACTS``). With ``MERCATO_WEB_README=1`` the journeys also write the
+README's pictures (``docs/images/``)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import uuid
@@ -77,6 +79,18 @@ class Browsing:
         self.page.goto(self.base_url + path)
         self.page.wait_for_selector("main:not(:has(.loading))")
         return self.page
+
+    def readme_picture(self, name: str, height: int) -> None:
+        """The top ``height`` pixels of the page, in 64 colours, as ``docs/images/NAME.png``
+        (only with MERCATO_WEB_README=1)."""
+        if os.environ.get("MERCATO_WEB_README") != "1":
+            return
+        from PIL import Image
+
+        width = self.page.viewport_size["width"]
+        png = self.page.screenshot(clip={"x": 0, "y": 0, "width": width, "height": height})
+        image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=64)
+        image.save(ROOT / "docs" / "images" / f"{name}.png", optimize=True)
 
     def shot(self, what: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,7 @@ def test_an_admin_runs_the_shop_from_the_console(browse: Callable[..., Browsing]
     else:
         expect(story.locator(".unavailable")).to_be_visible()
     admin.shot("order")
+    admin.readme_picture("console-order", 680)
 
     page = admin.goto("/console/orders?status=COMPLETED")
     expect(page.get_by_role("row", name=re.compile(order_id))).to_be_visible()

@@ -62,6 +62,8 @@ def test_a_shopper_signs_up_fills_a_cart_checks_out_and_watches_the_order(
     tab = browse()
     page = sign_up(tab)
     tab.shot("signed-in")
+    tab.goto("/")
+    tab.readme_picture("storefront", 560)
     add(tab, "mug", "Enamel camp mug")
     tab.shot("search")
     add(tab, "kettle", "Stovetop kettle")
