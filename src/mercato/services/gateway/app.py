@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.routing import Mount
 
 from mercato.platform.runtime.service import ServiceContext
+from mercato.services.gateway import web
 from mercato.services.gateway.lean import LeanRoutes
 from mercato.services.gateway.middleware import BodyLimit, RequestContext
 from mercato.services.gateway.problems import ProblemDetails, install_problem_handlers
@@ -54,6 +55,8 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
     routers = [r for r in ROUTERS if ctx.settings.wdm_api or r not in WDM]
     for router in [*HOT, *(r for r in routers if r not in HOT)]:
         app.router.routes.extend(router.routes)
+    # The storefront and console pages: the app's own, like /docs (not API operations).
+    app.router.routes.extend(web.router.routes)
     # The docs' assets last: every request tries the routes in order (0.6 µs a request for the
     # mount's match when it stood first).
     app.router.routes.sort(key=lambda route: isinstance(route, Mount))

@@ -16,7 +16,6 @@ from mercato.services.gateway.routes import (
     shipments,
     users,
 )
-from mercato.services.gateway.web import router as web_router
 
 # The order of the OpenAPI document (and /docs).
 ROUTERS: list[APIRouter] = [
@@ -29,7 +28,6 @@ ROUTERS: list[APIRouter] = [
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
     compat_wdm_orders.router,
     compat_wdm.router,
-    web_router,  # the storefront and console pages (not in the OpenAPI document)
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.
