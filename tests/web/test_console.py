@@ -104,6 +104,9 @@ def test_an_admin_runs_the_shop_from_the_console(browse: Callable[..., Browsing]
     page = admin.goto("/console/users")
     page.get_by_role("link", name=re.compile(".+")).filter(has_text="-").first.click()
     expect(page.get_by_label("customer")).to_be_checked()
+    page.get_by_label("admin").check()
+    page.get_by_role("button", name="Save roles").click()
+    expect(page.get_by_text(re.compile("roles: admin, customer"))).to_be_visible()
     admin.shot("users")
 
 

@@ -92,6 +92,11 @@ def test_a_shopper_signs_up_fills_a_cart_checks_out_and_watches_the_order(
     expect(row).to_contain_text("$76.50")
     tab.shot("history")
 
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    page = tab.goto("/account/orders")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()  # the orders are gone
+
 
 def test_a_declined_card_cancels_the_order_and_says_why(browse: Callable[..., Browsing]) -> None:
     tab = browse()
