@@ -10,7 +10,9 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.support import ADMIN
+from mercato.platform.envelope import AMQP_PREFIX, Envelope
+from mercato.platform.runtime.system import System
+from tests.support import ADMIN, ServedSystem
 from tests.web.conftest import Browsing, new_email, route_exists
 from tests.web.test_storefront import add, check_out, sign_up, status
 
@@ -135,3 +137,45 @@ def test_a_return_is_received_from_the_shipments_page(browse: Callable[..., Brow
     expect(page.get_by_role("status").filter(has_text="Marked delivered")).to_be_visible()
     order = shopper.goto(f"/account/orders/{order_id}")
     expect(order.get_by_text("Return:")).to_contain_text("DELIVERED")
+
+
+async def poison(system: System) -> str:
+    """An OrderCreated whose payload fails its model: each consumer of it keeps a dead letter."""
+    envelope = Envelope(type="OrderCreated", source="mercato/order", data={"orderId": ["web"]})
+    headers, body = envelope.to_binary(getattr(system.bus, "prefix", AMQP_PREFIX))
+    await system.bus.publish_raw("order.OrderCreated", headers, body)
+    return envelope.id
+
+
+def test_a_dead_letter_is_inspected_redriven_and_discarded(
+    browse: Callable[..., Browsing], shop: ServedSystem
+) -> None:
+    admin = browse()
+    sign_in_admin(admin)
+    if not route_exists(admin.base_url, "/api/v1/admin/dead-letters"):
+        page = admin.goto("/console/dead-letters")
+        expect(page.locator(".unavailable")).to_contain_text("dead-letter list")
+        return
+    event_id = shop.call(poison)
+    page = admin.goto("/console/dead-letters?service=inventory")
+    for _ in range(50):  # the letter is written once inventory has given up on the event
+        if page.get_by_role("row", name=re.compile("OrderCreated")).count():
+            break
+        page.wait_for_timeout(200)
+        page = admin.goto("/console/dead-letters?service=inventory")
+    page.get_by_role("row", name=re.compile("OrderCreated")).first.get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Envelope")).to_be_visible()
+    expect(page.locator("pre").last).to_contain_text(event_id)
+    expect(page.get_by_role("row", name=re.compile("OrderCreated"))).to_contain_text("open")
+    admin.shot("dead-letter")
+
+    # A poison event fails again when redriven: still open, one attempt more, and said so.
+    page.get_by_role("button", name="Redrive").click()
+    expect(page.get_by_role("status").filter(has_text="Redriven")).to_be_visible()
+    page.get_by_label("Reason").fill("malformed by a test; nothing to redo")
+    page.get_by_role("button", name="Discard").click()
+    expect(page.get_by_text("This letter is discarded.")).to_contain_text("nothing to redo")
+    page = admin.goto("/console/dead-letters?status=discarded")
+    expect(page.get_by_role("row", name=re.compile("OrderCreated")).first).to_contain_text(
+        "discarded"
+    )

@@ -58,7 +58,7 @@ async function dashboard() {
     const s = await get("/api/v1/admin/system");
     return table(["Service", "Ready", "Outbox backlog ", "Oldest unsent ", "Dead letters "], s.services.map((x) => [
       x.name, badge(x.ready ? "ok" : "bad"), String(x.outboxBacklog),
-      x.oldestUnsentAgeSeconds == null ? "—" : `${Number(x.oldestUnsentAgeSeconds).toFixed(1)} s`,
+      x.oldestUnsentAgeSeconds == null || !x.outboxBacklog ? "—" : `${Number(x.oldestUnsentAgeSeconds).toFixed(1)} s`,
       x.deadLetters ? h("a", { href: `/console/dead-letters?service=${encodeURIComponent(x.name)}` }, String(x.deadLetters)) : "0",
     ]));
   }, "The services' outbox backlog and dead-letter counts (GET /api/v1/admin/system)");
@@ -305,12 +305,15 @@ async function deadLetters() {
   if (needAdmin()) return;
   const service = param("service");
   const type = param("type");
+  const status = param("status");
   const cursor = param("cursor");
   const filter = h("form", { method: "get", action: "/console/dead-letters", class: "inline" },
-    field("Service", "service", { value: service }), field("Event type", "type", { value: type }), h("button", { type: "submit" }, "Filter"));
+    field("Service", "service", { value: service }), field("Event type", "type", { value: type }),
+    field("Status", "status", { options: [["", "Any"], ["open", "open"], ["redriven", "redriven"], ["discarded", "discarded"]], value: status }),
+    h("button", { type: "submit" }, "Filter"));
   let list;
   try {
-    list = await get(`/api/v1/admin/dead-letters${query({ service, type, cursor })}`);
+    list = await get(`/api/v1/admin/dead-letters${query({ service, type, status, cursor })}`);
   } catch (err) {
     render(filter, missing(err) ? unavailable("The dead-letter list") : errorBox(err));
     return;
@@ -337,8 +340,8 @@ async function deadLetter() {
   title(`Dead letter ${d.eventType} at ${d.service}`);
   const actions = d.status === "open" ? h("div", { class: "cols" },
     form([h("p", {}, "Deliver the event to the service again.")], "Redrive", async () => {
-      await api("POST", `${path}/redrive`);
-      toast("Redriven");
+      const after = await api("POST", `${path}/redrive`);
+      toast(after.status === "open" ? `Redriven: it failed again (attempt ${after.attempts})` : `Redriven: ${after.status}`);
       await deadLetter();
     }),
     form([field("Reason", "reason", { required: true })], "Discard", async (v) => {
