@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from playwright.sync_api import expect
@@ -94,6 +95,16 @@ def test_an_admin_runs_the_shop_from_the_console(browse: Callable[..., Browsing]
 
     page = admin.goto("/console/orders?status=COMPLETED")
     expect(page.get_by_role("row", name=re.compile(order_id))).to_be_visible()
+    # The time filter (the browser's clock and zone are the test's).
+    hour_ago = (datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    page = admin.goto(f"/console/orders?from={hour_ago}")
+    expect(page.get_by_role("row", name=re.compile(order_id))).to_be_visible()
+    page = admin.goto(f"/console/orders?to={hour_ago}")
+    expect(page.get_by_text("No order matches.")).to_be_visible()
+    page = admin.goto("/console")
+    expect(page.get_by_text(re.compile(r"^[1-9]\d* orders placed in the window"))).to_be_visible()
+    cancellations = page.locator("section", has=page.get_by_role("heading", name="Cancellations"))
+    expect(cancellations).to_be_visible()
 
     page = admin.goto("/console/dead-letters")
     if route_exists(admin.base_url, "/api/v1/admin/dead-letters"):

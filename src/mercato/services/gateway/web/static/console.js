@@ -348,7 +348,7 @@ async function deadLetter() {
       await api("POST", `${path}/discard`, { reason: v.reason });
       toast("Discarded");
       await deadLetter();
-    })) : h("p", {}, `This letter is ${d.status}.`, d.discardReason ? ` Reason: ${d.discardReason}` : "");
+    }, { danger: true })) : h("p", {}, `This letter is ${d.status}.`, d.discardReason ? ` Reason: ${d.discardReason}` : "");
   render(
     table(["Service", "Event", "Event id", "Attempts ", "First failed", "Last failed", "Status"], [[d.service, d.eventType, d.eventId, String(d.attempts), when(d.firstFailedAt), when(d.lastFailedAt), badge(d.status)]]),
     h("h2", {}, "Error"), h("pre", {}, d.error),

@@ -80,9 +80,9 @@ export function field(label, name, attrs = {}) {
 
 // A form whose submit calls ``action(values)``; the API's errors show at the fields they name
 // and above the button. Returns the form.
-export function form(children, submitText, action, { inline = false } = {}) {
+export function form(children, submitText, action, { inline = false, danger = false } = {}) {
   const status = h("div", { "aria-live": "assertive" });
-  const button = h("button", { type: "submit" }, submitText);
+  const button = h("button", { type: "submit", class: danger ? "danger" : null }, submitText);
   const f = h("form", { class: inline ? "inline" : "", novalidate: true }, children, status, h("div", {}, button));
   f.addEventListener("submit", async (event) => {
     event.preventDefault();
