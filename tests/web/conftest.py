@@ -1,7 +1,7 @@
 """The web pages in a real browser: Playwright driving Debian's Chromium against the whole
 system embedded behind uvicorn on a free port (demo catalog on, the sandbox carrier waiting to
-be told). Each test gets a fresh browser context; an uncaught script error or a console error
-fails it, and a screenshot of each page it names is kept under ``build/web/`` (or
+be told). Each test gets a fresh browser context; an uncaught script error, a console error
+or a control without a label fails it, and a screenshot of each page it names is kept under ``build/web/`` (or
 ``MERCATO_WEB_ARTIFACTS``). With ``MERCATO_WEB_README=1`` the journeys also write the
 README's pictures (``docs/images/``)."""
 
@@ -29,6 +29,12 @@ ARTIFACTS = Path(os.environ.get("MERCATO_WEB_ARTIFACTS", ROOT / "build" / "web")
 # show those answers themselves (a declined card, a route this server lacks).
 NETWORK_LOG = re.compile(r"^Failed to load resource: the server responded with a status of")
 
+# The form controls and buttons on the page that have no accessible name.
+UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button")]
+  .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")
+    && !(e.tagName === "BUTTON" && e.textContent.trim()))
+  .map((e) => e.outerHTML)"""
+
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
@@ -45,7 +51,7 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSystem]:
     settings = make_settings(
         tmp_path_factory.mktemp("web"),
@@ -76,8 +82,12 @@ class Browsing:
             self.errors.append(f"console: {message.text}")
 
     def goto(self, path: str) -> Any:
+        """The page at ``path`` once its module has drawn it; a control without a name a
+        screen reader can say counts as an error."""
         self.page.goto(self.base_url + path)
         self.page.wait_for_selector("main:not(:has(.loading))")
+        nameless = self.page.evaluate(UNLABELLED)
+        self.errors.extend(f"{path}: no label for {html}" for html in nameless)
         return self.page
 
     def readme_picture(self, name: str, height: int) -> None:
