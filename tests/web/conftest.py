@@ -1,9 +1,9 @@
 """The web pages in a real browser: Playwright driving Debian's Chromium against the whole
 system embedded behind uvicorn on a free port (demo catalog on, the sandbox carrier waiting to
 be told). Each test gets a fresh browser context; an uncaught script error, a console error
-or a control without a label fails it, and a screenshot of each page it names is kept under ``build/web/`` (or
-``MERCATO_WEB_ARTIFACTS``). With ``MERCATO_WEB_README=1`` the journeys also write the
-README's pictures (``docs/images/``)."""
+or a control without a label fails it, and a screenshot of each page it names is kept under
+``build/web/`` (or ``MERCATO_WEB_ARTIFACTS``). With ``MERCATO_WEB_README=1`` the journeys also
+write the README's pictures (``docs/images/``)."""
 
 from __future__ import annotations
 
