@@ -4,6 +4,14 @@ import { get } from "./api.js";
 import { badge, h, money, table, when } from "./ui.js";
 
 const STEPS = ["CREATED", "PAID", "RESERVED", "DELIVERING", "COMPLETED"];
+// What an order's outcome may still wait for (``pending``), in words.
+const PENDING = {
+  payment: "the payment",
+  reservation: "the stock reservation",
+  refund: "the refund",
+  stockRelease: "the stock's release",
+  return: "the return of the goods",
+};
 
 export function steps(o) {
   const at = STEPS.indexOf(o.status);
@@ -16,6 +24,7 @@ export function orderView(o, names = {}) {
   const ship = o.shipment;
   return [
     h("p", { id: "order-status", "aria-live": "polite" }, "Status: ", badge(o.status), o.cancelReason ? ` — ${o.cancelReason}` : ""),
+    o.pending?.length ? h("p", { class: "muted", id: "order-pending" }, `Still to come: ${o.pending.map((p) => PENDING[p] || p).join(", ")}.`) : null,
     steps(o),
     h("h2", {}, "Items"),
     table(["Product", "Quantity ", "Unit price ", "Status"], o.items.map((i) => [name(i.productId), String(i.quantity), money(i.price, o.currency), i.status])),
