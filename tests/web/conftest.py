@@ -36,7 +36,9 @@ UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, bu
   .map((e) => e.outerHTML)"""
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open, the thread has an event
+# loop running, and pytest-asyncio cannot run an async test after it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
         message = f"{CHROMIUM} is missing (apt-get install chromium)"
@@ -51,7 +53,7 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSystem]:
     settings = make_settings(
         tmp_path_factory.mktemp("web"),
