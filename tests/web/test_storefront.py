@@ -167,6 +167,21 @@ def test_the_storefront_fits_a_phone(browse: Callable[..., Browsing]) -> None:
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     tab.shot("phone")
+    # By keyboard alone: search with Enter, then Tab to a product's button and press it.
+    page.get_by_label("Search products").focus()
+    page.keyboard.type("lamp")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Results for “lamp”")).to_be_visible()
+    page.wait_for_selector("main:not(:has(.loading))")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+            "Add Desk lamp to cart"
+        ):
+            break
+    expect(page.get_by_role("button", name="Add Desk lamp to cart")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile("/signin"))  # a guest is asked to sign in first
 
 
 def test_the_inbox_lists_notifications_or_says_it_is_not_available(
