@@ -58,6 +58,12 @@ def test_percentiles_interpolate_between_ranks() -> None:
     }
 
 
+def test_the_tail_is_p99_over_p50_marked_past_the_bound() -> None:
+    assert stats.tail({"p50": 100.0, "p99": 250.0}) == "2.5"
+    assert stats.tail({"p50": 100.0, "p99": 1100.0}) == "11.0 (over 3)"
+    assert stats.tail({"p50": None, "p99": None}) == "—"
+
+
 def test_per_second_buckets_from_the_start() -> None:
     assert stats.per_second([100.2, 100.9, 101.5, 99.0, 104.0], 100.0, 3) == [2, 1, 0]
 

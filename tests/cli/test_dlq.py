@@ -124,3 +124,30 @@ def test_show_prints_a_letter_whose_body_holds_a_nul_byte_readably(tmp_path: Pat
     assert '"account":"acc\\x00-1\\xff"' in out and "EntryRecorded" in out, out
     code, out = dlq(tmp_path, "show", "no-such-letter", "--service", "tally")
     assert code == 1 and "no dead letter 'no-such-letter'" in out, out
+
+
+def test_discard_keeps_the_letter_with_its_reason(data_dir: Path) -> None:
+    [first, second] = asyncio.run(_letters(data_dir))
+    code, out = dlq(data_dir, "discard", f"tally.{first.id}")
+    assert code == 2 and "--reason" in out, out
+    code, out = dlq(data_dir, "discard", f"tally.{first.id}", "--reason", "  ")
+    assert code == 2 and "a reason of 1 to 500 characters is required" in out, out
+    code, out = dlq(data_dir, "discard", f"tally.{first.id}", "--reason", "account closed")
+    assert code == 0 and f"tally.{first.id} discarded: account closed" in out, out
+    code, out = dlq(data_dir, "discard", first.id, "--reason", "again", "--service", "tally")
+    assert code == 1 and "the dead letter is discarded" in out, out
+    code, out = dlq(data_dir, "redrive", f"tally.{first.id}")
+    assert code == 1 and "no dead letter" in out, out
+    code, out = dlq(data_dir, "discard", "tally.no-such-letter", "--reason", "x")
+    assert code == 1 and "no dead letter 'tally.no-such-letter'" in out, out
+    code, out = dlq(data_dir, "discard", f"tally.{first.id}", "--reason", "x", "--service", "order")
+    assert code == 2 and "a dead letter of tally, not of order" in out, out
+
+    code, out = dlq(data_dir, "list", "--service", "tally")
+    assert first.id not in out and second.id in out and "1 dead letter(s)" in out, out
+    code, out = dlq(data_dir, "list", "--all", "--service", "tally")
+    assert first.id in out and "discarded" in out and "2 dead letter(s)" in out, out
+    code, out = dlq(data_dir, "show", f"tally.{first.id}")
+    assert code == 0 and "status: discarded" in out and "account closed" in out, out
+    statuses = sorted(r.status for r in asyncio.run(_letters(data_dir)))
+    assert statuses == ["dead", "discarded"]

@@ -27,7 +27,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.e2e.test_operations import dead_letter
 from tests.e2e.test_saga import ADDRESS, Shop, card, open_shop
+
+# The system runs in the module's loop: so do the tests (the admin routes call every
+# service over the network, on channels and servers of that loop).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 Callers = dict[str, dict[str, str]]
 
@@ -100,6 +105,22 @@ RULES: dict[str, Ask] = {
     "GET /api/v1/shipments/{shipmentId}": Ask(Rule.OWNER),
     "POST /api/v1/shipments/{shipmentId}/delivered": Ask(Rule.ADMIN),
     "POST /api/v1/shipments/{shipmentId}/failed": Ask(Rule.ADMIN, body={}),
+    "GET /api/v1/inventory/{productId}": Ask(Rule.ADMIN),
+    "POST /api/v1/inventory/{productId}/restock": Ask(Rule.ADMIN, body={"quantity": 1}),
+    "GET /api/v1/admin/dead-letters": Ask(Rule.ADMIN),
+    "GET /api/v1/admin/dead-letters/{id}": Ask(Rule.ADMIN, path={"id": "{letterId}"}),
+    "POST /api/v1/admin/dead-letters/{id}/redrive": Ask(Rule.ADMIN, path={"id": "{letterId}"}),
+    "POST /api/v1/admin/dead-letters/{id}/discard": Ask(
+        Rule.ADMIN, path={"id": "{letterId}"}, body={"reason": "a test's"}
+    ),
+    "GET /api/v1/admin/system": Ask(Rule.ADMIN),
+    "GET /api/v1/payments": Ask(Rule.OWNER_LISTED, query={"orderId": "{orderId}"}),
+    "GET /api/v1/payments/{paymentId}": Ask(Rule.OWNER),
+    "GET /api/v1/wallet": Ask(Rule.SIGNED_IN),
+    "POST /api/v1/admin/wallets/{userId}/credit": Ask(
+        Rule.ADMIN, body={"amount": 1, "reason": "goodwill"}
+    ),
+    "GET /api/v1/recommendations": Ask(Rule.PUBLIC, query={"productId": "{productId}"}),
     # The WDM benchmark's API takes no credentials and acts as the admin (MERCATO_WDM_API=1,
     # never on an open port): the same for anyone.
     **{
@@ -150,12 +171,17 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         cancelled = await shop.http.post(f"/api/v1/orders/{order_id}/cancel", json={}, headers=a)
         assert cancelled.status_code == 200, cancelled.text
         me = (await shop.http.get("/api/v1/users/me", headers=a)).json()
+        assert shop.system is not None
+        letter = await dead_letter(shop.system, shop.admin, shop.http)
+        paid = await shop.http.get("/api/v1/payments", params={"orderId": order_id}, headers=a)
         ids = {
+            "paymentId": paid.json()["items"][0]["paymentId"],
             "productId": product,
             "doomed": doomed,
             "orderId": order_id,
             "shipmentId": shipment["shipmentId"],
             "userId": me["userId"],
+            "letterId": letter,
             **{name: "1" for name in WDM_NUMBERS},
         }
         document = (await shop.http.get("/openapi.json")).json()

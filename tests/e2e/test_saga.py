@@ -24,6 +24,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from mercato.platform.envelope import Envelope
+from mercato.platform.runtime.system import System
 from mercato.platform.settings import Settings
 from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.sql import Database
@@ -58,6 +59,7 @@ class Shop:
     settings: Settings
     admin: dict[str, str] = field(default_factory=dict)
     engines: dict[str, Database] = field(default_factory=dict)
+    system: System | None = None
 
     async def sign_in(self, email: str, password: str) -> dict[str, str]:
         response = await self.http.post(
@@ -196,8 +198,8 @@ async def open_shop(
         **overrides,
     )
     chosen = all_services() if services is None else [load_service(n) for n in services]
-    async with running(chosen, settings) as (_, http):
-        shop = Shop(http, settings)
+    async with running(chosen, settings) as (system, http):
+        shop = Shop(http, settings, system=system)
         shop.admin = await shop.sign_in(ADMIN["email"], ADMIN["password"])
         try:
             yield shop
@@ -287,12 +289,17 @@ async def test_scenario_7_cancel_while_delivering_refunds_and_orders_a_return(sh
     ada = await shop.customer()
     cup, order_id, shipment_id = await delivering(shop, ada, quantity=3)
     cancelled = await shop.http.post(f"/api/v1/orders/{order_id}/cancel", headers=ada)
-    assert cancelled.json()["status"] == "CANCELLED"
+    assert cancelled.json()["status"] == "CANCELLED" and not cancelled.json()["settled"]
     assert await shop.refunded(order_id) == 37.5
     back = await shop.shipment(ada, order_id, "return")
     assert back["returnOf"] == shipment_id and back["status"] == "IN_TRANSIT"
     await shop.stock_is(cup, 7)  # in transit back: still reserved
+    # Refunded, but the goods are not back: not settled yet, and the order says why.
+    waiting = await shop.order(ada, order_id)
+    assert (waiting["settled"], waiting["pending"]) == (False, ["return"])
     await shop.carrier(back["shipmentId"], "delivered")  # back in the warehouse
+    settled = await shop.wait(ada, order_id, "settled")
+    assert (settled["status"], settled["settled"], settled["pending"]) == ("CANCELLED", True, [])
     await shop.stock_is(cup, 10)
 
 
@@ -300,9 +307,9 @@ async def test_scenario_8_a_failed_payment_cancels_and_releases(shop: Shop) -> N
     bo = await shop.customer()
     cup = await shop.product(price=5, quantity=4)
     order_id = (await shop.place(bo, [(cup, 4)], payment=card(DECLINED_CARD)))["orderId"]
-    order = await shop.wait(bo, order_id, "terminal")
+    order = await shop.wait(bo, order_id, "settled")
     assert order["status"] == "CANCELLED" and "payment failed" in order["cancelReason"]
-    assert not order["payment"]["paid"]
+    assert not order["payment"]["paid"] and order["pending"] == []
     await shop.stock_is(cup, 4)
     assert await shop.events("payment", "PaymentRefunded", order_id) == []
 
@@ -311,8 +318,9 @@ async def test_scenario_9_a_failed_reservation_cancels_and_refunds(shop: Shop) -
     bo = await shop.customer()
     cup = await shop.product(price=9.99, quantity=1)
     order_id = (await shop.place(bo, [(cup, 2)]))["orderId"]
-    order = await shop.wait(bo, order_id, "terminal")
+    order = await shop.wait(bo, order_id, "settled")
     assert order["status"] == "CANCELLED" and "reservation failed" in order["cancelReason"]
+    assert order["payment"]["refunded"]  # settled: the refund is done, not on its way
     assert await shop.refunded(order_id) == 19.98
     await shop.stock_is(cup, 1)
     assert await shop.shipments(bo, order_id) == {}

@@ -93,7 +93,7 @@ async def test_seed_003_create_list_status_history_and_cancel(
         status = await shop.http.get(
             "/api/v1/orders/status", params={"id": "ord-003-1"}, headers=ivan
         )
-        return bool(status.json() == {"id": "ord-003-1", "status": "DELIVERED"})
+        return bool(status.json() == {"id": "ord-003-1", "status": "DELIVERED", "settled": True})
 
     await eventually(delivered, timeout=10)
     cancelled = await shop.http.post(

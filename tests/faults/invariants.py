@@ -21,6 +21,7 @@ from typing import Any
 
 from mercato.api.cart.v1 import cart_pb2
 from mercato.services import ordered_names
+from mercato.services.order.domain import Order, Status
 from tests.faults.system import System
 
 FINAL_ORDER = {"COMPLETED", "CANCELLED"}
@@ -48,15 +49,18 @@ class Expected:
 async def violations(system: System, expected: Expected) -> list[str]:
     found: list[str] = []
     async with system.database("order") as conn:
-        orders = {
-            r["id"]: r for r in await conn.fetch("SELECT id, status, total_amount FROM orders")
-        }
+        orders = {r["id"]: r for r in await conn.fetch("SELECT * FROM orders")}
         lines = await conn.fetch("SELECT order_id, product_id, quantity FROM order_items")
     found += _one_order_per_key(await _checkouts(system), expected.answers, set(orders))
     found += [
         f"order {o}: {r['status']}, not final"
         for o, r in orders.items()
         if r["status"] not in FINAL_ORDER
+    ]
+    found += [
+        f"order {o}: {r['status']}, waiting for {', '.join(p)}"
+        for o, r in orders.items()
+        if r["status"] in FINAL_ORDER and (p := _pending(r))
     ]
     found += await _stock(system, expected.received, orders, lines)
     found += await _money(system, orders)
@@ -69,6 +73,35 @@ async def violations(system: System, expected: Expected) -> list[str]:
             found.append(f"{service} outbox: {unsent} rows unsent")
         found += _letters(service, letters, expected.poison)
     return found
+
+
+def _pending(row: Any) -> tuple[str, ...]:
+    """What the order's outcome still waits for, as the order service reckons it."""
+    facts = {name: row[name] for name in _FACTS}
+    cancelled_from = Status(row["cancelled_from"]) if row["cancelled_from"] else None
+    order = Order(
+        order_id=row["id"],
+        user_id=row["user_id"],
+        currency=row["currency"],
+        lines=(),
+        status=Status(row["status"]),
+        status_since=row["status_since"],
+        created_at=row["created_at"],
+        cancelled_from=cancelled_from,
+        **facts,
+    )
+    return order.pending
+
+
+_FACTS = (
+    "paid",
+    "refunded",
+    "reserved",
+    "payment_failed",
+    "payment_cancelled",
+    "reservation_failed",
+    "released",
+)
 
 
 def subject(violation: str) -> str:

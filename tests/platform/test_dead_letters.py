@@ -20,7 +20,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, OperationalError
 
 from mercato.platform.bus.port import RawMessage
-from mercato.platform.dead_letters import Redriver, list_dead_letters, request_redrive
+from mercato.platform.dead_letters import (
+    NotOpen,
+    Redriver,
+    discard,
+    list_dead_letters,
+    redrive_now,
+    request_redrive,
+)
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
 from mercato.platform.runtime.system import System
 from mercato.platform.storage.database import (
@@ -150,6 +157,56 @@ async def test_two_replicas_redrive_each_letter_once(
     assert {r.status for r in await letters(engine)} == {"redriven"}
 
 
+async def test_two_redrives_and_a_discard_of_one_letter_at_once_act_once(
+    engine: Database, template: str | None, tmp_path: Path
+) -> None:
+    """An operator's redrive on two replicas and a discard, all at once: one conditional
+    update decides which of them acts; the others are told the letter is no longer open."""
+    for n in range(1, 6):  # five letters, five rounds
+        await freeze(engine, f"acc-{n}")
+        await tally_consumer(engine)([raw(entry_event(f"acc-{n}"))])
+        await thaw(engine, f"acc-{n}")
+    other = open_database(service_url(template, "tally", tmp_path))
+    try:
+        for letter in await letters(engine):
+            outcomes = await asyncio.gather(
+                redrive_now(engine, tally_consumer(engine), letter.id),
+                redrive_now(other, tally_consumer(other), letter.id),
+                discard(other, letter.id, "not wanted"),
+                return_exceptions=True,
+            )
+            acted = [o for o in outcomes if not isinstance(o, NotOpen)]
+            assert len(acted) == 1, outcomes
+            [after] = [r for r in await letters(engine) if r.id == letter.id]
+            assert after.status in ("redriven", "discarded")
+            account = json.loads(bytes(after.body))["account"]
+            assert await count_of(engine, account) == (after.status == "redriven")
+    finally:
+        await other.dispose()
+
+
+async def test_a_discarded_letter_keeps_its_reason_and_cannot_be_redriven(
+    engine: Database,
+) -> None:
+    await freeze(engine, "acc-1")
+    await tally_consumer(engine)([raw(entry_event("acc-1"))])
+    [letter] = await letters(engine)
+    with pytest.raises(ValueError, match="a reason of 1 to 500 characters"):
+        await discard(engine, letter.id, " ")
+    assert await discard(engine, "no-such-letter", "gone") is None
+    kept = await discard(engine, letter.id, "  the account was closed ")
+    assert kept is not None and kept.status == "discarded"
+    assert kept.discard_reason == "the account was closed" and kept.discarded_at is not None
+    with pytest.raises(NotOpen, match="discarded"):
+        await discard(engine, letter.id, "again")
+    with pytest.raises(NotOpen, match="discarded"):
+        await redrive_now(engine, tally_consumer(engine), letter.id)
+    assert await request_redrive(engine, letter.id) == 0
+    assert [r.id for r in await list_dead_letters(engine, status="discarded")] == [letter.id]
+    assert await list_dead_letters(engine, status="open") == []
+    assert await count_of(engine, "acc-1") == 0
+
+
 async def test_a_letter_with_a_nul_byte_redriven_fails_cleanly_back_to_dead(
     engine: Database,
 ) -> None:
@@ -222,6 +279,9 @@ async def test_old_dead_letters_keep_their_bodies_as_utf8_bytes(
     finally:
         await db.dispose()
     assert bytes(letter.body) == "café {}".encode()
+    # platform_0004: its first failure is the one it kept; open, with no discard.
+    assert letter.first_failed_at == letter.failed_at and letter.status == "dead"
+    assert letter.discard_reason is None and letter.discarded_at is None
 
 
 async def test_a_letter_the_database_refuses_is_stored_escaped_or_logged_never_retried(

@@ -9,6 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mercato.bench import stats
+
 
 def _n(value: Any, digits: int = 1) -> str:
     if value is None:
@@ -61,6 +63,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
         "browse/s",
         "PAID p50/p90/p99/max ms",
         "RESERVED p50/p90/p99/max ms",
+        "RESERVED p99/p50",
         "errors",
         title=title,
     )
@@ -94,6 +97,7 @@ def tables(results: dict[str, Any]) -> list[Table]:
             _n(s["browsePerSecond"]),
             four("paid"),
             four("reserved"),
+            stats.tail(lat["reserved"]),
             errors,
         )
         c, ceiling = s["costPerOrder"], s["ceiling"]
@@ -231,9 +235,10 @@ def markdown(results: dict[str, Any]) -> str:
         "| scenario | "
         + "".join(f"{column} | " for column in extra)
         + "orders | →PAID/s | →RESERVED/s | browse/s | PAID p50/p90/p99/max ms "
-        "| RESERVED p50/p90/p99/max ms | events/order | deliveries/order | transactions/order "
-        "| ceiling/s | % of ceiling | CPU ms/order system/broker/db/bench | invariants | errors |",
-        "| --- " * (15 + len(extra)) + "|",
+        "| RESERVED p50/p90/p99/max ms | RESERVED p99/p50 | events/order | deliveries/order "
+        "| transactions/order | ceiling/s | % of ceiling | CPU ms/order system/broker/db/bench "
+        "| invariants | errors |",
+        "| --- " * (16 + len(extra)) + "|",
     ]
     for name, s in results["scenarios"].items():
         lat, c, inv = s["latencyMs"], s["costPerOrder"], s["invariants"]
@@ -248,6 +253,7 @@ def markdown(results: dict[str, Any]) -> str:
             + "".join(f"{cell} | " for cell in (arrivals(s) if offered else ()))
             + f"{s['orders']} | {_n(s['paidPerSecond'])} | {_n(s['reservedPerSecond'])} "
             f"| {_n(s['browsePerSecond'])} | {four('paid')} | {four('reserved')} "
+            f"| {stats.tail(lat['reserved'])} "
             f"| {_n(c['events'], 2)} | {_n(c['deliveries'], 2)} | {_n(c['transactions'], 2)} "
             f"| {_n(s['ceiling']['ordersPerSecond'])} | {_n(s['ceiling']['percent'])} "
             f"| {cpu_split(s.get('cpuMsPerOrder'))} "

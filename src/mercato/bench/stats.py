@@ -41,6 +41,20 @@ def summary(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+# A checkout's p99 beyond this many times its p50 is a tail worth finding (a stall: a batch
+# held behind a long one, a relay waiting, the event loop blocked), whatever the p50 is.
+TAIL_BOUND = 3.0
+
+
+def tail(summary: dict[str, float | None]) -> str:
+    """p99 ÷ p50 of a ``summary``, marked when it is over ``TAIL_BOUND`` (— without data)."""
+    p50, p99 = summary.get("p50"), summary.get("p99")
+    if not p50 or p99 is None:
+        return "—"
+    ratio = p99 / p50
+    return f"{ratio:.1f}" + (f" (over {TAIL_BOUND:g})" if ratio > TAIL_BOUND else "")
+
+
 def per_second(times: Iterable[float], start: float, seconds: int) -> list[int]:
     """How many of ``times`` (seconds since the epoch) fall in each second after ``start``."""
     buckets = [0] * max(seconds, 0)

@@ -1,4 +1,9 @@
-"""``mercato dlq list``, ``mercato dlq show ID`` and ``mercato dlq redrive ID|--all``."""
+"""``mercato dlq list``, ``show ID``, ``redrive ID|--all`` and ``discard ID --reason``.
+
+The same functions (``mercato.platform.dead_letters``) serve the admin routes, through each
+service's Operations API; here they run on each service's database directly. IDs are the
+public ones the routes show (``inventory.0190…``); a bare id is looked for in every service.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,15 @@ from rich.text import Text
 
 from mercato.cli.common import console, fail, settings_or_exit
 from mercato.platform.dead_letters import (
+    NotOpen,
+    discard,
     find_dead_letter,
     list_dead_letters,
+    parse_id,
+    public_id,
     readable,
     request_redrive,
+    shown_status,
 )
 from mercato.platform.settings import Settings
 from mercato.platform.storage.database import open_database, service_url
@@ -68,19 +78,31 @@ def _names(services: list[str] | None) -> list[str]:
     return names
 
 
+def _where(letter_id: str, services: list[str] | None) -> tuple[list[str], str]:
+    """The services to look in for a letter, and its id in their databases."""
+    service, own_id = parse_id(letter_id)
+    if service is None:
+        return _names(services), own_id
+    if services and service not in services:
+        fail(f"{letter_id!r} is a dead letter of {service}, not of {', '.join(services)}")
+    return [service], own_id
+
+
 @app.command("list")
 def list_(
     services: ServiceOption = None,
-    all_: Annotated[bool, typer.Option("--all", help="Include redriven ones")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Include redriven and discarded ones")
+    ] = False,
 ) -> None:
-    """Dead letters of every service: id, event, error, attempts."""
+    """Open dead letters of every service: id, event, error, attempts."""
     settings = settings_or_exit()
 
     async def collect() -> list[Any]:
         rows: list[Any] = []
         for _, db in await _each_db(settings, _names(services)):
             try:
-                rows.extend(await list_dead_letters(db, include_redriven=all_))
+                rows.extend(await list_dead_letters(db, status=None if all_ else "open"))
             finally:
                 await db.dispose()
         return rows
@@ -91,12 +113,12 @@ def list_(
     )
     for row in rows:
         cells = (
-            row.id,
+            public_id(row.consumer, row.id),
             row.consumer,
             row.event_type or "?",
             row.event_id or "?",
             str(row.attempts),
-            row.status,
+            shown_status(row.status),
             row.failed_at.isoformat(timespec="seconds"),
             (row.error.splitlines() or [""])[-1][:120],
         )
@@ -112,11 +134,12 @@ def show(
     """One dead letter in full: its error, headers and body (bytes that are not UTF-8, and
     control characters, written as escapes)."""
     settings = settings_or_exit()
+    names, own_id = _where(letter_id, services)
 
     async def find() -> Any:
-        for _, db in await _each_db(settings, _names(services)):
+        for _, db in await _each_db(settings, names):
             try:
-                row = await find_dead_letter(db, letter_id)
+                row = await find_dead_letter(db, own_id)
             finally:
                 await db.dispose()
             if row is not None:
@@ -127,13 +150,15 @@ def show(
     if row is None:
         fail(f"no dead letter {letter_id!r}", code=1)
     for label, value in (
-        ("id", row.id),
+        ("id", public_id(row.consumer, row.id)),
         ("consumer", row.consumer),
         ("event type", row.event_type or "?"),
         ("event id", row.event_id or "?"),
-        ("status", row.status),
+        ("status", shown_status(row.status)),
         ("attempts", str(row.attempts)),
-        ("failed at", row.failed_at.isoformat(timespec="seconds")),
+        ("first failed at", (row.first_failed_at or row.failed_at).isoformat(timespec="seconds")),
+        ("last failed at", row.failed_at.isoformat(timespec="seconds")),
+        *((("discarded", f"{row.discard_reason}"),) if row.discard_reason else ()),
     ):
         console.print(Text(f"{label}: {readable(value)}"))
     console.print(Text(f"error:\n{readable(row.error)}"))
@@ -153,12 +178,15 @@ def redrive(
     if (letter_id is None) == (not all_):
         fail("give one dead letter ID, or --all")
     settings = settings_or_exit()
+    names, own_id = _names(services), None
+    if letter_id is not None:
+        names, own_id = _where(letter_id, services)
 
     async def mark() -> int:
         marked = 0
-        for _, db in await _each_db(settings, _names(services)):
+        for _, db in await _each_db(settings, names):
             try:
-                marked += await request_redrive(db, None if all_ else letter_id)
+                marked += await request_redrive(db, own_id)
             finally:
                 await db.dispose()
         return marked
@@ -167,5 +195,36 @@ def redrive(
     if letter_id is not None and marked == 0:
         fail(f"no dead letter {letter_id!r} waiting (already redriven, or unknown)", code=1)
     console.print(
-        f"{marked} dead letter(s) marked for redrive; their services take them within a second"
+        f"{marked} dead letter(s) marked for redrive; their services take them within 5 seconds"
     )
+
+
+@app.command("discard")
+def discard_(
+    letter_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (kept with the letter)")],
+    services: ServiceOption = None,
+) -> None:
+    """Give up on an open dead letter, saying why: it is kept, listed as discarded (--all)."""
+    settings = settings_or_exit()
+    names, own_id = _where(letter_id, services)
+
+    async def mark() -> Any:
+        for _, db in await _each_db(settings, names):
+            try:
+                row = await discard(db, own_id, reason)
+            finally:
+                await db.dispose()
+            if row is not None:
+                return row
+        return None
+
+    try:
+        row = asyncio.run(mark())
+    except ValueError as exc:  # NotOpen is not one
+        fail(str(exc))
+    except NotOpen as exc:
+        fail(f"{letter_id}: {exc}", code=1)
+    if row is None:
+        fail(f"no dead letter {letter_id!r}", code=1)
+    console.print(Text(f"{public_id(row.consumer, row.id)} discarded: {readable(reason.strip())}"))

@@ -1,4 +1,6 @@
-"""``mercato events list``, ``mercato events validate TYPE [FILE|-]``, ``mercato events docs``."""
+"""``mercato events list``, ``mercato events validate TYPE [FILE|-]``, ``mercato events docs``
+(the catalog); the log's commands (query, tail, story, export, replay, rebuild) are in
+``event_log``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from rich.table import Table
 from mercato.cli.common import console, fail
 from mercato.contracts.events import REGISTRY, UnknownEventType, spec_of
 
-app = typer.Typer(help="The event catalog.", no_args_is_help=True)
+app = typer.Typer(help="The event catalog and the event log.", no_args_is_help=True)
 
 
 @app.command("list")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mercato.cli import bench, dlq, events, run, status
+from mercato.cli import bench, dlq, event_log, events, run, status
 
 app = typer.Typer(
     help="Mercato, an event-driven e-commerce backend.",
@@ -15,5 +15,6 @@ app.command("up")(run.up)
 app.command("serve")(run.serve)
 app.command("ps")(status.ps)
 app.command("bench")(bench.bench)
+event_log.register(events.app)
 app.add_typer(events.app, name="events")
 app.add_typer(dlq.app, name="dlq")

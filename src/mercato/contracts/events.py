@@ -81,6 +81,7 @@ class ProductCreated(Payload):
     description: str | None = None
     currency: Currency = "USD"
     category: str | None = None
+    active: bool | None = None  # None: active (the seed's events do not say)
 
 
 class ProductUpdated(Payload):
@@ -101,6 +102,7 @@ class ProductDeleted(Payload):
 class ProductViewed(Payload):
     productId: Id
     userId: Id | None = None
+    sessionId: Id | None = None  # the browsing session the gateway was told (X-Session-ID)
 
 
 # -- identity --------------------------------------------------------------------------
@@ -205,6 +207,7 @@ class OrderCompleted(Payload):
     paymentId: Id
     status: str
     userId: Id | None = None
+    items: list[Item] | None = None  # what was delivered (recommendation's "bought together")
 
 
 # -- payment ---------------------------------------------------------------------------
@@ -223,6 +226,14 @@ class PaymentCompleted(Payload):
 
 
 class PaymentFailed(Payload):
+    paymentId: Id
+    orderId: Id
+    reason: str
+
+
+class PaymentCancelled(Payload):
+    """The order was cancelled before it was charged: nothing was taken, and nothing will be."""
+
     paymentId: Id
     orderId: Id
     reason: str
@@ -248,6 +259,9 @@ class StockReservationFailed(Payload):
 
 
 class StockReleased(Payload):
+    """The order holds no stock any more: what it held is back on sale (``items``; empty when
+    the cancellation came before the reservation, so nothing was or will be reserved)."""
+
     orderId: Id
     items: list[Item]
 
@@ -322,7 +336,13 @@ _PUBLISHERS: dict[str, tuple[type[Payload], ...]] = {
     "identity": (UserCreated, UserAuthenticated, LoginFailed, UserRolesUpdated, ProfileUpdated),
     "cart": (CartItemAdded, CartItemRemoved, CartUpdated, CartCheckedOut, CartAbandoned),
     "order": (OrderCreated, OrderStatusChanged, OrderPaid, OrderCancelled, OrderCompleted),
-    "payment": (PaymentInitiated, PaymentCompleted, PaymentFailed, PaymentRefunded),
+    "payment": (
+        PaymentInitiated,
+        PaymentCompleted,
+        PaymentFailed,
+        PaymentCancelled,
+        PaymentRefunded,
+    ),
     "inventory": (
         StockReserved,
         StockReservationFailed,

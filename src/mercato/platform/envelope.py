@@ -87,8 +87,11 @@ class Envelope:
 
     def _encoding(self) -> tuple[dict[str, Any], str]:
         encoded = self._encoded
-        if encoded is None:
-            encoded = (self.attributes(), _dumps(self.data))
+        if encoded is None or not encoded[0]:
+            # A received event keeps its body's text as its data's JSON (from_binary): the
+            # audit log stores every event it receives, and need not encode data again.
+            data = _dumps(self.data) if encoded is None else encoded[1]
+            encoded = (self.attributes(), data)
             object.__setattr__(self, "_encoded", encoded)
         return encoded
 
@@ -137,7 +140,12 @@ class Envelope:
             raise EnvelopeError(f"body is not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise EnvelopeError("the event body must be a JSON object")
-        return cls._from_attributes(attrs, data)
+        envelope = cls._from_attributes(attrs, data)
+        try:  # the data's JSON as it came (see _encoding); JSON may also be UTF-16 or -32
+            object.__setattr__(envelope, "_encoded", ({}, body.decode()))
+        except UnicodeDecodeError:
+            pass
+        return envelope
 
     @classmethod
     def _from_attributes(cls, attrs: Mapping[str, Any], data: dict[str, Any]) -> Envelope:

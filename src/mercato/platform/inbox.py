@@ -17,7 +17,7 @@ import asyncio
 import base64
 import json
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +27,15 @@ from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mercato.contracts.events import Payload
-from mercato.platform.bus.port import ACK, ROUTE_BY, RawMessage, Retry, Verdict, pattern_for
+from mercato.platform.bus.port import (
+    ACK,
+    ALL_EVENTS,
+    ROUTE_BY,
+    RawMessage,
+    Retry,
+    Verdict,
+    pattern_for,
+)
 from mercato.platform.envelope import Envelope, EnvelopeError
 from mercato.platform.ids import new_id
 from mercato.platform.metrics import DELIVERIES
@@ -70,6 +78,28 @@ def on(model: type[Payload], handler: HandlerFn, route: str | None = None) -> On
     return On(model, handler, route)
 
 
+EveryFn = Callable[[Sequence[Envelope], UnitOfWork], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class OnEvery:
+    """``every(append_events, catalog)``: one handler for every event of every type, called
+    once per batch with the batch's new envelopes, in the batch's transaction (the audit log:
+    one multi-row append per batch). Its queue is bound with one wildcard.
+
+    With a ``catalog`` (type → model), an event of a type not in it, or whose payload fails
+    its model, is a dead letter, as it is for a handler of that type; without one, every
+    well-formed CloudEvent is taken."""
+
+    handler: EveryFn
+    catalog: Mapping[str, type[Payload]] | None = None
+    pattern: str = ALL_EVENTS
+
+
+def every(handler: EveryFn, catalog: Mapping[str, type[Payload]] | None = None) -> OnEvery:
+    return OnEvery(handler, catalog)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 5
@@ -88,7 +118,7 @@ class PoisonMessage(Exception):
 class _Decoded:
     message: RawMessage
     envelope: Envelope
-    payload: Payload
+    payload: Payload | None  # None: a type only an ``every`` handler takes
     handlers: tuple[On, ...]
 
 
@@ -99,7 +129,7 @@ class InboxConsumer:
         self,
         name: str,
         db: Database,
-        handlers: Sequence[On],
+        handlers: Sequence[On | OnEvery],
         *,
         policy: RetryPolicy | None = None,
         on_events: Committed | None = None,
@@ -113,8 +143,10 @@ class InboxConsumer:
         self._in_hand: set[asyncio.Task[Any]] = set()  # the tasks handling a batch
         self._abandoned: set[asyncio.Task[Any]] = set()  # of those, the ones cancelled
         self._by_type: dict[str, list[On]] = {}
+        self._every = [h for h in handlers if isinstance(h, OnEvery)]
         for h in handlers:
-            self._by_type.setdefault(h.event_type, []).append(h)
+            if isinstance(h, On):
+                self._by_type.setdefault(h.event_type, []).append(h)
         self.patterns = tuple(sorted({h.pattern for h in handlers}))
         dialect = postgresql if db.dialect.name == "postgresql" else sqlite
         self._claim = dialect.insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
@@ -185,6 +217,9 @@ class InboxConsumer:
         except EnvelopeError as exc:
             raise PoisonMessage(f"malformed event: {exc}") from exc
         handlers = self._by_type.get(envelope.type)
+        if not handlers and self._every:
+            self._check(envelope)
+            return _Decoded(message, envelope, None, ())
         if not handlers:
             # The queue is bound to the handled types only: this came from a publisher newer
             # than this consumer, or by mistake, and an operator must see it.
@@ -197,6 +232,21 @@ class InboxConsumer:
             h for h in handlers if h.route is None or h.route == _route_value(envelope, h)
         )
         return _Decoded(message, envelope, payload, matching)
+
+    def _check(self, envelope: Envelope) -> None:
+        """An event for ``every`` handlers only: held to each one's catalog, if it has one."""
+        for handler in self._every:
+            if handler.catalog is None:
+                continue
+            model = handler.catalog.get(envelope.type)
+            if model is None:
+                raise PoisonMessage(
+                    f"unknown event type {envelope.type!r}: not in {self.name}'s catalog"
+                )
+            try:
+                model.model_validate(envelope.data)
+            except ValidationError as exc:
+                raise PoisonMessage(f"invalid {envelope.type} payload: {exc}") from exc
 
     async def _handle(self, items: Sequence[_Decoded]) -> None:
         async with transaction(self.db, self.name, on_events=self.on_events) as uow:
@@ -217,13 +267,19 @@ class InboxConsumer:
             fresh = {row.event_id for row in claimed}
             if self.prefetch is not None and fresh:
                 new = {i.envelope.id: i.payload for i in items if i.envelope.id in fresh}
-                await self.prefetch(uow, list(new.values()))  # each new event once
+                await self.prefetch(uow, [p for p in new.values() if p is not None])
+            if self._every and fresh:
+                new_envelopes = {i.envelope.id: i.envelope for i in items if i.envelope.id in fresh}
+                for every_handler in self._every:
+                    await every_handler.handler(list(new_envelopes.values()), uow)
             for item in items:
                 env = item.envelope
                 if env.id not in fresh:  # handled before, or earlier in this batch
                     log.debug("duplicate event skipped", consumer=self.name, event_id=env.id)
                     continue
                 fresh.discard(env.id)
+                if not item.handlers:
+                    continue
                 uow.cause = env
                 # bind/reset rather than bound_contextvars, which copies the whole context.
                 tokens = structlog.contextvars.bind_contextvars(
@@ -257,6 +313,7 @@ class InboxConsumer:
     ) -> Verdict:
         event_id = envelope.id if envelope else _header(message, "id")
         event_type = envelope.type if envelope else _header(message, "type")
+        now = datetime.now(UTC)
         letter: dict[str, Any] = {
             "id": new_id(),
             "consumer": self.name,
@@ -267,7 +324,8 @@ class InboxConsumer:
             "error": _storable(error),
             "attempts": message.attempt,
             "status": "dead",
-            "failed_at": datetime.now(UTC),
+            "failed_at": now,
+            "first_failed_at": now,
         }
         log.error(
             "dead-lettered",
@@ -321,7 +379,7 @@ class InboxConsumer:
             topic="",
             headers=json.loads(row.headers),
             body=bytes(row.body),
-            prefix=_prefix_of(json.loads(row.headers)),
+            prefix=prefix_of(json.loads(row.headers)),
         )
         try:
             await self._handle([self._decode(message)])
@@ -362,7 +420,8 @@ def _ascii(text: str | None) -> str | None:
     return None if text is None else ascii(text)[1:-1]
 
 
-def _prefix_of(headers: dict[str, Any]) -> str:
+def prefix_of(headers: Mapping[str, Any]) -> str:
+    """The CloudEvents prefix (``ce-``, ``cloudEvents:``) of headers as they were stored."""
     for key in headers:
         if key.endswith("specversion"):
             return key[: -len("specversion")]

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -96,6 +99,9 @@ class Settings(BaseSettings):
     order_payment_timeout: float = Field(300, gt=0, le=30 * 86_400)
     order_reservation_timeout: float = Field(300, gt=0, le=30 * 86_400)
     order_shipment_timeout: float = Field(300, gt=0, le=30 * 86_400)
+    # audit: how long the event log keeps an event (by its time): "30d", "12h", "90m", "2w";
+    # "forever" (or empty) keeps everything.
+    audit_retention: str = "forever"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     max_attempts: int = Field(5, ge=1, le=100)
@@ -110,6 +116,15 @@ class Settings(BaseSettings):
     restart_delay_max: float = Field(30.0, gt=0, le=3600)
     restart_limit: int = Field(5, ge=1, le=100)
     restart_window: float = Field(60.0, gt=0, le=86_400)
+    # notification: the SMTP server mail goes through ("smtp://user:pass@host:587" STARTTLS when
+    # offered, "smtp+starttls://…" STARTTLS required, "smtps://host:465" TLS from the start);
+    # unset = no mail is sent: each is written as an .eml file under the data directory.
+    smtp_url: str | None = Field(None, repr=False)
+    smtp_from: str = "Mercato <no-reply@mercato.local>"
+    smtp_timeout: float = Field(10.0, gt=0, le=300, description="seconds")
+    # notification: sends of one mail before it is a dead letter, the first wait (doubling).
+    mail_max_attempts: int = Field(8, ge=1, le=100)
+    mail_retry_base_delay: float = Field(5.0, ge=0, le=3600, description="seconds")
 
     @field_validator("broker_url")
     @classmethod
@@ -144,6 +159,12 @@ class Settings(BaseSettings):
                 raise ValueError("must be a number of seconds ≥ 0, or 'never'") from None
         return value
 
+    @field_validator("audit_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        retention_seconds(value)
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: str) -> str:
@@ -160,6 +181,21 @@ class Settings(BaseSettings):
         first = info.data.get("restart_delay")
         if first is not None and value < first:
             raise ValueError(f"must be ≥ MERCATO_RESTART_DELAY ({first:g})")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: str | None) -> str | None:
+        if value:
+            smtp_endpoint(value)
+        return value
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address):
+            raise ValueError(f"{value!r} is not a mail address (e.g. Shop <shop@example.com>)")
         return value
 
     @field_validator("grpc_targets")
@@ -245,6 +281,78 @@ def broker_urls(value: str) -> tuple[str, ...]:
             raise ValueError(f"node {number}: no host (expected {first.scheme}://host:port)")
         urls.append(part)
     return tuple(urls)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def retention_seconds(value: str) -> float | None:
+    """A retention as seconds ("30d" → 2 592 000), None for "forever" or empty; ValueError
+    saying what is expected otherwise."""
+    text = value.strip().lower()
+    if text in ("", "forever"):
+        return None
+    number, unit = text[:-1], text[-1:]
+    try:
+        amount = float(number) if unit in _UNITS else float("nan")
+    except ValueError:
+        amount = float("nan")
+    if not amount > 0 or amount == float("inf"):
+        raise ValueError(
+            f"{value!r} is not a retention: a number > 0 and a unit, s, m, h, d or w "
+            "(e.g. 30d, 12h), or 'forever'"
+        )
+    return amount * _UNITS[unit]
+SMTP_SCHEMES = {"smtp": None, "smtp+starttls": True, "smtps": False}
+
+
+@dataclass(frozen=True)
+class SmtpEndpoint:
+    """Where and how to send mail. ``starttls``: None = when the server offers it, True =
+    required; ``tls``: TLS from the first byte (smtps)."""
+
+    host: str
+    port: int
+    tls: bool
+    starttls: bool | None
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def shown(self) -> str:
+        scheme = "smtps" if self.tls else "smtp+starttls" if self.starttls else "smtp"
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+def smtp_endpoint(value: str) -> SmtpEndpoint:
+    """``MERCATO_SMTP_URL`` read; ``ValueError`` saying what is wrong (never the password)."""
+    usage = "must be smtp://[user:pass@]host[:port], smtp+starttls://… or smtps://…"
+    parts = urlsplit(value.strip())
+    if "://" not in value or parts.scheme not in SMTP_SCHEMES:
+        raise ValueError(usage)
+    if not parts.hostname:
+        raise ValueError(f"no host ({usage})")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("the port is not a number from 1 to 65535")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"no path or query is taken ({usage})")
+    user, password = parts.username, parts.password
+    if (user is None) != (password is None) or user == "":
+        raise ValueError("give both a user name and a password (smtp://user:pass@host), or none")
+    tls = parts.scheme == "smtps"
+    return SmtpEndpoint(
+        host=parts.hostname,
+        port=port or (465 if tls else 587 if parts.scheme == "smtp+starttls" else 25),
+        tls=tls,
+        starttls=SMTP_SCHEMES[parts.scheme],
+        username=unquote(user) if user is not None else None,
+        password=unquote(password) if password is not None else None,
+    )
 
 
 def parse_targets(value: str) -> dict[str, str]:

@@ -34,6 +34,9 @@ SERVICES: dict[str, str] = {
     "payment": "mercato.services.payment.service:service",
     "order": "mercato.services.order.service:service",
     "shipping": "mercato.services.shipping.service:service",
+    "audit": "mercato.services.audit.service:service",
+    "notification": "mercato.services.notification.service:service",
+    "recommendation": "mercato.services.recommendation.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 

@@ -88,6 +88,8 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
             await asyncio.sleep(0.05)
         shipment = listed["items"][0]["shipmentId"]
         me = (await http.get("/api/v1/users/me", headers=callers["ada"])).json()["userId"]
+        paid = await http.get("/api/v1/payments", params={"orderId": order}, headers=callers["ada"])
+        payment = paid.json()["items"][0]["paymentId"]
         ctx = system.hosts["gateway"].ctx
         assert ctx is not None
         served: list[str] = []
@@ -104,6 +106,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
             httpx.AsyncClient(transport=httpx.ASGITransport(apps[1]), base_url="http://t") as b,
         ):
             ids = {"product": product, "order": order, "shipment": shipment, "user": me}
+            ids["payment"] = payment
             yield Rig(a, b, callers, ids, served, http)
 
 
@@ -193,9 +196,74 @@ async def test_lean_answers_are_fastapis(rig: Rig) -> None:
         for path in ("/api/v1/orders/list", "/api/v1/orders/status"):
             await ask(path, params, "ada")
         await ask("/api/v1/orders/status_change_list", params, "ada")
+    events: list[dict[str, Any] | None] = [
+        None,
+        {"type": "OrderCreated", "limit": 2},
+        {"correlationId": ids["order"], "since": "2020-01-01T00:00:00Z"},
+        {"until": "yesterday"},
+        {"cursor": "nope"},
+        {"limit": 0},
+    ]
+    for params in events:
+        for caller in ("nobody", "ada", "admin"):
+            await ask("/api/v1/admin/events", params, caller)
+    for order in (ids["order"], "nope", LONG):
+        for caller in ("ada", "admin"):
+            await ask(f"/api/v1/admin/orders/{order}/story", None, caller)
+    for params in ({"orderId": ids["order"]}, {"orderId": ""}, {"orderId": LONG}, None):
+        for caller in everyone:
+            await ask("/api/v1/payments", params, caller)
+    for path in (f"/api/v1/payments/{ids['payment']}", "/api/v1/payments/nope"):
+        for caller in everyone:
+            await ask(path, None, caller)
+    for params in (None, {"entries": 0}, {"entries": 501}, {"entries": "x"}):
+        for caller in everyone:
+            await ask("/api/v1/wallet", params, caller)
+    recommendations: list[dict[str, Any] | None] = [
+        None,
+        {"productId": ids["product"]},
+        {"productId": ids["product"], "limit": 51},
+        {"userId": ids["user"]},
+        {"userId": ids["user"], "limit": 2},
+        {"productId": LONG},
+    ]
+    for params in recommendations:
+        for caller in everyone:
+            await ask("/api/v1/recommendations", params, caller)
+    for params in ({"recommendations": 3}, {"recommendations": 21}, {"recommendations": "x"}):
+        await ask(f"/api/v1/products/{ids['product']}", params, "nobody")
     await ask("/.well-known/jwks.json", None, "nobody")
     for path in ("/orders/find/0", "/payment/find_user/0", "/stock/find/0", "/stock/find/x"):
         await ask(path, None, "nobody")
+    for params in (None, {"movements": 5}, {"movements": 0}, {"movements": "x"}):
+        for caller in everyone:
+            await ask(f"/api/v1/inventory/{ids['product']}", params, caller)
+    await ask("/api/v1/inventory/nope", None, "admin")
+    letters: list[dict[str, Any] | None] = [
+        None,
+        {"service": "inventory", "type": "OrderCreated", "status": "open"},
+        {"service": "nowhere"},
+        {"status": "dead"},
+        {"limit": 0},
+        {"cursor": "not-one"},
+    ]
+    for params in letters:
+        for caller in everyone:
+            await ask("/api/v1/admin/dead-letters", params, caller)
+    for path in ("/api/v1/admin/dead-letters/inventory.nope", "/api/v1/admin/dead-letters/x"):
+        for caller in everyone:
+            await ask(path, None, caller)
+    for caller in ("nobody", "forged", "basic", "ada"):
+        await ask("/api/v1/admin/system", None, caller)
+    # The admin's: ages change between two asks; the same services, ready, in the same order.
+    views = [
+        await client.get("/api/v1/admin/system", headers=rig.callers["admin"])
+        for client in (rig.lean_http, rig.plain_http)
+    ]
+    assert [v.status_code for v in views] == [200, 200]
+    assert [(s["name"], s["ready"]) for s in views[0].json()["services"]] == [
+        (s["name"], s["ready"]) for s in views[1].json()["services"]
+    ]
     # Not its to serve: what FastAPI routes elsewhere, or answers 404/405 for.
     for path in ("/api/v1/products/", "/api/v1/orders/x/stream", "/openapi.json", "/nowhere"):
         await ask(path, None, "ada")
@@ -221,9 +289,19 @@ async def test_every_get_route_it_serves_is_asked_above(rig: Rig) -> None:
         "/api/v1/orders/{orderId}/wait",
         "/api/v1/shipments",
         "/api/v1/shipments/{shipmentId}",
+        "/api/v1/payments",
+        "/api/v1/payments/{paymentId}",
+        "/api/v1/wallet",
+        "/api/v1/recommendations",
         "/orders/find/{order_id}",
         "/payment/find_user/{user_id}",
         "/stock/find/{item_id}",
+        "/api/v1/inventory/{productId}",
+        "/api/v1/admin/dead-letters",
+        "/api/v1/admin/dead-letters/{id}",
+        "/api/v1/admin/system",
+        "/api/v1/admin/events",
+        "/api/v1/admin/orders/{orderId}/story",
     }
     routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
     assert {r.path for r in routes if lean.plan_for(r, LEAN_WRITES) is not None} == asked | {

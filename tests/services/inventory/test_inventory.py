@@ -111,6 +111,9 @@ async def test_release_deduct_and_return(tmp_path: Path) -> None:
         await inv.feed(h.receive_return, back)
         a = await inv.stock("a")
         assert (a.available, a.reserved) == (8, 0)
+        # The cancelled order's stock is back: it hears so once (its compensation is done).
+        released = await inv.events("StockReleased")
+        assert [e.data["orderId"] for e in released] == ["paid-fail", "cancelled", "in-delivery"]
 
         # A delivered order returned later: its goods come back on hand too, once.
         returned = ReturnShipmentReceived(
@@ -158,7 +161,9 @@ async def test_cancellation_before_creation_leaves_a_tombstone(tmp_path: Path) -
         await inv.feed(h.reserve_stock, order("o2", ("a", 2)))
         assert (await inv.stock("a")).available == 5
         assert await inv.events("StockReserved") == []
-        assert await inv.events("StockReleased") == []
+        # Each tombstone answers the order: nothing is held for it, and nothing will be.
+        released = await inv.events("StockReleased")
+        assert [(e.data["orderId"], e.data["items"]) for e in released] == [("o1", []), ("o2", [])]
         # Completion before creation (impossible in the saga) changes nothing either.
         await inv.feed(h.deduct_stock, OrderCompleted(orderId="o3", paymentId="p", status="X"))
         await inv.feed(h.reserve_stock, order("o3", ("a", 1)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,6 +16,7 @@ from mercato.contracts.events import (
     OrderPaid,
     OrderStatusChanged,
     Payload,
+    PaymentCancelled,
     PaymentCompleted,
     PaymentFailed,
     PaymentInitiated,
@@ -24,6 +26,7 @@ from mercato.contracts.events import (
     ShipmentDelivered,
     ShipmentFailed,
     ShortItem,
+    StockReleased,
     StockReservationFailed,
     StockReserved,
 )
@@ -281,4 +284,46 @@ def test_timeouts_cancel_the_waiting_step() -> None:
     ],
 )
 def test_wait_outcomes(status: str, until: str, expected: str) -> None:
-    assert outcome(Status(status), Until(until)) is Outcome(expected)
+    order = replace(new_order(), status=Status(status))
+    assert outcome(order, Until(until)) is Outcome(expected)
+
+
+UNCHARGED = PaymentCancelled(paymentId="pay-1", orderId="o-1", reason="x")
+RELEASED = StockReleased(orderId="o-1", items=[EventItem(productId="p-1", quantity=2)])
+NOTHING_HELD = StockReleased(orderId="o-1", items=[])
+CANCEL = CustomerCancel()
+
+
+@pytest.mark.parametrize(
+    ("messages", "pending"),
+    [
+        ((), ("payment", "reservation")),
+        ((PAID,), ("reservation",)),
+        ((PAID, RESERVED), ()),
+        ((PAID, RESERVED, SHIPPED, DELIVERED), ()),
+        # The reservation failed after the capture: settled once the money is back.
+        ((PAID, SHORT), ("refund",)),
+        ((PAID, SHORT, REFUNDED), ()),
+        # The payment failed: settled once the stock is back (or was never taken).
+        ((PAYMENT_FAILED,), ("reservation",)),
+        ((RESERVED, PAYMENT_FAILED), ("stockRelease",)),
+        ((RESERVED, PAYMENT_FAILED, RELEASED), ()),
+        ((PAYMENT_FAILED, SHORT), ()),
+        # Cancelled before anyone acted: both say they hold nothing and never will.
+        ((CANCEL,), ("payment", "reservation")),
+        ((CANCEL, UNCHARGED, NOTHING_HELD), ()),
+        # A success after the cancellation is compensated before the order is settled.
+        ((CANCEL, UNCHARGED, RESERVED), ("stockRelease",)),
+        ((CANCEL, PAID, NOTHING_HELD), ("refund",)),
+        # Cancelled while the goods travel: settled when they are back and the money too.
+        ((PAID, RESERVED, SHIPPED, CANCEL, REFUNDED), ("return",)),
+        ((PAID, RESERVED, SHIPPED, LOST, REFUNDED, RELEASED), ()),
+    ],
+)
+def test_settled_once_every_compensation_is_done(
+    messages: tuple[SagaMessage, ...], pending: tuple[str, ...]
+) -> None:
+    order, _, _ = run(new_order(), *messages)
+    assert order.pending == pending
+    assert order.settled is (not pending)
+    assert outcome(order, Until.SETTLED) is (Outcome.REACHED if not pending else Outcome.PENDING)

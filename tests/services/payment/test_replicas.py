@@ -77,4 +77,5 @@ async def test_two_cancellations_before_the_order_leave_one_tombstone_and_no_cha
 ) -> None:
     await two.at_once(ORDER_KEY, "o1", cancelled("o1"), cancelled("o1"))
     await two.first.handle(order("o1", "u1", "30", method="wallet"))  # late: charges nothing
-    assert await outcome(two, "o1") == ("CANCELLED", 100, [])
+    # One tombstone, so one answer to the order: nothing charged.
+    assert await outcome(two, "o1") == ("CANCELLED", 100, ["PaymentCancelled"])

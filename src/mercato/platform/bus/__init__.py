@@ -2,6 +2,7 @@
 
 from mercato.platform.bus.port import (
     ACK,
+    ALL_EVENTS,
     EventBus,
     Processor,
     RawMessage,
@@ -14,6 +15,7 @@ from mercato.platform.bus.port import (
 
 __all__ = [
     "ACK",
+    "ALL_EVENTS",
     "EventBus",
     "Processor",
     "RawMessage",

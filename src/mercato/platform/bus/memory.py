@@ -108,6 +108,23 @@ class MemoryBus:
         for queue in self._targets(topic):
             queue.items.put_nowait(_Item(RawMessage(topic, headers, body, self.prefix), None))
 
+    async def send(self, consumer: str, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        queue = self._queues.get(consumer)
+        if queue is None:
+            raise LookupError(f"no consumer {consumer!r} on this bus")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for topic, envelope in batch:
+            done: asyncio.Future[None] = loop.create_future()
+            if queue.workers:
+                headers, body = envelope.to_binary(self.prefix)
+                queue.items.put_nowait(_Item(RawMessage(topic, headers, body, self.prefix), done))
+            else:
+                done.set_exception(BusStopped(f"{consumer} is not consuming"))
+            futures.append(done)
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        return [not isinstance(o, BaseException) for o in outcomes]
+
     async def subscribe(
         self,
         consumer: str,

@@ -22,6 +22,9 @@ Layout (nats-server 2.9: a consumer has one filter subject):
   server holds it until a first message, then returns what is ready. The pullers of one
   subscription share its processor: what they bring while a batch is being handled goes
   together into the next batch (one transaction), as one RabbitMQ queue carries all patterns.
+- The same stream also holds ``{ns}.direct.{consumer}.>``: what ``send`` addresses to one
+  service (a replay). Each subscription has one more durable, filtered on its own direct
+  subject, so a replay reaches that service's consumer alone.
 - Stream ``{NS}_EXHAUSTED`` stores the server's MAX_DELIVERIES advisories (a handler that kept
   killing its process). Each service has a durable consumer on it; the message named by the
   advisory is read from the events stream by sequence and handed over with ``exhausted=True``,
@@ -57,15 +60,16 @@ _WORD = re.compile(r"[^.\s*>#]+")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_-]+")
 _ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 _NEXT = "$JS.API.CONSUMER.MSG.NEXT"
+_DIRECT = "__direct"  # the pattern name of a subscription's durable for ``send``
 
 Convert = Callable[[Msg], Awaitable[RawMessage | None]]
 
 
-def topic_subject(namespace: str, topic: str) -> str:
+def topic_subject(namespace: str, topic: str, under: str = "events") -> str:
     words = topic.split(".")
     if not all(_WORD.fullmatch(w) for w in words):
         raise ValueError(f"invalid topic {topic!r}: dotted words without wildcards or spaces")
-    return f"{namespace}.events.{topic}"
+    return f"{namespace}.{under}.{topic}"
 
 
 def pattern_subject(namespace: str, pattern: str) -> str:
@@ -152,16 +156,18 @@ class NatsBus:
             raise ConnectionError(f"cannot reach NATS at {self.url}: {exc!r}") from exc
         self._nc, self._js = nc, nc.jetstream(timeout=self.ack_timeout)
         try:
-            await self._ensure_stream(self.stream, f"{self.namespace}.events.>")
+            await self._ensure_stream(
+                self.stream, f"{self.namespace}.events.>", f"{self.namespace}.direct.>"
+            )
             await self._ensure_stream(self.exhausted_stream, f"{_ADVISORY}.{self.stream}.*")
         except BaseException:
             await self.close()
             raise
 
-    async def _ensure_stream(self, name: str, subject: str) -> None:
+    async def _ensure_stream(self, name: str, *subjects: str) -> None:
         config = api.StreamConfig(
             name=name,
-            subjects=[subject],
+            subjects=list(subjects),
             retention=api.RetentionPolicy.INTEREST,
             storage=api.StorageType.FILE,
             max_age=self.max_age,
@@ -213,12 +219,18 @@ class NatsBus:
 
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        return await self._acked(
+            [(topic_subject(self.namespace, topic), envelope, True) for topic, envelope in batch]
+        )
+
+    async def _acked(self, messages: Sequence[tuple[str, Envelope, bool]]) -> list[bool]:
+        """Publish (subject, event, with its Nats-Msg-Id) in order, the acks awaited together."""
         js = self._jetstream()
-        subjects = [topic_subject(self.namespace, topic) for topic, _ in batch]
         acks: list[asyncio.Future[api.PubAck] | None] = []
-        for subject, (_, envelope) in zip(subjects, batch, strict=True):
+        for subject, envelope, deduplicated in messages:
             headers, body = envelope.to_binary(self.prefix)
-            headers["Nats-Msg-Id"] = envelope.id
+            if deduplicated:
+                headers["Nats-Msg-Id"] = envelope.id
             try:
                 acks.append(
                     await js.publish_async(
@@ -240,6 +252,18 @@ class NatsBus:
             topic_subject(self.namespace, topic), body, headers=dict(headers)
         )
 
+    async def send(self, consumer: str, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        js = self._jetstream()
+        try:
+            await js.consumer_info(self.stream, durable_name(consumer, _DIRECT))
+        except NotFoundError:
+            raise LookupError(f"no consumer {consumer!r}: it never subscribed") from None
+        under = f"direct.{_safe(consumer)}"
+        # No Nats-Msg-Id: the server would drop a replay as a copy of the original publish.
+        return await self._acked(
+            [(topic_subject(self.namespace, t, under), envelope, False) for t, envelope in batch]
+        )
+
     # -- consuming -------------------------------------------------------------------------
     async def subscribe(
         self,
@@ -253,6 +277,7 @@ class NatsBus:
         if not patterns or batch_size < 1 or max_deliveries < 1:
             raise ValueError("subscribe needs patterns, batch_size >= 1 and max_deliveries >= 1")
         filters = {durable_name(consumer, p): pattern_subject(self.namespace, p) for p in patterns}
+        filters[durable_name(consumer, _DIRECT)] = f"{self.namespace}.direct.{_safe(consumer)}.>"
         js, nc = self._jetstream(), self._nc
         assert nc is not None
         # The advisory consumer first: in an interest stream, an advisory nobody is bound to
@@ -320,8 +345,11 @@ class NatsBus:
         return subscription
 
     async def _event(self, msg: Msg) -> RawMessage:
+        topic = msg.subject.removeprefix(f"{self.namespace}.")
+        if topic.startswith("direct."):  # direct.{consumer}.{topic}
+            topic = topic.split(".", 2)[2]
         return RawMessage(
-            topic=msg.subject.removeprefix(f"{self.namespace}.events."),
+            topic=topic.removeprefix("events."),
             headers=dict(msg.headers or {}),
             body=msg.data,
             prefix=self.prefix,

@@ -18,6 +18,10 @@ from typing import Any, Protocol
 
 from mercato.platform.envelope import Envelope
 
+# The one pattern that binds a queue to every topic (the audit log's): one binding on RabbitMQ,
+# one filter on NATS (``#`` → ``>``), a match-all on the in-process bus.
+ALL_EVENTS = "#"
+
 # Event types whose topic carries one payload field, so consumers can bind to one value.
 ROUTE_BY: dict[str, str] = {"OrderStatusChanged": "status"}
 
@@ -102,6 +106,11 @@ class EventBus(Protocol):
 
     async def publish_raw(self, topic: str, headers: Mapping[str, str], body: bytes) -> None:
         """Publish bytes as they are (for tools and tests: a malformed message, say)."""
+
+    async def send(self, consumer: str, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        """Publish to ``consumer``'s queue alone, past every binding (a replay: stored events
+        delivered again to one service). True for each message its queue took; raises
+        ``LookupError`` when the consumer has no queue (it never subscribed)."""
 
     async def subscribe(
         self,

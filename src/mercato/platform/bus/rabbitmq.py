@@ -191,6 +191,37 @@ class RabbitBus:
             raw = await self._publish_channel.get_underlay_channel()
             await self._send(raw, topic, headers, body, None)
 
+    async def send(self, consumer: str, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
+        """Through the default exchange, whose routing key is a queue's name: the consumer's
+        queue alone gets the messages, whatever else is bound to their topics."""
+        if self._connection is None or self._publish_channel is None:
+            raise ConnectionError("RabbitBus is not connected: call connect() first")
+        name = self.queue_name(consumer)
+        # A passive declaration fails (and closes its channel) when there is no such queue:
+        # the default exchange would silently drop what is sent to a queue that is not there.
+        async with asyncio.timeout(self.timeout):
+            probe = await self._connection.channel()
+            try:
+                await probe.declare_queue(name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                raise LookupError(f"no queue {name!r}: {consumer} never subscribed") from None
+            finally:
+                with contextlib.suppress(Exception):
+                    await probe.close()
+            raw = await self._publish_channel.get_underlay_channel()
+
+        async def confirmed(topic: str, envelope: Envelope) -> bool:
+            try:
+                headers, body = envelope.to_binary(self.prefix)
+                await self._send(raw, name, headers, body, envelope.id, exchange="")
+                return True
+            except Exception as exc:
+                log.warning("send not confirmed", consumer=consumer, error=repr(exc))
+                return False
+
+        async with self._publishing:
+            return list(await asyncio.gather(*(confirmed(t, env) for t, env in batch)))
+
     async def _send(
         self,
         raw: aiormq.abc.AbstractChannel,
@@ -198,6 +229,7 @@ class RabbitBus:
         headers: Mapping[str, Any],
         body: bytes,
         message_id: str | None,
+        exchange: str | None = None,
     ) -> None:
         """One persistent message; returns once the broker confirms it."""
         properties = spec.Basic.Properties(
@@ -209,7 +241,7 @@ class RabbitBus:
         # A Nack (the broker did not take it) raises DeliveryError.
         await raw.basic_publish(
             body,
-            exchange=self.exchange_name,
+            exchange=self.exchange_name if exchange is None else exchange,
             routing_key=topic,
             properties=properties,
             mandatory=False,  # an event no service is bound to is simply dropped

@@ -1,4 +1,5 @@
-"""Runs one service: database and migrations, relay, inbox consumer, redriver, gRPC, tasks."""
+"""Runs one service: database and migrations, relay, inbox consumer, redriver, gRPC (its own
+API and the platform's Operations), tasks."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mercato.api.operations.v1 import operations_pb2_grpc
 from mercato.platform.bus.port import EventBus, Subscription
 from mercato.platform.dead_letters import Redriver
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
 from mercato.platform.metrics import count_commits
+from mercato.platform.operations import NAME as OPERATIONS
+from mercato.platform.operations import OperationsApi
 from mercato.platform.outbox import OutboxRelay
 from mercato.platform.runtime.grpc_errors import HideInternalErrors
 from mercato.platform.runtime.local_grpc import LocalServices
@@ -120,8 +124,7 @@ class ServiceHost:
                 max_deliveries=policy.max_attempts + 3,
             )
             self._spawn(Redriver(db, self.consumer).run(), "redriver")
-        if self.service.grpc is not None:
-            await self._start_grpc(self.ctx)
+        await self._start_grpc(self.ctx)
         for task in self.service.tasks:
             self._spawn(task(self.ctx), task.__name__)
         log.info("service started", service=self.name, grpc_port=self.grpc_port)
@@ -133,9 +136,16 @@ class ServiceHost:
         self._relay_task.add_done_callback(self._task_done)
 
     async def _start_grpc(self, ctx: ServiceContext) -> None:
-        assert self.service.grpc is not None
+        """The service's own API, if it has one, and the platform's Operations (every
+        service's: its full method names are the same in each, so it is never in ``local``,
+        whose in-process calls go by method name; the gateway calls it over the network)."""
         server = grpc.aio.server(interceptors=[HideInternalErrors()])
-        names = self.service.grpc(self.local.recording(server, self.name), ctx)
+        names: list[str] = []
+        if self.service.grpc is not None:
+            names += self.service.grpc(self.local.recording(server, self.name), ctx)
+        operations = OperationsApi(ctx, self.consumer, self.ready)
+        operations_pb2_grpc.add_OperationsServicer_to_server(operations, server)  # type: ignore[no-untyped-call]
+        names.append(OPERATIONS)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

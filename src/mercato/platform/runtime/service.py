@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mercato.platform.envelope import Envelope
-from mercato.platform.inbox import On, Prefetch
+from mercato.platform.inbox import On, OnEvery, Prefetch
 from mercato.platform.settings import Settings
 from mercato.platform.storage.sql import Database
 from mercato.platform.unit_of_work import Committed, UnitOfWork, transaction
@@ -27,7 +27,8 @@ class Service:
     """Everything the runtime needs to know to run one service, in either mode.
 
     - ``migrations``: the folder of the service's Alembic revisions (its own branch);
-    - ``handlers``: ``on(EventType, function)`` declarations; the queue binds to exactly these;
+    - ``handlers``: ``on(EventType, function)`` declarations; the queue binds to exactly these
+      (``every(function)``: to every event, with one wildcard);
     - ``grpc``: registers the service's servicers on a ``grpc.aio`` server and returns their
       full names (for reflection and health);
     - ``http``: returns an ASGI app (a FastAPI app: only the gateway has public routes), it takes
@@ -39,7 +40,7 @@ class Service:
 
     name: str
     migrations: Path | None = None
-    handlers: Sequence[On] = ()
+    handlers: Sequence[On | OnEvery] = ()
     grpc: Callable[[grpc.aio.Server, ServiceContext], Sequence[str]] | None = None
     http: Callable[[ServiceContext], ASGIApp] | None = None
     tasks: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
@@ -65,10 +66,11 @@ class ServiceContext:
     def name(self) -> str:
         return self.service.name
 
-    def channel(self, service: str) -> grpc.aio.Channel:
+    def channel(self, service: str, *, in_process: bool = True) -> grpc.aio.Channel:
         """A shared gRPC channel to another service: in-process when that service runs in
-        this process (see ``local_grpc``), else to its address from ``grpc_targets``."""
-        if self.local is not None and service in self.local:
+        this process (see ``local_grpc``), else (or without ``in_process``: for the platform's
+        Operations, which ``local_grpc`` does not carry) to its address from ``grpc_targets``."""
+        if in_process and self.local is not None and service in self.local:
             return self.local.channel()
         channel = self._channels.get(service)
         if channel is None:

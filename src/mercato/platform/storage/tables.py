@@ -61,8 +61,11 @@ dead_letters = Table(
     Column("error", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("status", String(20), nullable=False),
-    Column("failed_at", DateTime(timezone=True), nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),  # the last failure
     Column("redriven_at", DateTime(timezone=True)),
+    Column("first_failed_at", DateTime(timezone=True)),
+    Column("discard_reason", Text),
+    Column("discarded_at", DateTime(timezone=True)),
 )
 Index("ix_dead_letters_status", dead_letters.c.status)
 

@@ -1,5 +1,5 @@
-"""catalog's tables (made by migrations/catalog_0001_initial.py, catalog_0002_search_text.py and
-catalog_0003_version.py)."""
+"""catalog's tables (made by migrations/catalog_0001_initial.py, catalog_0002_search_text.py,
+catalog_0003_version.py and catalog_0004_stock_rebuild.py)."""
 
 from __future__ import annotations
 
@@ -44,4 +44,15 @@ version = sa.Table(
     metadata,
     sa.Column("id", sa.SmallInteger, primary_key=True),
     sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+# The displayed stock rebuilt from the event log by one rebuild (its consumer name), before it
+# is swapped into products (rebuild.py).
+stock_rebuild = sa.Table(
+    "displayed_stock_rebuild",
+    metadata,
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("product_id", sa.String(64), primary_key=True),
+    sa.Column("available", sa.BigInteger, nullable=False),
+    sa.Column("stock_at", When, nullable=False),
 )

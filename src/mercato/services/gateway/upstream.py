@@ -118,11 +118,13 @@ class Gateway:
         *,
         timeout: float | None = None,
         metadata: Sequence[tuple[str, str]] = (),
+        in_process: bool = True,
     ) -> Any:
         """Call ``service``'s ``method`` (with ``metadata`` beside the request's own); a
-        failure is raised as a ``Problem``."""
+        failure is raised as a ``Problem``. ``in_process=False``: over the network even when
+        the service runs in this process (see ``ServiceContext.channel``)."""
         try:
-            stub = self._stub(service, stub_type)
+            stub = self._stub(service, stub_type, in_process)
         except LookupError:
             raise Problem(503, f"the {service} service is not available") from None
         deadline = timeout if timeout is not None else self.ctx.settings.grpc_deadline
@@ -136,10 +138,10 @@ class Gateway:
             if service == "catalog" and method not in pages.READS:
                 pages.pages_of(self.ctx).written()
 
-    def _stub(self, service: str, stub_type: type[Any]) -> Any:
+    def _stub(self, service: str, stub_type: type[Any], in_process: bool = True) -> Any:
         # A stub builds a callable per method of the service: made once per channel, not
         # once per request.
-        channel = self.ctx.channel(service)
+        channel = self.ctx.channel(service, in_process=in_process)
         stubs: dict[tuple[str, type[Any]], tuple[Any, Any]] = self.ctx.extras.setdefault(_STUBS, {})
         made = stubs.get((service, stub_type))
         if made is None or made[0] is not channel:

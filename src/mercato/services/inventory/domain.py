@@ -19,6 +19,20 @@ class Reservation(StrEnum):
     CANCELLED = "CANCELLED"  # tombstone: cancelled before OrderCreated was seen
 
 
+class Movement(StrEnum):
+    """What changed a product's stock (a row of stock_movements)."""
+
+    STOCKED = "stocked"  # the product's first stock, from ProductCreated
+    SET = "set"  # what is available set (ProductUpdated's quantity, an admin's bulk set)
+    RESTOCKED = "restocked"  # an admin added units
+    REMOVED = "removed"  # an admin took units away
+    RESERVED = "reserved"  # held for an order
+    RELEASED = "released"  # an order's hold given back
+    DEDUCTED = "deducted"  # an order's hold gone for good (delivered)
+    RETURNED = "returned"  # an order's goods back on hand
+    RETIRED = "retired"  # the product was deleted
+
+
 @dataclass(frozen=True)
 class Step:
     """A move of an order's reservation from one of ``sources`` to ``target``; ``tombstone``:

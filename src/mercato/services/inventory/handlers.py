@@ -36,6 +36,7 @@ from mercato.services.inventory.domain import (
     RETURN_DEDUCTED,
     RETURN_HELD,
     SHORT,
+    Movement,
     merge_lines,
 )
 
@@ -52,6 +53,7 @@ async def stock_product(event: ProductCreated, uow: UnitOfWork) -> None:
     ProductUpdated: whichever came first created the row, a later create leaves it alone
     (``store.add_product``: one conditional insert, also when both arrive at once)."""
     if await store.add_product(uow.conn, event.productId, event.quantity):
+        await store.record(uow.conn, Movement.STOCKED, [(event.productId, event.quantity)])
         await store.announce(uow, event.productId)
 
 
@@ -62,6 +64,7 @@ async def set_product_stock(event: ProductUpdated, uow: UnitOfWork) -> None:
     if event.quantity is None:
         return
     await store.put_stock(uow.conn, event.productId, event.quantity)
+    await store.record(uow.conn, Movement.SET, [(event.productId, event.quantity)])
     await store.announce(uow, event.productId)
 
 
@@ -69,6 +72,7 @@ async def retire_product(event: ProductDeleted, uow: UnitOfWork) -> None:
     """A deleted product can no longer be reserved; reservations already held stay and are
     released or deducted as usual. Idempotent."""
     if await store.retire(uow.conn, event.productId):
+        await store.record(uow.conn, Movement.RETIRED, [(event.productId, 0)])
         await store.announce(uow, event.productId)
 
 
@@ -111,6 +115,7 @@ async def reserve_stock(event: OrderCreated, uow: UnitOfWork) -> None:
         return
     if savepoint is not None:
         await savepoint.commit()
+    await store.record(uow.conn, Movement.RESERVED, lines, order_id=event.orderId)
     uow.publish(StockReserved(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
     for after in taken:
         await store.tell(uow, after)
@@ -127,11 +132,13 @@ async def _give_back(
 async def _release(uow: UnitOfWork, order_id: str) -> None:
     """RESERVED → RELEASED and the stock back; before OrderCreated, a CANCELLED tombstone that
     makes a late OrderCreated a no-op (``store.move``: one conditional statement, so of two
-    events of the order handled at once only one gives the stock back)."""
+    events of the order handled at once only one gives the stock back). Either way
+    StockReleased tells the order that nothing is held for it (no items: nothing ever was)."""
     lines = await store.move(uow.conn, order_id, RELEASE)
     if lines is None:
-        return  # never reserved, already released / deducted / returning, or a tombstone
+        return  # reservation failed, or already released / deducted / returning / tombstoned
     changed = await _give_back(uow, lines, back=True)
+    await store.record(uow.conn, Movement.RELEASED, lines, order_id=order_id)
     uow.publish(StockReleased(orderId=order_id, items=_items(lines)), subject=order_id)
     for after in changed:
         await store.tell(uow, after)
@@ -163,12 +170,14 @@ async def deduct_stock(event: OrderCompleted, uow: UnitOfWork) -> None:
     if lines is None:
         return
     await _give_back(uow, lines, back=False)
+    await store.record(uow.conn, Movement.DEDUCTED, lines, order_id=event.orderId)
     uow.publish(StockDeducted(orderId=event.orderId, items=_items(lines)), subject=event.orderId)
 
 
 async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None:
     """Returned goods are back on hand: what was held for the order (or, if it had been
-    deducted, what the return carries) becomes available again. Idempotent: once per order
+    deducted, what the return carries) becomes available again; StockReleased tells a
+    cancelled order that its stock is back. Idempotent: once per order
     (RESERVED / RETURNING / DEDUCTED → RETURNED, each a conditional move; the states never
     go back, so trying one move and then the other takes exactly one). Tolerates reordering
     with OrderCancelled: a return for a still-RESERVED order is taken as the end of that
@@ -176,6 +185,8 @@ async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None
     lines = await store.move(uow.conn, event.orderId, RETURN_HELD)
     if lines is not None:
         changed = await _give_back(uow, lines, back=True)
+        released = StockReleased(orderId=event.orderId, items=_items(lines))
+        uow.publish(released, subject=event.orderId)
     elif await store.move(uow.conn, event.orderId, RETURN_DEDUCTED) is not None:
         lines = merge_lines((i.productId, i.quantity) for i in event.items)
         added = [await store.add_available(uow.conn, p, q) for p, q in lines]
@@ -183,5 +194,6 @@ async def receive_return(event: ReturnShipmentReceived, uow: UnitOfWork) -> None
     else:
         log.info("return for an order with nothing held or deducted here", order_id=event.orderId)
         return
+    await store.record(uow.conn, Movement.RETURNED, lines, order_id=event.orderId)
     for after in changed:
         await store.tell(uow, after)

@@ -19,8 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mercato.contracts.events import OutOfStock, StockLow, StockUpdated
 from mercato.platform.storage.sql import Connection, Database
 from mercato.platform.unit_of_work import UnitOfWork
-from mercato.services.inventory.domain import STEPS, Reservation, Step, warnings_for
-from mercato.services.inventory.tables import config, reservations, stock
+from mercato.services.inventory.domain import STEPS, Movement, Reservation, Step, warnings_for
+from mercato.services.inventory.tables import config, reservations, stock, stock_movements
 
 DEFAULT_THRESHOLD = 5
 # How long a process trusts the threshold it read: another process (a restarted replica with
@@ -34,6 +34,18 @@ class Stock:
     available: int
     reserved: int
     retired: bool
+
+
+@dataclass(frozen=True)
+class Moved:
+    """One change of a product's stock, as stock_movements keeps it."""
+
+    kind: str
+    quantity: int
+    order_id: str | None
+    reason: str | None
+    actor: str | None
+    at: datetime
 
 
 class Shortfall(Exception):
@@ -73,6 +85,20 @@ _UNRESERVE = {
     ).returning(*_STOCK),
     False: _UPDATE_STOCK.values(reserved=_HELD_LESS, updated_at=_NOW).returning(*_STOCK),
 }
+_RECORD = sa.insert(stock_movements)
+_MOVEMENTS = (
+    sa.select(
+        stock_movements.c.kind,
+        stock_movements.c.quantity,
+        stock_movements.c.order_id,
+        stock_movements.c.reason,
+        stock_movements.c.actor,
+        stock_movements.c.at,
+    )
+    .where(_by_id(stock_movements.c.product_id))
+    .order_by(stock_movements.c.seq.desc())
+    .limit(sa.bindparam("b_limit"))
+)
 # The two dialects' INSERT with ON CONFLICT (the same interface, no common base class).
 _INSERT_RESERVATION: dict[str, Any] = {
     "postgresql": postgresql.insert(reservations),
@@ -251,6 +277,20 @@ async def add_available(
     return None if row is None else _stock(row)
 
 
+async def restock(
+    uow: UnitOfWork, product_id: str, quantity: int, *, reason: str | None, actor: str | None
+) -> Stock | None:
+    """An admin's restock: ``quantity`` more available (``add_available``: one UPDATE adding
+    to the row, so concurrent restocks and reservations each count), the movement kept,
+    StockUpdated told. None when nothing was added (no such product, or a deleted one)."""
+    found = await add_available(uow.conn, product_id, quantity, unless_retired=True)
+    if found is not None:
+        lines = [(product_id, quantity)]
+        await record(uow.conn, Movement.RESTOCKED, lines, reason=reason, actor=actor)
+        await tell(uow, found)
+    return found
+
+
 async def take(conn: Connection, product_id: str, quantity: int, *, reserve: bool) -> Stock | None:
     """Take ``quantity`` from what is free to sell, only if that much is there: into the
     reservations (``reserve``), or out of stock altogether (an admin's removal). Answers the
@@ -302,9 +342,10 @@ async def claim(conn: Connection, order_id: str, items: list[tuple[str, int]]) -
 
 async def move(conn: Connection, order_id: str, step: Step) -> list[tuple[str, int]] | None:
     """Take ``step`` if the order's reservation is in one of its sources: the reservation's
-    lines then. None when this call moved nothing: the reservation is in another status (the
-    step, or another, was taken already), there is none, or there was none and the step's
-    tombstone was written instead.
+    lines then; no lines when there was none and this call wrote the step's tombstone. None
+    when this call moved nothing: the reservation is in another status (the step, or another,
+    was taken already, or the tombstone written), or there is none and the step has no
+    tombstone.
 
     The check and the move are ONE conditional statement (``UPDATE … WHERE status IN (…)
     RETURNING``; with a tombstone, ``INSERT … ON CONFLICT (order_id) DO UPDATE … WHERE status
@@ -322,6 +363,45 @@ async def move(conn: Connection, order_id: str, step: Step) -> list[tuple[str, i
         else {"b_id": order_id, "b_now": datetime.now(UTC)}
     )
     row = (await conn.execute(statement, params)).first()
+    if row is not None and step.tombstone is not None and row.status == step.tombstone.value:
+        return []
     if row is None or row.status != step.target.value:
         return None
     return [(str(p), int(q)) for p, q in row.items]
+
+
+async def record(
+    conn: Connection,
+    kind: Movement,
+    lines: list[tuple[str, int]],
+    *,
+    order_id: str | None = None,
+    reason: str | None = None,
+    actor: str | None = None,
+) -> None:
+    """Keep the movements of one change (a line per product), in the change's transaction:
+    one statement, whatever the number of lines."""
+    if not lines:
+        return
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "product_id": product_id,
+            "kind": kind.value,
+            "quantity": quantity,
+            "order_id": order_id,
+            "reason": reason,
+            "actor": actor,
+            "at": now,
+        }
+        for product_id, quantity in lines
+    ]
+    await conn.execute(_RECORD, rows)
+
+
+async def movements(conn: Connection, product_id: str, limit: int) -> list[Moved]:
+    """The product's last ``limit`` movements, newest first."""
+    found = await conn.execute(_MOVEMENTS, {"b_id": product_id, "b_limit": limit})
+    return [
+        Moved(r.kind, int(r.quantity), r.order_id, r.reason, r.actor, r.at) for r in found.all()
+    ]

@@ -1,4 +1,4 @@
-"""inventory's tables (created by migrations/inventory_0001_initial.py)."""
+"""inventory's tables (created by its migrations)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,23 @@ reservations = sa.Table(
     sa.Column("created_at", When, nullable=False),
     sa.Column("updated_at", When, nullable=False),
 )
+
+# Every change of a product's stock (migrations/inventory_0002_movements.py): ``kind`` is one
+# of domain.Movement, ``quantity`` the units it moved (for ``set``: what became available).
+Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+stock_movements = sa.Table(
+    "stock_movements",
+    metadata,
+    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("order_id", sa.String(64)),
+    sa.Column("reason", sa.String(500)),
+    sa.Column("actor", sa.String(64)),  # the admin's user id
+    sa.Column("at", When, nullable=False),
+)
+sa.Index("ix_stock_movements_product", stock_movements.c.product_id, stock_movements.c.seq)
 
 # Settings the handlers need (they get no context): written by the service at start.
 config = sa.Table(

@@ -13,6 +13,12 @@ made after the participant had already handled OrderCancelled, or reordered behi
 new OrderCancelled — same reason, same ``previousStatus`` — so the participant that just
 succeeded undoes it too (payment refunds or voids, inventory releases). Participants handle
 every OrderCancelled idempotently: each undoes what it still holds for the order.
+
+Settled: an outcome the customer can rely on. A live order is settled once it is paid and
+reserved (RESERVED and after); a cancelled one once every participant has said it holds
+nothing of it: the payment failed, was cancelled before any charge, or was refunded, and the
+stock reservation failed or its stock was released (after a return, if the goods had left).
+``Order.pending`` names what is still awaited.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from mercato.contracts.events import (
     OrderPaid,
     OrderStatusChanged,
     Payload,
+    PaymentCancelled,
     PaymentCompleted,
     PaymentFailed,
     PaymentInitiated,
@@ -42,6 +49,7 @@ from mercato.contracts.events import (
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentFailed,
+    StockReleased,
     StockReservationFailed,
     StockReserved,
 )
@@ -132,6 +140,10 @@ class Order:
     delivered: bool = False
     cancelled_from: Status | None = None
     cancel_reason: str | None = None
+    payment_failed: bool = False
+    payment_cancelled: bool = False  # cancelled before it was charged: nothing will be
+    reservation_failed: bool = False
+    released: bool = False  # inventory holds no stock for the order (any more)
 
     @property
     def total(self) -> Decimal:
@@ -144,6 +156,25 @@ class Order:
     @property
     def is_final(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """What the order's outcome still waits for (module docstring): empty when settled."""
+        if self.status is not Status.CANCELLED:
+            awaited = (("payment", self.paid), ("reservation", self.reserved))
+            return tuple(name for name, done in awaited if not done)
+        money = "refund" if self.paid else "payment"
+        money_done = self.refunded if self.paid else self.payment_failed or self.payment_cancelled
+        stock = "reservation"
+        stock_done = self.released or self.reservation_failed
+        if self.reserved:
+            stock = "return" if self.cancelled_from is Status.DELIVERING else "stockRelease"
+            stock_done = self.released
+        return tuple(name for name, done in ((money, money_done), (stock, stock_done)) if not done)
+
+    @property
+    def settled(self) -> bool:
+        return not self.pending
 
     def items(self) -> list[Item]:
         return [Item(productId=line.product_id, quantity=line.quantity) for line in self.lines]
@@ -182,9 +213,11 @@ SagaMessage = (
     PaymentInitiated
     | PaymentCompleted
     | PaymentFailed
+    | PaymentCancelled
     | PaymentRefunded
     | StockReserved
     | StockReservationFailed
+    | StockReleased
     | ShipmentCreated
     | ShipmentDelivered
     | ShipmentFailed
@@ -304,8 +337,11 @@ def react(order: Order, message: SagaMessage, now: datetime) -> Reaction:
             elif not step.order.paid:
                 step.record(paid=True, payment_id=payment_id)
         case PaymentFailed(reason=reason):
+            step.record(payment_failed=True)
             if not step.order.paid:
                 step.cancel(f"payment failed: {reason}")
+        case PaymentCancelled():
+            step.record(payment_cancelled=True)
         case PaymentRefunded():
             step.record(refunded=True)
         case StockReserved():
@@ -316,8 +352,11 @@ def react(order: Order, message: SagaMessage, now: datetime) -> Reaction:
             elif not step.order.reserved:
                 step.record(reserved=True)
         case StockReservationFailed(reason=reason):
+            step.record(reservation_failed=True)
             if not step.order.reserved:
                 step.cancel(f"stock reservation failed: {reason}")
+        case StockReleased():
+            step.record(released=True)
         case ShipmentCreated(shipmentId=shipment_id):
             if step.order.shipment_id is None:
                 step.record(shipment_id=shipment_id)
@@ -365,6 +404,7 @@ class Until(StrEnum):
     RESERVED = "RESERVED"
     COMPLETED = "COMPLETED"
     TERMINAL = "terminal"
+    SETTLED = "settled"  # RESERVED or after, or CANCELLED with every compensation done
 
 
 class Outcome(StrEnum):
@@ -373,8 +413,11 @@ class Outcome(StrEnum):
     PENDING = "pending"
 
 
-def outcome(status: Status, until: Until) -> Outcome:
-    """Whether an order in ``status`` has reached ``until``, never can, or may still."""
+def outcome(order: Order, until: Until) -> Outcome:
+    """Whether the order has reached ``until``, never can, or may still."""
+    status = order.status
+    if until is Until.SETTLED:
+        return Outcome.REACHED if order.settled else Outcome.PENDING
     if until is Until.TERMINAL:
         return Outcome.REACHED if status in TERMINAL else Outcome.PENDING
     if status is Status.CANCELLED:
@@ -468,7 +511,11 @@ class _Step:
             assert o.payment_id is not None
             self.events.append(
                 OrderCompleted(
-                    orderId=o.order_id, paymentId=o.payment_id, status=to, userId=o.user_id
+                    orderId=o.order_id,
+                    paymentId=o.payment_id,
+                    status=to,
+                    userId=o.user_id,
+                    items=o.items(),
                 )
             )
 

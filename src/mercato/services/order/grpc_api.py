@@ -73,6 +73,9 @@ async def abort(context: Context, code: grpc.StatusCode, message: str) -> NoRetu
     raise AssertionError("abort returned")  # pragma: no cover
 
 
+_UNTIL = {u.value.lower(): u for u in Until}  # WaitOrder's `until`, in any case
+
+
 class OrdersApi(order_pb2_grpc.OrdersServicer):
     def __init__(self, ctx: ServiceContext):
         self.ctx = ctx
@@ -208,25 +211,28 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
         someone else's."""
         caller = await require_caller(self.ctx, context)
         try:
-            until = Until(request.until if request.until == "terminal" else request.until.upper())
-        except ValueError:
-            await abort(context, INVALID_ARGUMENT, "until: PAID, RESERVED, COMPLETED or terminal")
+            until = _UNTIL[request.until.lower()]
+        except KeyError:
+            await abort(
+                context, INVALID_ARGUMENT, "until: PAID, RESERVED, COMPLETED, terminal or settled"
+            )
         timeout = request.timeout_seconds
         if not 0 <= timeout <= MAX_WAIT:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"timeout: 0..{MAX_WAIT:g} s")
         deadline = asyncio.get_running_loop().time() + timeout
-        changes = self._watch(caller, request.order_id, appear=timeout)
+        settling = until is Until.SETTLED
+        changes = self._watch(caller, request.order_id, appear=timeout, settling=settling)
         async with contextlib.aclosing(changes):
             # The first read is made even with timeout 0: the order as it is now.
             last = await anext(changes, None)
             if last is None:
                 await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
-            result = outcome(last.stored.order.status, until)
+            result = outcome(last.stored.order, until)
             if result is Outcome.PENDING:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(deadline):
                         async for last in changes:
-                            result = outcome(last.stored.order.status, until)
+                            result = outcome(last.stored.order, until)
                             if result is not Outcome.PENDING:
                                 break
         answer = "timeout" if result is Outcome.PENDING else result.value
@@ -347,9 +353,12 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
             await abort(context, grpc.StatusCode.NOT_FOUND, "no such order")
         return stored
 
-    def _watch(self, caller: Caller, order_id: str, appear: float) -> AsyncGenerator[Seen, None]:
-        """The caller's order as it changes (see ``watch``): nothing if it is someone else's
-        or is not there within ``appear`` seconds."""
+    def _watch(
+        self, caller: Caller, order_id: str, appear: float, *, settling: bool = False
+    ) -> AsyncGenerator[Seen, None]:
+        """The caller's order as it changes (see ``watch``; past its final status until it is
+        settled, if ``settling``): nothing if it is someone else's or is not there within
+        ``appear`` seconds."""
 
         async def read() -> Stored | None:
             async with self.ctx.db.connect() as conn:
@@ -360,7 +369,7 @@ class OrdersApi(order_pb2_grpc.OrdersServicer):
 
         if not made_within(order_id, PENDING):
             appear = 0.0  # not an id a checkout gave out lately: no order is on its way
-        return watch(order_id, read, visible=mine, appear=appear)
+        return watch(order_id, read, visible=mine, appear=appear, settling=settling)
 
     async def _reply(self, seen: Seen) -> pb.Order:
         """The order with its history (read unless the watch was told all of it)."""

@@ -15,6 +15,7 @@ import structlog
 from mercato.contracts.events import (
     CartCheckedOut,
     Payload,
+    PaymentCancelled,
     PaymentCompleted,
     PaymentFailed,
     PaymentInitiated,
@@ -22,6 +23,7 @@ from mercato.contracts.events import (
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentFailed,
+    StockReleased,
     StockReservationFailed,
     StockReserved,
 )
@@ -37,9 +39,11 @@ ParticipantNews = (
     PaymentInitiated
     | PaymentCompleted
     | PaymentFailed
+    | PaymentCancelled
     | PaymentRefunded
     | StockReserved
     | StockReservationFailed
+    | StockReleased
     | ShipmentCreated
     | ShipmentDelivered
     | ShipmentFailed

@@ -13,6 +13,7 @@ import structlog
 from mercato.api.order.v1 import order_pb2, order_pb2_grpc
 from mercato.contracts.events import (
     CartCheckedOut,
+    PaymentCancelled,
     PaymentCompleted,
     PaymentFailed,
     PaymentInitiated,
@@ -20,6 +21,7 @@ from mercato.contracts.events import (
     ShipmentCreated,
     ShipmentDelivered,
     ShipmentFailed,
+    StockReleased,
     StockReservationFailed,
     StockReserved,
 )
@@ -86,9 +88,11 @@ service = Service(
                 PaymentInitiated,
                 PaymentCompleted,
                 PaymentFailed,
+                PaymentCancelled,
                 PaymentRefunded,
                 StockReserved,
                 StockReservationFailed,
+                StockReleased,
                 ShipmentCreated,
                 ShipmentDelivered,
                 ShipmentFailed,

@@ -58,6 +58,10 @@ def _order(row: Any, lines: Sequence[Line]) -> Order:
         delivered=bool(row.delivered),
         cancelled_from=Status(row.cancelled_from) if row.cancelled_from else None,
         cancel_reason=row.cancel_reason,
+        payment_failed=bool(row.payment_failed),
+        payment_cancelled=bool(row.payment_cancelled),
+        reservation_failed=bool(row.reservation_failed),
+        released=bool(row.released),
     )
 
 
@@ -133,6 +137,10 @@ def _fields(order: Order) -> dict[str, Any]:
         "delivered": order.delivered,
         "cancelled_from": order.cancelled_from.value if order.cancelled_from else None,
         "cancel_reason": order.cancel_reason,
+        "payment_failed": order.payment_failed,
+        "payment_cancelled": order.payment_cancelled,
+        "reservation_failed": order.reservation_failed,
+        "released": order.released,
     }
 
 

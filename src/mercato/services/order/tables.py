@@ -1,4 +1,4 @@
-"""order's tables (created by migrations/order_0001_initial.py and order_0002_drafts.py)."""
+"""order's tables (created by the migrations order_0001 to order_0003)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from mercato.platform.storage.tables import Seq
@@ -43,6 +44,11 @@ orders = Table(
     Column("delivered", Boolean, nullable=False),
     Column("cancelled_from", String(16)),
     Column("cancel_reason", Text),
+    # What the participants said of a cancelled order's compensation (domain: settled).
+    Column("payment_failed", Boolean, nullable=False, server_default=false()),
+    Column("payment_cancelled", Boolean, nullable=False, server_default=false()),
+    Column("reservation_failed", Boolean, nullable=False, server_default=false()),
+    Column("released", Boolean, nullable=False, server_default=false()),
     Column("version", Integer, nullable=False),  # +1 on every change: what watchers compare
     Column("created_at", When, nullable=False),
     Column("updated_at", When, nullable=False),

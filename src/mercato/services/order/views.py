@@ -59,6 +59,8 @@ def order_reply(stored: Stored, history: Sequence[Change] = ()) -> pb.Order:
         updated_at=rfc3339(stored.updated_at),
         cart_id=stored.cart_id or "",
         version=stored.version,
+        settled=o.settled,
+        pending=o.pending,
     )
     if o.shipping_address is not None:
         reply.shipping_address.CopyFrom(address_message(o.shipping_address))

@@ -112,8 +112,10 @@ async def watch(
     *,
     visible: Callable[[Stored], bool] = lambda _: True,
     appear: float = 0.0,
+    settling: bool = False,
 ) -> AsyncGenerator[Seen, None]:
-    """The order now, then again each time it changes; ends when it is final.
+    """The order now, then again each time it changes; ends when it is final (and settled, if
+    ``settling``: a cancelled order's compensations still change it).
 
     An order that is not there is waited for up to ``appear`` seconds; one the caller may not
     see (``visible``) is not waited for. Either way the watch then ends without yielding: the
@@ -139,7 +141,7 @@ async def watch(
                     seen = stored
                     told = listener.history if stored.version == listener.version else None
                     yield Seen(stored, tuple(told) if told is not None else None)
-                    if stored.order.is_final:
+                    if stored.order.is_final and (stored.order.settled or not settling):
                         return
                 pause = POLL
             handed, unknown = await listener.news(pause)

@@ -1,4 +1,4 @@
-"""payment's event handlers: charge on OrderCreated, refund or void on OrderCancelled.
+"""payment's event handlers: charge on OrderCreated, refund on OrderCancelled.
 
 Idempotency: the inbox makes a redelivered event a no-op, and behind it the payments table
 holds one row per order (``order_id`` is unique). The charge writes the order's row with
@@ -8,10 +8,13 @@ racing past the inbox the second waits for the first (PostgreSQL; SQLite runs th
 time) and then finds its row. Charges happen in the same transaction as the row, so there is
 never a second capture for one order.
 
+Every cancellation gets an answer the order can settle on: PaymentRefunded (money back),
+PaymentCancelled (nothing was charged, nothing will be), or the PaymentFailed it had already.
+
 Reordering: OrderCancelled before OrderCreated leaves a CANCELLED tombstone row for the
 order, so the late OrderCreated finds the row and never charges. Concurrency: a charge and a
 cancellation of one order handled at once by two replicas meet on that key (the tombstone is
-inserted ``ON CONFLICT DO NOTHING`` too), and a refund or void moves the status with a
+inserted ``ON CONFLICT DO NOTHING`` too), and a refund moves the status with a
 conditional update: whichever comes second sees what the first did.
 
 The statements are built once, at import, and executed with their parameters.
@@ -28,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mercato.contracts.events import (
     OrderCancelled,
     OrderCreated,
+    PaymentCancelled,
     PaymentCompleted,
     PaymentFailed,
     PaymentInitiated,
@@ -141,7 +145,9 @@ async def charge_order(event: OrderCreated, uow: UnitOfWork) -> None:
     if refused is not None or method is None:
         return failed(refused or "the order has no payment method")
     provider = PROVIDERS[method.method]
-    charge = Charge(payment_id, event.userId, row["amount"], event.currency, outcome)
+    charge = Charge(
+        payment_id, event.userId, row["amount"], event.currency, outcome, order_id=order_id
+    )
     try:
         await provider.authorize(uow.conn, charge)
     except Declined as exc:
@@ -150,8 +156,9 @@ async def charge_order(event: OrderCreated, uow: UnitOfWork) -> None:
     try:
         await provider.capture(uow.conn, charge)
     except Declined as exc:
-        # Still authorized: the cancellation that follows voids it.
-        await _set(uow, payment_id, Status.AUTHORIZED, str(exc))
+        # Authorized but not captured: the hold is voided now, so a failed payment holds nothing.
+        await provider.void(uow.conn, charge)
+        await _set(uow, payment_id, Status.VOIDED, str(exc))
         return failed(str(exc))
     uow.publish(
         PaymentCompleted(paymentId=payment_id, orderId=order_id, status="COMPLETED"),
@@ -159,23 +166,24 @@ async def charge_order(event: OrderCreated, uow: UnitOfWork) -> None:
     )
 
 
-async def refund_or_void(event: OrderCancelled, uow: UnitOfWork) -> None:
-    """Refund a captured payment (PaymentRefunded) or void an authorized one.
+async def refund(event: OrderCancelled, uow: UnitOfWork) -> None:
+    """Refund a captured payment (PaymentRefunded).
 
-    Idempotent: the status moves with a conditional update (CAPTURED -> REFUNDED, AUTHORIZED
-    -> VOIDED) and only the update that matched gives money back, so a redelivery, or another
-    cancellation handled at once by another replica, refunds nothing twice. Tolerates
-    reordering: with no payment yet it inserts the CANCELLED tombstone that a late OrderCreated
-    respects (``ON CONFLICT DO NOTHING``: when the order's charge is being written at the same
-    moment, it waits for it and then refunds or voids what it took); a payment already
-    failed, refunded, voided or cancelled is left alone.
+    Idempotent: the status moves with a conditional update (CAPTURED -> REFUNDED) and only the
+    update that matched gives money back, so a redelivery, or another cancellation handled at
+    once by another replica, refunds nothing twice. Tolerates reordering: with no payment yet
+    it inserts the CANCELLED tombstone that a late OrderCreated respects and says so
+    (PaymentCancelled); ``ON CONFLICT DO NOTHING``: when the order's charge is being written at
+    the same moment, it waits for it and then refunds what it took. A payment already failed,
+    refunded, voided or cancelled is left alone (its event was published then).
     """
     order_id = event.orderId
     row = (await uow.conn.execute(_OF_ORDER, {"b_order_id": order_id})).first()
     now = datetime.now(UTC)
     if row is None:
+        tombstone_id = new_id()
         tombstone = {
-            "id": new_id(),
+            "id": tombstone_id,
             "order_id": order_id,
             "user_id": event.userId,
             "amount": 0,
@@ -187,17 +195,20 @@ async def refund_or_void(event: OrderCancelled, uow: UnitOfWork) -> None:
         }
         inserted = await uow.conn.execute(_FIRST_ROW[uow.conn.dialect.name], tombstone)
         if inserted.rowcount == 1:
+            cancelled = PaymentCancelled(
+                paymentId=tombstone_id, orderId=order_id, reason=event.reason
+            )
+            uow.publish(cancelled, subject=order_id)
             return
         # A charge of the order held the key (another replica, uncommitted when we read);
         # the insert waited for its commit: read the payment it made.
         row = (await uow.conn.execute(_OF_ORDER, {"b_order_id": order_id})).one()
-    if row.status not in (Status.CAPTURED, Status.AUTHORIZED) or row.method is None:
+    if row.status != Status.CAPTURED or row.method is None:
         return
-    target = Status.REFUNDED if row.status == Status.CAPTURED else Status.VOIDED
     params = {
         "b_id": row.id,
         "b_from": row.status,
-        "b_status": target,
+        "b_status": Status.REFUNDED,
         "b_reason": event.reason,
         "b_now": now,
     }
@@ -205,10 +216,9 @@ async def refund_or_void(event: OrderCancelled, uow: UnitOfWork) -> None:
     if moved.rowcount != 1:
         return
     provider = PROVIDERS[row.method]
-    charge = Charge(row.id, row.user_id, row.amount, row.currency)
-    if target == Status.VOIDED:
-        await provider.void(uow.conn, charge)
-        return
+    charge = Charge(
+        row.id, row.user_id, row.amount, row.currency, order_id=order_id, reason=event.reason
+    )
     await provider.refund(uow.conn, charge)
     uow.publish(
         PaymentRefunded(

@@ -12,7 +12,7 @@ from mercato.contracts.events import OrderCancelled, OrderCreated
 from mercato.platform.inbox import on
 from mercato.platform.runtime.service import Service, ServiceContext
 from mercato.services.payment.grpc_api import PaymentApi
-from mercato.services.payment.handlers import charge_order, refund_or_void
+from mercato.services.payment.handlers import charge_order, refund
 
 
 def register(server: grpc.aio.Server, ctx: ServiceContext) -> Sequence[str]:
@@ -23,6 +23,6 @@ def register(server: grpc.aio.Server, ctx: ServiceContext) -> Sequence[str]:
 service = Service(
     name="payment",
     migrations=Path(__file__).parent / "migrations",
-    handlers=[on(OrderCreated, charge_order), on(OrderCancelled, refund_or_void)],
+    handlers=[on(OrderCreated, charge_order), on(OrderCancelled, refund)],
     grpc=register,
 )

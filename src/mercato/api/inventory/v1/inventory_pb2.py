@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(mercato/api/inventory/v1/inventory.proto\x12\x18mercato.api.inventory.v1\"g\n\x05Stock\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x14\n\x0cin_warehouse\x18\x04 \x01(\x03\x12\x0f\n\x07retired\x18\x05 \x01(\x08\"%\n\x0fGetStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"1\n\tStockItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"N\n\x18\x43heckAvailabilityRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.mercato.api.inventory.v1.StockItem\"E\n\tShortItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\trequested\x18\x02 \x01(\x03\x12\x11\n\tavailable\x18\x03 \x01(\x03\"_\n\x16\x43heckAvailabilityReply\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x32\n\x05short\x18\x02 \x03(\x0b\x32#.mercato.api.inventory.v1.ShortItem\"6\n\x0eRestockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\":\n\x12RemoveStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"9\n\x10SetStocksRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\x1f\n\x0eSetStocksReply\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x32\xf5\x03\n\tInventory\x12V\n\x08GetStock\x12).mercato.api.inventory.v1.GetStockRequest\x1a\x1f.mercato.api.inventory.v1.Stock\x12y\n\x11\x43heckAvailability\x12\x32.mercato.api.inventory.v1.CheckAvailabilityRequest\x1a\x30.mercato.api.inventory.v1.CheckAvailabilityReply\x12T\n\x07Restock\x12(.mercato.api.inventory.v1.RestockRequest\x1a\x1f.mercato.api.inventory.v1.Stock\x12\\\n\x0bRemoveStock\x12,.mercato.api.inventory.v1.RemoveStockRequest\x1a\x1f.mercato.api.inventory.v1.Stock\x12\x61\n\tSetStocks\x12*.mercato.api.inventory.v1.SetStocksRequest\x1a(.mercato.api.inventory.v1.SetStocksReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(mercato/api/inventory/v1/inventory.proto\x12\x18mercato.api.inventory.v1\"g\n\x05Stock\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x14\n\x0cin_warehouse\x18\x04 \x01(\x03\x12\x0f\n\x07retired\x18\x05 \x01(\x08\"%\n\x0fGetStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"1\n\tStockItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"N\n\x18\x43heckAvailabilityRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.mercato.api.inventory.v1.StockItem\"E\n\tShortItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\trequested\x18\x02 \x01(\x03\x12\x11\n\tavailable\x18\x03 \x01(\x03\"_\n\x16\x43heckAvailabilityReply\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x32\n\x05short\x18\x02 \x03(\x0b\x32#.mercato.api.inventory.v1.ShortItem\"F\n\x0eRestockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\":\n\x15GetStockReportRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"g\n\x08Movement\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\n\n\x02\x61t\x18\x06 \x01(\t\"\x91\x01\n\x0bStockReport\x12.\n\x05stock\x18\x01 \x01(\x0b\x32\x1f.mercato.api.inventory.v1.Stock\x12\x1b\n\x13low_stock_threshold\x18\x02 \x01(\x03\x12\x35\n\tmovements\x18\x03 \x03(\x0b\x32\".mercato.api.inventory.v1.Movement\"J\n\x12RemoveStockRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x10SetStocksRequest\x12\x13\n\x0bproduct_ids\x18\x01 \x03(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\x1f\n\x0eSetStocksReply\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x32\xdf\x04\n\tInventory\x12V\n\x08GetStock\x12).mercato.api.inventory.v1.GetStockRequest\x1a\x1f.mercato.api.inventory.v1.Stock\x12y\n\x11\x43heckAvailability\x12\x32.mercato.api.inventory.v1.CheckAvailabilityRequest\x1a\x30.mercato.api.inventory.v1.CheckAvailabilityReply\x12T\n\x07Restock\x12(.mercato.api.inventory.v1.RestockRequest\x1a\x1f.mercato.api.inventory.v1.Stock\x12\\\n\x0bRemoveStock\x12,.mercato.api.inventory.v1.RemoveStockRequest\x1a\x1f.mercato.api.inventory.v1.Stock\x12\x61\n\tSetStocks\x12*.mercato.api.inventory.v1.SetStocksRequest\x1a(.mercato.api.inventory.v1.SetStocksReply\x12h\n\x0eGetStockReport\x12/.mercato.api.inventory.v1.GetStockReportRequest\x1a%.mercato.api.inventory.v1.StockReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,13 +44,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKAVAILABILITYREPLY']._serialized_start=416
   _globals['_CHECKAVAILABILITYREPLY']._serialized_end=511
   _globals['_RESTOCKREQUEST']._serialized_start=513
-  _globals['_RESTOCKREQUEST']._serialized_end=567
-  _globals['_REMOVESTOCKREQUEST']._serialized_start=569
-  _globals['_REMOVESTOCKREQUEST']._serialized_end=627
-  _globals['_SETSTOCKSREQUEST']._serialized_start=629
-  _globals['_SETSTOCKSREQUEST']._serialized_end=686
-  _globals['_SETSTOCKSREPLY']._serialized_start=688
-  _globals['_SETSTOCKSREPLY']._serialized_end=719
-  _globals['_INVENTORY']._serialized_start=722
-  _globals['_INVENTORY']._serialized_end=1223
+  _globals['_RESTOCKREQUEST']._serialized_end=583
+  _globals['_GETSTOCKREPORTREQUEST']._serialized_start=585
+  _globals['_GETSTOCKREPORTREQUEST']._serialized_end=643
+  _globals['_MOVEMENT']._serialized_start=645
+  _globals['_MOVEMENT']._serialized_end=748
+  _globals['_STOCKREPORT']._serialized_start=751
+  _globals['_STOCKREPORT']._serialized_end=896
+  _globals['_REMOVESTOCKREQUEST']._serialized_start=898
+  _globals['_REMOVESTOCKREQUEST']._serialized_end=972
+  _globals['_SETSTOCKSREQUEST']._serialized_start=974
+  _globals['_SETSTOCKSREQUEST']._serialized_end=1031
+  _globals['_SETSTOCKSREPLY']._serialized_start=1033
+  _globals['_SETSTOCKSREPLY']._serialized_end=1064
+  _globals['_INVENTORY']._serialized_start=1067
+  _globals['_INVENTORY']._serialized_end=1674
 # @@protoc_insertion_point(module_scope)

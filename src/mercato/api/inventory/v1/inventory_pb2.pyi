@@ -59,20 +59,58 @@ class CheckAvailabilityReply(_message.Message):
     def __init__(self, available: _Optional[bool] = ..., short: _Optional[_Iterable[_Union[ShortItem, _Mapping]]] = ...) -> None: ...
 
 class RestockRequest(_message.Message):
-    __slots__ = ("product_id", "quantity")
+    __slots__ = ("product_id", "quantity", "reason")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     quantity: int
-    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+    reason: str
+    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetStockReportRequest(_message.Message):
+    __slots__ = ("product_id", "limit")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    limit: int
+    def __init__(self, product_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class Movement(_message.Message):
+    __slots__ = ("kind", "quantity", "order_id", "reason", "actor", "at")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    quantity: int
+    order_id: str
+    reason: str
+    actor: str
+    at: str
+    def __init__(self, kind: _Optional[str] = ..., quantity: _Optional[int] = ..., order_id: _Optional[str] = ..., reason: _Optional[str] = ..., actor: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
+
+class StockReport(_message.Message):
+    __slots__ = ("stock", "low_stock_threshold", "movements")
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    LOW_STOCK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MOVEMENTS_FIELD_NUMBER: _ClassVar[int]
+    stock: Stock
+    low_stock_threshold: int
+    movements: _containers.RepeatedCompositeFieldContainer[Movement]
+    def __init__(self, stock: _Optional[_Union[Stock, _Mapping]] = ..., low_stock_threshold: _Optional[int] = ..., movements: _Optional[_Iterable[_Union[Movement, _Mapping]]] = ...) -> None: ...
 
 class RemoveStockRequest(_message.Message):
-    __slots__ = ("product_id", "quantity")
+    __slots__ = ("product_id", "quantity", "reason")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     quantity: int
-    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+    reason: str
+    def __init__(self, product_id: _Optional[str] = ..., quantity: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SetStocksRequest(_message.Message):
     __slots__ = ("product_ids", "quantity")

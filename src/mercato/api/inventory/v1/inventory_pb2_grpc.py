@@ -59,6 +59,11 @@ class InventoryStub:
                 request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.SerializeToString,
                 response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.FromString,
                 _registered_method=True)
+        self.GetStockReport = channel.unary_unary(
+                '/mercato.api.inventory.v1.Inventory/GetStockReport',
+                request_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStockReportRequest.SerializeToString,
+                response_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.StockReport.FromString,
+                _registered_method=True)
 
 
 class InventoryServicer:
@@ -79,8 +84,10 @@ class InventoryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Restock(self, request, context):
-        """Admin only: adds units to what is free to sell. INVALID_ARGUMENT for a quantity < 1,
-        NOT_FOUND for an unknown product, FAILED_PRECONDITION for a deleted one.
+        """Admin only: adds units to what is free to sell (one UPDATE adding to the row: concurrent
+        restocks and reservations all count). INVALID_ARGUMENT for a quantity < 1, NOT_FOUND for
+        an unknown product, FAILED_PRECONDITION for a deleted one. Honours `idempotency-key`
+        metadata (one restock per key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,6 +107,14 @@ class InventoryServicer:
         """Admin only, for bulk set-up (1 to 1000 products): what is free to sell becomes `quantity`
         for each (reservations stay held), made now if inventory has not yet heard of the product
         (its ProductCreated, when it comes, then changes nothing). StockUpdated for each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStockReport(self, request, context):
+        """Admin only: a product's stock, its low-stock threshold and its last movements (newest
+        first, `limit` 1..100, default 20). NOT_FOUND for a product inventory never heard of.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +147,11 @@ def add_InventoryServicer_to_server(servicer, server):
                     servicer.SetStocks,
                     request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.FromString,
                     response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.SerializeToString,
+            ),
+            'GetStockReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStockReport,
+                    request_deserializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStockReportRequest.FromString,
+                    response_serializer=mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.StockReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +289,33 @@ class Inventory:
             '/mercato.api.inventory.v1.Inventory/SetStocks',
             mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksRequest.SerializeToString,
             mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.SetStocksReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStockReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mercato.api.inventory.v1.Inventory/GetStockReport',
+            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.GetStockReportRequest.SerializeToString,
+            mercato_dot_api_dot_inventory_dot_v1_dot_inventory__pb2.StockReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,7 +74,7 @@ class StatusChange(_message.Message):
     def __init__(self, at: _Optional[str] = ..., from_status: _Optional[str] = ..., to_status: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "user_id", "status", "items", "total", "history", "payment", "shipment_id", "shipping_address", "cancel_reason", "created_at", "updated_at", "cart_id", "version")
+    __slots__ = ("order_id", "user_id", "status", "items", "total", "history", "payment", "shipment_id", "shipping_address", "cancel_reason", "created_at", "updated_at", "cart_id", "version", "settled", "pending")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,8 @@ class Order(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CART_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     user_id: str
     status: str
@@ -103,7 +105,9 @@ class Order(_message.Message):
     updated_at: str
     cart_id: str
     version: int
-    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[str] = ..., items: _Optional[_Iterable[_Union[OrderItem, _Mapping]]] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., payment: _Optional[_Union[Payment, _Mapping]] = ..., shipment_id: _Optional[str] = ..., shipping_address: _Optional[_Union[Address, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., cart_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    settled: bool
+    pending: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[str] = ..., items: _Optional[_Iterable[_Union[OrderItem, _Mapping]]] = ..., total: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StatusChange, _Mapping]]] = ..., payment: _Optional[_Union[Payment, _Mapping]] = ..., shipment_id: _Optional[str] = ..., shipping_address: _Optional[_Union[Address, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., cart_id: _Optional[str] = ..., version: _Optional[int] = ..., settled: _Optional[bool] = ..., pending: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ItemRequest(_message.Message):
     __slots__ = ("product_id", "quantity")

@@ -140,8 +140,8 @@ class OrdersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WaitOrder(self, request, context):
-        """Waits until the order reaches `until` (PAID, RESERVED, COMPLETED or "terminal"), can no
-        longer reach it (cancelled), or `timeout_seconds` (at most 60) have passed. An order not
+        """Waits until the order reaches `until` (PAID, RESERVED, COMPLETED, "terminal" or "settled"),
+        can no longer reach it (cancelled), or `timeout_seconds` (at most 60) have passed. An order not
         there yet (placed from a checkout a moment ago) is waited for within the timeout;
         NOT_FOUND if it never appears or is someone else's.
         """

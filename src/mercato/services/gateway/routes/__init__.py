@@ -5,14 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mercato.services.gateway.routes import (
+    audit,
     auth,
     cart,
     compat_oms,
     compat_orders,
     compat_wdm,
     compat_wdm_orders,
+    inventory,
+    operations,
+    notifications,
     orders,
+    payments,
     products,
+    recommendations,
     shipments,
     users,
 )
@@ -26,8 +32,15 @@ ROUTERS: list[APIRouter] = [
     cart.router,
     # The seed routes first: /api/v1/orders/list must not be taken for an order id.
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
+    inventory.router,
+    operations.router,
+    notifications.router,
     compat_wdm_orders.router,
     compat_wdm.router,
+    audit.router,
+    payments.router,
+    payments.wallets,
+    recommendations.router,
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.

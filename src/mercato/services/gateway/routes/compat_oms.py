@@ -1,11 +1,13 @@
 """Compatibility routes for clients of ``seeds/004`` (its Order Management Service).
 
-Every answer is ``{success, data, error}`` — errors too, with the HTTP status Mercato would
-give. ``data`` is the order: ``{orderId, userId, status, orderItems: [{productId, quantity,
-price, status}], totalAmount, currency, createdAt, updatedAt}``, item statuses PENDING,
-EXECUTED, CANCELED. The seed's order has no payment or address: such an order is paid from
-the user's wallet and shipped without an address. ``PUT`` can cancel (``status`` CANCELED or
-CANCELLED); the status otherwise follows the saga, and items cannot change once placed.
+Every answer is ``{success, data, error}`` — errors too, with the HTTP status Mercato would give.
+``data`` is the order: ``{orderId, userId, status, orderItems: [{productId, quantity, price,
+status}], totalAmount, currency, createdAt, updatedAt, settled}``, item statuses PENDING, EXECUTED,
+CANCELED; ``settled`` (an addition) is true once the outcome is final for money and stock (a
+CANCELLED order's refund and stock release are done). The seed's order has no payment or address:
+such an order is paid from the user's wallet and shipped without an address. ``PUT`` can cancel
+(``status`` CANCELED or CANCELLED); the status otherwise follows the saga, and items cannot change
+once placed.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class OmsOrder(BaseModel):
     currency: str
     createdAt: str
     updatedAt: str
+    settled: bool
 
 
 class OmsAnswer(BaseModel):
@@ -138,6 +141,7 @@ def oms_order(reply: pb.Order) -> OmsOrder:
         currency=reply.total.currency,
         createdAt=reply.created_at,
         updatedAt=reply.updated_at,
+        settled=reply.settled,
     )
 
 

@@ -12,6 +12,8 @@ be that user, or an admin). What differs, on purpose:
   card is tokenized at the payment service; answers show only its last four digits. Without
   ``cardParams`` the order is paid from the user's wallet;
 - ``shippingTo`` (one line of text) becomes the shipping address's first line;
+- the status answer carries ``settled`` as well (an addition): true once the outcome is final
+  for money and stock (a CANCELED order's refund and stock release are done);
 - an order ``id`` the client chooses is its user's: it is kept behind a prefix of the user's
   (``scoped_id``) and shown without it, so two users may choose the same id, and one cannot
   learn whether another's id exists nor take it first.
@@ -102,6 +104,7 @@ class SeedOrder(BaseModel):
 class SeedStatus(BaseModel):
     id: str
     status: str
+    settled: bool
 
 
 class SeedStatusChange(BaseModel):
@@ -230,7 +233,7 @@ async def list_orders(
 @router.get("/status", summary="An order's status (seed 003)")
 async def status(id: OrderQuery, caller: CurrentCaller, upstream: Upstream) -> SeedStatus:
     reply = await get_order(upstream, caller.user_id, id)
-    return SeedStatus(id=id, status=SEED_STATUS[reply.status])
+    return SeedStatus(id=id, status=SEED_STATUS[reply.status], settled=reply.settled)
 
 
 @router.get("/status_change_list", summary="An order's status changes, oldest first (seed 003)")

@@ -1,12 +1,13 @@
 """The WDM compatibility API, orders half (``/orders/*``; see ``gateway/wdm.py``).
 
 A WDM order is put together before checkout, which Mercato's orders are not: until then it is a
-draft in the order service (no events, in no order list). Checkout places it as an ordinary
-order with the same id — paid from the user's wallet, into the saga as every other order — and
-waits for the outcome: 200 once paid and reserved, 400 once cancelled (not enough credit or
-stock), 504 if neither came in time (the order goes on; a retried checkout answers its outcome
-then). A checkout retried never makes a second order or charge: placing a placed draft answers
-the order it made.
+draft in the order service (no events, in no order list). Checkout places it as an ordinary order
+with the same id — paid from the user's wallet, into the saga as every other order — and waits for
+the settled outcome: 200 once paid and reserved, 400 once cancelled (not enough credit or stock)
+with its compensation done — the credit refunded and the stock released, so that whatever the
+client reads next agrees with the 400 —, 504 if neither came in time (the order goes on; a retried
+checkout answers its outcome then). A checkout retried never makes a second order or charge:
+placing a placed draft answers the order it made.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ router = APIRouter(prefix="/orders", tags=["wdm"], responses=PROBLEM_RESPONSES)
 
 CHECKOUT_WAIT = 30.0  # seconds a checkout waits for the saga's outcome
 BULK = 5_000  # drafts per CreateDrafts call (the order service takes at most 10 000)
-PASSED = {"RESERVED", "DELIVERING", "COMPLETED"}  # paid and its stock reserved, or beyond
 # WDM orders carry no address, but shipping needs one: every WDM order goes to this one.
 PLACEHOLDER_ADDRESS = pb.Address(
     name="WDM benchmark", line1="1 Placeholder Street", city="Nowhere", postal_code="00000",
@@ -72,20 +72,21 @@ async def checkout(order_id: Raw, wdm: Wdm) -> dict[str, str]:
         shipping_address=PLACEHOLDER_ADDRESS,
     )
     order = await wdm.call("order", OrdersStub, "PlaceDraft", place)
-    if order.status not in PASSED and order.status != "CANCELLED":
+    if not order.settled:
         wait = pb.WaitOrderRequest(
-            order_id=order.order_id, until="RESERVED", timeout_seconds=CHECKOUT_WAIT
+            order_id=order.order_id, until="settled", timeout_seconds=CHECKOUT_WAIT
         )
         reply = await wdm.call("order", OrdersStub, "WaitOrder", wait, timeout=CHECKOUT_WAIT + 5)
         order = reply.order
-    if order.status == "CANCELLED":
-        raise Problem(400, f"checkout failed: {order.cancel_reason or 'the order was cancelled'}")
-    if order.status not in PASSED:
+    if not order.settled:
         raise Problem(
             504,
-            f"no outcome yet (the order is {order.status}); retry the checkout to learn it",
+            f"no settled outcome yet (the order is {order.status}, waiting for "
+            f"{', '.join(order.pending)}); retry the checkout to learn it",
             headers={"Retry-After": "1"},
         )
+    if order.status == "CANCELLED":
+        raise Problem(400, f"checkout failed: {order.cancel_reason or 'the order was cancelled'}")
     return {"order_id": order_id, "status": order.status}
 
 

@@ -107,6 +107,13 @@ class Order(BaseModel):
     shipment: Shipment | None = Field(None, description="The delivery (on GET of one order)")
     returnShipment: Shipment | None = Field(None, description="A return, if one was ordered")
     cancelReason: str | None
+    settled: bool = Field(
+        description="The outcome is final as far as money and stock go: paid and reserved "
+        "(RESERVED and after), or CANCELLED with the refund and the stock release done"
+    )
+    pending: list[Literal["payment", "reservation", "refund", "stockRelease", "return"]] = Field(
+        description="What the outcome still waits for; empty when settled"
+    )
     createdAt: str
     updatedAt: str
 
@@ -170,6 +177,8 @@ def order_of(reply: pb.Order) -> Order:
         else None,
         shipmentId=reply.shipment_id or None,
         cancelReason=reply.cancel_reason or None,
+        settled=reply.settled,
+        pending=list(reply.pending),
         createdAt=reply.created_at,
         updatedAt=reply.updated_at,
     )
@@ -262,14 +271,15 @@ async def cancel_order(
 @router.get(
     "/{orderId}/wait",
     summary="Wait until the order reaches a status (long poll)",
-    description="An order not there yet (the checkout's 202 came a moment ago) is waited for "
-    "within `timeout`; 404 if it never appears or is someone else's.",
+    description="`settled`: paid and reserved, or cancelled with every compensation done (the "
+    "money back, the stock released). An order not there yet (the checkout's 202 came a moment "
+    "ago) is waited for within `timeout`; 404 if it never appears or is someone else's.",
 )
 async def wait_for_order(
     orderId: OrderId,
     caller: CurrentCaller,
     upstream: Upstream,
-    until: Literal["PAID", "RESERVED", "COMPLETED", "terminal"] = "terminal",
+    until: Literal["PAID", "RESERVED", "COMPLETED", "terminal", "settled"] = "terminal",
     timeout: Annotated[float, Query(ge=0, le=60, description="seconds")] = 30.0,
 ) -> WaitOutcome:
     message = pb.WaitOrderRequest(order_id=orderId, until=until, timeout_seconds=timeout)

@@ -1,0 +1,1 @@
+"""audit: an append-only copy of every event, read back by operators."""
