@@ -108,23 +108,18 @@ async function browse() {
   );
 }
 
-async function recommendations(productId) {
+// The products beside this one, as the product's own answer carries them (``?recommendations=``):
+// null where the recommendation service is not running, absent where the server has none.
+function recommendations(p) {
   const box = h("section", { "aria-labelledby": "recs" }, h("h2", { id: "recs" }, "You may also like"));
-  try {
-    const r = await get(`/api/v1/recommendations${query({ productId, limit: 4 })}`);
-    box.append(
-      r.items.length
-        ? h("ul", {}, r.items.map((i) => h("li", {}, h("a", { href: `/product/${encodeURIComponent(i.productId)}` }, i.name), ` — ${money(i.price)}`)))
-        : h("p", { class: "muted" }, "No recommendations yet."),
-    );
-  } catch (err) {
-    box.append(missing(err) ? unavailable("Recommendations") : errorBox(err));
-  }
+  if (!Array.isArray(p.recommendations)) box.append(unavailable("Recommendations"));
+  else if (!p.recommendations.length) box.append(h("p", { class: "muted" }, "No recommendations yet."));
+  else box.append(h("ul", {}, p.recommendations.map((i) => h("li", {}, h("a", { href: `/product/${encodeURIComponent(i.productId)}` }, i.name), ` — ${money(i.price, p.currency)}`))));
   return box;
 }
 
 async function product() {
-  const p = await get(`/api/v1/products/${encodeURIComponent(lastSegment())}`, { headers: { "X-Session-ID": browsingSession() } });
+  const p = await get(`/api/v1/products/${encodeURIComponent(lastSegment())}${query({ recommendations: 4 })}`, { headers: { "X-Session-ID": browsingSession() } });
   title(p.name);
   const quantity = field("Quantity", "quantity", { type: "number", min: 1, max: 1000, value: 1, inputmode: "numeric" });
   const buy = form([quantity], "Add to cart", async (v) => {
@@ -139,7 +134,7 @@ async function product() {
     h("p", {}, availability(p)),
     h("p", {}, p.description),
     p.active ? buy : h("p", { class: "note" }, "This product is no longer sold."),
-    await recommendations(p.productId),
+    recommendations(p),
   );
 }
 
