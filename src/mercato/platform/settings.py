@@ -332,6 +332,8 @@ def retention_seconds(value: str) -> float | None:
             "(e.g. 30d, 12h), or 'forever'"
         )
     return amount * _UNITS[unit]
+
+
 SMTP_SCHEMES = {"smtp": None, "smtp+starttls": True, "smtps": False}
 
 
