@@ -144,7 +144,8 @@ async def test_a_payment_shows_what_was_authorized_captured_and_refunded(
         Decimal("12.5"),
         ["too slow"],
     )
-    assert await shown("held") == ("AUTHORIZED", Decimal(7), Decimal(0), Decimal(0), [])
+    # A capture that fails voids its hold at once: authorized, then given back.
+    assert await shown("held") == ("VOIDED", Decimal(7), Decimal(0), Decimal(0), [])
     assert await shown("no") == ("FAILED", Decimal(0), Decimal(0), Decimal(0), [])
 
 
