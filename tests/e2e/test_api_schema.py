@@ -7,23 +7,19 @@ thread of its own.
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
-from mercato.platform.runtime.system import System, create_app
 from mercato.services import all_services
 from tests.e2e.test_saga import ADMIN
+from tests.support import ServedSystem
 from tests.support import test_settings as make_settings
 
 CHECKS = [
@@ -38,11 +34,8 @@ CALLERS = ("nobody", "customer", "admin")
 EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 6}
 
 
-class ServedSystem:
+class SchemaSystem(ServedSystem):
     def __init__(self, data_dir: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
         conf = make_settings(
             data_dir,
             admin_email=ADMIN["email"],
@@ -50,24 +43,11 @@ class ServedSystem:
             wdm_api=True,
             access_token_ttl=3600,  # the run outlasts the default
         )
-        config = uvicorn.Config(
-            create_app(System(all_services(), conf)),
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()))
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        super().__init__(all_services(), conf)
         self.headers: dict[str, dict[str, str]] = {"nobody": {}}
 
     def start(self) -> None:
-        self.thread.start()
-        for _ in range(600):
-            if self.server.started:
-                break
-            threading.Event().wait(0.05)
-        assert self.server.started, "the system did not start"
+        super().start()
         with httpx.Client(base_url=self.base_url, timeout=10) as http:
             made = http.post("/api/v1/auth/register", json={**CUSTOMER, "name": "Schema"})
             assert made.status_code == 201, made.text
@@ -81,21 +61,17 @@ class ServedSystem:
             made = http.post("/api/v1/products", json=body, headers=self.headers["admin"])
             assert made.status_code == 201, made.text
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSystem]:
-    system = ServedSystem(tmp_path_factory.mktemp("api-schema"))
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaSystem]:
+    system = SchemaSystem(tmp_path_factory.mktemp("api-schema"))
     system.start()
     yield system
     system.stop()
 
 
 @pytest.fixture(scope="module")
-def api_schema(served: ServedSystem) -> schemathesis.BaseSchema:
+def api_schema(served: SchemaSystem) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(f"{served.base_url}/openapi.json")
 
 

@@ -81,6 +81,7 @@ class ProductCreated(Payload):
     description: str | None = None
     currency: Currency = "USD"
     category: str | None = None
+    active: bool | None = None  # None: active (the seed's events do not say)
 
 
 class ProductUpdated(Payload):
@@ -101,6 +102,7 @@ class ProductDeleted(Payload):
 class ProductViewed(Payload):
     productId: Id
     userId: Id | None = None
+    sessionId: Id | None = None  # the browsing session the gateway was told (X-Session-ID)
 
 
 # -- identity --------------------------------------------------------------------------
@@ -205,6 +207,7 @@ class OrderCompleted(Payload):
     paymentId: Id
     status: str
     userId: Id | None = None
+    items: list[Item] | None = None  # what was delivered (recommendation's "bought together")
 
 
 # -- payment ---------------------------------------------------------------------------

@@ -192,6 +192,12 @@ async def test_views_publish_product_viewed_with_the_viewer(shop: Shop) -> None:
     assert views[1].data["userId"] and views[1].data["productId"] == product_id
     problem(await shop.http.get("/api/v1/products/no-such-thing"), 404)
     assert len(await shop.events("ProductViewed")) == 2
+    # The browsing session the client names goes along (recommendation's "also viewed").
+    session = {"X-Session-ID": "tab-7"}
+    await shop.http.get(f"/api/v1/products/{product_id}", headers=session)
+    assert (await shop.events("ProductViewed"))[2].data["sessionId"] == "tab-7"
+    too_long = {"X-Session-ID": "x" * 201}
+    problem(await shop.http.get(f"/api/v1/products/{product_id}", headers=too_long), 422)
 
 
 async def test_customers_and_strangers_are_refused_admin_routes(shop: Shop) -> None:

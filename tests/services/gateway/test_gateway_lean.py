@@ -88,6 +88,12 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
             await asyncio.sleep(0.05)
         shipment = listed["items"][0]["shipmentId"]
         me = (await http.get("/api/v1/users/me", headers=callers["ada"])).json()["userId"]
+        paid = await http.get("/api/v1/payments", params={"orderId": order}, headers=callers["ada"])
+        payment = paid.json()["items"][0]["paymentId"]
+        # Inactive, on a public address written out: nothing is sent, nothing resolved.
+        hook = {"url": "https://93.184.216.34/hooks", "eventTypes": ["*"], "active": False}
+        made = await http.post("/api/v1/admin/webhooks", json=hook, headers=callers["admin"])
+        assert made.status_code == 201, made.text
         ctx = system.hosts["gateway"].ctx
         assert ctx is not None
         served: list[str] = []
@@ -104,6 +110,8 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
             httpx.AsyncClient(transport=httpx.ASGITransport(apps[1]), base_url="http://t") as b,
         ):
             ids = {"product": product, "order": order, "shipment": shipment, "user": me}
+            ids["payment"] = payment
+            ids["hook"] = made.json()["id"]
             yield Rig(a, b, callers, ids, served, http)
 
 
@@ -207,6 +215,36 @@ async def test_lean_answers_are_fastapis(rig: Rig) -> None:
     for order in (ids["order"], "nope", LONG):
         for caller in ("ada", "admin"):
             await ask(f"/api/v1/admin/orders/{order}/story", None, caller)
+    for params in ({"orderId": ids["order"]}, {"orderId": ""}, {"orderId": LONG}, None):
+        for caller in everyone:
+            await ask("/api/v1/payments", params, caller)
+    for path in (f"/api/v1/payments/{ids['payment']}", "/api/v1/payments/nope"):
+        for caller in everyone:
+            await ask(path, None, caller)
+    for params in (None, {"entries": 0}, {"entries": 501}, {"entries": "x"}):
+        for caller in everyone:
+            await ask("/api/v1/wallet", params, caller)
+    recommendations: list[dict[str, Any] | None] = [
+        None,
+        {"productId": ids["product"]},
+        {"productId": ids["product"], "limit": 51},
+        {"userId": ids["user"]},
+        {"userId": ids["user"], "limit": 2},
+        {"productId": LONG},
+    ]
+    for params in recommendations:
+        for caller in everyone:
+            await ask("/api/v1/recommendations", params, caller)
+    for params in ({"recommendations": 3}, {"recommendations": 21}, {"recommendations": "x"}):
+        await ask(f"/api/v1/products/{ids['product']}", params, "nobody")
+    hooks = "/api/v1/admin/webhooks"
+    for params in (None, {"page": 2}, {"pageSize": 0}, {"status": "dead"}, {"status": "bogus"}):
+        for path in (hooks, f"{hooks}/{ids['hook']}/deliveries", f"{hooks}/nope/deliveries"):
+            for caller in everyone:
+                await ask(path, params, caller)
+    for path in (f"{hooks}/{ids['hook']}", f"{hooks}/nope", f"{hooks}/{LONG}"):
+        for caller in everyone:
+            await ask(path, None, caller)
     await ask("/.well-known/jwks.json", None, "nobody")
     for path in ("/orders/find/0", "/payment/find_user/0", "/stock/find/0", "/stock/find/x"):
         await ask(path, None, "nobody")
@@ -264,6 +302,13 @@ async def test_every_get_route_it_serves_is_asked_above(rig: Rig) -> None:
         "/api/v1/orders/{orderId}/wait",
         "/api/v1/shipments",
         "/api/v1/shipments/{shipmentId}",
+        "/api/v1/payments",
+        "/api/v1/payments/{paymentId}",
+        "/api/v1/wallet",
+        "/api/v1/recommendations",
+        "/api/v1/admin/webhooks",
+        "/api/v1/admin/webhooks/{subscriptionId}",
+        "/api/v1/admin/webhooks/{subscriptionId}/deliveries",
         "/orders/find/{order_id}",
         "/payment/find_user/{user_id}",
         "/stock/find/{item_id}",

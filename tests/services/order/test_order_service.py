@@ -109,6 +109,7 @@ async def test_the_participants_news_carries_the_order_to_completion(shop: Shop)
     assert paid.paymentId == "pay-1" and paid.amount == Decimal("25.25")
     (completed,) = await shop.published("OrderCompleted")
     assert completed.paymentId == "pay-1" and completed.userId == "u-1"
+    assert [(i.productId, i.quantity) for i in completed.items or []] == [("p-1", 2), ("p-2", 1)]
 
     admin = await shop.sign_in(ADMIN[0], ADMIN[1])
     order = await shop.orders.GetOrder(pb.GetOrderRequest(order_id="o-1"), metadata=admin)

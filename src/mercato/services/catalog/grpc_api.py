@@ -30,6 +30,7 @@ from mercato.services.catalog.domain import Invalid
 from mercato.services.catalog.store import Product, ProductNotFound
 from mercato.services.catalog.versions import VersionWatch
 
+MAX_SESSION_ID = 200
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 MAX_VALIDATE = 500
 MAX_PUT = 1000
@@ -120,6 +121,8 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
 
     async def GetProduct(self, request: pb.GetProductRequest, context: Context) -> pb.Product:
         viewer = await self._viewer(context)
+        if len(request.session_id) > MAX_SESSION_ID:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "session id too long")
         try:
             async with self.ctx.transaction() as uow:
                 product = await store.get(uow.conn, request.product_id)
@@ -127,7 +130,9 @@ class CatalogApi(catalog_pb2_grpc.CatalogServicer):
                     raise ProductNotFound(request.product_id)
                 uow.publish(
                     ProductViewed(
-                        productId=product.product_id, userId=viewer.user_id if viewer else None
+                        productId=product.product_id,
+                        userId=viewer.user_id if viewer else None,
+                        sessionId=request.session_id or None,
                     ),
                     subject=product.product_id,
                 )

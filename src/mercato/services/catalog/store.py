@@ -228,6 +228,7 @@ def _created(product_id: str, new: NewProduct) -> ProductCreated:
         description=new.description or None,
         currency=new.currency,
         category=new.category or None,
+        active=new.active,
     )
 
 

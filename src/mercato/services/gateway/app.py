@@ -12,6 +12,7 @@ from starlette.routing import Mount
 
 from mercato.platform import tracing
 from mercato.platform.runtime.service import ServiceContext
+from mercato.services.gateway import web
 from mercato.services.gateway.lean import LeanRoutes
 from mercato.services.gateway.middleware import BodyLimit, RequestContext
 from mercato.services.gateway.problems import ProblemDetails, install_problem_handlers
@@ -35,8 +36,8 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
     """The gateway's app. ``lean=False`` leaves every request to FastAPI (the tests compare
     the answers both ways)."""
     traced = tracing.otel.provider(ctx.name) if tracing.otel is not None else None
-    # FastAPIOffline: /docs with Swagger UI's script and style served from the installed
-    # package (/docs/assets), not a CDN, so the page works offline and loads nothing foreign.
+    # FastAPIOffline: /docs (Swagger UI) and /redoc with their scripts and styles served from
+    # the installed package (/docs/assets), not a CDN: offline, nothing foreign loaded.
     app = FastAPIOffline(
         static_url="/docs/assets",
         title="Mercato",
@@ -44,7 +45,7 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
         description=DESCRIPTION,
         openapi_url="/openapi.json",
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
         # FastAPI's own OpenTelemetry: the request's span, when tracing is on, with the
         # gateway's tracer provider (metrics are Prometheus', logs structlog's). Off, left
         # off: FastAPI would look up the global providers on every request only to find them
@@ -69,6 +70,8 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
     routers = [r for r in ROUTERS if ctx.settings.wdm_api or r not in WDM]
     for router in [*HOT, *(r for r in routers if r not in HOT)]:
         app.router.routes.extend(router.routes)
+    # The storefront and console pages: the app's own, like /docs (not API operations).
+    app.router.routes.extend(web.router.routes)
     # The docs' assets last: every request tries the routes in order (0.6 µs a request for the
     # mount's match when it stood first).
     app.router.routes.sort(key=lambda route: isinstance(route, Mount))

@@ -511,7 +511,11 @@ class _Step:
             assert o.payment_id is not None
             self.events.append(
                 OrderCompleted(
-                    orderId=o.order_id, paymentId=o.payment_id, status=to, userId=o.user_id
+                    orderId=o.order_id,
+                    paymentId=o.payment_id,
+                    status=to,
+                    userId=o.user_id,
+                    items=o.items(),
                 )
             )
 

@@ -24,29 +24,33 @@ from mercato.platform.idempotency import grpc_run_once
 from mercato.platform.ids import new_id
 from mercato.platform.runtime.service import ServiceContext
 from mercato.platform.settings import Settings
+from mercato.platform.storage.sql import Connection
 from mercato.platform.times import rfc3339
 from mercato.platform.unit_of_work import UnitOfWork
 from mercato.services.payment.domain import (
     CardError,
+    Status,
     card_digest,
     check_card,
     from_units,
     to_units,
 )
 from mercato.services.payment.provider import (
-    PROVIDERS,
-    Charge,
     Declined,
+    Entry,
+    EntryKind,
     credit,
+    debit,
     set_up_wallets,
 )
-from mercato.services.payment.tables import cards, payments, wallets
+from mercato.services.payment.tables import cards, payments, wallet_entries, wallets
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 MAX_PAGE_SIZE = 100
 MAX_UNITS = 10**14  # the most one call moves: ten billion in ten-thousandths
 MAX_SET_UP = 1000
 MAX_USER_ID = 200
+MAX_ENTRIES = 500
 DIGEST_KEY_FILE = "payment-card-digest.key"
 _NEW_CARD = cards.insert()  # built once: executed with a row's values (one per checkout)
 
@@ -60,8 +64,29 @@ def money(units: int, currency: str) -> Money:
     return Money(amount=str(from_units(units).quantize(Decimal("0.01"))), currency=currency)
 
 
+# What the provider holds, took and gave back, by the payment's status (one charge per order,
+# refunded or voided whole): authorized, captured, refunded.
+_HELD = {
+    Status.AUTHORIZED: (True, False, False),
+    Status.CAPTURED: (True, True, False),
+    Status.REFUNDED: (True, True, True),
+    Status.VOIDED: (True, False, False),
+}
+
+
 def payment_view(row: Row[Any]) -> pb.PaymentView:
+    authorized, captured, refunded = _HELD.get(row.status, (False, False, False))
+
+    def held(yes: bool) -> Money:
+        return money(row.amount if yes else 0, row.currency)
+
+    # A refund is the last change of its payment: updated_at is when it happened, reason why.
+    refunds = [pb.Refund(amount=held(True), reason=row.reason or "", at=rfc3339(row.updated_at))]
     return pb.PaymentView(
+        authorized=held(authorized),
+        captured=held(captured),
+        refunded=held(refunded),
+        refunds=refunds if refunded else [],
         payment_id=row.id,
         order_id=row.order_id,
         user_id=row.user_id or "",
@@ -160,6 +185,9 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
             user_id = await _subject(context, caller, request.user_id)
             query = query.where(payments.c.user_id == user_id)
             count = count.where(payments.c.user_id == user_id)
+        if request.order_id:
+            query = query.where(payments.c.order_id == request.order_id)
+            count = count.where(payments.c.order_id == request.order_id)
         async with self.ctx.db.connect() as conn:
             total = (await conn.execute(count)).scalar_one()
             rows = await conn.execute(
@@ -175,17 +203,16 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
     async def GetWallet(self, request: pb.GetWalletRequest, context: Context) -> pb.WalletView:
         caller = await require_caller(self.ctx, context)
         user_id = await _subject(context, caller, request.user_id)
+        limit = await _entries(context, request.entries)
         async with self.ctx.db.connect() as conn:
-            row = (await conn.execute(select(wallets).where(wallets.c.user_id == user_id))).first()
-        balance, currency = (row.balance, row.currency) if row else (0, "USD")
-        return pb.WalletView(
-            user_id=user_id, balance=money(balance, currency), exists=row is not None
-        )
+            return await wallet_view(conn, user_id, limit)
 
     async def TopUpWallet(self, request: pb.TopUpWalletRequest, context: Context) -> pb.WalletView:
         caller = await require_caller(self.ctx, context, role="admin")
         user_id = request.user_id
         units, currency = await _amount(context, user_id, request.amount)
+        limit = await _entries(context, request.entries)
+        entry = Entry(EntryKind.CREDIT, reason=request.reason.strip() or None)
 
         async def work(uow: UnitOfWork) -> pb.WalletView:
             held = await uow.conn.execute(
@@ -196,8 +223,8 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
                 raise NoWallet(user_id)
             if existing is not None and existing != currency:
                 raise WrongCurrency(f"the wallet holds {existing}")
-            balance = await credit(uow.conn, user_id, units, currency)
-            return pb.WalletView(user_id=user_id, balance=money(balance, currency), exists=True)
+            await credit(uow.conn, user_id, units, currency, entry)
+            return await wallet_view(uow.conn, user_id, limit)
 
         try:
             return await grpc_run_once(
@@ -219,9 +246,9 @@ class PaymentApi(payment_pb2_grpc.PaymentServicer):
         units, currency = await _amount(context, user_id, request.amount)
 
         async def work(uow: UnitOfWork) -> pb.WalletView:
-            charge = Charge(payment_id="", user_id=user_id, amount=units, currency=currency)
+            entry = Entry(EntryKind.DEBIT, reason=request.reason.strip() or None)
             try:
-                await PROVIDERS["wallet"].authorize(uow.conn, charge)
+                await debit(uow.conn, user_id, units, currency, entry)
             except Declined:
                 held = await uow.conn.execute(
                     select(wallets.c.currency).where(wallets.c.user_id == user_id)
@@ -288,6 +315,39 @@ async def _amount(
             "a user_id, a positive amount and a 3-letter currency are required",
         )
     return units, currency
+
+
+async def _entries(context: Context, entries: int) -> int:
+    if not 0 <= entries <= MAX_ENTRIES:
+        await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"entries: 0 to {MAX_ENTRIES}")
+    return entries
+
+
+async def wallet_view(conn: Connection, user_id: str, entries: int) -> pb.WalletView:
+    """The user's wallet and its ``entries`` newest ledger entries."""
+    row = (await conn.execute(select(wallets).where(wallets.c.user_id == user_id))).first()
+    balance, currency = (row.balance, row.currency) if row else (0, "USD")
+    view = pb.WalletView(user_id=user_id, balance=money(balance, currency), exists=row is not None)
+    if entries and row is not None:
+        query = (
+            select(wallet_entries)
+            .where(wallet_entries.c.user_id == user_id)
+            .order_by(wallet_entries.c.at.desc(), wallet_entries.c.id.desc())
+            .limit(entries)
+        )
+        view.entries.extend(
+            pb.WalletEntry(
+                id=e.id,
+                amount=money(e.amount, e.currency),
+                kind=e.kind,
+                order_id=e.order_id or "",
+                payment_id=e.payment_id or "",
+                reason=e.reason or "",
+                at=rfc3339(e.at),
+            )
+            for e in await conn.execute(query)
+        )
+    return view
 
 
 class WrongCurrency(Exception):

@@ -145,7 +145,9 @@ async def charge_order(event: OrderCreated, uow: UnitOfWork) -> None:
     if refused is not None or method is None:
         return failed(refused or "the order has no payment method")
     provider = PROVIDERS[method.method]
-    charge = Charge(payment_id, event.userId, row["amount"], event.currency, outcome)
+    charge = Charge(
+        payment_id, event.userId, row["amount"], event.currency, outcome, order_id=order_id
+    )
     try:
         await provider.authorize(uow.conn, charge)
     except Declined as exc:
@@ -214,7 +216,9 @@ async def refund(event: OrderCancelled, uow: UnitOfWork) -> None:
     if moved.rowcount != 1:
         return
     provider = PROVIDERS[row.method]
-    charge = Charge(row.id, row.user_id, row.amount, row.currency)
+    charge = Charge(
+        row.id, row.user_id, row.amount, row.currency, order_id=order_id, reason=event.reason
+    )
     await provider.refund(uow.conn, charge)
     uow.publish(
         PaymentRefunded(

@@ -52,3 +52,20 @@ payments = Table(
     Column("updated_at", When, nullable=False),
 )
 Index("ix_payments_user", payments.c.user_id)
+
+# The wallets' ledger (migrations/payment_0002_wallet_ledger.py): every change of a balance,
+# written in the transaction that makes it, so a wallet's balance is the sum of its entries.
+wallet_entries = Table(
+    "wallet_entries",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(200), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # signed: negative when credit was taken
+    Column("currency", String(3), nullable=False),
+    Column("kind", String(10), nullable=False),  # provider.EntryKind
+    Column("order_id", String(200)),
+    Column("payment_id", String(64)),
+    Column("reason", String(500)),
+    Column("at", When, nullable=False),
+)
+Index("ix_wallet_entries_user_at", wallet_entries.c.user_id, wallet_entries.c.at)

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from mercato.api.common.v1 import common_pb2 as mercato_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mercato/api/catalog/v1/catalog.proto\x12\x16mercato.api.catalog.v1\x1a\"mercato/api/common/v1/common.proto\"\xdd\x01\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12+\n\x05price\x18\x05 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x12\x16\n\tavailable\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x08 \x01(\t\x12\x12\n\nupdated_at\x18\t \x01(\tB\x0c\n\n_available\"\xdd\x01\n\x13ListProductsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x30\n\x04page\x18\x03 \x01(\x0b\x32\".mercato.api.common.v1.PageRequest\x12\x31\n\x04sort\x18\x04 \x01(\x0e\x32#.mercato.api.catalog.v1.ProductSort\x12\x18\n\x10include_inactive\x18\x05 \x01(\x08\x12\x17\n\nif_version\x18\x06 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_if_version\"\x99\x01\n\x11ListProductsReply\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.mercato.api.catalog.v1.Product\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.mercato.api.common.v1.PageInfo\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x11\n\tunchanged\x18\x04 \x01(\x08\"\x15\n\x13WatchVersionRequest\"!\n\x0e\x43\x61talogVersion\x12\x0f\n\x07version\x18\x01 \x01(\x04\"\'\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\xaa\x01\n\x14\x43reateProductRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12+\n\x05price\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x10\n\x08quantity\x18\x05 \x01(\x03\x12\x13\n\x06\x61\x63tive\x18\x06 \x01(\x08H\x00\x88\x01\x01\x42\t\n\x07_active\"\x85\x02\n\x14UpdateProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08\x63\x61tegory\x18\x04 \x01(\tH\x02\x88\x01\x01\x12+\n\x05price\x18\x05 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x15\n\x08quantity\x18\x06 \x01(\x03H\x03\x88\x01\x01\x12\x13\n\x06\x61\x63tive\x18\x07 \x01(\x08H\x04\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0b\n\t_categoryB\x0b\n\t_quantityB\t\n\x07_active\"*\n\x14\x44\x65leteProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteProductReply\"3\n\x0bItemRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\x85\x01\n\rValidatedItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12+\n\x05price\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x13\n\x0bprice_as_of\x18\x05 \x01(\t\"J\n\x14ValidateItemsRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.mercato.api.catalog.v1.ItemRequest\"J\n\x12ValidateItemsReply\x12\x34\n\x05items\x18\x01 \x03(\x0b\x32%.mercato.api.catalog.v1.ValidatedItem\"m\n\nPutProduct\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x05price\x18\x03 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x10\n\x08quantity\x18\x04 \x01(\x03\"J\n\x12PutProductsRequest\x12\x34\n\x08products\x18\x01 \x03(\x0b\x32\".mercato.api.catalog.v1.PutProduct\"4\n\x10PutProductsReply\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05*\xc5\x01\n\x0bProductSort\x12\x1c\n\x18PRODUCT_SORT_UNSPECIFIED\x10\x00\x12\x15\n\x11PRODUCT_SORT_NAME\x10\x01\x12\x1a\n\x16PRODUCT_SORT_NAME_DESC\x10\x02\x12\x16\n\x12PRODUCT_SORT_PRICE\x10\x03\x12\x1b\n\x17PRODUCT_SORT_PRICE_DESC\x10\x04\x12\x17\n\x13PRODUCT_SORT_NEWEST\x10\x05\x12\x17\n\x13PRODUCT_SORT_OLDEST\x10\x06\x32\xad\x06\n\x07\x43\x61talog\x12\x66\n\x0cListProducts\x12+.mercato.api.catalog.v1.ListProductsRequest\x1a).mercato.api.catalog.v1.ListProductsReply\x12\x65\n\x0cWatchVersion\x12+.mercato.api.catalog.v1.WatchVersionRequest\x1a&.mercato.api.catalog.v1.CatalogVersion0\x01\x12X\n\nGetProduct\x12).mercato.api.catalog.v1.GetProductRequest\x1a\x1f.mercato.api.catalog.v1.Product\x12^\n\rCreateProduct\x12,.mercato.api.catalog.v1.CreateProductRequest\x1a\x1f.mercato.api.catalog.v1.Product\x12^\n\rUpdateProduct\x12,.mercato.api.catalog.v1.UpdateProductRequest\x1a\x1f.mercato.api.catalog.v1.Product\x12i\n\rDeleteProduct\x12,.mercato.api.catalog.v1.DeleteProductRequest\x1a*.mercato.api.catalog.v1.DeleteProductReply\x12i\n\rValidateItems\x12,.mercato.api.catalog.v1.ValidateItemsRequest\x1a*.mercato.api.catalog.v1.ValidateItemsReply\x12\x63\n\x0bPutProducts\x12*.mercato.api.catalog.v1.PutProductsRequest\x1a(.mercato.api.catalog.v1.PutProductsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mercato/api/catalog/v1/catalog.proto\x12\x16mercato.api.catalog.v1\x1a\"mercato/api/common/v1/common.proto\"\xdd\x01\n\x07Product\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12+\n\x05price\x18\x05 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x12\x16\n\tavailable\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\ncreated_at\x18\x08 \x01(\t\x12\x12\n\nupdated_at\x18\t \x01(\tB\x0c\n\n_available\"\xdd\x01\n\x13ListProductsRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x30\n\x04page\x18\x03 \x01(\x0b\x32\".mercato.api.common.v1.PageRequest\x12\x31\n\x04sort\x18\x04 \x01(\x0e\x32#.mercato.api.catalog.v1.ProductSort\x12\x18\n\x10include_inactive\x18\x05 \x01(\x08\x12\x17\n\nif_version\x18\x06 \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_if_version\"\x99\x01\n\x11ListProductsReply\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.mercato.api.catalog.v1.Product\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.mercato.api.common.v1.PageInfo\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12\x11\n\tunchanged\x18\x04 \x01(\x08\"\x15\n\x13WatchVersionRequest\"!\n\x0e\x43\x61talogVersion\x12\x0f\n\x07version\x18\x01 \x01(\x04\";\n\x11GetProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\xaa\x01\n\x14\x43reateProductRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12+\n\x05price\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x10\n\x08quantity\x18\x05 \x01(\x03\x12\x13\n\x06\x61\x63tive\x18\x06 \x01(\x08H\x00\x88\x01\x01\x42\t\n\x07_active\"\x85\x02\n\x14UpdateProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0b\x64\x65scription\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08\x63\x61tegory\x18\x04 \x01(\tH\x02\x88\x01\x01\x12+\n\x05price\x18\x05 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x15\n\x08quantity\x18\x06 \x01(\x03H\x03\x88\x01\x01\x12\x13\n\x06\x61\x63tive\x18\x07 \x01(\x08H\x04\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0b\n\t_categoryB\x0b\n\t_quantityB\t\n\x07_active\"*\n\x14\x44\x65leteProductRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteProductReply\"3\n\x0bItemRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\x85\x01\n\rValidatedItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12+\n\x05price\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x13\n\x0bprice_as_of\x18\x05 \x01(\t\"J\n\x14ValidateItemsRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.mercato.api.catalog.v1.ItemRequest\"J\n\x12ValidateItemsReply\x12\x34\n\x05items\x18\x01 \x03(\x0b\x32%.mercato.api.catalog.v1.ValidatedItem\"m\n\nPutProduct\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x05price\x18\x03 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x10\n\x08quantity\x18\x04 \x01(\x03\"J\n\x12PutProductsRequest\x12\x34\n\x08products\x18\x01 \x03(\x0b\x32\".mercato.api.catalog.v1.PutProduct\"4\n\x10PutProductsReply\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05*\xc5\x01\n\x0bProductSort\x12\x1c\n\x18PRODUCT_SORT_UNSPECIFIED\x10\x00\x12\x15\n\x11PRODUCT_SORT_NAME\x10\x01\x12\x1a\n\x16PRODUCT_SORT_NAME_DESC\x10\x02\x12\x16\n\x12PRODUCT_SORT_PRICE\x10\x03\x12\x1b\n\x17PRODUCT_SORT_PRICE_DESC\x10\x04\x12\x17\n\x13PRODUCT_SORT_NEWEST\x10\x05\x12\x17\n\x13PRODUCT_SORT_OLDEST\x10\x06\x32\xad\x06\n\x07\x43\x61talog\x12\x66\n\x0cListProducts\x12+.mercato.api.catalog.v1.ListProductsRequest\x1a).mercato.api.catalog.v1.ListProductsReply\x12\x65\n\x0cWatchVersion\x12+.mercato.api.catalog.v1.WatchVersionRequest\x1a&.mercato.api.catalog.v1.CatalogVersion0\x01\x12X\n\nGetProduct\x12).mercato.api.catalog.v1.GetProductRequest\x1a\x1f.mercato.api.catalog.v1.Product\x12^\n\rCreateProduct\x12,.mercato.api.catalog.v1.CreateProductRequest\x1a\x1f.mercato.api.catalog.v1.Product\x12^\n\rUpdateProduct\x12,.mercato.api.catalog.v1.UpdateProductRequest\x1a\x1f.mercato.api.catalog.v1.Product\x12i\n\rDeleteProduct\x12,.mercato.api.catalog.v1.DeleteProductRequest\x1a*.mercato.api.catalog.v1.DeleteProductReply\x12i\n\rValidateItems\x12,.mercato.api.catalog.v1.ValidateItemsRequest\x1a*.mercato.api.catalog.v1.ValidateItemsReply\x12\x63\n\x0bPutProducts\x12*.mercato.api.catalog.v1.PutProductsRequest\x1a(.mercato.api.catalog.v1.PutProductsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mercato.api.catalog.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRODUCTSORT']._serialized_start=1889
-  _globals['_PRODUCTSORT']._serialized_end=2086
+  _globals['_PRODUCTSORT']._serialized_start=1909
+  _globals['_PRODUCTSORT']._serialized_end=2106
   _globals['_PRODUCT']._serialized_start=101
   _globals['_PRODUCT']._serialized_end=322
   _globals['_LISTPRODUCTSREQUEST']._serialized_start=325
@@ -45,29 +45,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CATALOGVERSION']._serialized_start=727
   _globals['_CATALOGVERSION']._serialized_end=760
   _globals['_GETPRODUCTREQUEST']._serialized_start=762
-  _globals['_GETPRODUCTREQUEST']._serialized_end=801
-  _globals['_CREATEPRODUCTREQUEST']._serialized_start=804
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=974
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=977
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=1238
-  _globals['_DELETEPRODUCTREQUEST']._serialized_start=1240
-  _globals['_DELETEPRODUCTREQUEST']._serialized_end=1282
-  _globals['_DELETEPRODUCTREPLY']._serialized_start=1284
-  _globals['_DELETEPRODUCTREPLY']._serialized_end=1304
-  _globals['_ITEMREQUEST']._serialized_start=1306
-  _globals['_ITEMREQUEST']._serialized_end=1357
-  _globals['_VALIDATEDITEM']._serialized_start=1360
-  _globals['_VALIDATEDITEM']._serialized_end=1493
-  _globals['_VALIDATEITEMSREQUEST']._serialized_start=1495
-  _globals['_VALIDATEITEMSREQUEST']._serialized_end=1569
-  _globals['_VALIDATEITEMSREPLY']._serialized_start=1571
-  _globals['_VALIDATEITEMSREPLY']._serialized_end=1645
-  _globals['_PUTPRODUCT']._serialized_start=1647
-  _globals['_PUTPRODUCT']._serialized_end=1756
-  _globals['_PUTPRODUCTSREQUEST']._serialized_start=1758
-  _globals['_PUTPRODUCTSREQUEST']._serialized_end=1832
-  _globals['_PUTPRODUCTSREPLY']._serialized_start=1834
-  _globals['_PUTPRODUCTSREPLY']._serialized_end=1886
-  _globals['_CATALOG']._serialized_start=2089
-  _globals['_CATALOG']._serialized_end=2902
+  _globals['_GETPRODUCTREQUEST']._serialized_end=821
+  _globals['_CREATEPRODUCTREQUEST']._serialized_start=824
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=994
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=997
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=1258
+  _globals['_DELETEPRODUCTREQUEST']._serialized_start=1260
+  _globals['_DELETEPRODUCTREQUEST']._serialized_end=1302
+  _globals['_DELETEPRODUCTREPLY']._serialized_start=1304
+  _globals['_DELETEPRODUCTREPLY']._serialized_end=1324
+  _globals['_ITEMREQUEST']._serialized_start=1326
+  _globals['_ITEMREQUEST']._serialized_end=1377
+  _globals['_VALIDATEDITEM']._serialized_start=1380
+  _globals['_VALIDATEDITEM']._serialized_end=1513
+  _globals['_VALIDATEITEMSREQUEST']._serialized_start=1515
+  _globals['_VALIDATEITEMSREQUEST']._serialized_end=1589
+  _globals['_VALIDATEITEMSREPLY']._serialized_start=1591
+  _globals['_VALIDATEITEMSREPLY']._serialized_end=1665
+  _globals['_PUTPRODUCT']._serialized_start=1667
+  _globals['_PUTPRODUCT']._serialized_end=1776
+  _globals['_PUTPRODUCTSREQUEST']._serialized_start=1778
+  _globals['_PUTPRODUCTSREQUEST']._serialized_end=1852
+  _globals['_PUTPRODUCTSREPLY']._serialized_start=1854
+  _globals['_PUTPRODUCTSREPLY']._serialized_end=1906
+  _globals['_CATALOG']._serialized_start=2109
+  _globals['_CATALOG']._serialized_end=2922
 # @@protoc_insertion_point(module_scope)

@@ -86,10 +86,12 @@ class CatalogVersion(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class GetProductRequest(_message.Message):
-    __slots__ = ("product_id",)
+    __slots__ = ("product_id", "session_id")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     product_id: str
-    def __init__(self, product_id: _Optional[str] = ...) -> None: ...
+    session_id: str
+    def __init__(self, product_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class CreateProductRequest(_message.Message):
     __slots__ = ("name", "description", "category", "price", "quantity", "active")

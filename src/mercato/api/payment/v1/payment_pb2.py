@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mercato.api.common.v1 import common_pb2 as mercato_dot_api_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mercato/api/payment/v1/payment.proto\x12\x16mercato.api.payment.v1\x1a\"mercato/api/common/v1/common.proto\"W\n\x13TokenizeCardRequest\x12\x13\n\x0b\x63\x61rd_number\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpiry\x18\x02 \x01(\t\x12\x0b\n\x03\x63vc\x18\x03 \x01(\t\x12\x0e\n\x06holder\x18\x04 \x01(\t\"m\n\tCardToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05last4\x18\x02 \x01(\t\x12\r\n\x05\x62rand\x18\x03 \x01(\t\x12\x11\n\texp_month\x18\x04 \x01(\x05\x12\x10\n\x08\x65xp_year\x18\x05 \x01(\x05\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\"9\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"\xd9\x01\n\x0bPaymentView\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12,\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\r\n\x05last4\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\t\x12\x12\n\nupdated_at\x18\n \x01(\t\"X\n\x13ListPaymentsRequest\x12\x30\n\x04page\x18\x01 \x01(\x0b\x32\".mercato.api.common.v1.PageRequest\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"y\n\x11ListPaymentsReply\x12\x35\n\x08payments\x18\x01 \x03(\x0b\x32#.mercato.api.payment.v1.PaymentView\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.mercato.api.common.v1.PageInfo\"#\n\x10GetWalletRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"j\n\x12TopUpWalletRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12,\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x15\n\rexisting_only\x18\x03 \x01(\x08\"S\n\x12\x44\x65\x62itWalletRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12,\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\"V\n\x13SetUpWalletsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\"\"\n\x11SetUpWalletsReply\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\"\\\n\nWalletView\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0e\n\x06\x65xists\x18\x03 \x01(\x08\x32\xb0\x05\n\x07Payment\x12^\n\x0cTokenizeCard\x12+.mercato.api.payment.v1.TokenizeCardRequest\x1a!.mercato.api.payment.v1.CardToken\x12\\\n\nGetPayment\x12).mercato.api.payment.v1.GetPaymentRequest\x1a#.mercato.api.payment.v1.PaymentView\x12\x66\n\x0cListPayments\x12+.mercato.api.payment.v1.ListPaymentsRequest\x1a).mercato.api.payment.v1.ListPaymentsReply\x12Y\n\tGetWallet\x12(.mercato.api.payment.v1.GetWalletRequest\x1a\".mercato.api.payment.v1.WalletView\x12]\n\x0bTopUpWallet\x12*.mercato.api.payment.v1.TopUpWalletRequest\x1a\".mercato.api.payment.v1.WalletView\x12]\n\x0b\x44\x65\x62itWallet\x12*.mercato.api.payment.v1.DebitWalletRequest\x1a\".mercato.api.payment.v1.WalletView\x12\x66\n\x0cSetUpWallets\x12+.mercato.api.payment.v1.SetUpWalletsRequest\x1a).mercato.api.payment.v1.SetUpWalletsReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$mercato/api/payment/v1/payment.proto\x12\x16mercato.api.payment.v1\x1a\"mercato/api/common/v1/common.proto\"W\n\x13TokenizeCardRequest\x12\x13\n\x0b\x63\x61rd_number\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpiry\x18\x02 \x01(\t\x12\x0b\n\x03\x63vc\x18\x03 \x01(\t\x12\x0e\n\x06holder\x18\x04 \x01(\t\"m\n\tCardToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05last4\x18\x02 \x01(\t\x12\r\n\x05\x62rand\x18\x03 \x01(\t\x12\x11\n\texp_month\x18\x04 \x01(\x05\x12\x10\n\x08\x65xp_year\x18\x05 \x01(\x05\x12\x0e\n\x06\x64igest\x18\x06 \x01(\t\"9\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\"\x9c\x03\n\x0bPaymentView\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12,\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\r\n\x05last4\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\t\x12\x12\n\nupdated_at\x18\n \x01(\t\x12\x30\n\nauthorized\x18\x0b \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12.\n\x08\x63\x61ptured\x18\x0c \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12.\n\x08refunded\x18\r \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12/\n\x07refunds\x18\x0e \x03(\x0b\x32\x1e.mercato.api.payment.v1.Refund\"R\n\x06Refund\x12,\n\x06\x61mount\x18\x01 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\t\"j\n\x13ListPaymentsRequest\x12\x30\n\x04page\x18\x01 \x01(\x0b\x32\".mercato.api.common.v1.PageRequest\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\"y\n\x11ListPaymentsReply\x12\x35\n\x08payments\x18\x01 \x03(\x0b\x32#.mercato.api.payment.v1.PaymentView\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.mercato.api.common.v1.PageInfo\"4\n\x10GetWalletRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x02 \x01(\x05\"\x8b\x01\n\x12TopUpWalletRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12,\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x15\n\rexisting_only\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07\x65ntries\x18\x05 \x01(\x05\"c\n\x12\x44\x65\x62itWalletRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12,\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0e\n\x06reason\x18\x03 \x01(\t\"V\n\x13SetUpWalletsRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\"\"\n\x11SetUpWalletsReply\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\"\x92\x01\n\nWalletView\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12-\n\x07\x62\x61lance\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0e\n\x06\x65xists\x18\x03 \x01(\x08\x12\x34\n\x07\x65ntries\x18\x04 \x03(\x0b\x32#.mercato.api.payment.v1.WalletEntry\"\x97\x01\n\x0bWalletEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x1c.mercato.api.common.v1.Money\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\x12\n\npayment_id\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\n\n\x02\x61t\x18\x07 \x01(\t2\xb0\x05\n\x07Payment\x12^\n\x0cTokenizeCard\x12+.mercato.api.payment.v1.TokenizeCardRequest\x1a!.mercato.api.payment.v1.CardToken\x12\\\n\nGetPayment\x12).mercato.api.payment.v1.GetPaymentRequest\x1a#.mercato.api.payment.v1.PaymentView\x12\x66\n\x0cListPayments\x12+.mercato.api.payment.v1.ListPaymentsRequest\x1a).mercato.api.payment.v1.ListPaymentsReply\x12Y\n\tGetWallet\x12(.mercato.api.payment.v1.GetWalletRequest\x1a\".mercato.api.payment.v1.WalletView\x12]\n\x0bTopUpWallet\x12*.mercato.api.payment.v1.TopUpWalletRequest\x1a\".mercato.api.payment.v1.WalletView\x12]\n\x0b\x44\x65\x62itWallet\x12*.mercato.api.payment.v1.DebitWalletRequest\x1a\".mercato.api.payment.v1.WalletView\x12\x66\n\x0cSetUpWallets\x12+.mercato.api.payment.v1.SetUpWalletsRequest\x1a).mercato.api.payment.v1.SetUpWalletsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,23 +39,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPAYMENTREQUEST']._serialized_start=300
   _globals['_GETPAYMENTREQUEST']._serialized_end=357
   _globals['_PAYMENTVIEW']._serialized_start=360
-  _globals['_PAYMENTVIEW']._serialized_end=577
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=579
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=667
-  _globals['_LISTPAYMENTSREPLY']._serialized_start=669
-  _globals['_LISTPAYMENTSREPLY']._serialized_end=790
-  _globals['_GETWALLETREQUEST']._serialized_start=792
-  _globals['_GETWALLETREQUEST']._serialized_end=827
-  _globals['_TOPUPWALLETREQUEST']._serialized_start=829
-  _globals['_TOPUPWALLETREQUEST']._serialized_end=935
-  _globals['_DEBITWALLETREQUEST']._serialized_start=937
-  _globals['_DEBITWALLETREQUEST']._serialized_end=1020
-  _globals['_SETUPWALLETSREQUEST']._serialized_start=1022
-  _globals['_SETUPWALLETSREQUEST']._serialized_end=1108
-  _globals['_SETUPWALLETSREPLY']._serialized_start=1110
-  _globals['_SETUPWALLETSREPLY']._serialized_end=1144
-  _globals['_WALLETVIEW']._serialized_start=1146
-  _globals['_WALLETVIEW']._serialized_end=1238
-  _globals['_PAYMENT']._serialized_start=1241
-  _globals['_PAYMENT']._serialized_end=1929
+  _globals['_PAYMENTVIEW']._serialized_end=772
+  _globals['_REFUND']._serialized_start=774
+  _globals['_REFUND']._serialized_end=856
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=858
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=964
+  _globals['_LISTPAYMENTSREPLY']._serialized_start=966
+  _globals['_LISTPAYMENTSREPLY']._serialized_end=1087
+  _globals['_GETWALLETREQUEST']._serialized_start=1089
+  _globals['_GETWALLETREQUEST']._serialized_end=1141
+  _globals['_TOPUPWALLETREQUEST']._serialized_start=1144
+  _globals['_TOPUPWALLETREQUEST']._serialized_end=1283
+  _globals['_DEBITWALLETREQUEST']._serialized_start=1285
+  _globals['_DEBITWALLETREQUEST']._serialized_end=1384
+  _globals['_SETUPWALLETSREQUEST']._serialized_start=1386
+  _globals['_SETUPWALLETSREQUEST']._serialized_end=1472
+  _globals['_SETUPWALLETSREPLY']._serialized_start=1474
+  _globals['_SETUPWALLETSREPLY']._serialized_end=1508
+  _globals['_WALLETVIEW']._serialized_start=1511
+  _globals['_WALLETVIEW']._serialized_end=1657
+  _globals['_WALLETENTRY']._serialized_start=1660
+  _globals['_WALLETENTRY']._serialized_end=1811
+  _globals['_PAYMENT']._serialized_start=1814
+  _globals['_PAYMENT']._serialized_end=2502
 # @@protoc_insertion_point(module_scope)

@@ -44,7 +44,7 @@ class GetPaymentRequest(_message.Message):
     def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ...) -> None: ...
 
 class PaymentView(_message.Message):
-    __slots__ = ("payment_id", "order_id", "user_id", "amount", "method", "last4", "status", "reason", "created_at", "updated_at")
+    __slots__ = ("payment_id", "order_id", "user_id", "amount", "method", "last4", "status", "reason", "created_at", "updated_at", "authorized", "captured", "refunded", "refunds")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,10 @@ class PaymentView(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    AUTHORIZED_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_FIELD_NUMBER: _ClassVar[int]
+    REFUNDS_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     order_id: str
     user_id: str
@@ -65,15 +69,31 @@ class PaymentView(_message.Message):
     reason: str
     created_at: str
     updated_at: str
-    def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., method: _Optional[str] = ..., last4: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ...) -> None: ...
+    authorized: _common_pb2.Money
+    captured: _common_pb2.Money
+    refunded: _common_pb2.Money
+    refunds: _containers.RepeatedCompositeFieldContainer[Refund]
+    def __init__(self, payment_id: _Optional[str] = ..., order_id: _Optional[str] = ..., user_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., method: _Optional[str] = ..., last4: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., authorized: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., captured: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., refunded: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., refunds: _Optional[_Iterable[_Union[Refund, _Mapping]]] = ...) -> None: ...
+
+class Refund(_message.Message):
+    __slots__ = ("amount", "reason", "at")
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    amount: _common_pb2.Money
+    reason: str
+    at: str
+    def __init__(self, amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., reason: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
 
 class ListPaymentsRequest(_message.Message):
-    __slots__ = ("page", "user_id")
+    __slots__ = ("page", "user_id", "order_id")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     page: _common_pb2.PageRequest
     user_id: str
-    def __init__(self, page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., user_id: _Optional[str] = ...) -> None: ...
+    order_id: str
+    def __init__(self, page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., user_id: _Optional[str] = ..., order_id: _Optional[str] = ...) -> None: ...
 
 class ListPaymentsReply(_message.Message):
     __slots__ = ("payments", "page")
@@ -84,28 +104,36 @@ class ListPaymentsReply(_message.Message):
     def __init__(self, payments: _Optional[_Iterable[_Union[PaymentView, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageInfo, _Mapping]] = ...) -> None: ...
 
 class GetWalletRequest(_message.Message):
-    __slots__ = ("user_id",)
+    __slots__ = ("user_id", "entries")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+    entries: int
+    def __init__(self, user_id: _Optional[str] = ..., entries: _Optional[int] = ...) -> None: ...
 
 class TopUpWalletRequest(_message.Message):
-    __slots__ = ("user_id", "amount", "existing_only")
+    __slots__ = ("user_id", "amount", "existing_only", "reason", "entries")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     EXISTING_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     amount: _common_pb2.Money
     existing_only: bool
-    def __init__(self, user_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., existing_only: _Optional[bool] = ...) -> None: ...
+    reason: str
+    entries: int
+    def __init__(self, user_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., existing_only: _Optional[bool] = ..., reason: _Optional[str] = ..., entries: _Optional[int] = ...) -> None: ...
 
 class DebitWalletRequest(_message.Message):
-    __slots__ = ("user_id", "amount")
+    __slots__ = ("user_id", "amount", "reason")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     amount: _common_pb2.Money
-    def __init__(self, user_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ...) -> None: ...
+    reason: str
+    def __init__(self, user_id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SetUpWalletsRequest(_message.Message):
     __slots__ = ("user_ids", "balance")
@@ -122,11 +150,31 @@ class SetUpWalletsReply(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class WalletView(_message.Message):
-    __slots__ = ("user_id", "balance", "exists")
+    __slots__ = ("user_id", "balance", "exists", "entries")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     EXISTS_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     balance: _common_pb2.Money
     exists: bool
-    def __init__(self, user_id: _Optional[str] = ..., balance: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., exists: _Optional[bool] = ...) -> None: ...
+    entries: _containers.RepeatedCompositeFieldContainer[WalletEntry]
+    def __init__(self, user_id: _Optional[str] = ..., balance: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., exists: _Optional[bool] = ..., entries: _Optional[_Iterable[_Union[WalletEntry, _Mapping]]] = ...) -> None: ...
+
+class WalletEntry(_message.Message):
+    __slots__ = ("id", "amount", "kind", "order_id", "payment_id", "reason", "at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    amount: _common_pb2.Money
+    kind: str
+    order_id: str
+    payment_id: str
+    reason: str
+    at: str
+    def __init__(self, id: _Optional[str] = ..., amount: _Optional[_Union[_common_pb2.Money, _Mapping]] = ..., kind: _Optional[str] = ..., order_id: _Optional[str] = ..., payment_id: _Optional[str] = ..., reason: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...

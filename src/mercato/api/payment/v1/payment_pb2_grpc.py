@@ -101,14 +101,16 @@ class PaymentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetWallet(self, request, context):
-        """The caller's wallet (an admin may name a user); zero when never topped up.
+        """The caller's wallet (an admin may name a user); zero when never topped up. With its
+        newest ledger entries when asked.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def TopUpWallet(self, request, context):
-        """Admin only. Adds credit; honours `idempotency-key` metadata (one top-up per key).
+        """Admin only. Adds credit (a `credit` ledger entry with the reason); honours
+        `idempotency-key` metadata (one top-up per key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

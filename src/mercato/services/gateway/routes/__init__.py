@@ -13,11 +13,15 @@ from mercato.services.gateway.routes import (
     compat_wdm,
     compat_wdm_orders,
     inventory,
+    notifications,
     operations,
     orders,
+    payments,
     products,
+    recommendations,
     shipments,
     users,
+    webhooks,
 )
 
 # The order of the OpenAPI document (and /docs).
@@ -31,9 +35,14 @@ ROUTERS: list[APIRouter] = [
     *(compat_orders.router, compat_oms.router, orders.router, shipments.router),
     inventory.router,
     operations.router,
+    notifications.router,
     compat_wdm_orders.router,
     compat_wdm.router,
     audit.router,
+    payments.router,
+    payments.wallets,
+    recommendations.router,
+    webhooks.router,
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, Field, PlainSerializer
 
 from mercato.api.catalog.v1 import catalog_pb2 as pb
@@ -14,6 +14,7 @@ from mercato.api.common.v1 import common_pb2
 from mercato.services.gateway.inputs import Count, Input, Number
 from mercato.services.gateway.pages import pages_of
 from mercato.services.gateway.problems import PROBLEM_RESPONSES, Problem
+from mercato.services.gateway.routes.recommendations import Recommended, recommend
 from mercato.services.gateway.security import AdminCaller
 from mercato.services.gateway.upstream import IdempotencyKey, Upstream
 
@@ -54,6 +55,17 @@ class Product(BaseModel):
     available: int | None = Field(description="Available to sell, as inventory last said")
     createdAt: str
     updatedAt: str
+
+
+class ProductView(Product):
+    recommendations: list[Recommended] | None = Field(
+        None,
+        description=(
+            "With `?recommendations=N`: up to N products to show beside it, as "
+            "`GET /api/v1/recommendations?productId=` ranks them (null when not asked, or "
+            "while the recommendation service is not running)"
+        ),
+    )
 
 
 class ProductPage(BaseModel):
@@ -155,10 +167,38 @@ async def list_products(
     return _json(body)
 
 
+# A browsing session the client names (the storefront keeps one per tab): recommendation
+# counts the products viewed in one session as viewed together.
+SessionId = Annotated[
+    str | None,
+    Header(
+        alias="X-Session-ID",
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description="The browsing session (products viewed in one are 'also viewed')",
+    ),
+]
+
+
 @router.get("/{productId}", summary="One product")
-async def get_product(productId: ProductId, upstream: Upstream) -> Product:
-    message = pb.GetProductRequest(product_id=productId)
-    return _product(await upstream.call("catalog", CatalogStub, "GetProduct", message))
+async def get_product(
+    productId: ProductId,
+    upstream: Upstream,
+    session: SessionId = None,
+    recommendations: Annotated[
+        int, Query(ge=0, le=20, description="How many recommendations to include (0: none)")
+    ] = 0,
+) -> ProductView:
+    message = pb.GetProductRequest(product_id=productId, session_id=session or "")
+    reply = await upstream.call("catalog", CatalogStub, "GetProduct", message)
+    beside = None
+    if recommendations:
+        try:
+            beside = await recommend(upstream, productId, "", recommendations)
+        except Problem as problem:
+            # Recommendation is optional (mercato up --without): the page goes without.
+            if problem.status < 500:
+                raise
+    return ProductView.model_validate({**_fields(reply), "recommendations": beside})
 
 
 @router.post("", status_code=201, summary="Add a product (admin)")

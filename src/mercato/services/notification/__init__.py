@@ -1,0 +1,1 @@
+"""notification: mail and an in-app inbox from the shop's events."""

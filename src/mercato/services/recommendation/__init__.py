@@ -1,0 +1,1 @@
+"""recommendation: "also viewed", "bought together" and popular products, learnt from events."""
