@@ -70,7 +70,9 @@ def test_trace_shows_each_hop_of_a_delivered_order_in_time_order(tmp_path: Path)
         assert hop in hops, hop
     # An event is written, then handled, with the wait between.
     created = [h for h in document["hops"] if h["detail"] == "OrderCreated"]
-    assert [h["what"] for h in created] == ["wrote", "handled", "handled"]
+    assert created[0]["what"] == "wrote"
+    assert {h["service"] for h in created[1:]} >= {"payment", "inventory"}
+    assert {h["what"] for h in created[1:]} == {"handled"}
     assert all(h["waitedMs"] >= 0 for h in created[1:])
     assert created[1]["at"] >= created[0]["at"]
     paid = next(h for h in document["hops"] if h["detail"] == "PaymentCompleted")

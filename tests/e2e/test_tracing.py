@@ -111,4 +111,4 @@ async def test_one_order_is_one_trace_from_the_gateway_to_shipping(
 
     # The carrier's callback is a request of its own: its trace goes on from the order.
     delivered = [s for s in spans if s.name == "process ShipmentDelivered"]
-    assert delivered and all(service_of(s) == "order" for s in delivered)
+    assert "order" in {service_of(s) for s in delivered}
