@@ -116,6 +116,8 @@ RULES: dict[str, Ask] = {
         Rule.ADMIN, path={"id": "{letterId}"}, body={"reason": "a test's"}
     ),
     "GET /api/v1/admin/system": Ask(Rule.ADMIN),
+    "GET /api/v1/admin/events": Ask(Rule.ADMIN),
+    "GET /api/v1/admin/orders/{orderId}/story": Ask(Rule.ADMIN),
     "GET /api/v1/payments": Ask(Rule.OWNER_LISTED, query={"orderId": "{orderId}"}),
     "GET /api/v1/payments/{paymentId}": Ask(Rule.OWNER),
     "GET /api/v1/wallet": Ask(Rule.SIGNED_IN),
