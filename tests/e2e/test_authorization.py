@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.conftest import eventually
 from tests.e2e.test_operations import dead_letter
 from tests.e2e.test_saga import ADDRESS, Shop, card, open_shop
 
@@ -117,6 +118,9 @@ RULES: dict[str, Ask] = {
     ),
     "GET /api/v1/admin/system": Ask(Rule.ADMIN),
     "GET /api/v1/admin/events": Ask(Rule.ADMIN),
+    # Each caller's own inbox; A's notification is "not there" for anyone else (own only).
+    "GET /api/v1/notifications": Ask(Rule.SIGNED_IN),
+    "POST /api/v1/notifications/{notificationId}/read": Ask(Rule.SIGNED_IN),
     "GET /api/v1/admin/orders/{orderId}/story": Ask(Rule.ADMIN),
     "GET /api/v1/payments": Ask(Rule.OWNER_LISTED, query={"orderId": "{orderId}"}),
     "GET /api/v1/payments/{paymentId}": Ask(Rule.OWNER),
@@ -197,7 +201,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         deliveries = await shop.http.get(
             f"/api/v1/admin/webhooks/{hooks[0]['id']}/deliveries", headers=shop.admin
         )
+
+        async def welcomed(shop: Shop = shop, a: dict[str, str] = a) -> str | None:
+            inbox = await shop.http.get("/api/v1/notifications", headers=a)
+            items = inbox.json()["items"] if inbox.status_code == 200 else []
+            return str(items[0]["id"]) if items else None
+
+        notification = await eventually(welcomed, timeout=10)
         ids = {
+            "notificationId": notification,
             "paymentId": paid.json()["items"][0]["paymentId"],
             "productId": product,
             "doomed": doomed,

@@ -237,6 +237,9 @@ async def test_lean_answers_are_fastapis(rig: Rig) -> None:
             await ask("/api/v1/recommendations", params, caller)
     for params in ({"recommendations": 3}, {"recommendations": 21}, {"recommendations": "x"}):
         await ask(f"/api/v1/products/{ids['product']}", params, "nobody")
+    for params in (None, {"userId": ids["user"]}, {"page": 0}, {"pageSize": 500}):
+        for caller in everyone:
+            await ask("/api/v1/notifications", params, caller)
     hooks = "/api/v1/admin/webhooks"
     for params in (None, {"page": 2}, {"pageSize": 0}, {"status": "dead"}, {"status": "bogus"}):
         for path in (hooks, f"{hooks}/{ids['hook']}/deliveries", f"{hooks}/nope/deliveries"):
@@ -318,6 +321,7 @@ async def test_every_get_route_it_serves_is_asked_above(rig: Rig) -> None:
         "/api/v1/admin/system",
         "/api/v1/admin/events",
         "/api/v1/admin/orders/{orderId}/story",
+        "/api/v1/notifications",
     }
     routes = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
     assert {r.path for r in routes if lean.plan_for(r, LEAN_WRITES) is not None} == asked | {
