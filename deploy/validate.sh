@@ -20,4 +20,10 @@ else
 fi
 # KEDA's kinds have no schema here: reported as warnings, not failures.
 "$tools/bin/kubernetes-validate" --strict --quiet "${manifests[@]}"
+# Prometheus's own checks of the scrape config and alert rules, and the rules' unit tests.
+if command -v promtool >/dev/null; then
+    (cd observability && promtool check config prometheus.yml && promtool test rules alerts-test.yml)
+else
+    echo "no promtool (apt-get install prometheus): observability/ checked by tests/deploy only"
+fi
 echo "deploy/: all checks passed"

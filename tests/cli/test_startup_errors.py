@@ -32,12 +32,15 @@ def serve_catalog(tmp_path: Path, broker: str, database: str) -> subprocess.Comp
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
 
 
-@pytest.mark.parametrize("kind", ["database", "broker"])
+@pytest.mark.parametrize("kind", ["database", "broker", "kafka"])
 def test_an_unreachable_dependency_is_one_clear_line(tmp_path: Path, kind: str) -> None:
     port = closed_port()
     if kind == "database":
         broker, database = "memory://", f"postgresql://root:secret@127.0.0.1:{port}/x_{{service}}"
         expected = f"catalog: cannot open or migrate its database postgresql+asyncpg://root:***@127.0.0.1:{port}/x_catalog"
+    elif kind == "kafka":
+        broker, database = f"kafka://127.0.0.1:{port}", f"sqlite:///{tmp_path}/{{service}}.db"
+        expected = f"cannot reach Kafka at 127.0.0.1:{port}"
     else:
         broker, database = (
             f"amqp://guest:guest@127.0.0.1:{port}/",

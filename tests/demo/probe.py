@@ -137,10 +137,15 @@ async def drop_namespace(
 ) -> None:
     """Delete what a test left on the broker: its namespace, or only the demo's queues when the
     namespace is the shared default."""
-    if url.startswith("nats"):
+    if url.startswith(("nats", "kafka")):
+        from mercato.platform.bus.kafka import KafkaBus
         from mercato.platform.bus.nats import NatsBus
 
-        bus = NatsBus(url, namespace=namespace)
+        bus: NatsBus | KafkaBus = (
+            NatsBus(url, namespace=namespace)
+            if url.startswith("nats")
+            else KafkaBus(url, namespace=namespace, idempotence=False)  # deletes only
+        )
         await bus.connect()
         try:
             await bus.delete_namespace()

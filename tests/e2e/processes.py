@@ -1,4 +1,4 @@
-"""Running services as separate ``mercato serve`` processes on RabbitMQ and PostgreSQL, for the
+"""Running services as separate ``mercato serve`` processes on a broker and PostgreSQL, for the
 end-to-end tests that go through the gateway's HTTP port."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.runtime.test_processes import Served
 async def serving(
     names: Sequence[str],
     *,
-    rabbitmq_url: str,
+    broker_url: str,
     postgres_template: str,
     data_dir: Path,
     admin: dict[str, str],
@@ -28,9 +28,9 @@ async def serving(
 ) -> AsyncIterator[str]:
     """Start ``names`` (the gateway among them), each its own process (``"catalog,cart"``: the
     two in one process); yield the gateway's base URL. On the way out: every process stops
-    cleanly (exit 0), logged no traceback and no card number, and the RabbitMQ queues are
+    cleanly (exit 0), logged no traceback and no card number, and what it left on the broker is
     gone."""
-    env = environment(rabbitmq_url, postgres_template, data_dir, admin, **settings)
+    env = environment(broker_url, postgres_template, data_dir, admin, **settings)
     served = {name: Served(name, env, data_dir / f"{name}.log") for name in names}
     targets = grpc_targets(served.values())
     gateway = next(s for s in served.values() if "gateway" in s.grpc_ports)
@@ -53,11 +53,11 @@ async def serving(
         for process in served.values():
             process.kill()
         services = [n for s in served.values() for n in s.grpc_ports if n != "gateway"]
-        await drop_namespace(rabbitmq_url, "mercato", services)
+        await drop_namespace(broker_url, "mercato", services)
 
 
 def environment(
-    rabbitmq_url: str,
+    broker_url: str,
     postgres_template: str,
     data_dir: Path,
     admin: dict[str, str],
@@ -69,7 +69,7 @@ def environment(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
     return env | {
         "PYTHONPATH": str(ROOT),
-        "MERCATO_BROKER_URL": rabbitmq_url,
+        "MERCATO_BROKER_URL": broker_url,
         "MERCATO_DATABASE_URL": postgres_template,
         "MERCATO_DATA_DIR": str(data_dir),
         "MERCATO_RELAY_POLL_INTERVAL": "0.05",

@@ -57,6 +57,8 @@ class Ask:
 
 NEW_ITEM = {"productId": "{productId}", "quantity": 1}
 SEED_ORDER = {"products": {"option": [{"id": "{productId}"}]}}
+# A webhook endpoint on loopback's discard port: its deliveries fail there, never leave.
+HOOK = {"url": "http://127.0.0.1:9/hooks", "eventTypes": ["*"]}
 
 RULES: dict[str, Ask] = {
     "POST /api/v1/auth/register": Ask(Rule.PUBLIC, body={}),
@@ -121,6 +123,16 @@ RULES: dict[str, Ask] = {
         Rule.ADMIN, body={"amount": 1, "reason": "goodwill"}
     ),
     "GET /api/v1/recommendations": Ask(Rule.PUBLIC, query={"productId": "{productId}"}),
+    "POST /api/v1/admin/webhooks": Ask(Rule.ADMIN, body={**HOOK, "active": False}),
+    "GET /api/v1/admin/webhooks": Ask(Rule.ADMIN),
+    "GET /api/v1/admin/webhooks/{subscriptionId}": Ask(Rule.ADMIN),
+    "PATCH /api/v1/admin/webhooks/{subscriptionId}": Ask(Rule.ADMIN, body={"description": "x"}),
+    "DELETE /api/v1/admin/webhooks/{subscriptionId}": Ask(
+        Rule.ADMIN, path={"subscriptionId": "{doomedHook}"}
+    ),
+    "POST /api/v1/admin/webhooks/{subscriptionId}/rotate-secret": Ask(Rule.ADMIN, body={}),
+    "GET /api/v1/admin/webhooks/{subscriptionId}/deliveries": Ask(Rule.ADMIN),
+    "POST /api/v1/admin/webhooks/deliveries/{deliveryId}/redrive": Ask(Rule.ADMIN),
     # The WDM benchmark's API takes no credentials and acts as the admin (MERCATO_WDM_API=1,
     # never on an open port): the same for anyone.
     **{
@@ -160,7 +172,13 @@ class World:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    async for shop in open_shop(tmp_path_factory.mktemp("authz"), wdm_api=True):
+    async for shop in open_shop(
+        tmp_path_factory.mktemp("authz"), wdm_api=True, webhook_allow_private_targets=True
+    ):
+        hooks = [
+            (await shop.http.post("/api/v1/admin/webhooks", json=HOOK, headers=shop.admin)).json()
+            for _ in range(2)
+        ]
         a, b = await shop.customer(), await shop.customer()
         callers = {"nobody": {}, "customer A": a, "customer B": b, "admin": shop.admin}
         product = await shop.product(quantity=100)
@@ -174,6 +192,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         assert shop.system is not None
         letter = await dead_letter(shop.system, shop.admin, shop.http)
         paid = await shop.http.get("/api/v1/payments", params={"orderId": order_id}, headers=a)
+        deliveries = await shop.http.get(
+            f"/api/v1/admin/webhooks/{hooks[0]['id']}/deliveries", headers=shop.admin
+        )
         ids = {
             "paymentId": paid.json()["items"][0]["paymentId"],
             "productId": product,
@@ -182,6 +203,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             "shipmentId": shipment["shipmentId"],
             "userId": me["userId"],
             "letterId": letter,
+            "subscriptionId": hooks[0]["id"],
+            "doomedHook": hooks[1]["id"],
+            "deliveryId": deliveries.json()["items"][0]["id"],
             **{name: "1" for name in WDM_NUMBERS},
         }
         document = (await shop.http.get("/openapi.json")).json()

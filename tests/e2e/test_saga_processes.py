@@ -1,5 +1,5 @@
-"""The saga's scenarios with every service its own ``mercato serve`` process, on RabbitMQ and
-PostgreSQL (a database per service), driven only through the gateway's HTTP port (the
+"""The saga's scenarios with every service its own ``mercato serve`` process, on RabbitMQ or
+Kafka and PostgreSQL (a database per service), driven only through the gateway's HTTP port (the
 scenarios of ``test_saga``; scenario 6 needs a system without shipping and stays embedded)."""
 
 from __future__ import annotations
@@ -15,21 +15,29 @@ from mercato.services import ordered_names
 from tests.e2e import test_saga as saga
 from tests.e2e.processes import serving
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-@pytest.fixture
+@pytest.fixture(
+    params=[pytest.param("rabbitmq", marks=pytest.mark.rabbitmq), pytest.param("kafka")]
+)
 async def shop(
-    postgres_template: str, rabbitmq_url: str, tmp_path: Path
+    request: pytest.FixtureRequest, postgres_template: str, tmp_path: Path
 ) -> AsyncIterator[saga.Shop]:
+    broker = {"broker_url": request.getfixturevalue(f"{request.param}_url")}
+    if request.param == "kafka":
+        from tests.conftest import KAFKA_IDEMPOTENCE
+
+        broker["kafka_idempotence"] = str(int(KAFKA_IDEMPOTENCE))
     async with (
         serving(
             ordered_names(),
-            rabbitmq_url=rabbitmq_url,
             postgres_template=postgres_template,
             data_dir=tmp_path,
             admin=saga.ADMIN,
             carrier_delay="never",
+            database_pool_size="3",  # PostgreSQL's 100 connections are shared
+            **broker,
         ) as base,
         httpx.AsyncClient(base_url=base, timeout=20) as http,
     ):
@@ -42,7 +50,7 @@ async def shop(
                 await engine.dispose()
 
 
-async def test_the_saga_scenarios_as_processes_on_rabbitmq_and_postgres(shop: saga.Shop) -> None:
+async def test_the_saga_scenarios_as_processes_on_a_broker_and_postgres(shop: saga.Shop) -> None:
     await saga.test_scenarios_1_to_5_created_paid_reserved_delivering_completed(shop)
     await saga.test_scenario_7_cancel_while_delivering_refunds_and_orders_a_return(shop)
     await saga.test_scenario_8_a_failed_payment_cancels_and_releases(shop)

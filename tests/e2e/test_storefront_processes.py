@@ -29,7 +29,7 @@ async def gateway(
     async with (
         serving(
             TOPOLOGIES[request.param],
-            rabbitmq_url=rabbitmq_url,
+            broker_url=rabbitmq_url,
             postgres_template=postgres_template,
             data_dir=tmp_path,
             admin=ADMIN,

@@ -1,4 +1,4 @@
-"""One contract, three buses: the same tests run against in-process, RabbitMQ and NATS.
+"""One contract, four buses: the same tests run against in-process, RabbitMQ, NATS and Kafka.
 
 Each test drives the real consumer stack (InboxConsumer on a SQLite database) through a bus,
 so what is pinned is what a service sees: delivery, fan-out, competing consumers, redelivery
@@ -78,6 +78,11 @@ class BusWorld:
             from mercato.platform.bus.rabbitmq import RabbitBus
 
             bus: EventBus = RabbitBus(self.url or "", namespace=self.namespace)
+        elif self.kind == "kafka":
+            from mercato.platform.bus.kafka import KafkaBus
+            from tests.conftest import KAFKA_IDEMPOTENCE
+
+            bus = KafkaBus(self.url or "", namespace=self.namespace, idempotence=KAFKA_IDEMPOTENCE)
         else:
             from mercato.platform.bus.nats import NatsBus
 
@@ -149,7 +154,7 @@ class BusWorld:
             await engine.dispose()
 
 
-@pytest.fixture(params=["memory", "rabbitmq", "nats"])
+@pytest.fixture(params=["memory", "rabbitmq", "nats", "kafka"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BusWorld]:
     async with _world(request, request.param, None, tmp_path) as w:
         yield w
@@ -161,7 +166,7 @@ def consumer_db(request: pytest.FixtureRequest) -> str | None:
     return request.getfixturevalue("postgres_template") if request.param == "postgres" else None
 
 
-@pytest.fixture(params=["memory", "rabbitmq", "nats"])
+@pytest.fixture(params=["memory", "rabbitmq", "nats", "kafka"])
 async def world_on_each_db(
     request: pytest.FixtureRequest, consumer_db: str | None, tmp_path: Path
 ) -> AsyncIterator[BusWorld]:
@@ -180,6 +185,8 @@ async def _world(
         url = request.getfixturevalue("rabbitmq_url")
     elif kind == "nats":
         url = request.getfixturevalue("nats_url")
+    elif kind == "kafka":
+        url = request.getfixturevalue("kafka_url")
     w = BusWorld(kind, url, tmp, template)
     try:
         yield w

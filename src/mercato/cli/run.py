@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mercato.cli.common import console, fail, settings_or_exit
 from mercato.cli.status import ProcessStatus, alive, read_status, status_path
 from mercato.cli.supervisor import Child, Supervisor
+from mercato.platform import tracing
 from mercato.platform.runtime import heap
 from mercato.platform.runtime.host import StartupError
 from mercato.platform.runtime.service import Service
@@ -34,7 +35,15 @@ from mercato.services import (
 
 
 def _run_http(system: System, settings: Settings) -> None:
-    _Server(http_config(_plain_startup_errors(create_app(system)), settings)).run()
+    # Tracing only if the OTEL_* variables ask for it (mercato.platform.tracing).
+    try:
+        tracing.configure()
+    except ValueError as exc:  # an exporter or protocol Mercato does not speak
+        fail(str(exc))
+    try:
+        _Server(http_config(_plain_startup_errors(create_app(system)), settings)).run()
+    finally:
+        tracing.shutdown()  # the spans not yet exported go now
 
 
 def http_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:

@@ -146,7 +146,14 @@ async def request_redrive(db: Database, letter_id: str | None) -> int:
 async def redrive_now(db: Database, consumer: InboxConsumer, letter_id: str) -> Row[Any] | None:
     """Handle one open letter again, now; the letter afterwards (``redriven``, or ``dead`` with
     the new error). None for an unknown letter; ``NotOpen`` when it is redriven, discarded or
-    being redriven by someone else at this moment."""
+    being redriven by someone else at this moment. A letter of another redriver of the
+    service (notification's mail) is marked for it, as ``mercato dlq redrive`` does, and taken
+    within its poll interval."""
+    found = await find_dead_letter(db, letter_id)
+    if found is not None and found.consumer != consumer.name:
+        if not await request_redrive(db, letter_id):
+            raise NotOpen(f"the dead letter is {_state(found.status)}")
+        return await find_dead_letter(db, letter_id)
     async with db.begin() as conn:
         claimed = await conn.execute(_CLAIM_OPEN, {"letter": letter_id})
     if claimed.rowcount != 1:
@@ -220,7 +227,17 @@ _CLAIM_MARKED = _CLAIM.where(dead_letters.c.status == REDRIVE)
 _CLAIM_OPEN = _CLAIM.where(dead_letters.c.status.in_((DEAD, REDRIVE)))
 
 
-async def _redrive_claimed(db: Database, consumer: InboxConsumer, row: Row[Any]) -> bool:
+class Redrivable(Protocol):
+    """What takes a dead letter back: an ``InboxConsumer``, or a service's own (notification's
+    mail), each for the rows of its ``name``."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def redrive(self, row: Any) -> str | None: ...
+
+
+async def _redrive_claimed(db: Database, consumer: Redrivable, row: Row[Any]) -> bool:
     """Hand a letter this caller claimed (``redriving``) to the consumer; record the outcome."""
     error = await consumer.redrive(row)
     now = datetime.now(UTC)
@@ -234,23 +251,11 @@ async def _redrive_claimed(db: Database, consumer: InboxConsumer, row: Row[Any])
     return error is None
 
 
-class Redrivable(Protocol):
-    """What takes a dead letter back: an ``InboxConsumer``, or a service's own (notification's
-    mail), each for the rows of its ``name``."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def redrive(self, row: Any) -> str | None: ...
-
-
 class Redriver:
     """Redrives what ``mercato dlq redrive`` (another process) marked: it looks every
     ``poll_interval`` seconds, an operator's action needs no faster answer."""
 
-    def __init__(
-        self, db: Database, consumer: InboxConsumer | Redrivable, poll_interval: float = 5.0
-    ):
+    def __init__(self, db: Database, consumer: Redrivable, poll_interval: float = 5.0):
         self.db = db
         self.consumer = consumer
         self.poll_interval = poll_interval

@@ -2,7 +2,7 @@
 
 Structured mode (one JSON document) is used at rest: in the outbox, the audit log, dead
 letters and over HTTP. Binary mode (attributes as headers, the payload as the body) is used on
-the broker, as the CloudEvents AMQP and NATS bindings describe.
+the broker, as the CloudEvents AMQP, NATS and Kafka bindings describe.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
 AMQP_PREFIX = "cloudEvents:"
 NATS_PREFIX = "ce-"
+KAFKA_PREFIX = "ce_"  # the CloudEvents Kafka binding's
 
 _REQUIRED = ("id", "source", "type", "specversion")
 _dumps = json.JSONEncoder(separators=(",", ":")).encode  # compact, one encoder for all

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 import structlog
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mercato.contracts.events import Payload
+from mercato.platform import tracing
 from mercato.platform.bus.port import (
     ACK,
     ALL_EVENTS,
@@ -38,7 +40,7 @@ from mercato.platform.bus.port import (
 )
 from mercato.platform.envelope import Envelope, EnvelopeError
 from mercato.platform.ids import new_id
-from mercato.platform.metrics import DELIVERIES
+from mercato.platform.metrics import DELIVERIES, handler_outcomes, handler_seconds
 from mercato.platform.storage.sql import Database, connection_lost
 from mercato.platform.storage.tables import dead_letters, inbox
 from mercato.platform.unit_of_work import Committed, UnitOfWork, trace_id_of, transaction
@@ -134,8 +136,10 @@ class InboxConsumer:
         policy: RetryPolicy | None = None,
         on_events: Committed | None = None,
         prefetch: Prefetch | None = None,
+        system: str = "mercato",
     ):
         self.name = name
+        self.system = system  # the bus's messaging.system, for the spans
         self.prefetch = prefetch
         self.db = db
         self.policy = policy or RetryPolicy()
@@ -249,6 +253,36 @@ class InboxConsumer:
                 raise PoisonMessage(f"invalid {envelope.type} payload: {exc}") from exc
 
     async def _handle(self, items: Sequence[_Decoded]) -> None:
+        """Handle ``items`` in one transaction; once it has committed, count what each
+        handler took (``mercato_handler_duration_seconds``)."""
+        otel = tracing.otel
+        if otel is None:
+            handled = await self._transaction(items, None)
+        else:
+            spans = otel.Processing(
+                self.name,
+                self.system,
+                [(i.envelope, i.message.topic, i.message.attempt) for i in items],
+            )
+            try:
+                handled = await self._transaction(items, spans)
+            except BaseException as error:
+                spans.end(error)
+                raise
+            spans.end(None)
+        for event_type, seconds in handled:
+            if seconds is None:
+                handler_outcomes(self.name, event_type, "duplicate").inc()
+            else:
+                handler_seconds(self.name, event_type).observe(seconds)
+                handler_outcomes(self.name, event_type, "handled").inc()
+
+    async def _transaction(
+        self, items: Sequence[_Decoded], spans: Any
+    ) -> list[tuple[str, float | None]]:
+        """Handle ``items`` in one transaction (``spans``: their ``process`` spans, or None);
+        for each, its type and the seconds its handlers took (None: a duplicate, skipped)."""
+        handled: list[tuple[str, float | None]] = []
         async with transaction(self.db, self.name, on_events=self.on_events) as uow:
             now = datetime.now(UTC)
             # One statement records the whole batch; it returns the events not seen before.
@@ -268,17 +302,24 @@ class InboxConsumer:
             if self.prefetch is not None and fresh:
                 new = {i.envelope.id: i.payload for i in items if i.envelope.id in fresh}
                 await self.prefetch(uow, [p for p in new.values() if p is not None])
+            share = 0.0  # of the ``every`` handlers' time, each event's
             if self._every and fresh:
                 new_envelopes = {i.envelope.id: i.envelope for i in items if i.envelope.id in fresh}
+                started = perf_counter()
                 for every_handler in self._every:
                     await every_handler.handler(list(new_envelopes.values()), uow)
-            for item in items:
+                share = (perf_counter() - started) / len(new_envelopes)
+            for index, item in enumerate(items):
                 env = item.envelope
                 if env.id not in fresh:  # handled before, or earlier in this batch
                     log.debug("duplicate event skipped", consumer=self.name, event_id=env.id)
+                    if spans is not None:
+                        spans.skipped(index)
+                    handled.append((env.type, None))
                     continue
                 fresh.discard(env.id)
-                if not item.handlers:
+                if not item.handlers:  # taken by the ``every`` handlers above, together
+                    handled.append((env.type, share))
                     continue
                 uow.cause = env
                 # bind/reset rather than bound_contextvars, which copies the whole context.
@@ -288,11 +329,19 @@ class InboxConsumer:
                     correlation_id=env.correlationid,
                     trace_id=trace_id_of(env.traceparent),
                 )
+                started = perf_counter()
                 try:
-                    for h in item.handlers:
-                        await h.handler(item.payload, uow)
+                    if spans is None:
+                        for h in item.handlers:
+                            await h.handler(item.payload, uow)
+                    else:
+                        with spans.item(index):
+                            for h in item.handlers:
+                                await h.handler(item.payload, uow)
                 finally:
                     structlog.contextvars.reset_contextvars(**tokens)
+                handled.append((env.type, perf_counter() - started))
+        return handled
 
     async def _failed(self, decoded: _Decoded, exc: Exception) -> Verdict:
         message = decoded.message
@@ -305,6 +354,7 @@ class InboxConsumer:
                 attempt=message.attempt,
                 error=error,
             )
+            handler_outcomes(self.name, decoded.envelope.type, "retried").inc()
             return Retry(self.policy.delay(message.attempt))
         return await self._dead_letter(message, error, decoded.envelope)
 
@@ -327,6 +377,9 @@ class InboxConsumer:
             "failed_at": now,
             "first_failed_at": now,
         }
+        # A type this consumer knows, or "unknown": a label never takes a message's free text.
+        known = event_type if event_type in self._by_type else "unknown"
+        handler_outcomes(self.name, known, "dead_lettered").inc()
         log.error(
             "dead-lettered",
             consumer=self.name,

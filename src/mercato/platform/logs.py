@@ -1,4 +1,5 @@
-"""Structured logs: JSON when not on a terminal, with event, correlation and trace ids bound.
+"""Structured logs: JSON when not on a terminal, with event, correlation and trace ids bound;
+with tracing on, a line written inside a span carries its ``trace_id`` and ``span_id``.
 
 The standard library's logging (what aio-pika/aiormq, nats-py, asyncpg, grpc's Python side,
 uvicorn and asyncio write, and ``warnings``) goes through the same renderer, so a JSON log
@@ -12,9 +13,25 @@ import sys
 
 import structlog
 
+from mercato.platform import tracing
+
+
+def _span_ids(
+    _logger: object, _name: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """The trace and span ids of the span in hand, when tracing is on and there is one."""
+    otel = tracing.otel
+    if otel is not None:
+        ids = otel.current_ids()
+        if ids is not None:
+            event["trace_id"], event["span_id"] = ids
+    return event
+
+
 # What both structlog's and the standard library's records go through before rendering.
 _SHARED: list[structlog.typing.Processor] = [
     structlog.contextvars.merge_contextvars,
+    _span_ids,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy import bindparam, delete, select, text, update
 
+from mercato.platform import tracing
 from mercato.platform.bus.port import EventBus
 from mercato.platform.envelope import Envelope
 from mercato.platform.metrics import EVENTS_PUBLISHED
@@ -174,7 +175,17 @@ class OutboxRelay:
                 await self._purge()
                 return 0
         await self._still_leader()
-        confirmed = await self.bus.publish(batch)
+        otel = tracing.otel
+        if otel is None:
+            confirmed = await self.bus.publish(batch)
+        else:
+            spans = otel.publishing(self.service, tracing.system_of(self.bus), batch)
+            try:
+                confirmed = await self.bus.publish(batch)
+            except BaseException as error:
+                otel.published(spans, None, f"{type(error).__name__}: {error}"[:300])
+                raise
+            otel.published(spans, confirmed)
         # Only the confirmed prefix: a row after one the broker did not confirm stays unsent
         # (published again after it, in seq order; the inbox drops the copy), so the rows
         # marked sent are always all those before the first unsent one.

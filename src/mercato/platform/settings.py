@@ -24,7 +24,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-BROKER_SCHEMES = ("memory", "amqp", "amqps", "nats", "tls")
+BROKER_SCHEMES = ("memory", "amqp", "amqps", "nats", "tls", "kafka")
 DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")
 
 
@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     # NATS: copies of each JetStream stream kept on the cluster's servers (3 on a 3-node cluster
     # loses nothing when one node dies); at most the number of servers with JetStream.
     nats_replicas: int = Field(1, ge=1, le=5)
+    # Kafka: the producer is idempotent (no duplicate from its own retries) unless this is off,
+    # for brokers without InitProducerId (Tansu); partitions of each event type's topic (the
+    # most replicas of one service that share the work) and copies of each, at creation.
+    kafka_idempotence: bool = True
+    kafka_partitions: int = Field(3, ge=1, le=1000)
+    kafka_replicas: int = Field(1, ge=1, le=7)
     database_url: str | None = None
     # PostgreSQL: the most connections one service's pool opens in one process (the relay's
     # lock connection is one more). With replicas of every service, size it so that all the
@@ -125,6 +131,28 @@ class Settings(BaseSettings):
     # notification: sends of one mail before it is a dead letter, the first wait (doubling).
     mail_max_attempts: int = Field(8, ge=1, le=100)
     mail_retry_base_delay: float = Field(5.0, ge=0, le=3600, description="seconds")
+    # webhooks: deliver to targets that resolve to private, loopback or link-local addresses
+    # (tests, a receiver on the same network); refused by default, at creation and delivery.
+    webhook_allow_private_targets: bool = False
+    # webhooks: attempts per delivery, the first retry's delay doubling up to the longest
+    # (seconds, each with jitter): the defaults spread 15 attempts over about a day.
+    webhook_max_attempts: int = Field(15, ge=1, le=100)
+    webhook_retry_base: float = Field(30.0, ge=0, le=86_400)
+    webhook_retry_max: float = Field(4 * 3600.0, ge=0, le=7 * 86_400)
+    # webhooks: one POST's bound (seconds), the bytes of an answer read, deliveries in flight
+    # per endpoint and per process, the pause between looks for due deliveries (seconds).
+    webhook_timeout: float = Field(10.0, gt=0, le=120)
+    webhook_response_limit: int = Field(4096, ge=0, le=1 << 20)
+    webhook_endpoint_concurrency: int = Field(4, ge=1, le=100)
+    webhook_concurrency: int = Field(32, ge=1, le=1000)
+    webhook_poll_interval: float = Field(1.0, gt=0, le=60)
+    # webhooks: seconds an event waits after it was made before it is sent, so that an earlier
+    # event of its subject, consumed by another replica at the same moment, goes out first.
+    webhook_order_settle: float = Field(1.0, ge=0, le=60)
+    # webhooks: the circuit breaker: an endpoint failing this many times in a row is paused
+    # for webhook_breaker_pause seconds (then tried again).
+    webhook_breaker_failures: int = Field(20, ge=1, le=10_000)
+    webhook_breaker_pause: float = Field(600.0, ge=0, le=7 * 86_400)
 
     @field_validator("broker_url")
     @classmethod
@@ -250,7 +278,8 @@ def broker_urls(value: str) -> tuple[str, ...]:
     """The broker's URL, or its cluster's: comma-separated, each node a full URL of one kind of
     broker, or ``host:port``, which takes the first URL's scheme, credentials, virtual host and
     query. Raises ``ValueError`` saying which node is wrong (never echoing a password)."""
-    usage = "must be memory://, amqp://user:pass@host:5672/ or nats://host:4222 (a cluster: "
+    usage = "must be memory://, amqp://user:pass@host:5672/, nats://host:4222 or "
+    usage += "kafka://host:9092 (a cluster: "
     usage += "several, comma-separated)"
     parts = [part.strip() for part in value.split(",")]
     if not value.strip() or "" in parts:
@@ -303,6 +332,8 @@ def retention_seconds(value: str) -> float | None:
             "(e.g. 30d, 12h), or 'forever'"
         )
     return amount * _UNITS[unit]
+
+
 SMTP_SCHEMES = {"smtp": None, "smtp+starttls": True, "smtps": False}
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mercato.contracts.events import Payload
+from mercato.platform import tracing
 from mercato.platform.bus.port import topic_of
 from mercato.platform.envelope import Envelope
 from mercato.platform.storage.sql import Connection, Database
@@ -70,8 +71,15 @@ class UnitOfWork:
             subject=subject,
             correlationid=correlationid or (cause.correlationid if cause else None) or subject,
             causationid=cause.id if cause else None,
-            traceparent=new_traceparent(trace_id_of(cause.traceparent) if cause else None),
+            traceparent=None,
         )
+        otel = tracing.otel
+        if otel is None:
+            traceparent = new_traceparent(trace_id_of(cause.traceparent) if cause else None)
+        else:  # the creation context (see mercato.platform.otel)
+            traceparent = otel.created(self.service, envelope, topic_of(envelope), cause)
+        # Set here, not given above: the ``create`` span needs the envelope's other fields.
+        object.__setattr__(envelope, "traceparent", traceparent)
         self.events.append(envelope)
         return envelope
 
@@ -111,10 +119,28 @@ async def transaction(
 ) -> AsyncIterator[UnitOfWork]:
     """Commit the work and its outbox rows together; then hand the rows to ``on_events``
     (the relay's ``committed``) and run the ``after_commit`` callbacks."""
-    async with db.begin() as conn:
-        uow = UnitOfWork(conn, service, cause)
-        yield uow
-        await uow.write_outbox()
+    otel = tracing.otel
+    if otel is None:
+        async with db.begin() as conn:
+            uow = UnitOfWork(conn, service, cause)
+            yield uow
+            await uow.write_outbox()
+    else:  # the same, inside a span counting its statements
+        span = otel.Transaction(service, db.name)
+        statements = 0
+        try:
+            async with db.begin() as conn:
+                first = conn.statements
+                try:
+                    uow = UnitOfWork(conn, service, cause)
+                    yield uow
+                    await uow.write_outbox()
+                finally:
+                    statements = conn.statements - first
+        except BaseException as error:
+            span.end(statements, error)
+            raise
+        span.end(statements, None)
     if uow.outgoing and on_events is not None:
         on_events(uow.outgoing)
     for callback in uow.committed:

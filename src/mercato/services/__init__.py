@@ -23,6 +23,7 @@ START_ORDER = (
     "notification",
     "audit",
     "recommendation",
+    "webhooks",
     "gateway",
 )
 # name -> "module:attribute"; a service is listed here once it exists.
@@ -37,6 +38,7 @@ SERVICES: dict[str, str] = {
     "audit": "mercato.services.audit.service:service",
     "notification": "mercato.services.notification.service:service",
     "recommendation": "mercato.services.recommendation.service:service",
+    "webhooks": "mercato.services.webhooks.service:service",
     "gateway": "mercato.services.gateway.service:service",
 }
 

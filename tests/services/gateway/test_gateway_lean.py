@@ -90,6 +90,10 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         me = (await http.get("/api/v1/users/me", headers=callers["ada"])).json()["userId"]
         paid = await http.get("/api/v1/payments", params={"orderId": order}, headers=callers["ada"])
         payment = paid.json()["items"][0]["paymentId"]
+        # Inactive, on a public address written out: nothing is sent, nothing resolved.
+        hook = {"url": "https://93.184.216.34/hooks", "eventTypes": ["*"], "active": False}
+        made = await http.post("/api/v1/admin/webhooks", json=hook, headers=callers["admin"])
+        assert made.status_code == 201, made.text
         ctx = system.hosts["gateway"].ctx
         assert ctx is not None
         served: list[str] = []
@@ -107,6 +111,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         ):
             ids = {"product": product, "order": order, "shipment": shipment, "user": me}
             ids["payment"] = payment
+            ids["hook"] = made.json()["id"]
             yield Rig(a, b, callers, ids, served, http)
 
 
@@ -232,6 +237,14 @@ async def test_lean_answers_are_fastapis(rig: Rig) -> None:
             await ask("/api/v1/recommendations", params, caller)
     for params in ({"recommendations": 3}, {"recommendations": 21}, {"recommendations": "x"}):
         await ask(f"/api/v1/products/{ids['product']}", params, "nobody")
+    hooks = "/api/v1/admin/webhooks"
+    for params in (None, {"page": 2}, {"pageSize": 0}, {"status": "dead"}, {"status": "bogus"}):
+        for path in (hooks, f"{hooks}/{ids['hook']}/deliveries", f"{hooks}/nope/deliveries"):
+            for caller in everyone:
+                await ask(path, params, caller)
+    for path in (f"{hooks}/{ids['hook']}", f"{hooks}/nope", f"{hooks}/{LONG}"):
+        for caller in everyone:
+            await ask(path, None, caller)
     await ask("/.well-known/jwks.json", None, "nobody")
     for path in ("/orders/find/0", "/payment/find_user/0", "/stock/find/0", "/stock/find/x"):
         await ask(path, None, "nobody")
@@ -293,6 +306,9 @@ async def test_every_get_route_it_serves_is_asked_above(rig: Rig) -> None:
         "/api/v1/payments/{paymentId}",
         "/api/v1/wallet",
         "/api/v1/recommendations",
+        "/api/v1/admin/webhooks",
+        "/api/v1/admin/webhooks/{subscriptionId}",
+        "/api/v1/admin/webhooks/{subscriptionId}/deliveries",
         "/orders/find/{order_id}",
         "/payment/find_user/{user_id}",
         "/stock/find/{item_id}",

@@ -1,4 +1,4 @@
-"""The EventBus port and its adapters: in-process, RabbitMQ, NATS JetStream."""
+"""The EventBus port and its adapters: in-process, RabbitMQ, NATS JetStream, Kafka."""
 
 from mercato.platform.bus.port import (
     ACK,

@@ -16,6 +16,15 @@ def create_bus(settings: Settings) -> EventBus:
         from mercato.platform.bus.rabbitmq import RabbitBus
 
         return RabbitBus(settings.broker_urls)
+    if kind == "kafka":
+        from mercato.platform.bus.kafka import KafkaBus
+
+        return KafkaBus(
+            settings.broker_urls,
+            idempotence=settings.kafka_idempotence,
+            partitions=settings.kafka_partitions,
+            replicas=settings.kafka_replicas,
+        )
     from mercato.platform.bus.nats import NatsBus
 
     return NatsBus(settings.broker_urls, replicas=settings.nats_replicas)

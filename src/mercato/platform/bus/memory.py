@@ -125,6 +125,11 @@ class MemoryBus:
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         return [not isinstance(o, BaseException) for o in outcomes]
 
+    async def queue_depth(self, consumer: str) -> int | None:
+        """Messages waiting for ``consumer`` (not those in hand or waiting for a retry)."""
+        queue = self._queues.get(consumer)
+        return queue.items.qsize() if queue is not None else None
+
     async def subscribe(
         self,
         consumer: str,

@@ -128,6 +128,7 @@ class NatsBus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._subscriptions: list[Subscription] = []
+        self._durables: dict[str, list[str]] = {}  # consumer → its durable consumers' names
 
     # -- connection ------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -265,6 +266,16 @@ class NatsBus:
         )
 
     # -- consuming -------------------------------------------------------------------------
+    async def queue_depth(self, consumer: str) -> int | None:
+        """Messages of the stream ``consumer``'s durable consumers have yet to be delivered
+        (JetStream's ``num_pending``), summed."""
+        names = self._durables.get(consumer)
+        if not names:
+            return None
+        js = self._jetstream()
+        infos = [await js.consumer_info(self.stream, name) for name in names]
+        return sum(int(info.num_pending or 0) for info in infos)
+
     async def subscribe(
         self,
         consumer: str,
@@ -278,6 +289,7 @@ class NatsBus:
             raise ValueError("subscribe needs patterns, batch_size >= 1 and max_deliveries >= 1")
         filters = {durable_name(consumer, p): pattern_subject(self.namespace, p) for p in patterns}
         filters[durable_name(consumer, _DIRECT)] = f"{self.namespace}.direct.{_safe(consumer)}.>"
+        self._durables[consumer] = list(filters)
         js, nc = self._jetstream(), self._nc
         assert nc is not None
         # The advisory consumer first: in an interest stream, an advisory nobody is bound to

@@ -129,6 +129,19 @@ class RabbitBus:
         if self._publish_channel is None or self._publish_channel.is_closed:
             raise ConnectionError(f"RabbitMQ at {self.where} is unavailable")
 
+    async def queue_depth(self, consumer: str) -> int | None:
+        """Messages ready in ``consumer``'s queue (not those delivered and unacknowledged), as
+        a passive declaration reports it, on a channel of its own (a queue deleted meanwhile
+        closes the channel it is asked on); None for a consumer this bus has not subscribed."""
+        name = self.queue_name(consumer)
+        if self._connection is None or self._connection.is_closed or name not in self._queues:
+            return None  # not connected, or not a queue this bus has declared
+        async with asyncio.timeout(self.timeout):
+            async with self._connection.channel() as channel:
+                queue = await channel.declare_queue(name, passive=True)
+                count = queue.declaration_result.message_count
+        return int(count) if count is not None else None
+
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, batch: Sequence[tuple[str, Envelope]]) -> list[bool]:
         channel = self._publish_channel

@@ -11,18 +11,21 @@ SQLite's file stayed locked) is not a fault of the call: it is answered UNAVAILA
 not retried here (a write may or may not have committed; the caller decides, and the
 Idempotency-Key makes a retried write safe). The pool has already dropped the dead
 connection, so the next call gets a live one.
-The in-process channel (``local_grpc``) wraps the servicers the same way.
+The in-process channel (``local_grpc``) wraps the servicers the same way. Every unary call's
+time is observed here, by method and status code (``mercato_grpc_server_duration_seconds``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 import grpc
 import grpc.aio
 import structlog
 
+from mercato.platform.metrics import grpc_seconds
 from mercato.platform.storage.sql import connection_lost
 
 log = structlog.get_logger(__name__)
@@ -69,14 +72,29 @@ def guarded_unary(behaviour: Any, method: str) -> Any:
     """``behaviour`` (a unary servicer method) answering INTERNAL for what it did not expect."""
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = perf_counter()
+        code = "OK"
         try:
             return await behaviour(request, context)
         except grpc.aio.AbortError:
+            code = _code_name(context)
             raise
         except Exception as exc:
+            code = "UNAVAILABLE" if connection_lost(exc) else "INTERNAL"
             await _answer(context, method, exc)
+        finally:
+            grpc_seconds(method, code).observe(perf_counter() - started)
 
     return call
+
+
+def _code_name(context: Any) -> str:
+    """The status code a servicer aborted with."""
+    try:
+        code = context.code()
+    except Exception:  # not every context says
+        code = None
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
 def guarded_stream(behaviour: Any, method: str) -> Any:

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mercato.api.operations.v1 import operations_pb2_grpc
+from mercato.platform import tracing
 from mercato.platform.bus.port import EventBus, Subscription
 from mercato.platform.dead_letters import Redriver
 from mercato.platform.inbox import InboxConsumer, RetryPolicy
@@ -113,6 +114,7 @@ class ServiceHost:
                 policy=policy,
                 on_events=self.relay.committed,
                 prefetch=self.service.prefetch,
+                system=tracing.system_of(self.bus),
             )
             self._subscription = await self.bus.subscribe(
                 self.name,
@@ -139,7 +141,9 @@ class ServiceHost:
         """The service's own API, if it has one, and the platform's Operations (every
         service's: its full method names are the same in each, so it is never in ``local``,
         whose in-process calls go by method name; the gateway calls it over the network)."""
-        server = grpc.aio.server(interceptors=[HideInternalErrors()])
+        otel = tracing.otel
+        traced = otel.server_interceptors(self.name) if otel is not None else []
+        server = grpc.aio.server(interceptors=[*traced, HideInternalErrors()])
         names: list[str] = []
         if self.service.grpc is not None:
             names += self.service.grpc(self.local.recording(server, self.name), ctx)

@@ -27,6 +27,7 @@ from typing import Any, NoReturn, cast
 import grpc
 import grpc.aio
 
+from mercato.platform import tracing
 from mercato.platform.runtime.grpc_errors import guarded_stream, guarded_unary
 
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -37,8 +38,9 @@ class LocalServices:
 
     def __init__(self) -> None:
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._owners: dict[str, str] = {}  # method → the service serving it (for its spans)
         self._services: set[str] = set()
-        self._channel = LocalChannel(self._handlers)
+        self._channels: dict[str, LocalChannel] = {}
 
     def recording(self, server: grpc.aio.Server, service: str) -> grpc.aio.Server:
         """``server`` as the service's registration function sees it: everything is
@@ -47,13 +49,18 @@ class LocalServices:
 
     def add(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._handlers.update(handlers)
+        self._owners.update(dict.fromkeys(handlers, service))
         self._services.add(service)
 
     def __contains__(self, service: str) -> bool:
         return service in self._services
 
-    def channel(self) -> LocalChannel:
-        return self._channel
+    def channel(self, caller: str = "") -> LocalChannel:
+        """The channel ``caller`` (a service's name, for its spans) calls the others on."""
+        channel = self._channels.get(caller)
+        if channel is None:
+            channel = self._channels[caller] = LocalChannel(self._handlers, self._owners, caller)
+        return channel
 
 
 class Recorder:
@@ -81,8 +88,15 @@ class Recorder:
 class LocalChannel:
     """The part of ``grpc.aio.Channel`` the generated stubs use."""
 
-    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler]):
+    def __init__(
+        self,
+        handlers: dict[str, grpc.RpcMethodHandler],
+        owners: dict[str, str] | None = None,
+        caller: str = "",
+    ):
         self._handlers = handlers
+        self._owners = owners if owners is not None else {}
+        self._caller = caller
 
     def unary_unary(
         self,
@@ -104,14 +118,30 @@ class LocalChannel:
 
             # Cancelling the wait (the deadline, or the caller's own cancellation)
             # cancels the servicer's task too.
-            task = asyncio.get_running_loop().create_task(serve(), context=contextvars.Context())
+            serving = contextvars.Context()
+            otel = tracing.otel
+            rpc = (
+                None
+                if otel is None
+                else otel.LocalRpc(self._caller, self._owners.get(method, ""), method, serving)
+            )
+            code = grpc.StatusCode.UNKNOWN
+            task = asyncio.get_running_loop().create_task(serve(), context=serving)
             try:
                 async with asyncio.timeout(call.timeout):
-                    return await task
+                    answer = await task
+                code = grpc.StatusCode.OK
+                return answer
             except TimeoutError:
-                raise _error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+                code = grpc.StatusCode.DEADLINE_EXCEEDED
+                raise _error(code, "Deadline Exceeded") from None
             except grpc.aio.AbortError:
-                raise call.context.error() from None
+                error = call.context.error()
+                code = error.code()
+                raise error from None
+            finally:
+                if rpc is not None:
+                    rpc.end(code)
 
         return call
 
@@ -244,6 +274,9 @@ class _Context:
         self._code = grpc.StatusCode.UNKNOWN
         self._details = ""
         self._trailing: tuple[tuple[str, str | bytes], ...] = ()
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
 
     def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return self._metadata

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mercato.platform import tracing
 from mercato.platform.envelope import Envelope
 from mercato.platform.inbox import On, OnEvery, Prefetch
 from mercato.platform.settings import Settings
@@ -71,7 +72,7 @@ class ServiceContext:
         this process (see ``local_grpc``), else (or without ``in_process``: for the platform's
         Operations, which ``local_grpc`` does not carry) to its address from ``grpc_targets``."""
         if in_process and self.local is not None and service in self.local:
-            return self.local.channel()
+            return self.local.channel(self.name)
         channel = self._channels.get(service)
         if channel is None:
             channel = self._channels[service] = self._dial(service)
@@ -84,7 +85,7 @@ class ServiceContext:
         address): its attempts to connect to a service not up yet must not put the shared
         channel's connection in back-off, where every call on it fails at once."""
         if self.local is not None and service in self.local:
-            return self.local.channel()
+            return self.local.channel(self.name)
         return self._dial(service, ("grpc.use_local_subchannel_pool", 1))
 
     def _dial(self, service: str, *options: tuple[str, Any]) -> grpc.aio.Channel:
@@ -93,8 +94,11 @@ class ServiceContext:
         target = self.grpc_targets.get(service)
         if target is None:
             raise LookupError(f"no gRPC address known for service {service!r}")
+        otel = tracing.otel
         return grpc.aio.insecure_channel(
-            target, options=[("grpc.lb_policy_name", "round_robin"), *options]
+            target,
+            options=[("grpc.lb_policy_name", "round_robin"), *options],
+            interceptors=otel.client_interceptors(self.name) if otel is not None else None,
         )
 
     async def close_channels(self) -> None:

@@ -6,15 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from time import perf_counter
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mercato.platform.bus.factory import create_bus
 from mercato.platform.bus.port import EventBus
+from mercato.platform.metrics import http_seconds
+from mercato.platform.runtime.gauges import refresh_gauges
 from mercato.platform.runtime.host import ServiceHost, StartupError, reason
 from mercato.platform.runtime.local_grpc import LocalServices
 from mercato.platform.runtime.service import Service
@@ -110,13 +113,37 @@ class ProcessApp(FastAPI):
             and scope["type"] != "lifespan"
             and scope["path"] not in self._own
         ):
-            await self.service_app(scope, receive, send)
+            if scope["type"] == "http":
+                await timed(self.service_app, scope, receive, send)
+            else:
+                await self.service_app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
     def serve(self, service_app: ASGIApp | None) -> None:
         self._own = frozenset(getattr(route, "path", "") for route in self.routes)
         self.service_app = service_app
+
+
+async def timed(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """``app`` answering a request, its time observed by route template (the route the
+    router took, ``unmatched`` if none: a label never takes a path as sent), method and
+    status (``mercato_http_request_duration_seconds``)."""
+    started = perf_counter()
+    status = 500  # unless the app answers
+
+    async def sending(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    try:
+        await app(scope, receive, sending)
+    finally:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        http_seconds(template, scope["method"], str(status)).observe(perf_counter() - started)
 
 
 def create_app(system: System) -> ProcessApp:
@@ -173,6 +200,7 @@ def create_app(system: System) -> ProcessApp:
     async def metrics() -> PlainTextResponse:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        await refresh_gauges(system.hosts.values())
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

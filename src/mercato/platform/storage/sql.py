@@ -362,10 +362,12 @@ class Connection:
     def __init__(self, db: Database):
         self.db = db
         self.dialect = db.dialect
+        self.statements = 0  # run so far (a transaction's span counts them)
 
     async def execute(
         self, statement: ClauseElement, params: Params | Sequence[Params] | None = None
     ) -> Result:
+        self.statements += 1
         many = isinstance(params, list | tuple)
         sets = cast(Sequence[Params], params) if many else [cast(Params, params or {})]
         if many and not sets:

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from starlette.routing import Mount
 
+from mercato.platform import tracing
 from mercato.platform.runtime.service import ServiceContext
 from mercato.services.gateway import web
 from mercato.services.gateway.lean import LeanRoutes
@@ -26,9 +27,15 @@ WDM_NOTE = (
 )
 
 
+def _untraced(scope: Any) -> bool:
+    """Requests without a span: the docs' assets."""
+    return bool(scope.get("path", "").startswith("/docs/assets"))
+
+
 def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
     """The gateway's app. ``lean=False`` leaves every request to FastAPI (the tests compare
     the answers both ways)."""
+    traced = tracing.otel.provider(ctx.name) if tracing.otel is not None else None
     # FastAPIOffline: /docs (Swagger UI) and /redoc with their scripts and styles served from
     # the installed package (/docs/assets), not a CDN: offline, nothing foreign loaded.
     app = FastAPIOffline(
@@ -39,10 +46,18 @@ def create_app(ctx: ServiceContext, *, lean: bool = True) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url="/redoc",
-        # Mercato does not use OpenTelemetry (its metrics are Prometheus', its logs structlog's).
-        # Left on, FastAPI looks up the global tracer, meter and logger providers on every
-        # request only to find them unconfigured.
-        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # FastAPI's own OpenTelemetry: the request's span, when tracing is on, with the
+        # gateway's tracer provider (metrics are Prometheus', logs structlog's). Off, left
+        # off: FastAPI would look up the global providers on every request only to find them
+        # unconfigured.
+        telemetry={
+            "tracing": traced is not None,
+            "tracer_provider": traced,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "exclude": _untraced,
+        },
     )
     app.state.ctx = ctx
     app.state.rate_limiters = {}

@@ -35,6 +35,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
 from fastapi.routing import APIRoute, serialize_response
+from fastapi.telemetry._api import _route_selected
 from fastapi.utils import is_body_allowed_for_status_code
 from starlette._utils import get_route_path
 from starlette.datastructures import Headers
@@ -237,6 +238,9 @@ class LeanRoutes:
             # the same messages again, and the same failure if reading failed.
             receive, body = await _read_json(receive, scope)
         scope["path_params"] = path_params
+        scope["route"] = plan.route  # as the router sets it (the metrics read its template)
+        if "fastapi.telemetry" in scope:  # the request's span is named by its route
+            _route_selected(scope=scope, path=plan.route.path)
         request = Request(scope, receive, send)
         try:
             response = await plan.serve(request, path_params, body)

@@ -15,7 +15,7 @@ import structlog
 
 from mercato.contracts.events import Address, PaymentMethod
 from mercato.platform.unit_of_work import UnitOfWork
-from mercato.services.order import store
+from mercato.services.order import saga_metrics, store
 from mercato.services.order.domain import (
     Reaction,
     SagaMessage,
@@ -147,5 +147,10 @@ async def _keep(uow: UnitOfWork, before: Stored, reaction: Reaction, now: dateti
             reason=change.reason,
         )
     after = _kept(uow, Stored(reaction.order, before.version + 1, now, before.cart_id))
-    uow.after_commit(lambda: nudge(after.order.order_id, after, reaction.changes))
+
+    def committed() -> None:
+        nudge(after.order.order_id, after, reaction.changes)
+        saga_metrics.observe(after.order.created_at, reaction.changes)
+
+    uow.after_commit(committed)
     return after

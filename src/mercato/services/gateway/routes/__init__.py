@@ -13,14 +13,15 @@ from mercato.services.gateway.routes import (
     compat_wdm,
     compat_wdm_orders,
     inventory,
-    operations,
     notifications,
+    operations,
     orders,
     payments,
     products,
     recommendations,
     shipments,
     users,
+    webhooks,
 )
 
 # The order of the OpenAPI document (and /docs).
@@ -41,6 +42,7 @@ ROUTERS: list[APIRouter] = [
     payments.router,
     payments.wallets,
     recommendations.router,
+    webhooks.router,
 ]
 
 # The WDM benchmark's API: served, and in the OpenAPI document, only with MERCATO_WDM_API=1.

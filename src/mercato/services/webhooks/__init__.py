@@ -1,0 +1,1 @@
+"""webhooks: outside systems subscribe to the shop's events; each is POSTed to them, signed."""

@@ -1,0 +1,195 @@
+"""The delivery worker: POSTs due deliveries, records each attempt, schedules the next.
+
+It runs beside the event consumer (a service task), so a slow or dead endpoint holds up only
+its own deliveries: never the saga, never another endpoint's. Bounds: ``webhook_concurrency``
+POSTs in flight per process, ``webhook_endpoint_concurrency`` per endpoint (deliveries of one
+subject go one at a time, in the events' order: see ``store.DUE``), ``webhook_timeout`` per
+POST, ``webhook_response_limit`` bytes of an answer read. No redirect is followed (a 3xx is a
+failure). Replicas share the work: a delivery is claimed by one conditional UPDATE (a lease of
+``webhook_timeout`` + 30 s), so two never send it at once; a replica that dies mid-POST leaves
+its lease to run out and another sends the delivery again, under the same ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import aiohttp
+import structlog
+
+from mercato.platform.ids import new_id
+from mercato.platform.runtime.service import ServiceContext
+from mercato.services.webhooks import store
+from mercato.services.webhooks.domain import Schedule, signatures
+from mercato.services.webhooks.handlers import WAKE
+from mercato.services.webhooks.targets import refused_literal, resolver
+
+log = structlog.get_logger(__name__)
+
+CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+USER_AGENT = "Mercato-Webhooks/1"
+
+
+class Sender:
+    def __init__(self, ctx: ServiceContext, session: aiohttp.ClientSession):
+        s = ctx.settings
+        self.ctx = ctx
+        self.session = session
+        self.schedule = Schedule(s.webhook_max_attempts, s.webhook_retry_base, s.webhook_retry_max)
+        self.owner = new_id()  # this worker's name on its leases
+        self.lease = s.webhook_timeout + 30
+        self.timeout = s.webhook_timeout
+        self.response_limit = s.webhook_response_limit
+        self.allow_private = s.webhook_allow_private_targets
+        self.concurrency = s.webhook_concurrency
+        self.endpoint_concurrency = s.webhook_endpoint_concurrency
+        self.poll = s.webhook_poll_interval
+        self.settle = s.webhook_order_settle
+        self.breaker = (s.webhook_breaker_failures, s.webhook_breaker_pause)
+        self.wake = asyncio.Event()
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.per_endpoint: Counter[str] = Counter()
+
+    async def run(self) -> None:
+        while True:
+            self.wake.clear()
+            try:
+                await self.start_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is briefly away: the next round tries again
+                log.warning("webhooks: could not look for due deliveries", error=str(exc))
+            try:
+                async with asyncio.timeout(self.poll):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+
+    async def start_due(self) -> None:
+        free = self.concurrency - len(self.in_flight)
+        if free <= 0:
+            return
+        now = datetime.now(UTC)
+        async with self.ctx.db.connect() as conn:
+            found = await store.due(conn, now, free * 4, self.endpoint_concurrency, self.settle)
+        for delivery_id, subscription_id in found:
+            if len(self.in_flight) >= self.concurrency:
+                break
+            if self.per_endpoint[subscription_id] >= self.endpoint_concurrency:
+                continue
+            async with self.ctx.db.begin() as conn:
+                mine = await store.claim(conn, delivery_id, self.owner, now, self.lease)
+            if not mine:
+                continue  # another replica took it
+            self.per_endpoint[subscription_id] += 1
+            task = asyncio.create_task(self.send(delivery_id, subscription_id))
+            self.in_flight.add(task)
+
+    async def send(self, delivery_id: str, subscription_id: str) -> None:
+        try:
+            async with self.ctx.db.connect() as conn:
+                sent = await store.outgoing(conn, delivery_id)
+            if sent is None:
+                return  # its subscription was deleted meanwhile
+            outcome = await self.post(sent)
+            retry_in = None if outcome.ok else self.schedule.delay(sent.attempt_count + 1)
+            async with self.ctx.db.begin() as conn:
+                await store.record(conn, sent, self.owner, outcome, retry_in, *self.breaker)
+            if not outcome.ok:
+                log.info(
+                    "webhook delivery failed",
+                    delivery_id=delivery_id,
+                    subscription_id=subscription_id,
+                    error=outcome.error,
+                    retry_in=retry_in,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # its lease runs out and it is tried again
+            log.warning(
+                "webhooks: could not record a delivery", delivery_id=delivery_id, error=str(exc)
+            )
+        finally:
+            self.per_endpoint[subscription_id] -= 1
+            task = asyncio.current_task()
+            if task is not None:
+                self.in_flight.discard(task)
+            self.wake.set()
+
+    async def post(self, sent: store.Outgoing) -> store.Outcome:
+        """One attempt: the structured CloudEvent, signed with every secret that signs now."""
+        sub = sent.subscription
+        at = datetime.now(UTC)
+        timestamp = int(at.timestamp())
+        body = sent.body.encode()
+        headers = {
+            "content-type": CONTENT_TYPE,
+            "user-agent": USER_AGENT,
+            "webhook-id": sent.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signatures(sub.signing_secrets(at), sent.id, timestamp, body),
+        }
+        why = None if self.allow_private else refused_literal(sub.url)
+        if why is not None:
+            return store.Outcome(at, None, 0, f"refused: {why}", None)
+        started = time.monotonic()
+        status: int | None = None
+        excerpt: str | None = None
+        try:
+            async with self.session.post(
+                sub.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                status = response.status
+                excerpt = await self.read_some(response)
+            error = None if 200 <= status < 300 else f"HTTP {status}"
+        except TimeoutError:
+            error = f"no answer within {self.timeout:g} s"
+        except (aiohttp.ClientError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        latency = int((time.monotonic() - started) * 1000)
+        return store.Outcome(at, status, latency, error and _storable(error)[:2000], excerpt)
+
+    async def read_some(self, response: aiohttp.ClientResponse) -> str:
+        """At most ``webhook_response_limit`` bytes of the answer; the rest is never read (the
+        connection is closed instead)."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(4096):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= self.response_limit:
+                response.close()
+                break
+        text = b"".join(chunks)[: self.response_limit].decode("utf-8", errors="replace")
+        return _storable(text)
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\\x00")
+
+
+async def deliver_webhooks(ctx: ServiceContext) -> None:
+    """The service task: one sender per process, its HTTP client guarded against SSRF."""
+    s = ctx.settings
+    connector = aiohttp.TCPConnector(
+        resolver=resolver(s.webhook_allow_private_targets),
+        limit=s.webhook_concurrency,
+        use_dns_cache=False,  # every connection resolves (and is checked) afresh
+    )
+    timeout = aiohttp.ClientTimeout(total=s.webhook_timeout, connect=min(5.0, s.webhook_timeout))
+    session = aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False, trust_env=False
+    )
+    sender = Sender(ctx, session)
+    WAKE[id(ctx.db)] = sender.wake.set
+    try:
+        await sender.run()
+    finally:
+        WAKE.pop(id(ctx.db), None)
+        for task in list(sender.in_flight):
+            task.cancel()
+        await asyncio.gather(*sender.in_flight, return_exceptions=True)
+        await session.close()

@@ -1,0 +1,180 @@
+"""Two replicas of webhooks on one database (SQLite file, PostgreSQL), each with its own
+consumer and delivery worker, as ``mercato serve webhooks`` twice runs them: events consumed by
+both at once, every delivery sent once, each subject's in its events' order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from mercato.platform.bus.port import RawMessage
+from mercato.platform.envelope import AMQP_PREFIX, Envelope
+from mercato.platform.runtime.service import ServiceContext
+from mercato.services.webhooks import store
+from mercato.services.webhooks.delivery import deliver_webhooks
+from mercato.services.webhooks.service import service as webhooks
+from mercato.services.webhooks.tables import attempts, deliveries
+from tests.conftest import eventually
+from tests.services.replicas import Replicas, replicas
+from tests.services.webhooks.receiver import Receiver
+from tests.support import test_settings as make_settings
+
+SUBJECTS = 8
+PER_SUBJECT = 5
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def template(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_template"))
+    return f"sqlite:///{tmp_path}/{{service}}.db"
+
+
+@pytest.fixture
+async def two(template: str) -> AsyncIterator[Replicas]:
+    async with replicas(webhooks, template) as found:
+        yield found
+
+
+def order_event(subject: str, n: int, at: datetime) -> RawMessage:
+    envelope = Envelope(
+        type="OrderStatusChanged",
+        source="mercato/order",
+        data={"orderId": subject, "status": f"S{n}", "previousStatus": f"S{n - 1}"},
+        subject=subject,
+        time=at,
+    )
+    headers, body = envelope.to_binary(AMQP_PREFIX)
+    return RawMessage(topic="t", headers=headers, body=body, prefix=AMQP_PREFIX)
+
+
+async def test_two_replicas_consume_and_send_each_delivery_once_in_order(
+    two: Replicas, tmp_path: Path
+) -> None:
+    receiver = Receiver(delay=0.01)
+    await receiver.start()
+    settings = make_settings(
+        tmp_path,
+        webhook_allow_private_targets=True,
+        webhook_poll_interval=0.02,
+        webhook_endpoint_concurrency=8,
+        webhook_order_settle=3.0,  # the events are made before both replicas handle them
+    )
+    async with two.first.db.begin() as conn:
+        await store.add_subscription(conn, receiver.url, ["*"], None, True, "", "whsec_" + "A" * 32)
+    start = datetime.now(UTC)
+    events = [
+        order_event(f"o-{s}", n, start + timedelta(milliseconds=n * 10 + s))
+        for n in range(PER_SUBJECT)
+        for s in range(SUBJECTS)
+    ]
+    # Each replica consumes every other event of each subject, latest first: the later events
+    # of a subject may be committed first, and the workers still send them after the earlier.
+    halves = [
+        [e for n, e in reversed(list(enumerate(events))) if n // SUBJECTS % 2 == half]
+        for half in (0, 1)
+    ]
+    workers = [
+        asyncio.create_task(
+            deliver_webhooks(ServiceContext(webhooks, settings, r.db, bus=None))  # type: ignore[arg-type]
+        )
+        for r in two.of
+    ]
+    try:
+        verdicts = await asyncio.gather(
+            *(r.handle(*half) for r, half in zip(two.of, halves, strict=True))
+        )
+        assert all(v is None for found in verdicts for v in found)
+        total = SUBJECTS * PER_SUBJECT
+        await eventually(lambda: len(receiver.received) >= total, timeout=20)
+        await asyncio.sleep(0.3)  # nothing more comes
+        ids = [r.webhook_id for r in receiver.received]
+        assert len(ids) == total == len(set(ids)), "each delivery sent once"
+        for s in range(SUBJECTS):
+            sent = [e["data"]["status"] for e in receiver.events(f"o-{s}")]
+            assert sent == [f"S{n}" for n in range(PER_SUBJECT)], sent
+        async with two.first.db.connect() as conn:
+            tried = await conn.scalar(select(func.count()).select_from(attempts))
+            states = (await conn.execute(select(deliveries.c.status))).all()
+        assert tried == total and {r.status for r in states} == {"delivered"}
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await receiver.stop()
+
+
+async def test_one_delivery_claimed_by_two_replicas_at_once_goes_to_one(two: Replicas) -> None:
+    async with two.first.db.begin() as conn:
+        made = await store.add_subscription(
+            conn, "http://127.0.0.1:9/h", ["*"], None, True, "", "whsec_" + "A" * 32
+        )
+    assert await two.first.handle(order_event("o-1", 1, datetime.now(UTC))) == [None]
+    now = datetime.now(UTC)
+    async with two.first.db.connect() as conn:
+        ((delivery_id, subscription_id),) = await store.due(conn, now, 10, 4)
+    assert subscription_id == made.id
+
+    async def claim(db: object, owner: str) -> bool:
+        async with db.begin() as conn:  # type: ignore[attr-defined]
+            return await store.claim(conn, delivery_id, owner, now, 30)
+
+    for _ in range(5):
+        won = await asyncio.gather(*(claim(r.db, f"r{i}") for i, r in enumerate(two.of)))
+        assert sorted(won) == [False, True]
+        async with two.first.db.begin() as conn:  # the lease runs out: claimable again
+            await conn.execute(deliveries.update().values(lease_until=now - timedelta(1)))
+
+
+async def test_failures_on_two_replicas_all_count_and_open_the_circuit(
+    two: Replicas, tmp_path: Path
+) -> None:
+    receiver = Receiver(answer=500)
+    await receiver.start()
+    settings = make_settings(
+        tmp_path,
+        webhook_allow_private_targets=True,
+        webhook_poll_interval=0.02,
+        webhook_order_settle=0,
+        webhook_retry_base=0.01,
+        webhook_retry_max=0.02,
+        webhook_breaker_failures=6,
+        webhook_breaker_pause=60,
+    )
+    async with two.first.db.begin() as conn:
+        made = await store.add_subscription(
+            conn, receiver.url, ["*"], None, True, "", "whsec_" + "A" * 32
+        )
+    now = datetime.now(UTC)
+    for r, s in zip(two.of, (1, 2), strict=True):
+        assert await r.handle(order_event(f"o-{s}", 1, now)) == [None]
+    workers = [
+        asyncio.create_task(
+            deliver_webhooks(ServiceContext(webhooks, settings, r.db, bus=None))  # type: ignore[arg-type]
+        )
+        for r in two.of
+    ]
+
+    async def paused() -> store.Subscription | None:
+        async with two.first.db.connect() as conn:
+            found = await store.subscription(conn, made.id)
+        return found if found is not None and found.paused(datetime.now(UTC)) else None
+
+    try:
+        opened = await eventually(paused, timeout=20)
+        await asyncio.sleep(0.3)  # what was in flight when it opened is recorded
+        async with two.first.db.connect() as conn:
+            tried = await conn.scalar(select(func.count()).select_from(attempts))
+            found = await store.subscription(conn, made.id)
+        assert found is not None and found.consecutive_failures == tried >= 6
+        assert opened.failing_since is not None and opened.paused_until is not None
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await receiver.stop()
