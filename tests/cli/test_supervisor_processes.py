@@ -106,10 +106,11 @@ async def test_replicas_on_fresh_databases_come_up_heal_a_sigkill_and_stop_on_si
     )
     try:
         up.start()
-        # Ten processes importing everything at once on two busy cores take a while.
-        await up.until(lambda ps: len(ps) == 10 and all(p.state == "ready" for p in ps), 240)
+        count = len(ordered_names()) + 2  # a process per service, two more replicas
+        # Ten or so processes importing everything at once on two busy cores take a while.
+        await up.until(lambda ps: len(ps) == count and all(p.state == "ready" for p in ps), 240)
         assert all(p.restarts == 0 for p in up.status()), up.output()
-        ports = [up.port + i for i in range(10)]  # the gateway's, then one each for the others
+        ports = [up.port + i for i in range(count)]  # the gateway's, then one each for the others
         async with Client(timeout=5) as http:
             for port in ports:
                 answer = await http.get(f"http://127.0.0.1:{port}/readyz")

@@ -41,7 +41,7 @@ async def http(postgres_template: str, broker: str, tmp_path: Path) -> AsyncIter
     async with (
         serving(
             NAMES,
-            rabbitmq_url=broker,
+            broker_url=broker,
             postgres_template=postgres_template,
             data_dir=tmp_path,
             admin=ADMIN,

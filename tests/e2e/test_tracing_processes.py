@@ -43,7 +43,7 @@ async def shop(
     async with (
         serving(
             ordered_names(),
-            rabbitmq_url=rabbitmq_url,
+            broker_url=rabbitmq_url,
             postgres_template=postgres_template,
             data_dir=tmp_path,
             admin=saga.ADMIN,
