@@ -45,7 +45,10 @@ def browser() -> Iterator[Any]:
         if os.environ.get("MERCATO_REQUIRE_SERVICES") == "1":
             pytest.fail(message + " (MERCATO_REQUIRE_SERVICES=1)")
         pytest.skip(message)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # A loaded machine (argon2 at every sign-up, the saga) needs more than the default 5 s.
+    expect.set_options(timeout=15_000)
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -61,6 +64,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSystem]:
         admin_password=ADMIN["password"],
         demo_catalog=True,
         access_token_ttl=3600,
+        auth_rate_limit=1_000,  # every test signs someone up from the same address
     )
     system = ServedSystem(all_services(), settings)
     system.start()

@@ -140,8 +140,8 @@ function shipmentActions(s, after) {
     status.replaceChildren();
     try {
       await api("POST", `/api/v1/shipments/${id}/${path}`, body);
-      toast(text);
       await after();
+      toast(text);
     } catch (err) {
       status.replaceChildren(errorBox(err));
     }
@@ -208,8 +208,8 @@ function productForm(p, done) {
     const saved = p
       ? await api("PATCH", `/api/v1/products/${encodeURIComponent(p.productId)}`, body)
       : await api("POST", "/api/v1/products", body, { idempotencyKey: newKey() });
-    toast(`${saved.name} saved`);
     await done(saved);
+    toast(`${saved.name} saved`);
   });
 }
 
@@ -222,8 +222,8 @@ function restockForm(p, done) {
         if (missing(err)) throw new Error("Restocking is not available on this server (no inventory route); set the stock on hand with Edit.");
         throw err;
       }
-      toast(`${p.name} restocked`);
       await done();
+      toast(`${p.name} restocked`);
     }, { inline: true });
 }
 
@@ -341,13 +341,13 @@ async function deadLetter() {
   const actions = d.status === "open" ? h("div", { class: "cols" },
     form([h("p", {}, "Deliver the event to the service again.")], "Redrive", async () => {
       const after = await api("POST", `${path}/redrive`);
-      toast(after.status === "open" ? `Redriven: it failed again (attempt ${after.attempts})` : `Redriven: ${after.status}`);
       await deadLetter();
+      toast(after.status === "open" ? `Redriven: it failed again (attempt ${after.attempts})` : `Redriven: ${after.status}`);
     }),
     form([field("Reason", "reason", { required: true })], "Discard", async (v) => {
       await api("POST", `${path}/discard`, { reason: v.reason });
-      toast("Discarded");
       await deadLetter();
+      toast("Discarded");
     }, { danger: true })) : h("p", {}, `This letter is ${d.status}.`, d.discardReason ? ` Reason: ${d.discardReason}` : "");
   render(
     table(["Service", "Event", "Event id", "Attempts ", "First failed", "Last failed", "Status"], [[d.service, d.eventType, d.eventId, String(d.attempts), when(d.firstFailedAt), when(d.lastFailedAt), badge(d.status)]]),
@@ -371,8 +371,8 @@ async function users() {
     const roles = form([h("fieldset", { class: "radio" }, h("legend", {}, "Roles"), box("customer"), box("admin"))], "Save roles", async (_, f) => {
       const chosen = [...f.querySelectorAll("input[name=roles]:checked")].map((i) => i.value);
       await api("PUT", `/api/v1/users/${encodeURIComponent(u.userId)}/roles`, { roles: chosen });
-      toast("Roles saved");
       await users();
+      toast("Roles saved");
     });
     found = h("section", {}, h("h2", {}, u.name), h("p", {}, `${u.email} · since ${when(u.createdAt)} · roles: ${u.roles.join(", ")}`), roles,
       h("p", {}, h("a", { href: `/console/orders?userId=${encodeURIComponent(u.userId)}` }, "Their orders")));

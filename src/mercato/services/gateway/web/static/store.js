@@ -283,8 +283,8 @@ async function order() {
     const cancel = cancellable
       ? form([field("Reason (optional)", "reason", { maxlength: 500 })], "Cancel order", async (v) => {
           const done = await api("POST", `/api/v1/orders/${encodeURIComponent(id)}/cancel`, v.reason ? { reason: v.reason } : {});
-          toast(`Order ${done.status.toLowerCase()}`);
           await draw(await get(`/api/v1/orders/${encodeURIComponent(id)}`));
+          toast(`Order ${done.status.toLowerCase()}`);
         }, { inline: true })
       : null;
     render(...orderView(o, names), cancel ? h("h2", {}, "Cancel") : null, cancel, h("p", {}, h("a", { href: "/account/orders" }, "All your orders")));
