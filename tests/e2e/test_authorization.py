@@ -10,6 +10,8 @@ a new route cannot go in without saying who may call it.
 - ``OWNER``: about A's things: nobody gets 401, B is refused (403, or 404: B cannot tell that
   A's thing exists), A and the admin are let through: not 401, 403 or 404, whatever the route
   then says (a 422 for a state it cannot act in is past the gate).
+- ``OWN``: about A's things, only A passes: B and the admin get 404 (marking A's
+  notification read is A's alone).
 - ``OWNER_LISTED``: a list filtered by the caller: about A's things, A and the admin see
   them, B gets what any id that is not B's gives (an empty list: nothing shown, and nothing
   told, not even whether A's thing exists).
@@ -22,11 +24,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from tests.conftest import eventually
 from tests.e2e.test_saga import ADDRESS, Shop, card, open_shop
 
 Callers = dict[str, dict[str, str]]
@@ -38,6 +42,7 @@ class Rule(Enum):
     ADMIN = "admin"
     OWNER = "owner"
     OWNER_LISTED = "owner, listed"
+    OWN = "own"
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,8 @@ RULES: dict[str, Ask] = {
     "GET /api/v1/shipments/{shipmentId}": Ask(Rule.OWNER),
     "POST /api/v1/shipments/{shipmentId}/delivered": Ask(Rule.ADMIN),
     "POST /api/v1/shipments/{shipmentId}/failed": Ask(Rule.ADMIN, body={}),
+    "GET /api/v1/notifications": Ask(Rule.OWNER, query={"userId": "{userId}"}),
+    "POST /api/v1/notifications/{notificationId}/read": Ask(Rule.OWN),
     # The WDM benchmark's API takes no credentials and acts as the admin (MERCATO_WDM_API=1,
     # never on an open port): the same for anyone.
     **{
@@ -150,12 +157,14 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         cancelled = await shop.http.post(f"/api/v1/orders/{order_id}/cancel", json={}, headers=a)
         assert cancelled.status_code == 200, cancelled.text
         me = (await shop.http.get("/api/v1/users/me", headers=a)).json()
+        notification_id = await eventually(partial(first_notification, shop, a))
         ids = {
             "productId": product,
             "doomed": doomed,
             "orderId": order_id,
             "shipmentId": shipment["shipmentId"],
             "userId": me["userId"],
+            "notificationId": notification_id,
             **{name: "1" for name in WDM_NUMBERS},
         }
         document = (await shop.http.get("/openapi.json")).json()
@@ -165,6 +174,11 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             for method in item
         ]
         yield World(shop, callers, ids, labels)
+
+
+async def first_notification(shop: Shop, who: dict[str, str]) -> str | None:
+    page = (await shop.http.get("/api/v1/notifications", headers=who)).json()
+    return str(page["items"][-1]["id"]) if page["items"] else None
 
 
 def filled(value: Any, ids: dict[str, str]) -> Any:
@@ -218,3 +232,6 @@ async def test_who_may_call_what(world: World, label: str) -> None:
     if ask.rule is Rule.OWNER:
         assert statuses["customer B"] in (403, 404), statuses
         assert passed["customer A"] and passed["admin"], statuses
+    if ask.rule is Rule.OWN:
+        assert statuses["customer B"] == statuses["admin"] == 404, statuses
+        assert passed["customer A"], statuses

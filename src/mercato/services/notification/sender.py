@@ -77,6 +77,10 @@ async def send_due(ctx: ServiceContext, now: datetime | None = None) -> int:
         .order_by(n.not_before)
         .limit(BATCH)
     )
+    # A read first: most rounds find nothing, and a read takes no write lock.
+    async with ctx.db.connect() as conn:
+        if (await conn.execute(due)).first() is None:
+            return 0
     async with ctx.db.begin() as conn:
         if conn.dialect.name == "postgresql":  # replicas take different rows, none waits
             due = due.with_for_update(skip_locked=True)
