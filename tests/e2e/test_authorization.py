@@ -10,6 +10,8 @@ a new route cannot go in without saying who may call it.
 - ``OWNER``: about A's things: nobody gets 401, B is refused (403, or 404: B cannot tell that
   A's thing exists), A and the admin are let through: not 401, 403 or 404, whatever the route
   then says (a 422 for a state it cannot act in is past the gate).
+- ``OWN``: about A's things, only A passes: B and the admin get 404 (marking A's
+  notification read is A's alone).
 - ``OWNER_LISTED``: a list filtered by the caller: about A's things, A and the admin see
   them, B gets what any id that is not B's gives (an empty list: nothing shown, and nothing
   told, not even whether A's thing exists).
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import pytest
@@ -44,6 +47,7 @@ class Rule(Enum):
     ADMIN = "admin"
     OWNER = "owner"
     OWNER_LISTED = "owner, listed"
+    OWN = "own"
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,6 @@ RULES: dict[str, Ask] = {
     ),
     "GET /api/v1/admin/system": Ask(Rule.ADMIN),
     "GET /api/v1/admin/events": Ask(Rule.ADMIN),
-    # Each caller's own inbox; A's notification is "not there" for anyone else (own only).
-    "GET /api/v1/notifications": Ask(Rule.SIGNED_IN),
-    "POST /api/v1/notifications/{notificationId}/read": Ask(Rule.SIGNED_IN),
     "GET /api/v1/admin/orders/{orderId}/story": Ask(Rule.ADMIN),
     "GET /api/v1/payments": Ask(Rule.OWNER_LISTED, query={"orderId": "{orderId}"}),
     "GET /api/v1/payments/{paymentId}": Ask(Rule.OWNER),
@@ -139,6 +140,8 @@ RULES: dict[str, Ask] = {
     "POST /api/v1/admin/webhooks/{subscriptionId}/rotate-secret": Ask(Rule.ADMIN, body={}),
     "GET /api/v1/admin/webhooks/{subscriptionId}/deliveries": Ask(Rule.ADMIN),
     "POST /api/v1/admin/webhooks/deliveries/{deliveryId}/redrive": Ask(Rule.ADMIN),
+    "GET /api/v1/notifications": Ask(Rule.OWNER, query={"userId": "{userId}"}),
+    "POST /api/v1/notifications/{notificationId}/read": Ask(Rule.OWN),
     # The WDM benchmark's API takes no credentials and acts as the admin (MERCATO_WDM_API=1,
     # never on an open port): the same for anyone.
     **{
@@ -201,15 +204,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         deliveries = await shop.http.get(
             f"/api/v1/admin/webhooks/{hooks[0]['id']}/deliveries", headers=shop.admin
         )
-
-        async def welcomed(shop: Shop = shop, a: dict[str, str] = a) -> str | None:
-            inbox = await shop.http.get("/api/v1/notifications", headers=a)
-            items = inbox.json()["items"] if inbox.status_code == 200 else []
-            return str(items[0]["id"]) if items else None
-
-        notification = await eventually(welcomed, timeout=10)
+        notification_id = await eventually(partial(first_notification, shop, a))
         ids = {
-            "notificationId": notification,
             "paymentId": paid.json()["items"][0]["paymentId"],
             "productId": product,
             "doomed": doomed,
@@ -220,6 +216,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             "subscriptionId": hooks[0]["id"],
             "doomedHook": hooks[1]["id"],
             "deliveryId": deliveries.json()["items"][0]["id"],
+            "notificationId": notification_id,
             **{name: "1" for name in WDM_NUMBERS},
         }
         document = (await shop.http.get("/openapi.json")).json()
@@ -229,6 +226,11 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             for method in item
         ]
         yield World(shop, callers, ids, labels)
+
+
+async def first_notification(shop: Shop, who: dict[str, str]) -> str | None:
+    page = (await shop.http.get("/api/v1/notifications", headers=who)).json()
+    return str(page["items"][-1]["id"]) if page["items"] else None
 
 
 def filled(value: Any, ids: dict[str, str]) -> Any:
@@ -282,3 +284,6 @@ async def test_who_may_call_what(world: World, label: str) -> None:
     if ask.rule is Rule.OWNER:
         assert statuses["customer B"] in (403, 404), statuses
         assert passed["customer A"] and passed["admin"], statuses
+    if ask.rule is Rule.OWN:
+        assert statuses["customer B"] == statuses["admin"] == 404, statuses
+        assert passed["customer A"], statuses

@@ -24,7 +24,7 @@ from mercato.platform.runtime.service import ServiceContext
 from mercato.services.notification import composer, sender
 from mercato.services.notification.service import service as notification
 from tests.services.notification.smtp import smtp_server
-from tests.services.replicas import message, replicas
+from tests.services.replicas import meet, message, replicas
 from tests.support import test_settings as make_settings
 
 pytestmark = pytest.mark.postgres
@@ -65,12 +65,24 @@ async def test_two_replicas_never_send_one_mail_twice(
             await asyncio.gather(*(r.handle(*batch) for r in two.of))
             await asyncio.gather(*(r.handle(*paid, low) for r in two.of))
 
+            # Both compose at the same moments, and both claim the same pending mails at the
+            # same moment: a session of the test's own holds them until both have asked.
+            for _ in range(5):
+                await asyncio.gather(*(composer.compose_due(ctx) for ctx in contexts))
+            pending = "SELECT id FROM notifications WHERE mail_status = 'pending' FOR UPDATE"
+            await meet(
+                postgres_template,
+                "notification",
+                pending,
+                [],
+                *(sender.send_due(ctx) for ctx in contexts),
+            )
+
             async def work(ctx: ServiceContext) -> None:
                 for _ in range(10):
                     await asyncio.gather(composer.compose_due(ctx), sender.send_due(ctx))
                     await asyncio.sleep(0.01)
 
-            # Both replicas compose and send at the same moments.
             await asyncio.gather(*(work(ctx) for ctx in contexts))
             for ctx in contexts:
                 await sender.send_due(ctx)

@@ -54,6 +54,10 @@ async def compose_due(ctx: ServiceContext, now: datetime | None = None) -> int:
         .order_by(requests.c.not_before)
         .limit(BATCH)
     )
+    # A read first: most rounds find nothing, and a read takes no write lock.
+    async with ctx.db.connect() as conn:
+        if (await conn.execute(query.with_only_columns(requests.c.event_id))).first() is None:
+            return 0
     async with ctx.transaction() as uow:
         if uow.conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)

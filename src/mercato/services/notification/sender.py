@@ -3,12 +3,16 @@
 Never two mails for one notification (one per event and recipient): the send is recorded
 before the message goes, so a crash anywhere leaves a record that says how far it got —
 
-1. **claim** (committed): ``pending → claimed`` by a conditional update naming this sender's
-   token; of two replicas only one gets the row. A claim that outlives its lease (its sender
+1. **claim** (committed): ``pending → claimed`` for a batch, by one conditional update
+   naming this sender's token (the rows picked ``FOR UPDATE SKIP LOCKED``); of two replicas
+   only one gets each row. A claim that outlives its lease (its sender
    died before handing anything over) goes back to pending: nothing was sent.
 2. **hand-over** (committed, once the server has taken sender and recipient, just before the
    message itself): ``claimed → sending``, again only under this sender's token.
 3. **sent** (committed with NotificationSent in the outbox).
+
+Where sending twice leaves one copy (the ``.eml`` files: ``Transport.idempotent``), step 2 is
+skipped and a batch's sends are recorded in one transaction.
 
 A mail still ``sending`` after its lease was cut in the middle of the hand-over: the server
 may or may not have it, and nothing on our side can tell. It is not sent again by itself: it
@@ -62,21 +66,49 @@ def lease_of(ctx: ServiceContext) -> timedelta:
 
 
 async def send_due(ctx: ServiceContext, now: datetime | None = None) -> int:
-    """Send the mails that are due; returns how many were tried."""
+    """Claim the mails that are due (a batch, in one statement) and send them; returns how
+    many were claimed."""
     now = now or datetime.now(UTC)
-    await recover(ctx, now)
+    transport = transport_of(ctx)
+    token = new_id()
+    due = (
+        select(n.id)
+        .where(n.mail_status == MailStatus.PENDING.value, n.not_before <= now)
+        .order_by(n.not_before)
+        .limit(BATCH)
+    )
+    # A read first: most rounds find nothing, and a read takes no write lock.
     async with ctx.db.connect() as conn:
-        due = (
+        if (await conn.execute(due)).first() is None:
+            return 0
+    async with ctx.db.begin() as conn:
+        if conn.dialect.name == "postgresql":  # replicas take different rows, none waits
+            due = due.with_for_update(skip_locked=True)
+        claimed = (
             await conn.execute(
-                select(n.id)
-                .where(n.mail_status == MailStatus.PENDING.value, n.not_before <= now)
-                .order_by(n.not_before)
-                .limit(BATCH)
+                update(notifications)
+                .where(n.id.in_(due.scalar_subquery()))
+                .where(n.mail_status == MailStatus.PENDING.value)
+                .values(
+                    mail_status=MailStatus.CLAIMED.value,
+                    claim=token,
+                    claimed_until=now + lease_of(ctx),
+                    attempts=n.attempts + 1,
+                )
+                .returning(*notifications.c)
             )
         ).all()
-    for (notification_id,) in due:
-        await send_one(ctx, notification_id)
-    return len(due)
+    delivered: list[Any] = []
+    for row in sorted(claimed, key=lambda r: r.not_before):
+        if await _deliver(ctx, transport, row, token):
+            delivered.append(row)
+            # Recorded at once where sending twice would send two; a file written twice is
+            # one file, so there one transaction records the batch.
+            if not transport.idempotent:
+                await _record_sent(ctx, transport, delivered, token)
+                delivered = []
+    await _record_sent(ctx, transport, delivered, token)
+    return len(claimed)
 
 
 async def recover(ctx: ServiceContext, now: datetime) -> None:
@@ -126,31 +158,17 @@ def _message(ctx: ServiceContext, row: Any) -> Any:
     )
 
 
-async def send_one(ctx: ServiceContext, notification_id: str) -> bool:
-    """Claim, hand over and record one mail; False if another sender has it."""
-    transport = transport_of(ctx)
-    token = new_id()
-    now = datetime.now(UTC)
-    async with ctx.db.begin() as conn:
-        claimed = await conn.execute(
-            update(notifications)
-            .where(n.id == notification_id, n.mail_status == MailStatus.PENDING.value)
-            .values(
-                mail_status=MailStatus.CLAIMED.value,
-                claim=token,
-                claimed_until=now + lease_of(ctx),
-                attempts=n.attempts + 1,
-            )
-        )
-        if claimed.rowcount != 1:
-            return False
-        row = (await conn.execute(select(notifications).where(n.id == notification_id))).one()
+async def _deliver(ctx: ServiceContext, transport: Transport, row: Any, token: str) -> bool:
+    """Hand one claimed mail over; True if the server (or the file) has it. A failure is
+    recorded here (retry, dead letter, or unknown)."""
 
     async def handing_over() -> bool:
+        if transport.idempotent:  # a repeat leaves one copy: nothing to record first
+            return True
         async with ctx.db.begin() as conn:
             moved = await conn.execute(
                 update(notifications)
-                .where(n.id == notification_id, n.claim == token)
+                .where(n.id == row.id, n.claim == token)
                 .where(n.mail_status == MailStatus.CLAIMED.value)
                 .values(mail_status=MailStatus.SENDING.value)
             )
@@ -163,29 +181,40 @@ async def send_one(ctx: ServiceContext, notification_id: str) -> bool:
         return False
     except NotHandedOver as exc:
         await _failed(ctx, row, token, message.as_bytes(), str(exc), retry=not exc.permanent)
-        return True
+        return False
     except HandOverCut as exc:
         if transport.idempotent:
             await _failed(ctx, row, token, message.as_bytes(), str(exc), retry=True)
         else:
             await _cut(ctx, row, token, message.as_bytes(), str(exc))
-        return True
+        return False
+    return True
+
+
+async def _record_sent(
+    ctx: ServiceContext, transport: Transport, rows: list[Any], token: str
+) -> None:
+    """Mark ``rows`` sent and publish NotificationSent for each, in one transaction."""
+    if not rows:
+        return
     async with ctx.transaction() as uow:
         done = await uow.conn.execute(
             update(notifications)
-            .where(n.id == notification_id, n.claim == token)
+            .where(n.id.in_([r.id for r in rows]), n.claim == token)
             .values(mail_status=MailStatus.SENT.value, sent_at=datetime.now(UTC), last_error=None)
+            .returning(n.id)
         )
-        if done.rowcount == 1:
-            sent = NotificationSent(
-                notificationId=row.id,
-                userId=row.user_id,
-                channel=transport.channel,
-                template=row.kind,
-            )
-            uow.publish(sent, subject=row.user_id)
-    log.info("mail sent", id=row.id, kind=row.kind, channel=transport.channel)
-    return True
+        recorded = {found.id for found in done}
+        for row in rows:
+            if row.id in recorded:
+                told = NotificationSent(
+                    notificationId=row.id,
+                    userId=row.user_id,
+                    channel=transport.channel,
+                    template=row.kind,
+                )
+                uow.publish(told, subject=row.user_id)
+    log.debug("mail sent", count=len(recorded), channel=transport.channel)
 
 
 async def _failed(
@@ -222,12 +251,20 @@ async def _cut(ctx: ServiceContext, row: Any, token: str, body: bytes, error: st
             log.error("mail may or may not have arrived; kept as a dead letter", id=row.id)
 
 
+RECOVER_EVERY = 2.0  # seconds between looks for claims whose sender is gone
+
+
 async def sender(ctx: ServiceContext) -> None:
     """The service's task: send what is due, every ``pause`` seconds (at once again while
-    there is more)."""
+    there is more); every ``RECOVER_EVERY`` seconds, first recover what a crash left."""
     pause = 0.2
+    recovered_at = 0.0
+    loop = asyncio.get_running_loop()
     while True:
         try:
+            if loop.time() - recovered_at >= RECOVER_EVERY:
+                await recover(ctx, datetime.now(UTC))
+                recovered_at = loop.time()
             tried = await send_due(ctx)
         except asyncio.CancelledError:
             raise
