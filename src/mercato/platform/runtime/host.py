@@ -204,9 +204,15 @@ class ServiceHost:
             await self._grpc.stop(grace=self.settings.shutdown_timeout / 2)
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a task that does not end when cancelled must not hold the stop forever.
+            ended, stuck = await asyncio.wait(self._tasks, timeout=self.settings.shutdown_timeout)
+            for task in ended:  # what a task raised was logged where it ran; mark it seen
+                if not task.cancelled():
+                    task.exception()
+            if stuck:
+                names = sorted(t.get_name() for t in stuck)
+                log.warning("tasks still running after cancel", service=self.name, tasks=names)
         if self._relay_task is not None and self.relay is not None:
             self.relay.stop()
             try:
