@@ -75,6 +75,7 @@ from mercato.platform.bus.port import (
     Retry,
     Subscription,
     Verdict,
+    check_subscription,
     topic_matches,
 )
 from mercato.platform.envelope import KAFKA_PREFIX, Envelope
@@ -367,10 +368,7 @@ class KafkaBus:
         batch_size: int = 100,
         max_deliveries: int = 10,
     ) -> Subscription:
-        if not consumer or not patterns or batch_size < 1 or max_deliveries < 1:
-            raise ValueError(
-                "subscribe needs a consumer name, patterns, batch_size >= 1 and max_deliveries >= 1"
-            )
+        check_subscription(consumer, patterns, batch_size, max_deliveries)
         topics, regex = subscription_of(self.namespace, patterns, consumer)
         # So the group is assigned their partitions at once, and `send` finds the consumer.
         await self.ensure_topics(topics)

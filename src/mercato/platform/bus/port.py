@@ -60,6 +60,16 @@ def _match(pat: list[str], words: list[str]) -> bool:
     return (head in ("*", words[0])) and _match(rest, words[1:])
 
 
+def check_subscription(
+    consumer: str, patterns: Sequence[str], batch_size: int, max_deliveries: int
+) -> None:
+    """The arguments every adapter's ``subscribe`` refuses (``ValueError``)."""
+    if not consumer or not patterns or batch_size < 1 or max_deliveries < 1:
+        raise ValueError(
+            "subscribe needs a consumer name, patterns, batch_size >= 1 and max_deliveries >= 1"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class RawMessage:
     """A message as it came off the broker: CloudEvents binary mode, not yet decoded."""

@@ -46,7 +46,14 @@ from aio_pika.abc import (
 from aiormq import spec
 from yarl import URL
 
-from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
+from mercato.platform.bus.port import (
+    Processor,
+    RawMessage,
+    Retry,
+    Subscription,
+    Verdict,
+    check_subscription,
+)
 from mercato.platform.envelope import AMQP_PREFIX, CONTENT_TYPE, Envelope
 from mercato.platform.settings import broker_urls
 from mercato.platform.waits import within
@@ -271,10 +278,7 @@ class RabbitBus:
         batch_size: int = 100,
         max_deliveries: int = 10,
     ) -> Subscription:
-        if not consumer or not patterns or batch_size < 1 or max_deliveries < 1:
-            raise ValueError(
-                "subscribe needs a consumer name, patterns, batch_size >= 1 and max_deliveries >= 1"
-            )
+        check_subscription(consumer, patterns, batch_size, max_deliveries)
         if self._connection is None:
             raise ConnectionError("RabbitBus is not connected: call connect() first")
         channel = await within(self.timeout, self._connection.channel())
