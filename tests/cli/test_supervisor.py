@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from mercato.cli.main import app
 from mercato.cli.status import ProcessStatus, read_status, status_path, write_status
-from mercato.cli.supervisor import RestartPolicy, exit_text
+from mercato.cli.supervisor import Child, RestartPolicy, Supervisor, exit_text
 from mercato.platform.settings import ConfigError, load_settings
 
 
@@ -136,3 +137,47 @@ def test_a_second_supervisor_on_one_data_directory_is_refused(
     structlog.configure(**saved)
     assert result.exit_code == 2
     assert f"another supervisor (pid {os.getppid()})" in " ".join(result.output.split())
+
+
+async def test_the_processes_that_only_publish_start_once_every_consumer_is_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event published before its consumer's queue exists would never reach it: identity
+    (its first admin) and the gateway wait for the consumers."""
+    started: list[str] = []
+    ready: set[str] = set()
+
+    def start(child: Child) -> None:
+        started.append(child.label)
+        child.proc = subprocess.Popen(["sleep", "30"])
+        child.status.state = "starting"
+
+    async def answer(_http: object, url: str) -> bool:
+        return url in ready
+
+    monkeypatch.setattr(Child, "start", start)
+    monkeypatch.setattr("mercato.cli.supervisor._ready", answer)
+
+    def child(name: str, consumes: bool) -> Child:
+        status = ProcessStatus(name, 1, 1, None, "starting" if consumes else "waiting")
+        return Child((name,), status, {}, name, consumes=consumes)
+
+    monkeypatch.setenv("MERCATO_DATA_DIR", str(tmp_path))
+    children = [child("identity", False), child("order", True), child("payment", True)]
+    supervisor = Supervisor(load_settings(), children)
+    for c in children:
+        if c.consumes:
+            c.start()
+    try:
+        ready.add("order")
+        await supervisor._look(None)  # type: ignore[arg-type]
+        assert started == ["order", "payment"] and children[0].status.state == "waiting"
+        ready.add("payment")
+        await supervisor._look(None)  # type: ignore[arg-type]
+        assert started == ["order", "payment", "identity"]
+        assert children[0].status.state == "starting"
+    finally:
+        for c in children:
+            if c.proc is not None:
+                c.proc.kill()
+                c.proc.wait()

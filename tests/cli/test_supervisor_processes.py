@@ -88,6 +88,9 @@ async def broker(rabbitmq_url: str) -> AsyncIterator[str]:
         await drop_namespace(rabbitmq_url, "mercato", ordered_names())
 
 
+ADMIN = {"email": "admin@example.com", "password": "Vx9!qLr#2mPzT7wK"}
+
+
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
 async def test_replicas_on_fresh_databases_come_up_heal_a_sigkill_and_stop_on_sigterm(
@@ -99,8 +102,8 @@ async def test_replicas_on_fresh_databases_come_up_heal_a_sigkill_and_stop_on_si
             "MERCATO_BROKER_URL": broker,
             "MERCATO_DATABASE_URL": postgres_template,
             "MERCATO_DEMO_CATALOG": "0",
-            "MERCATO_ADMIN_EMAIL": "admin@example.com",
-            "MERCATO_ADMIN_PASSWORD": "Vx9!qLr#2mPzT7wK",
+            "MERCATO_ADMIN_EMAIL": ADMIN["email"],
+            "MERCATO_ADMIN_PASSWORD": ADMIN["password"],
         },
         tmp_path / "data",
     )
@@ -115,6 +118,17 @@ async def test_replicas_on_fresh_databases_come_up_heal_a_sigkill_and_stop_on_si
             for port in ports:
                 answer = await http.get(f"http://127.0.0.1:{port}/readyz")
                 assert answer.status_code == 200 and answer.json()["status"] == "ok", port
+            # identity (it only publishes) started once every consumer was ready: the admin it
+            # made at its start reached notification, whose welcome is in the admin's inbox.
+            base = f"http://127.0.0.1:{up.port}"
+            login = await http.post(f"{base}/api/v1/auth/login", json=ADMIN)
+            admin = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+
+            async def welcomed() -> bool:
+                inbox = await http.get(f"{base}/api/v1/notifications", headers=admin)
+                return any(n["kind"] == "welcome" for n in inbox.json()["items"])
+
+            await eventually(welcomed, timeout=30)
 
         victim = next(p for p in up.status() if p.name == "payment" and p.replica == 2)
         assert victim.pid is not None

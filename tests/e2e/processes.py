@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc.aio
 from grpc.health.v1 import health_pb2, health_pb2_grpc
 
+from mercato.services import load_service
 from tests.demo.probe import ROOT, drop_namespace
 from tests.runtime.test_processes import Served
 
@@ -37,9 +38,10 @@ async def serving(
     for process in served.values():
         process.env = {**env, "MERCATO_GRPC_TARGETS": targets}
     try:
-        for process in served.values():
-            process.start()
-        await asyncio.gather(*(p.ready() for p in served.values()))
+        for wave in in_waves(served.values()):
+            for process in wave:
+                process.start()
+            await asyncio.gather(*(p.ready() for p in wave))
         for process in served.values():  # each service where the others are told it is
             for name, port in process.grpc_ports.items():
                 if name != "gateway":  # the gateway serves HTTP only
@@ -54,6 +56,15 @@ async def serving(
             process.kill()
         services = [n for s in served.values() for n in s.grpc_ports if n != "gateway"]
         await drop_namespace(broker_url, "mercato", services)
+
+
+def in_waves(processes: Iterable[Served]) -> list[list[Served]]:
+    """The processes that consume events, then the others (they only publish), as
+    ``mercato up --processes`` starts them: an event published before its consumer's queue
+    exists never reaches it."""
+    processes = list(processes)
+    consumers = [p for p in processes if any(load_service(n).handlers for n in p.grpc_ports)]
+    return [consumers, [p for p in processes if p not in consumers]]
 
 
 def environment(

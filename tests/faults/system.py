@@ -3,10 +3,11 @@ suite's RabbitMQ node and PostgreSQL, two competing replicas of every service th
 events (one gateway, one identity), the harness holding each process so that a case can
 SIGKILL one and start it again.
 
-The first process of every service starts on fresh databases, then, once those are ready,
-the second replicas: two inventory processes starting at the same moment can fail on
-inventory's start-up (``store.set_threshold`` deletes and inserts its one settings row, and
-the second insert is a unique violation), which the fault suite is not about.
+The first process of every service starts on fresh databases (those that consume events
+first, as ``mercato up --processes`` starts them), then, once those are ready, the second
+replicas: two inventory processes starting at the same moment can fail on inventory's start-up
+(``store.set_threshold`` deletes and inserts its one settings row, and the second insert is a
+unique violation), which the fault suite is not about.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from mercato.services import load_service, ordered_names
-from tests.e2e.processes import environment, grpc_targets
+from tests.e2e.processes import environment, grpc_targets, in_waves
 from tests.runtime.test_processes import Served
 
 ADMIN = {"email": "operator@faults.example", "password": "Faults-admin-4Rt8-Vb2q"}
@@ -108,9 +109,9 @@ async def running(
     for process in system.all():
         process.env = {**env, "MERCATO_GRPC_TARGETS": targets}
     try:
-        for wave in range(replicas):
-            started = [r[wave] for r in processes.values() if len(r) > wave]
-            await asyncio.gather(*(_start(p) for p in started))
+        for replica in range(replicas):
+            for wave in in_waves(r[replica] for r in processes.values() if len(r) > replica):
+                await asyncio.gather(*(_start(p) for p in wave))
         yield system
     finally:
         stopping = [p for p in system.all() if p.proc is not None and p.proc.poll() is None]

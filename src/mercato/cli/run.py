@@ -250,7 +250,12 @@ def _supervise(settings: Settings, plan: list[tuple[str, ...]]) -> None:
         status = ProcessStatus(
             "+".join(names), plan[: len(children) + 1].count(names), plan.count(names), None, ""
         )
-        children.append(Child(names, status, env, f"http://{host}:{http_port}/readyz"))
+        consumes = any(load_service(name).handlers for name in names)
+        if not consumes:
+            status.state = "waiting"  # for the consumers (see supervisor.py)
+        children.append(
+            Child(names, status, env, f"http://{host}:{http_port}/readyz", consumes=consumes)
+        )
         console.print(
             f"{children[-1].label}: HTTP :{http_port}, gRPC :{',:'.join(map(str, grpc_ports))}"
         )

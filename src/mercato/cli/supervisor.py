@@ -6,6 +6,12 @@ is started again on the same ports after a back-off (``RestartPolicy``). One tha
 give up: it says which process and how it last exited, stops everything and exits 1. SIGTERM or
 SIGINT stops every child (SIGTERM, up to 2.5 × ``MERCATO_SHUTDOWN_TIMEOUT`` + 5 s to drain,
 then SIGKILL) and exits 0. Each change of state goes to the status file ``mercato ps`` reads.
+
+The children that consume events start first; the others (identity, the gateway: they only
+publish) once every consumer is ready. A consumer's queue exists from its first start on, and
+an event published before it would never reach it: identity's first admin, for one, whom
+notification must know to alert. (Within one process, the host does the same: its relays
+start after every subscription.)
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ class Child:
     env: dict[str, str]
     ready_url: str
     proc: subprocess.Popen[bytes] | None = None
+    consumes: bool = True  # False: publishes only, started once every consumer is ready
     crashes: list[float] = field(default_factory=list)  # monotonic times, within the window
     restart_at: float = 0.0
 
@@ -121,8 +128,9 @@ class Supervisor:
             loop.add_signal_handler(signum, self._stop.set)
         try:  # whatever happens here, the children are stopped
             for child in self.children:
-                child.start()
-                self._changed(child)
+                if child.consumes:
+                    child.start()
+                    self._changed(child)
             self._write()
             async with Client(timeout=1) as http:
                 while not self._stop.is_set() and self.gave_up is None:
@@ -137,7 +145,8 @@ class Supervisor:
         now = time.monotonic()
         changed = False
         for child in self.children:
-            assert child.proc is not None
+            if child.proc is None:  # a publisher, waiting for the consumers
+                continue
             state = child.status.state
             if state in ("starting", "ready") and child.proc.poll() is not None:
                 self._exited(child, now)
@@ -156,6 +165,13 @@ class Supervisor:
                 child.status.state = "ready"
                 self._changed(child)
                 changed = True
+        consumers = [c for c in self.children if c.consumes]
+        if all(c.status.state == "ready" for c in consumers):
+            for child in self.children:
+                if child.proc is None:
+                    child.start()
+                    self._changed(child)
+                    changed = True
         if changed:
             self._write()
             if all(c.status.state == "ready" for c in self.children):
