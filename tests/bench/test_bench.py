@@ -369,6 +369,29 @@ async def test_a_tiny_embedded_run_reports_every_figure_and_its_invariants_hold(
 
 
 @pytest.mark.slow  # starts the system (one process)
+async def test_the_wdm_load_and_its_consistency_test(tmp_path: Path) -> None:
+    """20 users with 1 credit each check out one item with 2 units at once: 2 are paid, and
+    the first reading right after the last answer finds 2 credits spent and 2 units sold."""
+    results, shown = await tiny_run(
+        tmp_path,
+        scenarios=("plenty",),
+        shoppers=2,
+        orders=2,
+        duration=None,
+        wdm=True,
+        wdm_seconds=1.0,
+        wdm_users=20,
+        wdm_items=3,
+    )
+    (target,) = results["wdm"]["targets"]
+    assert target["checkouts"] > 0 and not target["errors"], target
+    checked = results["wdm"]["consistency"]
+    assert checked["outcomes"] == {"paid": 2, "refused": 18}, checked
+    assert (checked["creditsSpent"], checked["stockSold"], checked["consistent"]) == (2, 2, True)
+    assert "consistent at the first reading" in shown
+
+
+@pytest.mark.slow  # starts the system (one process)
 async def test_a_tiny_run_with_a_webhook_subscriber_to_every_event(tmp_path: Path) -> None:
     sizes = {"scenarios": ("plenty",), "shoppers": 2, "orders": 2, "duration": None}
     results, _ = await tiny_run(tmp_path, webhook_subscriber=True, **sizes)

@@ -189,7 +189,38 @@ def tables(results: dict[str, Any]) -> list[Table]:
                 _n(t["ratioToFirst"], 2),
             )
         found.append(table)
+        checked = wdm.get("consistency")
+        if checked:
+            found.append(_consistency(checked))
     return found
+
+
+def _consistency(checked: dict[str, Any]) -> Table:
+    table = Table(
+        "users × 1 credit",
+        "units",
+        "checkouts answered in s",
+        "paid/refused/other",
+        "credits spent",
+        "units sold",
+        "consistent at the first reading",
+        title="WDM consistency test (every checkout at once, read right after the last answer)",
+    )
+    if "failed" in checked:
+        table.add_row("—", "—", "—", "—", "—", "—", f"[red]{checked['failed']}[/]")
+        return table
+    outcomes = dict(checked["outcomes"])
+    paid, refused = outcomes.pop("paid", 0), outcomes.pop("refused", 0)
+    table.add_row(
+        str(checked["users"]),
+        str(checked["stock"]),
+        _n(checked["checkoutSeconds"], 1),
+        f"{paid}/{refused}/{sum(outcomes.values())}",
+        str(checked["creditsSpent"]),
+        str(checked["stockSold"]),
+        "yes" if checked["consistent"] else "[red]NO[/]",
+    )
+    return table
 
 
 def show(console: Console, results: dict[str, Any]) -> None:
@@ -284,6 +315,13 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| WDM load checkouts/s on {t['url']} | | "
             f"{t.get('failed') or _n(t['checkoutsPerSecond'])} | ×{_n(t['ratioToFirst'], 2)} |"
+        )
+    checked = (results.get("wdm") or {}).get("consistency")
+    if checked and "failed" not in checked:
+        lines.append(
+            f"| WDM consistency: paid / credits spent / units sold at the first reading | | "
+            f"{checked['outcomes'].get('paid', 0)} / {checked['creditsSpent']} / "
+            f"{checked['stockSold']} | {'consistent' if checked['consistent'] else 'NOT'} |"
         )
     return "\n".join(lines) + "\n"
 

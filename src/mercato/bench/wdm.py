@@ -96,6 +96,55 @@ async def stress(
     }
 
 
+async def consistency(base_url: str, users: int, stock: int) -> dict[str, Any]:
+    """The WDM benchmark's consistency test: one item with ``stock`` units at 1, ``users``
+    users with 1 credit each, an order of that item for each, every checkout at once; then,
+    right after the last checkout answers, a first reading of every credit and of the stock.
+    Consistent: as many checkouts paid as credits spent and as units sold."""
+    async with Client(base_url, timeout=120, connections=min(users, 200) + 5) as http:
+        for path in (f"/payment/batch_init/{users}/1", f"/stock/batch_init/1/{stock}/1"):
+            answer = await http.post(path, timeout=300)
+            if not answer.is_success:
+                raise RuntimeError(f"POST {path}: {answer.status_code} {answer.text[:200]}")
+
+        async def order_of(user: int) -> str:
+            created = await http.post(f"/orders/create/{user}")
+            order_id = str(created.json()["order_id"])
+            added = await http.post(f"/orders/addItem/{order_id}/0/1")
+            if not added.is_success:
+                raise RuntimeError(f"addItem: {added.status_code} {added.text[:200]}")
+            return order_id
+
+        orders = await asyncio.gather(*(order_of(u) for u in range(users)))
+        outcomes: Counter[str] = Counter()
+
+        async def checkout(order_id: str) -> None:
+            try:
+                answer = await http.post(f"/orders/checkout/{order_id}")
+            except FAILURES as exc:
+                outcomes[error_kind("POST orders/checkout", exc)] += 1
+                return
+            code = answer.status_code
+            outcomes["paid" if code < 300 else "refused" if code < 500 else f"HTTP {code}"] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(checkout(o) for o in orders))
+        answered = time.perf_counter() - started
+        credits = await asyncio.gather(*(http.get(f"/payment/find_user/{u}") for u in range(users)))
+        left = (await http.get("/stock/find/0")).json()["stock"]
+    spent = sum(1 - int(c.json()["credit"]) for c in credits)
+    paid = outcomes["paid"]
+    return {
+        "users": users,
+        "stock": stock,
+        "outcomes": dict(outcomes),
+        "checkoutSeconds": answered,
+        "creditsSpent": spent,
+        "stockSold": stock - int(left),
+        "consistent": paid == spent == stock - int(left),
+    }
+
+
 async def reachable(url: str) -> bool:
     """Whether anything answers HTTP at ``url`` (checked before a long run starts)."""
     try:
@@ -128,4 +177,11 @@ async def compare(targets: list[str], config: Config, progress: Progress) -> dic
     for target in found:
         rate = target["checkoutsPerSecond"]
         target["ratioToFirst"] = rate / first if first and rate is not None else None
-    return {"targets": found}
+    task = progress.add_task(f"WDM consistency on {targets[0]}", total=None)
+    try:
+        checked = await consistency(targets[0], config.wdm_users, max(1, config.wdm_users // 10))
+    except (*FAILURES, RuntimeError, KeyError, ValueError) as exc:
+        checked = {"failed": f"{type(exc).__name__}: {exc}"}
+    progress.update(task, total=1, completed=1)
+    progress.stop_task(task)
+    return {"targets": found, "consistency": checked}
