@@ -1,7 +1,8 @@
 """Where the suite finds PostgreSQL, RabbitMQ, NATS and Kafka, and what it does when one is missing.
 
 A missing server skips the tests that need it, with a message saying what is missing, unless
-MERCATO_REQUIRE_SERVICES=1 (CI sets it): then it is a failure.
+MERCATO_REQUIRE_SERVICES=1 (CI sets it): then it is a failure. Tests marked ``long`` run only
+with MERCATO_LONG=1.
 """
 
 from __future__ import annotations
@@ -25,6 +26,19 @@ NATS_URL = os.environ.get("MERCATO_TEST_NATS_URL", "nats://127.0.0.1:4222")
 KAFKA_URL = os.environ.get("MERCATO_TEST_KAFKA_URL")
 # Tansu has no idempotent producer; a real Kafka given above may say 1.
 KAFKA_IDEMPOTENCE = os.environ.get("MERCATO_TEST_KAFKA_IDEMPOTENCE") == "1"
+
+
+# MERCATO_LONG=1: the long variants too (tests marked ``long``), and the fault cases longer.
+LONG = os.environ.get("MERCATO_LONG") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if LONG:
+        return
+    skip = pytest.mark.skip(reason="a long variant: MERCATO_LONG=1 runs it")
+    for item in items:
+        if item.get_closest_marker("long") is not None:
+            item.add_marker(skip)
 
 
 def _reachable(url: str, default_port: int) -> bool:

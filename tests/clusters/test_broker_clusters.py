@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,15 @@ from nats.aio.client import Client
 
 from tests.clusters.nodes import NatsCluster, Node, RabbitCluster
 from tests.clusters.saga import saga_under_load
+from tests.conftest import LONG
 
 pytestmark = [pytest.mark.cluster, pytest.mark.faults, pytest.mark.slow]
 
-LONG = os.environ.get("MERCATO_LONG") == "1"
+
 SECONDS = 60.0 if LONG else 6.0
 
 
+@pytest.mark.long  # a minute and more, most of it the cluster's start and its streams' moves
 async def test_a_nats_node_killed_under_load_loses_nothing_with_r3_streams(tmp_path: Path) -> None:
     cluster = NatsCluster(tmp_path / "nodes")
 

@@ -18,6 +18,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
 from mercato.services import all_services
+from tests.conftest import LONG
 from tests.e2e.test_saga import ADMIN
 from tests.support import ServedSystem
 from tests.support import test_settings as make_settings
@@ -31,7 +32,12 @@ CHECKS = [
 ]
 CUSTOMER = {"email": "schema@example.com", "password": "correct horse 9"}
 CALLERS = ("nobody", "customer", "admin")
-EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 6}
+# Examples per operation, caller and mode (MERCATO_LONG=1: more).
+EXAMPLES = (
+    {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 6}
+    if LONG
+    else {GenerationMode.POSITIVE: 4, GenerationMode.NEGATIVE: 3}
+)
 
 
 class SchemaSystem(ServedSystem):

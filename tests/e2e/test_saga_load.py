@@ -86,6 +86,7 @@ async def overselling_is_impossible(shop: Shop) -> None:
     assert quantities and min(quantities) >= 0 and quantities[-1] == 0
 
 
+@pytest.mark.long  # PostgreSQL's below is the one replicas run on
 async def test_no_oversell_under_concurrent_orders_on_sqlite(tmp_path: Path) -> None:
     async for shop in open_shop(tmp_path):
         await overselling_is_impossible(shop)

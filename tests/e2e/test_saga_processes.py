@@ -19,7 +19,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 @pytest.fixture(
-    params=[pytest.param("rabbitmq", marks=pytest.mark.rabbitmq), pytest.param("kafka")]
+    # Kafka's variant is long: Tansu takes 5 s to let each consumer group in.
+    params=[
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+        pytest.param("kafka", marks=pytest.mark.long),
+    ]
 )
 async def shop(
     request: pytest.FixtureRequest, postgres_template: str, tmp_path: Path

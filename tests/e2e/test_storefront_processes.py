@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.rabbitmq]
 TOPOLOGIES = {"alone": STOREFRONT, "together": ("identity,catalog,cart,gateway", "payment")}
 
 
-@pytest.fixture(params=sorted(TOPOLOGIES))
+@pytest.fixture(params=[pytest.param("alone", marks=pytest.mark.long), pytest.param("together")])
 async def gateway(
     postgres_template: str, rabbitmq_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[httpx.AsyncClient]:

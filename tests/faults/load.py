@@ -5,16 +5,15 @@ seconds. ``MERCATO_LONG=1`` makes it longer and wider."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 
 from mercato.bench import shoppers
 from mercato.bench.client import Client
+from tests.conftest import LONG
 from tests.faults.invariants import Expected
 from tests.faults.system import ADMIN
 
-LONG = os.environ.get("MERCATO_LONG") == "1"
 SHOPPERS = 12 if LONG else 6
 SECONDS = 30.0 if LONG else 4.0  # of load per case
 MAX_ORDERS = int(SECONDS * 40)  # a bound the load never reaches on this machine

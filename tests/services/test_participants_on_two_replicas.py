@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -62,9 +61,9 @@ from mercato.services.payment.service import service as payment
 from mercato.services.payment.tables import payments, wallets
 from mercato.services.shipping.service import service as shipping
 from mercato.services.shipping.tables import shipments
+from tests.conftest import LONG
 from tests.services.replicas import Replica, Replicas, message, replicas
 
-LONG = os.environ.get("MERCATO_LONG") == "1"
 RECEIVED = {"p1": 4, "p2": 3}
 CREDIT = Decimal(50)
 PREVIOUS = ["CREATED", "PAID", "RESERVED", "DELIVERING"]
