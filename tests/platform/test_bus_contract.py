@@ -62,6 +62,7 @@ class BusWorld:
         self.tmp = tmp
         self.template = template  # the consumers' databases: SQLite files unless PostgreSQL's
         self.deliveries: Counter[str] = Counter()  # messages handed to each consumer
+        self.batches: dict[str, list[int]] = {}  # the size of each batch, by consumer
         self.namespace = f"mtest{uuid.uuid4().hex[:8]}"
         self.buses: list[EventBus] = []
         self.engines: dict[str, Database] = {}
@@ -108,6 +109,7 @@ class BusWorld:
         bus: EventBus | None = None,
         max_attempts: int = 3,
         batch_size: int = 20,
+        batch_wait: float = 0.0,
         model: type[Payload] = Pinged,
     ) -> InboxConsumer:
         processor = InboxConsumer(
@@ -120,6 +122,7 @@ class BusWorld:
 
         async def counted(batch: Sequence[RawMessage]) -> list[Verdict]:
             self.deliveries[consumer] += len(batch)
+            self.batches.setdefault(consumer, []).append(len(batch))
             return await processor(batch)
 
         self.subscriptions.append(
@@ -129,6 +132,7 @@ class BusWorld:
                 counted,
                 batch_size=batch_size,
                 max_deliveries=max_attempts + 3,
+                batch_wait=batch_wait,
             )
         )
         return processor
@@ -210,6 +214,31 @@ async def test_published_events_are_consumed(world: BusWorld) -> None:
     await world.publish(*events)
     await eventually(lambda: len(seen) == 5)
     assert sorted(e.n for e in seen) == [0, 1, 2, 3, 4]
+
+
+async def test_a_batch_waits_for_what_comes_within_its_batch_wait(world: BusWorld) -> None:
+    """Events published one by one within a consumer's ``batch_wait`` of the first reach it
+    in one batch; a full batch goes at once. (The in-process bus does not wait: its publish
+    is confirmed once the consumers have committed.)"""
+    if world.kind == "memory":
+        pytest.skip("the in-process bus hands over what is there")
+    seen, handle = recorder()
+    await world.consume("svc-a", handle, batch_size=4, batch_wait=3.0)
+    for n in range(3):
+        await world.publish(ping(n))
+        await asyncio.sleep(0.1)
+    await eventually(lambda: len(seen) == 3, timeout=10)
+    assert world.batches["svc-a"] == [3]
+    await world.publish(*(ping(n) for n in range(3, 7)))  # a full batch: no wait
+    await eventually(lambda: len(seen) == 7, timeout=2.5)
+    assert world.batches["svc-a"] == [3, 4]
+
+
+async def test_a_batch_wait_out_of_bounds_is_refused(world: BusWorld) -> None:
+    bus = await world.bus()
+    for wait in (-1.0, float("nan"), 60.0):
+        with pytest.raises(ValueError, match="batch_wait"):
+            await bus.subscribe("svc-a", ["*.Pinged"], lambda b: [], batch_wait=wait)  # type: ignore[arg-type,return-value]
 
 
 async def test_a_queue_receives_only_the_types_it_is_bound_to(world: BusWorld) -> None:

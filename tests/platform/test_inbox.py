@@ -7,15 +7,15 @@ The effects are the demo tally's real tables (tests/demo), written by its real h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from mercato.contracts.events import Payload
 from mercato.platform.bus.port import ACK
-from mercato.platform.envelope import AMQP_PREFIX
-from mercato.platform.inbox import InboxConsumer, RetryPolicy
+from mercato.platform.envelope import AMQP_PREFIX, Envelope
+from mercato.platform.inbox import InboxConsumer, RetryPolicy, every
 from mercato.platform.storage.database import open_database, service_url
 from mercato.platform.storage.sql import Database
 from mercato.platform.unit_of_work import UnitOfWork
@@ -144,3 +144,34 @@ async def test_consumers_keep_separate_records_of_one_event(engine: Database) ->
     assert await inbox_count(engine, "tally", event.id) == 1
     assert await inbox_count(engine, "mirror", event.id) == 1
     assert await count_of(engine, "acc-1") == 2, "both consumers' effects, one each"
+
+
+async def test_events_no_every_handler_wants_are_acknowledged_before_any_transaction(
+    engine: Database,
+) -> None:
+    """An ``every`` handler with an interest (webhooks: its subscriptions) is asked once per
+    batch; the events it does not want leave no inbox row and reach no handler; if it cannot
+    say (its database is down), every event goes through the transaction as usual."""
+    wanted, handled, asked = {"acc-2"}, [], []
+    down = False
+
+    async def interest(db: Database) -> Callable[[Envelope], bool]:
+        asked.append(db)
+        if down:
+            raise ConnectionError("database down")
+        return lambda e: e.subject in wanted
+
+    async def keep(events: Sequence[Envelope], uow: UnitOfWork) -> None:
+        handled.extend(e.id for e in events)
+
+    consumer = InboxConsumer("hooks", engine, [every(keep, interest=interest)])
+    one, two, three = entry_event("acc-1"), entry_event("acc-2"), entry_event("acc-3")
+    assert await consumer([raw(one), raw(two), raw(three)]) == [ACK] * 3
+    assert handled == [two.id] and len(asked) == 1
+    assert [await inbox_count(engine, "hooks", e.id) for e in (one, two, three)] == [0, 1, 0]
+    wanted.add("acc-1")  # now wanted: a redelivery is asked about again
+    assert await consumer([raw(one)]) == [ACK]
+    assert handled == [two.id, one.id]
+    down = True
+    assert await consumer([raw(three)]) == [ACK]
+    assert handled == [two.id, one.id, three.id]

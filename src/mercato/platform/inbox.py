@@ -81,6 +81,8 @@ def on(model: type[Payload], handler: HandlerFn, route: str | None = None) -> On
 
 
 EveryFn = Callable[[Sequence[Envelope], UnitOfWork], Awaitable[None]]
+# Read once per batch, before its transaction: which events an ``every`` handler wants now.
+Interest = Callable[[Database], Awaitable[Callable[[Envelope], bool]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +93,25 @@ class OnEvery:
 
     With a ``catalog`` (type → model), an event of a type not in it, or whose payload fails
     its model, is a dead letter, as it is for a handler of that type; without one, every
-    well-formed CloudEvent is taken."""
+    well-formed CloudEvent is taken.
+
+    With an ``interest`` (webhooks: the active subscriptions), the events of a batch that no
+    handler wants at that moment are acknowledged before any transaction: no inbox row, no
+    handler call (outcome ``unwanted``). A redelivered one is asked about again."""
 
     handler: EveryFn
     catalog: Mapping[str, type[Payload]] | None = None
+    interest: Interest | None = None
     pattern: str = ALL_EVENTS
 
 
-def every(handler: EveryFn, catalog: Mapping[str, type[Payload]] | None = None) -> OnEvery:
-    return OnEvery(handler, catalog)
+def every(
+    handler: EveryFn,
+    catalog: Mapping[str, type[Payload]] | None = None,
+    *,
+    interest: Interest | None = None,
+) -> OnEvery:
+    return OnEvery(handler, catalog, interest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +214,8 @@ class InboxConsumer:
                 verdicts[i] = await self._dead_letter(message, str(exc), None)
                 continue
             good.append((i, decoded))
+        if self._every and all(h.interest is not None for h in self._every):
+            good = await self._wanted(good)
         if len(good) > 1:
             try:
                 await self._handle([d for _, d in good])
@@ -214,6 +228,23 @@ class InboxConsumer:
             except Exception as exc:
                 verdicts[i] = await self._failed(decoded, exc)
         return verdicts
+
+    async def _wanted(self, good: list[tuple[int, _Decoded]]) -> list[tuple[int, _Decoded]]:
+        """Of ``good``, the events some handler wants (the others are acknowledged as they
+        are). If the ``every`` handlers cannot say (their database is down), all of them: the
+        transaction then fails and retries them as usual."""
+        try:
+            wants = [await h.interest(self.db) for h in self._every if h.interest is not None]
+        except Exception as exc:
+            log.info("cannot tell which events are wanted", consumer=self.name, error=str(exc))
+            return good
+        kept = []
+        for i, decoded in good:
+            if decoded.handlers or any(w(decoded.envelope) for w in wants):
+                kept.append((i, decoded))
+            else:
+                handler_outcomes(self.name, decoded.envelope.type, "unwanted").inc()
+        return kept
 
     def _decode(self, message: RawMessage) -> _Decoded:
         try:

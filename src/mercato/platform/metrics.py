@@ -57,7 +57,8 @@ HANDLER_SECONDS = Histogram(
 )
 HANDLER_OUTCOMES = Counter(
     "mercato_handler_outcomes",
-    "Events a consumer took: handled, duplicate (skipped by the inbox), retried, dead_lettered.",
+    "Events a consumer took: handled, duplicate (skipped by the inbox), unwanted (by an "
+    "every handler with an interest: webhooks), retried, dead_lettered.",
     ["consumer", "event_type", "outcome"],
 )
 

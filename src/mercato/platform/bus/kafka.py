@@ -367,12 +367,14 @@ class KafkaBus:
         *,
         batch_size: int = 100,
         max_deliveries: int = 10,
+        batch_wait: float = 0.0,
     ) -> Subscription:
-        check_subscription(consumer, patterns, batch_size, max_deliveries)
+        check_subscription(consumer, patterns, batch_size, max_deliveries, batch_wait)
         topics, regex = subscription_of(self.namespace, patterns, consumer)
         # So the group is assigned their partitions at once, and `send` finds the consumer.
         await self.ensure_topics(topics)
         reader = _Reader(self, consumer, tuple(patterns), processor, batch_size)
+        reader.batch_wait = batch_wait
         await reader.start(topics, regex)
 
         async def stop() -> None:
@@ -429,6 +431,7 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
         self.bus, self.consumer, self.patterns = bus, consumer, patterns
         self.direct = direct_topic(bus.namespace, consumer)
         self.processor, self.batch_size = processor, batch_size
+        self.batch_wait = 0.0
         self.partitions = _Partitions()
         self.kafka = AIOKafkaConsumer(
             bootstrap_servers=bus.servers,
@@ -501,6 +504,8 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.warning("kafka fetch failed", consumer=self.consumer, error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
+            if fetched and self.batch_wait > 0:
+                await self._fill(fetched)
             if fetched and not self.stopping:
                 self.in_hand = loop.create_future()
                 try:
@@ -508,6 +513,25 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
                 finally:
                     self.in_hand.set_result(None)
                     self.in_hand = None
+
+    async def _fill(self, fetched: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """``batch_wait``: fetch what comes within it after a batch's first records."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.batch_wait
+        count = sum(map(len, fetched.values()))
+        while count < self.batch_size and not self.stopping:
+            left = deadline - loop.time()
+            if left <= 0.001:
+                return
+            try:
+                more = await self.kafka.getmany(
+                    timeout_ms=max(1, int(left * 1000)), max_records=self.batch_size - count
+                )
+            except KafkaError:  # what is in hand goes now; the next fetch says what is wrong
+                return
+            for tp, records in more.items():
+                fetched.setdefault(tp, []).extend(records)
+                count += len(records)
 
     def _release_due(self, now: float) -> None:
         for tp, held in list(self.partitions.held.items()):

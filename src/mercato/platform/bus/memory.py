@@ -20,6 +20,8 @@ from mercato.platform.bus.port import (
     Processor,
     RawMessage,
     Subscription,
+    check_subscription,
+    fill_batch,
     topic_matches,
 )
 from mercato.platform.envelope import NATS_PREFIX, Envelope
@@ -138,12 +140,16 @@ class MemoryBus:
         *,
         batch_size: int = 100,
         max_deliveries: int = 10,
+        batch_wait: float = 0.0,
     ) -> Subscription:
+        check_subscription(consumer, patterns, batch_size, max_deliveries, batch_wait)
         queue = self._queues.setdefault(consumer, _Queue())
         queue.patterns.update(patterns)
         self._routes.clear()
         queue.workers += 1
         worker = _Worker()
+        # batch_wait is not applied: a publish here is confirmed once its consumers have
+        # committed, so a batch waiting to fill would hold the publisher's relay as long.
         task = asyncio.create_task(self._work(queue, processor, batch_size, worker))
 
         async def stop() -> None:
@@ -158,7 +164,11 @@ class MemoryBus:
         return Subscription(stop=stop, name=consumer, patterns=tuple(patterns))
 
     async def _work(
-        self, queue: _Queue, processor: Processor, batch_size: int, worker: _Worker
+        self,
+        queue: _Queue,
+        processor: Processor,
+        batch_size: int,
+        worker: _Worker,
     ) -> None:
         loop = asyncio.get_running_loop()
         items = queue.items
@@ -179,8 +189,7 @@ class MemoryBus:
             else:
                 first = items.get_nowait()
             batch = [first]
-            while len(batch) < batch_size and not items.empty():
-                batch.append(items.get_nowait())
+            await fill_batch(items, batch, batch_size, 0.0)
             verdicts = await processor([item.message for item in batch])
             for item, verdict in zip(batch, verdicts, strict=True):
                 if verdict is None:

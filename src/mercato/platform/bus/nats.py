@@ -49,7 +49,14 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NotFoundError
 
-from mercato.platform.bus.port import Processor, RawMessage, Retry, Subscription, Verdict
+from mercato.platform.bus.port import (
+    Processor,
+    RawMessage,
+    Retry,
+    Subscription,
+    Verdict,
+    check_subscription,
+)
 from mercato.platform.envelope import NATS_PREFIX, Envelope
 from mercato.platform.settings import broker_urls
 from mercato.platform.waits import within
@@ -284,9 +291,9 @@ class NatsBus:
         *,
         batch_size: int = 100,
         max_deliveries: int = 10,
+        batch_wait: float = 0.0,
     ) -> Subscription:
-        if not patterns or batch_size < 1 or max_deliveries < 1:
-            raise ValueError("subscribe needs patterns, batch_size >= 1 and max_deliveries >= 1")
+        check_subscription(consumer, patterns, batch_size, max_deliveries, batch_wait)
         filters = {durable_name(consumer, p): pattern_subject(self.namespace, p) for p in patterns}
         filters[durable_name(consumer, _DIRECT)] = f"{self.namespace}.direct.{_safe(consumer)}.>"
         self._durables[consumer] = list(filters)
@@ -320,7 +327,7 @@ class NatsBus:
         # hand in meanwhile goes together into the next one.
         batcher = _Batcher(processor, self.ack_wait)
         pullers = [
-            _Puller(self, nc, self.stream, name, batch_size, self._event, batcher)
+            _Puller(self, nc, self.stream, name, batch_size, self._event, batcher, batch_wait)
             for name in filters
         ]
         ours = _safe(consumer) + "__"
@@ -399,8 +406,10 @@ class _Puller:
         batch_size: int,
         convert: Convert,
         batcher: _Batcher,
+        batch_wait: float = 0.0,
     ):
         self.nc, self.durable, self.batch_size = nc, durable, batch_size
+        self.batch_wait = batch_wait
         self.poll = bus.poll
         self.convert, self.batcher = convert, batcher
         self.next_subject = f"{_NEXT}.{stream}.{durable}"
@@ -430,7 +439,9 @@ class _Puller:
     async def _run(self) -> None:
         while not self.stopping:
             try:
-                msgs = await self._pull()
+                msgs = await self._pull(self.batch_size, self.poll)
+                if msgs and self.batch_wait > 0:
+                    await self._fill(msgs)
                 if msgs and self.stopping:
                     await _settle([(m, Retry(0)) for m in msgs])
                 elif msgs:
@@ -439,12 +450,24 @@ class _Puller:
                 log.warning("nats pull failed", consumer=self.durable, error=repr(exc))
                 await self._sleep(1.0)
 
-    async def _pull(self) -> list[Msg]:
-        request = {"batch": self.batch_size, "no_wait": True, "expires": int(self.poll * 1e9)}
-        await self.nc.publish(self.next_subject, json.dumps(request).encode(), reply=self.inbox)
-        deadline = asyncio.get_running_loop().time() + self.poll + 2.0
-        msgs: list[Msg] = []
+    async def _fill(self, msgs: list[Msg]) -> None:
+        """``batch_wait``: pull what comes within it after a batch's first messages."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.batch_wait
         while len(msgs) < self.batch_size and not self.stopping:
+            left = deadline - loop.time()
+            if left <= 0.001:
+                return
+            msgs.extend(await self._pull(self.batch_size - len(msgs), left))
+
+    async def _pull(self, size: int, wait: float) -> list[Msg]:
+        """Up to ``size`` messages: waits at most ``wait`` seconds for the first, then takes
+        what the server has at hand."""
+        request = {"batch": size, "no_wait": True, "expires": int(wait * 1e9)}
+        await self.nc.publish(self.next_subject, json.dumps(request).encode(), reply=self.inbox)
+        deadline = asyncio.get_running_loop().time() + wait + 2.0
+        msgs: list[Msg] = []
+        while len(msgs) < size and not self.stopping:
             msg = await self._next(deadline)
             if msg is None:
                 break

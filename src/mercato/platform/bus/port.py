@@ -12,9 +12,11 @@ to exactly what its service handles. Patterns use AMQP's wildcards: ``*`` one wo
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from mercato.platform.envelope import Envelope
 
@@ -61,13 +63,46 @@ def _match(pat: list[str], words: list[str]) -> bool:
 
 
 def check_subscription(
-    consumer: str, patterns: Sequence[str], batch_size: int, max_deliveries: int
+    consumer: str,
+    patterns: Sequence[str],
+    batch_size: int,
+    max_deliveries: int,
+    batch_wait: float = 0.0,
 ) -> None:
     """The arguments every adapter's ``subscribe`` refuses (``ValueError``)."""
     if not consumer or not patterns or batch_size < 1 or max_deliveries < 1:
         raise ValueError(
             "subscribe needs a consumer name, patterns, batch_size >= 1 and max_deliveries >= 1"
         )
+    if not (math.isfinite(batch_wait) and 0 <= batch_wait <= MAX_BATCH_WAIT):
+        raise ValueError(f"batch_wait is seconds from 0 to {MAX_BATCH_WAIT:g}")
+
+
+MAX_BATCH_WAIT = 5.0
+T = TypeVar("T")
+
+
+async def fill_batch(queue: asyncio.Queue[T], batch: list[T], size: int, wait: float) -> None:
+    """Add to ``batch`` what ``queue`` holds, up to ``size``; with a ``wait``, also what comes
+    within that many seconds (the RabbitMQ adapter's ``batch_wait``)."""
+    while len(batch) < size and not queue.empty():
+        batch.append(queue.get_nowait())
+    if wait <= 0 or len(batch) >= size:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while len(batch) < size:
+        left = deadline - loop.time()
+        if left <= 0:
+            return
+        try:
+            # A get cancelled by the timeout leaves its item in the queue.
+            async with asyncio.timeout(left):
+                batch.append(await queue.get())
+        except TimeoutError:
+            return
+        while len(batch) < size and not queue.empty():
+            batch.append(queue.get_nowait())
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,5 +165,10 @@ class EventBus(Protocol):
         *,
         batch_size: int = 100,
         max_deliveries: int = 10,
+        batch_wait: float = 0.0,
     ) -> Subscription:
-        """Start consuming into ``consumer``'s durable queue (shared by its replicas)."""
+        """Start consuming into ``consumer``'s durable queue (shared by its replicas), in
+        batches of up to ``batch_size``: what the broker has at hand, and with a
+        ``batch_wait``, what comes within that many seconds of a batch's first message (fewer,
+        larger transactions for a consumer nobody waits on; the in-process bus, whose publish
+        waits for its consumers, does not wait)."""

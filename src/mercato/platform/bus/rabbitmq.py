@@ -53,6 +53,7 @@ from mercato.platform.bus.port import (
     Subscription,
     Verdict,
     check_subscription,
+    fill_batch,
 )
 from mercato.platform.envelope import AMQP_PREFIX, CONTENT_TYPE, Envelope
 from mercato.platform.settings import broker_urls
@@ -277,8 +278,9 @@ class RabbitBus:
         *,
         batch_size: int = 100,
         max_deliveries: int = 10,
+        batch_wait: float = 0.0,
     ) -> Subscription:
-        check_subscription(consumer, patterns, batch_size, max_deliveries)
+        check_subscription(consumer, patterns, batch_size, max_deliveries, batch_wait)
         if self._connection is None:
             raise ConnectionError("RabbitBus is not connected: call connect() first")
         channel = await within(self.timeout, self._connection.channel())
@@ -288,6 +290,7 @@ class RabbitBus:
                 queue, dead = await self._declare(channel, consumer, patterns, max_deliveries)
                 await channel.set_qos(prefetch_count=2 * batch_size)
                 worker = _Worker(channel, processor, batch_size, max_deliveries, self)
+                worker.batch_wait = batch_wait
                 await worker.start([(queue, False), (dead, True)])
         except BaseException:
             with contextlib.suppress(Exception):
@@ -386,6 +389,7 @@ class _Worker:
         self.processor = processor
         self.batch_size = batch_size
         self.max_deliveries = max_deliveries
+        self.batch_wait = 0.0
         self.prefix = bus.prefix
         self.timeout = bus.timeout
         self.inbox: asyncio.Queue[tuple[AbstractIncomingMessage, bool]] = asyncio.Queue()
@@ -421,8 +425,7 @@ class _Worker:
                 batch = [getter.result()]
             else:  # under load, what came during the last batch is the next: no wait
                 batch = [self.inbox.get_nowait()]
-            while len(batch) < self.batch_size and not self.inbox.empty():
-                batch.append(self.inbox.get_nowait())
+            await fill_batch(self.inbox, batch, self.batch_size, self.batch_wait)
             verdicts = await self._verdicts([self._raw(m, exhausted) for m, exhausted in batch])
             await self._apply([m for m, _ in batch], verdicts)
 

@@ -121,6 +121,7 @@ class ServiceHost:
                 self.consumer.patterns,
                 self.consumer,
                 batch_size=s.batch_size,
+                batch_wait=self.service.batch_wait,
                 # The broker's own limit only catches crash loops (a handler that kills its
                 # process); ordinary failures are dead-lettered by the consumer first.
                 max_deliveries=policy.max_attempts + 3,

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from mercato.platform.runtime.local_grpc import LocalServices
 
 
+# The ``batch_wait`` of the consumers nobody waits on (audit, notification, recommendation,
+# webhooks): on a broker, their batches fill for up to this many seconds.
+UNHURRIED = 0.2
+
+
 @dataclass(frozen=True)
 class Service:
     """Everything the runtime needs to know to run one service, in either mode.
@@ -36,7 +41,10 @@ class Service:
       every request not for the process's own /healthz, /readyz and /metrics;
     - ``tasks``: background loops (timeouts, the sandbox carrier…) run while the service runs;
     - ``on_start``: one-off start-up work (seed data) after migrations;
-    - ``prefetch``: reads at once what a batch of events' handlers would each read (below).
+    - ``prefetch``: reads at once what a batch of events' handlers would each read (below);
+    - ``batch_wait``: seconds a batch of events may wait to fill once its first came (0: take
+      what is there). For consumers nobody waits on (the audit log, mail, recommendations,
+      webhooks): fewer, larger transactions for a delay no one sees.
     """
 
     name: str
@@ -47,6 +55,7 @@ class Service:
     tasks: Sequence[Callable[[ServiceContext], Awaitable[None]]] = ()
     on_start: Callable[[ServiceContext], Awaitable[None]] | None = None
     prefetch: Prefetch | None = None
+    batch_wait: float = 0.0
 
 
 @dataclass

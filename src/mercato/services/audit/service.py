@@ -10,7 +10,7 @@ import grpc.aio
 from mercato.api.audit.v1 import audit_pb2, audit_pb2_grpc
 from mercato.contracts.events import REGISTRY
 from mercato.platform.inbox import every
-from mercato.platform.runtime.service import Service, ServiceContext
+from mercato.platform.runtime.service import UNHURRIED, Service, ServiceContext
 from mercato.services.audit.grpc_api import AuditApi
 from mercato.services.audit.handlers import record_events
 from mercato.services.audit.replay import replay_requested
@@ -25,6 +25,7 @@ def register(server: grpc.aio.Server, ctx: ServiceContext) -> Sequence[str]:
 service = Service(
     name="audit",
     migrations=Path(__file__).parent / "migrations",
+    batch_wait=UNHURRIED,
     # One wildcard: every event of every type, those no other service consumes too. An event
     # of a type not in the catalog, or whose payload fails its model, is a dead letter, as it
     # is for any other consumer.

@@ -27,7 +27,7 @@ from mercato.contracts.events import (
 )
 from mercato.platform.dead_letters import Redriver
 from mercato.platform.inbox import on
-from mercato.platform.runtime.service import Service, ServiceContext
+from mercato.platform.runtime.service import UNHURRIED, Service, ServiceContext
 from mercato.services.notification import handlers as h
 from mercato.services.notification.composer import composer
 from mercato.services.notification.grpc_api import NotificationsApi
@@ -62,6 +62,7 @@ async def redrive_mail(ctx: ServiceContext) -> None:
 service = Service(
     name="notification",
     migrations=Path(__file__).parent / "migrations",
+    batch_wait=UNHURRIED,
     handlers=[
         # What it keeps: users and admins (identity), orders (order), product names (catalog).
         on(UserCreated, h.welcome_new_user),

@@ -16,7 +16,7 @@ from mercato.contracts.events import (
     ProductViewed,
 )
 from mercato.platform.inbox import on
-from mercato.platform.runtime.service import Service, ServiceContext
+from mercato.platform.runtime.service import UNHURRIED, Service, ServiceContext
 from mercato.services.recommendation.grpc_api import RecommendationApi
 from mercato.services.recommendation.handlers import (
     count_purchase,
@@ -35,6 +35,7 @@ def register(server: grpc.aio.Server, ctx: ServiceContext) -> Sequence[str]:
 service = Service(
     name="recommendation",
     migrations=Path(__file__).parent / "migrations",
+    batch_wait=UNHURRIED,
     handlers=[
         on(ProductCreated, keep_created_product),
         on(ProductUpdated, keep_updated_product),

@@ -9,11 +9,11 @@ import grpc.aio
 
 from mercato.api.webhooks.v1 import webhooks_pb2, webhooks_pb2_grpc
 from mercato.contracts.events import REGISTRY
-from mercato.platform.inbox import on
-from mercato.platform.runtime.service import Service, ServiceContext
+from mercato.platform.inbox import every
+from mercato.platform.runtime.service import UNHURRIED, Service, ServiceContext
 from mercato.services.webhooks.delivery import deliver_webhooks
 from mercato.services.webhooks.grpc_api import WebhooksApi
-from mercato.services.webhooks.handlers import read_subscriptions, record_for_subscribers
+from mercato.services.webhooks.handlers import record_for_subscribers, subscribed
 
 
 def register(server: grpc.aio.Server, ctx: ServiceContext) -> Sequence[str]:
@@ -24,10 +24,17 @@ def register(server: grpc.aio.Server, ctx: ServiceContext) -> Sequence[str]:
 service = Service(
     name="webhooks",
     migrations=Path(__file__).parent / "migrations",
-    # Every event type of the contracts (why not the union of what subscriptions ask for:
-    # see handlers).
-    handlers=[on(spec.model, record_for_subscribers) for spec in REGISTRY.values()],
+    batch_wait=UNHURRIED,
+    # Every event type of the contracts, with one wildcard (why not the union of what
+    # subscriptions ask for: see handlers); those no subscription wants end before any
+    # transaction. A type not in the contracts is a dead letter, as for any consumer.
+    handlers=[
+        every(
+            record_for_subscribers,
+            {t: spec.model for t, spec in REGISTRY.items()},
+            interest=subscribed,
+        )
+    ],
     grpc=register,
     tasks=[deliver_webhooks],
-    prefetch=read_subscriptions,
 )
