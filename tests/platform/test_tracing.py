@@ -206,3 +206,47 @@ def test_an_exporter_mercato_does_not_speak_is_refused() -> None:
     with pytest.raises(ValueError, match="zipkin"):
         tracing.configure({"OTEL_TRACES_EXPORTER": "zipkin"})
     assert tracing.otel is None
+
+
+def unsampled(event: Envelope) -> Envelope:
+    """The event as a producer whose trace the sampler dropped would have sent it."""
+    return event.with_(traceparent=f"00-{'ab' * 16}-{'cd' * 8}-00")
+
+
+async def test_an_unsampled_trace_makes_no_span_and_its_context_travels_on(
+    engine: Database, exported: InMemorySpanExporter
+) -> None:
+    """A parent-based sampler drops every child of an unsampled context: none is made. The
+    context itself is what the handlers see and what the events they write carry."""
+    otel = tracing.otel
+    assert otel is not None
+    consumer = InboxConsumer("tally", engine, tally.service.handlers)
+    dropped, kept = unsampled(entry_event("acc-1")), await produced("acc-2")
+    assert await consumer([raw(dropped), raw(kept)]) == [ACK, ACK]
+    [processed] = spans_named(exported, "process EntryRecorded")  # the sampled event's only
+    assert is_child(processed, creator(exported, kept))
+    [batch] = spans_named(exported, "process tally")
+    assert [link.context.span_id for link in batch.links] == [processed.context.span_id]  # type: ignore[union-attr]
+
+    exported.clear()
+    second, third = unsampled(entry_event("acc-3")), unsampled(entry_event("acc-4"))
+    assert await consumer([raw(second), raw(third)]) == [ACK, ACK]
+    assert await consumer([raw(unsampled(entry_event("acc-5")))]) == [ACK]
+    assert exported.get_finished_spans() == (), "no process, batch or transaction span"
+
+    # While an unsampled event is handled, its context is current: an event written then
+    # carries it on, and the transaction makes no span.
+    processing = otel.Processing("tally", "memory", [(second, "t", 1), (third, "t", 1)])
+    with processing.item(1):
+        made = entry_event("acc-6")
+        assert otel.created("tally", made, topic_of(made), None) == third.traceparent
+        async with transaction(engine, "tally"):
+            pass
+    processing.end(None)
+    # Outside any span, the cause's unsampled context.
+    assert otel.created("tally", made, topic_of(made), third) == third.traceparent
+    assert exported.get_finished_spans() == ()
+    spans = otel.publishing("tally", "memory", [("t.a", third), ("t.b", kept)])
+    assert spans[0] is None
+    otel.published(spans, [True, True])
+    assert [s.name for s in exported.get_finished_spans()] == ["publish t.b"]

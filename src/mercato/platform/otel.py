@@ -14,6 +14,12 @@ it: a retry, a redelivery, a redrive from the dead letters and a replay carry th
 envelope, so they join the same trace. A batch handled in one transaction has a ``process``
 span of its own (linked to every message's context) holding the transaction, and each
 message's ``process`` span stays in its message's trace.
+
+A trace the sampler dropped costs little: with a parent-based sampler (the default, and every
+``parentbased_*``), a child of an unsampled context would be dropped too, so the ``create``,
+``publish``, ``process`` and ``transaction`` spans under one are not made at all; the unsampled
+context itself travels on (it is the envelope's ``traceparent``, and it is current while the
+event's handlers run), so the trace stays whole and stays dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import Link, Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -44,6 +51,8 @@ _SCOPE = "mercato"
 _processor: SpanProcessor | None = None
 _providers: dict[str, TracerProvider] = {}
 _tracers: dict[str, trace.Tracer] = {}
+# Whether the sampler drops the children of an unsampled context (set by the first provider).
+_parent_based = False
 
 
 def start(env: Mapping[str, str], exporter: SpanExporter | None) -> None:
@@ -100,6 +109,8 @@ def provider(service: str) -> TracerProvider:
     if found is None:
         resource = Resource.create({"service.name": service, "service.namespace": "mercato"})
         found = _providers[service] = TracerProvider(resource=resource)
+        global _parent_based
+        _parent_based = isinstance(found.sampler, ParentBased)
         if _processor is not None:
             found.add_span_processor(_processor)
     return found
@@ -138,6 +149,22 @@ def _in_span() -> bool:
     return trace.get_current_span().get_span_context().is_valid
 
 
+def _dropped(traceparent: str | None) -> bool:
+    """Whether a child of this context would be dropped: it names an unsampled trace and the
+    sampler is parent-based."""
+    return _parent_based and bool(traceparent) and traceparent.endswith("-00")  # type: ignore[union-attr]
+
+
+def _current_dropped() -> bool:
+    c = trace.get_current_span().get_span_context()
+    return _parent_based and c.is_valid and not c.trace_flags.sampled
+
+
+def _unsampled_context(traceparent: str | None) -> otel_context.Context:
+    """The context of a traceparent, or an empty one (a new root) if it names none."""
+    return context_of(traceparent) or otel_context.Context()
+
+
 def _messaging(system: str, operation: str, envelope: Envelope, topic: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "messaging.system": system,
@@ -159,8 +186,15 @@ def _messaging(system: str, operation: str, envelope: Envelope, topic: str) -> d
 # -- events ---------------------------------------------------------------------------------
 def created(service: str, envelope: Envelope, topic: str, cause: Envelope | None) -> str:
     """A ``create`` span for an event being written to the outbox; its traceparent. Under the
-    current span (a request's, a handler's), or else under the event's cause."""
-    parent = None if _in_span() or cause is None else context_of(cause.traceparent)
+    current span (a request's, a handler's), or else under the event's cause. Under an
+    unsampled context: no span, that context's traceparent."""
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid:
+        if _parent_based and not current.trace_flags.sampled:
+            return f"00-{current.trace_id:032x}-{current.span_id:016x}-00"
+    elif cause is not None and _dropped(cause.traceparent):
+        return str(cause.traceparent)
+    parent = None if current.is_valid or cause is None else context_of(cause.traceparent)
     span = tracer(service).start_span(
         f"create {envelope.type}",
         context=parent,
@@ -171,11 +205,16 @@ def created(service: str, envelope: Envelope, topic: str, cause: Envelope | None
     return traceparent_of(span)
 
 
-def publishing(service: str, system: str, batch: Sequence[tuple[str, Envelope]]) -> list[Span]:
-    """A ``publish`` span per event the relay hands to the broker, under its creation context."""
+def publishing(
+    service: str, system: str, batch: Sequence[tuple[str, Envelope]]
+) -> list[Span | None]:
+    """A ``publish`` span per event the relay hands to the broker, under its creation context
+    (None for an event of an unsampled trace)."""
     t = tracer(service)
     return [
-        t.start_span(
+        None
+        if _dropped(envelope.traceparent)
+        else t.start_span(
             f"publish {topic}",
             context=context_of(envelope.traceparent),
             kind=SpanKind.PRODUCER,
@@ -188,9 +227,13 @@ def publishing(service: str, system: str, batch: Sequence[tuple[str, Envelope]])
     ]
 
 
-def published(spans: Sequence[Span], confirmed: Sequence[bool] | None, error: str = "") -> None:
+def published(
+    spans: Sequence[Span | None], confirmed: Sequence[bool] | None, error: str = ""
+) -> None:
     """End the ``publish`` spans: an error where the broker did not confirm."""
     for i, span in enumerate(spans):
+        if span is None:
+            continue
         if confirmed is None or i >= len(confirmed) or not confirmed[i]:
             span.set_status(StatusCode.ERROR, error or "the broker did not confirm it")
         span.end()
@@ -201,32 +244,40 @@ class Processing:
 
     One event: its span (under the event's creation context) is current for the whole
     transaction. Several: a batch span, linked to every event's context, is current for the
-    transaction, and each event's own span is current while its handlers run."""
+    transaction, and each event's own span is current while its handlers run. An event of an
+    unsampled trace has no span; its context is current instead (and the transaction's, if no
+    event of the batch is sampled)."""
 
     def __init__(
         self, consumer: str, system: str, items: Sequence[tuple[Envelope, str, int]]
     ) -> None:
         t = tracer(consumer)
-        self.spans: list[Span] = []
+        self.spans: list[Span | None] = []
+        self.contexts: list[otel_context.Context] = []  # current while each event is handled
         for envelope, topic, attempt in items:
+            if _dropped(envelope.traceparent):
+                self.spans.append(None)
+                self.contexts.append(_unsampled_context(envelope.traceparent))
+                continue
             attributes = _messaging(system, "process", envelope, topic)
             attributes["messaging.consumer.group.name"] = consumer
             attributes["mercato.delivery.attempt"] = attempt
-            self.spans.append(
-                t.start_span(
-                    f"process {envelope.type}",
-                    context=context_of(envelope.traceparent),
-                    kind=SpanKind.CONSUMER,
-                    attributes=attributes,
-                )
+            span = t.start_span(
+                f"process {envelope.type}",
+                context=context_of(envelope.traceparent),
+                kind=SpanKind.CONSUMER,
+                attributes=attributes,
             )
+            self.spans.append(span)
+            self.contexts.append(trace.set_span_in_context(span))
+        recorded = [s for s in self.spans if s is not None]
         self.batch: Span | None = None
-        if len(self.spans) > 1:
+        if len(self.spans) > 1 and recorded:
             self.batch = t.start_span(
                 f"process {consumer}",
                 context=otel_context.Context(),
                 kind=SpanKind.CONSUMER,
-                links=[Link(s.get_span_context()) for s in self.spans],
+                links=[Link(s.get_span_context()) for s in recorded],
                 attributes={
                     "messaging.system": system,
                     "messaging.operation.type": "process",
@@ -235,27 +286,31 @@ class Processing:
                     "messaging.batch.message_count": len(self.spans),
                 },
             )
-        outer = self.batch or self.spans[0]
-        self._token = otel_context.attach(trace.set_span_in_context(outer))
+        outer = trace.set_span_in_context(self.batch) if self.batch else self.contexts[0]
+        self._token = otel_context.attach(outer)
 
     @contextmanager
     def item(self, index: int) -> Iterator[None]:
-        """Event ``index``'s span is current (in a batch; alone, it already is)."""
-        if self.batch is None:
+        """Event ``index``'s span (or context) is current (in a batch; alone, it already is)."""
+        if len(self.contexts) == 1:
             yield
             return
-        token = otel_context.attach(trace.set_span_in_context(self.spans[index]))
+        token = otel_context.attach(self.contexts[index])
         try:
             yield
         finally:
             otel_context.detach(token)
 
     def skipped(self, index: int) -> None:
-        self.spans[index].set_attribute("mercato.duplicate", True)
+        span = self.spans[index]
+        if span is not None:
+            span.set_attribute("mercato.duplicate", True)
 
     def end(self, error: BaseException | None) -> None:
         otel_context.detach(self._token)
-        for span in [*self.spans, *([self.batch] if self.batch is not None else [])]:
+        for span in [*self.spans, self.batch]:
+            if span is None:
+                continue
             if error is not None:
                 span.record_exception(error)
                 span.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}"[:300])
@@ -268,6 +323,9 @@ class Transaction:
     (their count, never their parameters), whether it committed."""
 
     def __init__(self, service: str, system: str) -> None:
+        self.span: Span | None = None  # none under an unsampled context
+        if _current_dropped():
+            return
         self.span = tracer(service).start_span(
             "transaction",
             kind=SpanKind.CLIENT,
@@ -276,6 +334,8 @@ class Transaction:
         self._token = otel_context.attach(trace.set_span_in_context(self.span))
 
     def end(self, statements: int, error: BaseException | None) -> None:
+        if self.span is None:
+            return
         otel_context.detach(self._token)
         self.span.set_attribute("db.statement.count", statements)
         self.span.set_attribute("mercato.db.committed", error is None)
