@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc.aio
 from grpc.health.v1 import health_pb2, health_pb2_grpc
 
-from mercato.services import load_service
+from mercato.services import consumes_events
 from tests.demo.probe import ROOT, drop_namespace
 from tests.runtime.test_processes import Served
 
@@ -63,7 +63,7 @@ def in_waves(processes: Iterable[Served]) -> list[list[Served]]:
     ``mercato up --processes`` starts them: an event published before its consumer's queue
     exists never reaches it."""
     processes = list(processes)
-    consumers = [p for p in processes if any(load_service(n).handlers for n in p.grpc_ports)]
+    consumers = [p for p in processes if consumes_events(list(p.grpc_ports))]
     return [consumers, [p for p in processes if p not in consumers]]
 
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from mercato.services import load_service, ordered_names
+from mercato.services import consumes_events, ordered_names
 from tests.e2e.processes import environment, grpc_targets, in_waves
 from tests.runtime.test_processes import Served
 
 ADMIN = {"email": "operator@faults.example", "password": "Faults-admin-4Rt8-Vb2q"}
-CONSUMERS = tuple(n for n in ordered_names() if load_service(n).handlers)
+CONSUMERS = tuple(n for n in ordered_names() if consumes_events([n]))
 
 
 @dataclass

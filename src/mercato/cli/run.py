@@ -29,6 +29,7 @@ from mercato.services import (
     BadTopology,
     UnknownService,
     all_services,
+    consumes_events,
     load_service,
     process_plan,
 )
@@ -250,7 +251,7 @@ def _supervise(settings: Settings, plan: list[tuple[str, ...]]) -> None:
         status = ProcessStatus(
             "+".join(names), plan[: len(children) + 1].count(names), plan.count(names), None, ""
         )
-        consumes = any(load_service(name).handlers for name in names)
+        consumes = consumes_events(names)
         if not consumes:
             status.state = "waiting"  # for the consumers (see supervisor.py)
         children.append(

@@ -369,6 +369,11 @@ REGISTRY: dict[str, EventSpec] = {
 }
 
 
+# Every event type's payload model, by type: the catalog of a consumer of every event
+# (``every(handler, MODELS)``: audit, webhooks).
+MODELS: dict[str, type[Payload]] = {t: spec.model for t, spec in REGISTRY.items()}
+
+
 class UnknownEventType(KeyError):
     def __str__(self) -> str:
         known = ", ".join(sorted(REGISTRY))

@@ -145,10 +145,6 @@ def current_ids() -> tuple[str, str] | None:
     return f"{c.trace_id:032x}", f"{c.span_id:016x}"
 
 
-def _in_span() -> bool:
-    return trace.get_current_span().get_span_context().is_valid
-
-
 def _dropped(traceparent: str | None) -> bool:
     """Whether a child of this context would be dropped: it names an unsampled trace and the
     sampler is parent-based."""
@@ -158,11 +154,6 @@ def _dropped(traceparent: str | None) -> bool:
 def _current_dropped() -> bool:
     c = trace.get_current_span().get_span_context()
     return _parent_based and c.is_valid and not c.trace_flags.sampled
-
-
-def _unsampled_context(traceparent: str | None) -> otel_context.Context:
-    """The context of a traceparent, or an empty one (a new root) if it names none."""
-    return context_of(traceparent) or otel_context.Context()
 
 
 def _messaging(system: str, operation: str, envelope: Envelope, topic: str) -> dict[str, Any]:
@@ -257,7 +248,7 @@ class Processing:
         for envelope, topic, attempt in items:
             if _dropped(envelope.traceparent):
                 self.spans.append(None)
-                self.contexts.append(_unsampled_context(envelope.traceparent))
+                self.contexts.append(context_of(envelope.traceparent) or otel_context.Context())
                 continue
             attributes = _messaging(system, "process", envelope, topic)
             attributes["messaging.consumer.group.name"] = consumer

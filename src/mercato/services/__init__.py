@@ -65,6 +65,13 @@ def load_service(spec: str) -> Service:
     return service
 
 
+def consumes_events(names: Sequence[str]) -> bool:
+    """Whether a process running these services consumes events. Such processes start first
+    (``mercato up --processes``): an event published before its consumer's queue exists never
+    reaches it."""
+    return any(load_service(name).handlers for name in names)
+
+
 class BadTopology(ValueError):
     pass
 

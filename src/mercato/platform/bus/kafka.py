@@ -373,8 +373,7 @@ class KafkaBus:
         topics, regex = subscription_of(self.namespace, patterns, consumer)
         # So the group is assigned their partitions at once, and `send` finds the consumer.
         await self.ensure_topics(topics)
-        reader = _Reader(self, consumer, tuple(patterns), processor, batch_size)
-        reader.batch_wait = batch_wait
+        reader = _Reader(self, consumer, tuple(patterns), processor, batch_size, batch_wait)
         await reader.start(topics, regex)
 
         async def stop() -> None:
@@ -427,11 +426,11 @@ class _Reader(ConsumerRebalanceListener):  # type: ignore[misc]
         patterns: tuple[str, ...],
         processor: Processor,
         batch_size: int,
+        batch_wait: float,
     ):
         self.bus, self.consumer, self.patterns = bus, consumer, patterns
         self.direct = direct_topic(bus.namespace, consumer)
-        self.processor, self.batch_size = processor, batch_size
-        self.batch_wait = 0.0
+        self.processor, self.batch_size, self.batch_wait = processor, batch_size, batch_wait
         self.partitions = _Partitions()
         self.kafka = AIOKafkaConsumer(
             bootstrap_servers=bus.servers,

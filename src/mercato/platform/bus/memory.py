@@ -164,11 +164,7 @@ class MemoryBus:
         return Subscription(stop=stop, name=consumer, patterns=tuple(patterns))
 
     async def _work(
-        self,
-        queue: _Queue,
-        processor: Processor,
-        batch_size: int,
-        worker: _Worker,
+        self, queue: _Queue, processor: Processor, batch_size: int, worker: _Worker
     ) -> None:
         loop = asyncio.get_running_loop()
         items = queue.items

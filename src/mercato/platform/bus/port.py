@@ -62,6 +62,9 @@ def _match(pat: list[str], words: list[str]) -> bool:
     return (head in ("*", words[0])) and _match(rest, words[1:])
 
 
+MAX_BATCH_WAIT = 5.0  # seconds: the longest ``batch_wait`` a subscription may ask for
+
+
 def check_subscription(
     consumer: str,
     patterns: Sequence[str],
@@ -78,7 +81,6 @@ def check_subscription(
         raise ValueError(f"batch_wait is seconds from 0 to {MAX_BATCH_WAIT:g}")
 
 
-MAX_BATCH_WAIT = 5.0
 T = TypeVar("T")
 
 

@@ -289,8 +289,7 @@ class RabbitBus:
             async with asyncio.timeout(self.timeout):
                 queue, dead = await self._declare(channel, consumer, patterns, max_deliveries)
                 await channel.set_qos(prefetch_count=2 * batch_size)
-                worker = _Worker(channel, processor, batch_size, max_deliveries, self)
-                worker.batch_wait = batch_wait
+                worker = _Worker(channel, processor, batch_size, max_deliveries, batch_wait, self)
                 await worker.start([(queue, False), (dead, True)])
         except BaseException:
             with contextlib.suppress(Exception):
@@ -383,13 +382,14 @@ class _Worker:
         processor: Processor,
         batch_size: int,
         max_deliveries: int,
+        batch_wait: float,
         bus: RabbitBus,
     ):
         self.channel = channel
         self.processor = processor
         self.batch_size = batch_size
         self.max_deliveries = max_deliveries
-        self.batch_wait = 0.0
+        self.batch_wait = batch_wait
         self.prefix = bus.prefix
         self.timeout = bus.timeout
         self.inbox: asyncio.Queue[tuple[AbstractIncomingMessage, bool]] = asyncio.Queue()

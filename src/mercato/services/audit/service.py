@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc.aio
 
 from mercato.api.audit.v1 import audit_pb2, audit_pb2_grpc
-from mercato.contracts.events import REGISTRY
+from mercato.contracts.events import MODELS
 from mercato.platform.inbox import every
 from mercato.platform.runtime.service import UNHURRIED, Service, ServiceContext
 from mercato.services.audit.grpc_api import AuditApi
@@ -29,7 +29,7 @@ service = Service(
     # One wildcard: every event of every type, those no other service consumes too. An event
     # of a type not in the catalog, or whose payload fails its model, is a dead letter, as it
     # is for any other consumer.
-    handlers=[every(record_events, {t: spec.model for t, spec in REGISTRY.items()})],
+    handlers=[every(record_events, MODELS)],
     grpc=register,
     tasks=[prune_expired, replay_requested],
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc.aio
 
 from mercato.api.webhooks.v1 import webhooks_pb2, webhooks_pb2_grpc
-from mercato.contracts.events import REGISTRY
+from mercato.contracts.events import MODELS
 from mercato.platform.inbox import every
 from mercato.platform.runtime.service import UNHURRIED, Service, ServiceContext
 from mercato.services.webhooks.delivery import deliver_webhooks
@@ -28,13 +28,7 @@ service = Service(
     # Every event type of the contracts, with one wildcard (why not the union of what
     # subscriptions ask for: see handlers); those no subscription wants end before any
     # transaction. A type not in the contracts is a dead letter, as for any consumer.
-    handlers=[
-        every(
-            record_for_subscribers,
-            {t: spec.model for t, spec in REGISTRY.items()},
-            interest=subscribed,
-        )
-    ],
+    handlers=[every(record_for_subscribers, MODELS, interest=subscribed)],
     grpc=register,
     tasks=[deliver_webhooks],
 )
