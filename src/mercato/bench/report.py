@@ -164,6 +164,24 @@ def tables(results: dict[str, Any]) -> list[Table]:
             "",
         )
     found = [speed, cost, checks, limits]
+    drains = {n: s["webhookDrain"] for n, s in scenarios.items() if s.get("webhookDrain")}
+    if drains:
+        table = Table(
+            "scenario",
+            "last delivery, s after the load",
+            "webhooks CPU ms/order, load | after",
+            title="Webhook subscriber: every event delivered",
+        )
+        for n, d in drains.items():
+            during = (scenarios[n].get("cpuMsPerOrder") or {}).get("system:webhooks")
+            after = (d.get("cpuMsPerOrder") or {}).get("system:webhooks")
+            waited = d["secondsAfterLoad"]
+            table.add_row(
+                n,
+                _n(waited) if waited is not None else "NOT DRAINED",
+                f"{_n(during)} | {_n(after)}",
+            )
+        found.append(table)
     wdm = results.get("wdm")
     if wdm:
         table = Table(

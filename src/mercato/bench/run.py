@@ -224,6 +224,10 @@ async def _load(
         return await shoppers.shop(http, people, products, config.orders, config.duration, tick)
 
 
+# Seconds the last webhook deliveries are waited for after a scenario's load.
+WEBHOOK_DRAIN_TIMEOUT = 120.0
+
+
 def _arrivals(load: shoppers.Load) -> dict[str, Any] | None:
     """Open loop: the rate offered, the arrivals due, those missed for want of a free shopper,
     and how late the load generator started them (None: closed loop)."""
@@ -248,6 +252,7 @@ async def scenario(
     known: set[str],
     found_raw: dict[str, Any],
     idle: dict[str, float],
+    subscription: str | None = None,
 ) -> dict[str, Any]:
     count, stock = (
         (config.products, config.stock)
@@ -263,6 +268,7 @@ async def scenario(
     cpu_before = cpu.sample(system_pid)
     load = await _load(name, config, http, people, products, progress)
     cpu_after = cpu.sample(system_pid)
+    load_ended = time.monotonic()
     with _task(progress, f"{name}: settle", None):
         unsettled = await shoppers.collect(
             http, lambda p: people[p.shopper], load.placed, config.settle_timeout
@@ -271,6 +277,14 @@ async def scenario(
         checked = await invariants.check(
             http, admin, dict.fromkeys(products, stock), load.placed, unsettled, known
         )
+    drain = None
+    if subscription is not None:
+        with _task(progress, f"{name}: webhook deliveries", None):
+            done = await webhooks.drained(http, admin, subscription, WEBHOOK_DRAIN_TIMEOUT)
+        drain = {
+            "secondsAfterLoad": time.monotonic() - load_ended if done else None,
+            "cpuMsPerOrder": cpu.per_order(cpu_after, cpu.sample(system_pid), len(load.placed)),
+        }
     after = await scrape.scrape(system.metrics_urls)
     # What the system does with no orders at all (relays polling, timers) is not the orders'.
     delta = scrape.without_idle(
@@ -330,6 +344,8 @@ async def scenario(
             for figure in ("events", "deliveries", "transactions")
         },
         "invariants": checked,
+        # --webhook-subscriber: until its last delivery was made, after the load.
+        "webhookDrain": drain,
         "series": _series(load),
     }
 
@@ -393,8 +409,9 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                 AsyncExitStack() as stack,
             ):
                 admin = await shoppers.sign_in(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+                subscription = None
                 if config.webhook_subscriber:
-                    await stack.enter_async_context(webhooks.subscriber(http, admin))
+                    subscription = await stack.enter_async_context(webhooks.subscriber(http, admin))
                 with _task(progress, "sign up shoppers", config.shoppers) as tick:
                     people = await shoppers.sign_up_shoppers(http, config.shoppers, run_id, tick)
                 # The load generator's collector set as the system's (cli/run.py): a full
@@ -416,6 +433,7 @@ async def bench(config: Config, console: Console) -> dict[str, Any]:
                         known,
                         results["raw"],
                         idle,
+                        subscription,
                     )
                     results["scenarios"][name] = found
                 with _task(progress, "browse only", None):

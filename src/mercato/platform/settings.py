@@ -143,8 +143,8 @@ class Settings(BaseSettings):
     # per endpoint and per process, the pause between looks for due deliveries (seconds).
     webhook_timeout: float = Field(10.0, gt=0, le=120)
     webhook_response_limit: int = Field(4096, ge=0, le=1 << 20)
-    webhook_endpoint_concurrency: int = Field(4, ge=1, le=100)
-    webhook_concurrency: int = Field(32, ge=1, le=1000)
+    webhook_endpoint_concurrency: int = Field(16, ge=1, le=100)
+    webhook_concurrency: int = Field(64, ge=1, le=1000)
     webhook_poll_interval: float = Field(1.0, gt=0, le=60)
     # webhooks: seconds an event waits after it was made before it is sent, so that an earlier
     # event of its subject, consumed by another replica at the same moment, goes out first.

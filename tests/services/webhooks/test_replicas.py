@@ -116,17 +116,14 @@ async def test_one_delivery_claimed_by_two_replicas_at_once_goes_to_one(two: Rep
         )
     assert await two.first.handle(order_event("o-1", 1, datetime.now(UTC))) == [None]
     now = datetime.now(UTC)
-    async with two.first.db.connect() as conn:
-        ((delivery_id, subscription_id),) = await store.due(conn, now, 10, 4)
-    assert subscription_id == made.id
 
-    async def claim(db: object, owner: str) -> bool:
+    async def claim(db: object, owner: str) -> list[str]:
         async with db.begin() as conn:  # type: ignore[attr-defined]
-            return await store.claim(conn, delivery_id, owner, now, 30)
+            return [o.id for o in await store.claim(conn, made, owner, now, 30, 10)]
 
     for _ in range(5):
         won = await asyncio.gather(*(claim(r.db, f"r{i}") for i, r in enumerate(two.of)))
-        assert sorted(won) == [False, True]
+        assert sorted(len(ids) for ids in won) == [0, 1], won
         async with two.first.db.begin() as conn:  # the lease runs out: claimable again
             await conn.execute(deliveries.update().values(lease_until=now - timedelta(1)))
 
@@ -178,3 +175,67 @@ async def test_failures_on_two_replicas_all_count_and_open_the_circuit(
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await receiver.stop()
+
+
+async def test_outcomes_recorded_together_move_each_delivery_and_the_circuit(
+    two: Replicas,
+) -> None:
+    """One batch of outcomes (as the sender's recorder writes them): each delivery moves on, a
+    delivery leased by another owner keeps its state (its attempt is on record), a success
+    closes the circuit and only the failures after it count; failures alone add up."""
+    async with two.first.db.begin() as conn:
+        made = await store.add_subscription(
+            conn, "http://127.0.0.1:9/h", ["*"], None, True, "", "whsec_" + "A" * 32
+        )
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    for s in range(6):
+        assert await two.first.handle(order_event(f"o-{s}", 1, start)) == [None]
+    async with two.first.db.begin() as conn:
+        sent = await store.claim(conn, made, "me", datetime.now(UTC), 30, 10)
+    assert len(sent) == 6
+    at = [start + timedelta(seconds=n) for n in range(6)]
+
+    def outcome(n: int, code: int) -> store.Attempt:
+        error = None if code == 200 else f"HTTP {code}"
+        return store.Attempt(sent[n], store.Outcome(at[n], code, 5, error, ""), 60.0)
+
+    async with two.first.db.begin() as conn:  # another owner took delivery 3 over
+        await conn.execute(
+            deliveries.update().where(deliveries.c.id == sent[3].id).values(lease_owner="other")
+        )
+    batch = [outcome(0, 500), outcome(1, 200), outcome(2, 503), outcome(3, 502)]
+    async with two.first.db.begin() as conn:
+        await store.record(conn, "me", batch, 3, 600)
+    async with two.first.db.connect() as conn:
+        states = {
+            r.id: r
+            for r in (
+                await conn.execute(
+                    select(
+                        deliveries.c.id,
+                        deliveries.c.status,
+                        deliveries.c.attempt_count,
+                        deliveries.c.lease_owner,
+                        deliveries.c.next_attempt_at,
+                    )
+                )
+            ).all()
+        }
+        tried = await conn.scalar(select(func.count()).select_from(attempts))
+        circuit = await store.subscription(conn, made.id)
+    assert tried == 4
+    assert states[sent[1].id].status == "delivered"
+    for n in (0, 2):
+        row = states[sent[n].id]
+        assert (row.status, row.attempt_count, row.lease_owner) == ("pending", 1, None)
+        assert row.next_attempt_at == at[n] + timedelta(seconds=60)
+    assert (states[sent[3].id].attempt_count, states[sent[3].id].lease_owner) == (0, "other")
+    assert circuit is not None and circuit.consecutive_failures == 2  # 2 and 3, after 1's 200
+    assert circuit.failing_since == at[2] and circuit.paused_until is None
+
+    async with two.first.db.begin() as conn:  # failures alone add up and open it
+        await store.record(conn, "me", [outcome(4, 500)], 3, 600)
+    async with two.first.db.connect() as conn:
+        circuit = await store.subscription(conn, made.id)
+    assert circuit is not None and circuit.consecutive_failures == 3
+    assert circuit.failing_since == at[2] and circuit.paused_until == at[4] + timedelta(seconds=600)

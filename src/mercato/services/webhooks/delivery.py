@@ -3,11 +3,16 @@
 It runs beside the event consumer (a service task), so a slow or dead endpoint holds up only
 its own deliveries: never the saga, never another endpoint's. Bounds: ``webhook_concurrency``
 POSTs in flight per process, ``webhook_endpoint_concurrency`` per endpoint (deliveries of one
-subject go one at a time, in the events' order: see ``store.DUE``), ``webhook_timeout`` per
+subject go one at a time, in the events' order: see ``store.CLAIM``), ``webhook_timeout`` per
 POST, ``webhook_response_limit`` bytes of an answer read. No redirect is followed (a 3xx is a
-failure). Replicas share the work: a delivery is claimed by one conditional UPDATE (a lease of
-``webhook_timeout`` + 30 s), so two never send it at once; a replica that dies mid-POST leaves
-its lease to run out and another sends the delivery again, under the same ``webhook-id``.
+failure).
+
+The database work is batched, so that it does not grow with every POST: a round claims, for
+each endpoint with room, as many due deliveries as it has room for, in one statement (a lease of
+``webhook_timeout`` + 30 s), and the outcomes of the POSTs that ended meanwhile are recorded
+together in one transaction (``Recorder``), whose commit starts the next round. Replicas share
+the work: two never hold one delivery's lease at once; a replica that dies mid-POST leaves its
+lease to run out and another sends the delivery again, under the same ``webhook-id``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,49 @@ CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 USER_AGENT = "Mercato-Webhooks/1"
 
 
+class Recorder:
+    """Writes the outcomes of the POSTs that ended while it wrote the ones before, in one
+    transaction, then calls ``recorded`` (the next round of claims: the deliveries that waited
+    for these are due now). If the database is away, the outcomes are lost with a warning and
+    their leases run out: the deliveries are sent again, under the same ``webhook-id``."""
+
+    def __init__(self, ctx: ServiceContext, owner: str, recorded: asyncio.Event) -> None:
+        s = ctx.settings
+        self.ctx = ctx
+        self.owner = owner
+        self.breaker = (s.webhook_breaker_failures, s.webhook_breaker_pause)
+        self.recorded = recorded
+        self.waiting: list[store.Attempt] = []
+        self.ready = asyncio.Event()
+
+    def add(self, attempt: store.Attempt) -> None:
+        self.waiting.append(attempt)
+        self.ready.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            await self.flush()
+            self.recorded.set()
+
+    async def flush(self) -> None:
+        batch, self.waiting = self.waiting, []
+        if not batch:
+            return
+        try:
+            async with self.ctx.db.begin() as conn:
+                await store.record(conn, self.owner, batch, *self.breaker)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # their leases run out and they are tried again
+            log.warning(
+                "webhooks: could not record deliveries",
+                deliveries=[a.sent.id for a in batch],
+                error=str(exc),
+            )
+
+
 class Sender:
     def __init__(self, ctx: ServiceContext, session: aiohttp.ClientSession):
         s = ctx.settings
@@ -48,76 +96,73 @@ class Sender:
         self.endpoint_concurrency = s.webhook_endpoint_concurrency
         self.poll = s.webhook_poll_interval
         self.settle = s.webhook_order_settle
-        self.breaker = (s.webhook_breaker_failures, s.webhook_breaker_pause)
         self.wake = asyncio.Event()
+        self.recorder = Recorder(ctx, self.owner, self.wake)
         self.in_flight: set[asyncio.Task[None]] = set()
         self.per_endpoint: Counter[str] = Counter()
 
     async def run(self) -> None:
-        while True:
-            self.wake.clear()
-            try:
-                await self.start_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database is briefly away: the next round tries again
-                log.warning("webhooks: could not look for due deliveries", error=str(exc))
-            try:
-                async with asyncio.timeout(self.poll):
-                    await self.wake.wait()
-            except TimeoutError:
-                pass
+        recorder = asyncio.create_task(self.recorder.run())
+        try:
+            while True:
+                self.wake.clear()
+                try:
+                    await self.start_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the database is briefly away: the next round tries
+                    log.warning("webhooks: could not look for due deliveries", error=str(exc))
+                try:
+                    async with asyncio.timeout(self.poll):
+                        await self.wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
 
     async def start_due(self) -> None:
-        free = self.concurrency - len(self.in_flight)
-        if free <= 0:
+        """One round: each sendable endpoint's due deliveries, as many as it has room for."""
+        if len(self.in_flight) >= self.concurrency:
             return
         now = datetime.now(UTC)
-        async with self.ctx.db.connect() as conn:
-            found = await store.due(conn, now, free * 4, self.endpoint_concurrency, self.settle)
-        for delivery_id, subscription_id in found:
-            if len(self.in_flight) >= self.concurrency:
-                break
-            if self.per_endpoint[subscription_id] >= self.endpoint_concurrency:
-                continue
-            async with self.ctx.db.begin() as conn:
-                mine = await store.claim(conn, delivery_id, self.owner, now, self.lease)
-            if not mine:
-                continue  # another replica took it
-            self.per_endpoint[subscription_id] += 1
-            task = asyncio.create_task(self.send(delivery_id, subscription_id))
+        claimed: list[store.Outgoing] = []
+        async with self.ctx.db.begin() as conn:
+            for sub in await store.sendable_subscriptions(conn, now):
+                room = min(
+                    self.endpoint_concurrency - self.per_endpoint[sub.id],
+                    self.concurrency - len(self.in_flight) - len(claimed),
+                )
+                if room > 0:
+                    claimed += await store.claim(
+                        conn, sub, self.owner, now, self.lease, room, self.settle
+                    )
+        for sent in claimed:
+            self.per_endpoint[sent.subscription.id] += 1
+            task = asyncio.create_task(self.send(sent))
             self.in_flight.add(task)
 
-    async def send(self, delivery_id: str, subscription_id: str) -> None:
+    async def send(self, sent: store.Outgoing) -> None:
         try:
-            async with self.ctx.db.connect() as conn:
-                sent = await store.outgoing(conn, delivery_id)
-            if sent is None:
-                return  # its subscription was deleted meanwhile
             outcome = await self.post(sent)
             retry_in = None if outcome.ok else self.schedule.delay(sent.attempt_count + 1)
-            async with self.ctx.db.begin() as conn:
-                await store.record(conn, sent, self.owner, outcome, retry_in, *self.breaker)
+            self.recorder.add(store.Attempt(sent, outcome, retry_in))
             if not outcome.ok:
                 log.info(
                     "webhook delivery failed",
-                    delivery_id=delivery_id,
-                    subscription_id=subscription_id,
+                    delivery_id=sent.id,
+                    subscription_id=sent.subscription.id,
                     error=outcome.error,
                     retry_in=retry_in,
                 )
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # its lease runs out and it is tried again
-            log.warning(
-                "webhooks: could not record a delivery", delivery_id=delivery_id, error=str(exc)
-            )
+            log.warning("webhooks: could not send a delivery", delivery_id=sent.id, error=str(exc))
         finally:
-            self.per_endpoint[subscription_id] -= 1
+            self.per_endpoint[sent.subscription.id] -= 1
             task = asyncio.current_task()
             if task is not None:
                 self.in_flight.discard(task)
-            self.wake.set()
+            self.wake.set()  # room for another (this subject's next waits for the record)
 
     async def post(self, sent: store.Outgoing) -> store.Outcome:
         """One attempt: the structured CloudEvent, signed with every secret that signs now."""
@@ -192,4 +237,5 @@ async def deliver_webhooks(ctx: ServiceContext) -> None:
         for task in list(sender.in_flight):
             task.cancel()
         await asyncio.gather(*sender.in_flight, return_exceptions=True)
+        await sender.recorder.flush()  # the outcomes in hand (or their leases run out)
         await session.close()

@@ -14,11 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    and_,
     bindparam,
     case,
     delete,
-    exists,
     func,
     insert,
     literal,
@@ -26,7 +24,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import aliased
 
 from mercato.platform.ids import new_id
 from mercato.platform.storage.sql import Connection
@@ -161,98 +158,60 @@ async def add_deliveries(conn: Connection, rows: Sequence[dict[str, Any]]) -> No
 
 
 # -- sending ------------------------------------------------------------------------------
-_earlier = aliased(deliveries)
-
-# The deliveries due now, oldest first, to endpoints neither inactive nor paused, and only the
-# first of each subject: a delivery waits while an earlier event of its subscription and
-# subject is still pending (in flight included, so one subject has one POST at a time across
-# every replica). "Earlier" is the event's own time (then its id, a UUIDv7), not the order the
-# rows were written in: two replicas consuming two events of one order may commit them in
-# either order, so an event is not sent before it is ``settle`` seconds old (made before
-# ``settled``): an earlier event that reached the database within that time goes out first.
-# Events without a subject are not ordered.
-_ELIGIBLE = (
+# The first pending delivery of each subject of one subscription (in flight included, so one
+# subject has one POST at a time across every replica), by the event's own time (then its id,
+# a UUIDv7), not the order the rows were written in: two replicas consuming two events of one
+# order may commit them in either order. Events without a subject are not ordered. A window over
+# the subscription's pending deliveries, not an anti-join: its plan has no join for stale
+# statistics to get wrong (a fresh table's nested-loop anti-join took seconds a round).
+_heads = (
     select(
         deliveries.c.id,
-        deliveries.c.subscription_id,
+        deliveries.c.subject,
         deliveries.c.next_attempt_at,
+        deliveries.c.event_time,
+        deliveries.c.lease_until,
         func.row_number()
-        .over(partition_by=deliveries.c.subscription_id, order_by=deliveries.c.next_attempt_at)
+        .over(
+            partition_by=deliveries.c.subject,
+            order_by=(deliveries.c.event_time, deliveries.c.event_id),
+        )
         .label("place"),
     )
-    .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
     .where(
+        deliveries.c.subscription_id == bindparam("for_subscription"),
         deliveries.c.status == PENDING,
-        deliveries.c.next_attempt_at <= bindparam("now"),
-        deliveries.c.event_time <= bindparam("settled"),
-        or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < bindparam("now")),
-        subscriptions.c.active,
-        or_(
-            subscriptions.c.paused_until.is_(None), subscriptions.c.paused_until <= bindparam("now")
-        ),
-        ~exists().where(
-            _earlier.c.subscription_id == deliveries.c.subscription_id,
-            _earlier.c.subject == deliveries.c.subject,
-            _earlier.c.status == PENDING,
-            or_(
-                _earlier.c.event_time < deliveries.c.event_time,
-                and_(
-                    _earlier.c.event_time == deliveries.c.event_time,
-                    _earlier.c.event_id < deliveries.c.event_id,
-                ),
-            ),
-        ),
     )
     .subquery()
 )
-# At most ``per_endpoint`` of each endpoint's: an endpoint with a long backlog cannot fill the
-# page and keep the others' deliveries from being seen.
+# Of those, the ones due now, unleased, oldest first. An event is not sent before it is
+# ``settle`` seconds old (made before ``settled``): an earlier event of its subject that
+# reached the database within that time goes out first.
 DUE = (
-    select(_ELIGIBLE.c.id, _ELIGIBLE.c.subscription_id)
-    .where(_ELIGIBLE.c.place <= bindparam("per_endpoint"))
-    .order_by(_ELIGIBLE.c.next_attempt_at)
+    select(_heads.c.id)
+    .where(
+        or_(_heads.c.place == 1, _heads.c.subject.is_(None)),
+        _heads.c.next_attempt_at <= bindparam("now"),
+        _heads.c.event_time <= bindparam("settled"),
+        or_(_heads.c.lease_until.is_(None), _heads.c.lease_until < bindparam("now")),
+    )
+    .order_by(_heads.c.next_attempt_at)
     .limit(bindparam("limit"))
 )
 
-# The claim: only the replica whose UPDATE still finds the delivery pending and unleased
-# gets it back (RETURNING); the other finds no row and leaves it.
+# The claim: only rows the UPDATE itself still finds pending and unleased are leased and
+# returned, so of two replicas claiming one delivery at once one gets it (the other's re-check
+# fails on the row the first one changed).
 CLAIM = (
     update(deliveries)
     .where(
-        deliveries.c.id == bindparam("delivery_id"),
+        deliveries.c.id.in_(bindparam("ids", expanding=True)),
         deliveries.c.status == PENDING,
         or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < bindparam("now")),
     )
     .values(lease_until=bindparam("until"), lease_owner=bindparam("owner"))
-    .returning(deliveries.c.id)
+    .returning(deliveries.c.id, deliveries.c.body, deliveries.c.attempt_count)
 )
-
-
-async def due(
-    conn: Connection, now: datetime, limit: int, per_endpoint: int, settle: float = 0.0
-) -> list[tuple[str, str]]:
-    """(delivery id, subscription id) of deliveries that may be sent now, oldest first, at
-    most ``per_endpoint`` for one subscription."""
-    params = {
-        "now": now,
-        "settled": now - timedelta(seconds=settle),
-        "limit": limit,
-        "per_endpoint": per_endpoint,
-    }
-    rows = (await conn.execute(DUE, params)).all()
-    return [(r.id, r.subscription_id) for r in rows]
-
-
-async def claim(
-    conn: Connection, delivery_id: str, owner: str, now: datetime, lease: float
-) -> bool:
-    params = {
-        "delivery_id": delivery_id,
-        "now": now,
-        "until": now + timedelta(seconds=lease),
-        "owner": owner,
-    }
-    return (await conn.execute(CLAIM, params)).first() is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,21 +224,34 @@ class Outgoing:
     subscription: Subscription
 
 
-async def outgoing(conn: Connection, delivery_id: str) -> Outgoing | None:
-    row = (
-        await conn.execute(
-            select(deliveries.c.id, deliveries.c.body, deliveries.c.attempt_count, subscriptions)
-            .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-            .where(deliveries.c.id == delivery_id)
-        )
-    ).first()
-    if row is None:
-        return None
-    values = dict(row._mapping)
-    delivery = (values.pop("id"), values.pop("body"), values.pop("attempt_count"))
-    # The join names the subscription's id "id_1".
-    values["id"] = values.pop("id_1")
-    return Outgoing(*delivery, subscription=_subscription(values))
+async def sendable_subscriptions(conn: Connection, now: datetime) -> list[Subscription]:
+    """Active subscriptions whose circuit is closed (not paused) now."""
+    return [s for s in await active_subscriptions(conn) if not s.paused(now)]
+
+
+async def claim(
+    conn: Connection,
+    subscription: Subscription,
+    owner: str,
+    now: datetime,
+    lease: float,
+    limit: int,
+    settle: float = 0.0,
+) -> list[Outgoing]:
+    """At most ``limit`` of ``subscription``'s due deliveries, leased to ``owner`` for
+    ``lease`` seconds, oldest first."""
+    params: dict[str, Any] = {
+        "for_subscription": subscription.id,
+        "now": now,
+        "settled": now - timedelta(seconds=settle),
+        "limit": limit,
+    }
+    ids = list((await conn.execute(DUE, params)).scalars())
+    if not ids:
+        return []
+    claim_params = {"ids": ids, "now": now, "until": now + timedelta(seconds=lease), "owner": owner}
+    rows = (await conn.execute(CLAIM, claim_params)).all()
+    return [Outgoing(r.id, r.body, r.attempt_count, subscription) for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,70 +267,142 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One POST's outcome, to be recorded; ``retry_in`` (seconds; None: no attempt left) is
+    used only when it failed."""
+
+    sent: Outgoing
+    outcome: Outcome
+    retry_in: float | None
+
+
+# Only the lease holder moves a delivery on (a lease that ran out and was taken over leaves
+# the delivery to its new holder; the attempt is still on record). ``next_at`` NULL keeps the
+# delivery's own time.
+_MOVE_ON = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("delivery_id"), deliveries.c.lease_owner == bindparam("owner")
+    )
+    .values(
+        attempt_count=deliveries.c.attempt_count + 1,
+        lease_until=None,
+        lease_owner=None,
+        status=bindparam("new_status"),
+        delivered_at=bindparam("delivered"),
+        next_attempt_at=func.coalesce(
+            bindparam("next_at", type_=When), deliveries.c.next_attempt_at
+        ),
+        last_error=bindparam("error"),
+    )
+)
+
+
 async def record(
     conn: Connection,
-    sent: Outgoing,
     owner: str,
-    outcome: Outcome,
-    retry_in: float | None,
+    done: Sequence[Attempt],
     breaker_failures: int,
     breaker_pause: float,
 ) -> None:
-    """One attempt's outcome: its row, the delivery's next state, the endpoint's breaker.
-
-    ``retry_in`` (seconds; None: no attempt left) is used only when the attempt failed.
-    Nothing is written for a delivery deleted meanwhile (with its subscription)."""
-    if not await conn.scalar(select(exists().where(deliveries.c.id == sent.id))):
+    """Attempts' outcomes: their rows, their deliveries' next states, their endpoints'
+    breakers, in four statements however many there are (and one per endpoint whose breaker
+    moves). Nothing is written for a delivery deleted meanwhile (with its subscription)."""
+    if not done:
+        return
+    ids = [a.sent.id for a in done]
+    present = set(await conn.scalars(select(deliveries.c.id).where(deliveries.c.id.in_(ids))))
+    done = [a for a in done if a.sent.id in present]
+    if not done:
         return
     await conn.execute(
         insert(attempts),
-        {
-            "id": new_id(),
-            "delivery_id": sent.id,
-            "at": outcome.at,
-            "status_code": outcome.status_code,
-            "latency_ms": outcome.latency_ms,
-            "error": outcome.error,
-            "response_excerpt": outcome.excerpt,
-        },
+        [
+            {
+                "id": new_id(),
+                "delivery_id": a.sent.id,
+                "at": a.outcome.at,
+                "status_code": a.outcome.status_code,
+                "latency_ms": a.outcome.latency_ms,
+                "error": a.outcome.error,
+                "response_excerpt": a.outcome.excerpt,
+            }
+            for a in done
+        ],
     )
-    now = outcome.at
+    await conn.execute(_MOVE_ON, [_next_state(a, owner) for a in done])
+    by_endpoint: dict[str, list[Outcome]] = {}
+    for a in done:
+        by_endpoint.setdefault(a.sent.subscription.id, []).append(a.outcome)
+    for subscription_id, outcomes in by_endpoint.items():
+        await _breaker(conn, subscription_id, outcomes, breaker_failures, breaker_pause)
+
+
+def _next_state(attempt: Attempt, owner: str) -> dict[str, Any]:
+    outcome = attempt.outcome
+    state: dict[str, Any] = {
+        "delivery_id": attempt.sent.id,
+        "owner": owner,
+        "new_status": PENDING,
+        "delivered": None,
+        "next_at": None,
+        "error": outcome.error,
+    }
     if outcome.ok:
-        state: dict[str, Any] = {"status": DELIVERED, "delivered_at": now, "last_error": None}
-    elif retry_in is None:
-        state = {"status": DEAD, "last_error": outcome.error}
+        state.update(new_status=DELIVERED, delivered=outcome.at)
+    elif attempt.retry_in is None:
+        state.update(new_status=DEAD)
     else:
-        state = {"next_attempt_at": now + timedelta(seconds=retry_in), "last_error": outcome.error}
-    # Only the lease holder moves the delivery on (a lease that ran out and was taken over
-    # leaves the delivery to its new holder; this attempt is still on record).
-    await conn.execute(
-        update(deliveries)
-        .where(deliveries.c.id == sent.id, deliveries.c.lease_owner == owner)
-        .values(
-            attempt_count=deliveries.c.attempt_count + 1,
-            lease_until=None,
-            lease_owner=None,
-            **state,
-        )
-    )
+        state.update(next_at=outcome.at + timedelta(seconds=attempt.retry_in))
+    return state
+
+
+async def _breaker(
+    conn: Connection,
+    subscription_id: str,
+    outcomes: list[Outcome],
+    breaker_failures: int,
+    breaker_pause: float,
+) -> None:
+    """An endpoint's circuit after these outcomes: a success closes it, and only the failures
+    after the last success count."""
+    outcomes = sorted(outcomes, key=lambda o: o.at)
+    last_ok = max((i for i, o in enumerate(outcomes) if o.ok), default=None)
     s = subscriptions.c
-    endpoint = update(subscriptions).where(s.id == sent.subscription.id)
-    if outcome.ok:  # closes the circuit (a healthy endpoint's row is left alone)
+    endpoint = update(subscriptions).where(s.id == subscription_id)
+    if last_ok is not None:
+        failed = outcomes[last_ok + 1 :]
+        if not failed:  # closes the circuit (a healthy endpoint's row is left alone)
+            await conn.execute(
+                endpoint.where(or_(s.consecutive_failures > 0, s.paused_until.is_not(None))).values(
+                    consecutive_failures=0, failing_since=None, paused_until=None
+                )
+            )
+            return
+        last = failed[-1].at
         await conn.execute(
-            endpoint.where(or_(s.consecutive_failures > 0, s.paused_until.is_not(None))).values(
-                consecutive_failures=0, failing_since=None, paused_until=None
+            endpoint.values(
+                consecutive_failures=len(failed),
+                failing_since=failed[0].at,
+                paused_until=(
+                    last + timedelta(seconds=breaker_pause)
+                    if len(failed) >= breaker_failures
+                    else None
+                ),
             )
         )
         return
     # The count grows in the statement itself: two replicas' failures both count.
+    n, first, last = len(outcomes), outcomes[0].at, outcomes[-1].at
     await conn.execute(
         endpoint.values(
-            consecutive_failures=s.consecutive_failures + 1,
-            failing_since=func.coalesce(s.failing_since, literal(now, When)),
+            consecutive_failures=s.consecutive_failures + n,
+            failing_since=func.coalesce(s.failing_since, literal(first, When)),
             paused_until=case(
                 (
-                    s.consecutive_failures + 1 >= breaker_failures,
-                    literal(now + timedelta(seconds=breaker_pause), When),
+                    s.consecutive_failures + n >= breaker_failures,
+                    literal(last + timedelta(seconds=breaker_pause), When),
                 ),
                 else_=s.paused_until,
             ),

@@ -63,7 +63,12 @@ deliveries = Table(
     Column("delivered_at", When),
     UniqueConstraint("subscription_id", "event_id", name="uq_webhook_deliveries_event"),
 )
-Index("ix_webhook_deliveries_due", deliveries.c.status, deliveries.c.next_attempt_at)
+Index(
+    "ix_webhook_deliveries_due",
+    deliveries.c.subscription_id,
+    deliveries.c.status,
+    deliveries.c.next_attempt_at,
+)
 Index(
     "ix_webhook_deliveries_subject",
     deliveries.c.subscription_id,

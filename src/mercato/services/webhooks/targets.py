@@ -12,6 +12,7 @@ checked before each request (the client connects to it without asking any resolv
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from typing import Any
 
@@ -30,7 +31,11 @@ RESOLVE_TIMEOUT = 3.0  # seconds a subscription's host may take to resolve (with
 
 
 class RefusedTarget(OSError):
-    """A target that resolves to an address webhooks may not reach."""
+    """A target that resolves to an address webhooks may not reach. The reason is its
+    ``strerror``, which aiohttp's connection error shows ("… [refused: host → why]")."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(errno.EACCES, reason)
 
 
 async def check_target(url: str, allow_private: bool) -> None:
