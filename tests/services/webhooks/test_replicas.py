@@ -239,3 +239,19 @@ async def test_outcomes_recorded_together_move_each_delivery_and_the_circuit(
         circuit = await store.subscription(conn, made.id)
     assert circuit is not None and circuit.consecutive_failures == 3
     assert circuit.failing_since == at[2] and circuit.paused_until == at[4] + timedelta(seconds=600)
+
+
+async def test_a_claim_rechecks_that_the_delivery_is_still_due(two: Replicas) -> None:
+    """Found due, then (before the claim) its failed attempt recorded by another replica, with
+    a retry time later: the claim leaves it until then."""
+    async with two.first.db.begin() as conn:
+        await store.add_subscription(
+            conn, "http://127.0.0.1:9/h", ["*"], None, True, "", "whsec_" + "A" * 32
+        )
+    assert await two.first.handle(order_event("o-1", 1, datetime.now(UTC))) == [None]
+    now = datetime.now(UTC)
+    async with two.first.db.begin() as conn:
+        (found,) = (await conn.execute(select(deliveries.c.id))).scalars()
+        await conn.execute(deliveries.update().values(next_attempt_at=now + timedelta(seconds=60)))
+        params = {"ids": [found], "now": now, "until": now + timedelta(seconds=30), "owner": "me"}
+        assert (await conn.execute(store.CLAIM, params)).all() == []

@@ -199,14 +199,16 @@ DUE = (
     .limit(bindparam("limit"))
 )
 
-# The claim: only rows the UPDATE itself still finds pending and unleased are leased and
+# The claim: only rows the UPDATE itself still finds pending, due and unleased are leased and
 # returned, so of two replicas claiming one delivery at once one gets it (the other's re-check
-# fails on the row the first one changed).
+# fails on the row the first one changed), and one whose failed attempt another replica has
+# just recorded waits for its retry time.
 CLAIM = (
     update(deliveries)
     .where(
         deliveries.c.id.in_(bindparam("ids", expanding=True)),
         deliveries.c.status == PENDING,
+        deliveries.c.next_attempt_at <= bindparam("now"),
         or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < bindparam("now")),
     )
     .values(lease_until=bindparam("until"), lease_owner=bindparam("owner"))
