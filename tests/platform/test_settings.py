@@ -167,3 +167,15 @@ def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("name", ["MERCATO_AUDIT_RETENTION", "MERCATO_WEBHOOK_RETENTION"])
+def test_a_bad_retention_is_a_clear_error_at_start(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    for bad in ("30", "thirty days", "-1d", "0h", "5y"):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ConfigError, match=name):
+            load_settings()
+    monkeypatch.setenv(name, "12h")
+    assert getattr(load_settings(), name.removeprefix("MERCATO_").lower()) == "12h"

@@ -168,9 +168,9 @@ def tables(results: dict[str, Any]) -> list[Table]:
     if drains:
         table = Table(
             "scenario",
-            "last delivery, s after the load",
+            "none pending by, s after the load",
             "webhooks CPU ms/order, load | after",
-            title="Webhook subscriber: every event delivered",
+            title="Webhook subscriber: its deliveries made",
         )
         for n, d in drains.items():
             during = (scenarios[n].get("cpuMsPerOrder") or {}).get("system:webhooks")

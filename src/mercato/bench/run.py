@@ -277,6 +277,8 @@ async def scenario(
         checked = await invariants.check(
             http, admin, dict.fromkeys(products, stock), load.placed, unsettled, known
         )
+    after = await scrape.scrape(system.metrics_urls)
+    scraped_for = time.monotonic() - scraped_at
     drain = None
     if subscription is not None:
         with _task(progress, f"{name}: webhook deliveries", None):
@@ -285,10 +287,9 @@ async def scenario(
             "secondsAfterLoad": time.monotonic() - load_ended if done else None,
             "cpuMsPerOrder": cpu.per_order(cpu_after, cpu.sample(system_pid), len(load.placed)),
         }
-    after = await scrape.scrape(system.metrics_urls)
     # What the system does with no orders at all (relays polling, timers) is not the orders'.
     delta = scrape.without_idle(
-        scrape.difference(after, before), idle, time.monotonic() - scraped_at
+        scrape.difference(after, before), idle, scraped_for
     )
     orders = len(load.placed)
     cost = scrape.per_order(delta, orders)

@@ -1,9 +1,9 @@
 """``mercato bench --webhook-subscriber``: one webhook subscription to every event type, its
 endpoint the bare uvicorn endpoint (``hello``) in a process of its own, so the run measures
 what delivering every event to an outside system costs the shop. Deliveries are asynchronous:
-those still pending when the load ends are waited for (``drained``), and the webhooks
-process's CPU until then is reported, so that a delivery worker falling behind cannot pass
-for a cheap one."""
+those still pending when the load ends are waited for (``drained``, polled once the orders
+have settled: the time reported is an upper bound), and the webhooks process's CPU until then
+is reported, so that a delivery worker falling behind cannot pass for a cheap one."""
 
 from __future__ import annotations
 

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     # for webhook_breaker_pause seconds (then tried again).
     webhook_breaker_failures: int = Field(20, ge=1, le=10_000)
     webhook_breaker_pause: float = Field(600.0, ge=0, le=7 * 86_400)
+    # webhooks: how long a delivered delivery and its attempts are kept after its delivery,
+    # as audit_retention ("forever" keeps them); dead deliveries are kept until redriven.
+    webhook_retention: str = "30d"
 
     @field_validator("broker_url")
     @classmethod
@@ -187,7 +190,7 @@ class Settings(BaseSettings):
                 raise ValueError("must be a number of seconds ≥ 0, or 'never'") from None
         return value
 
-    @field_validator("audit_retention")
+    @field_validator("audit_retention", "webhook_retention")
     @classmethod
     def _retention(cls, value: str) -> str:
         retention_seconds(value)

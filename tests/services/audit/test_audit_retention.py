@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from mercato.platform.bus.port import topic_of
 from mercato.platform.envelope import Envelope
+from mercato.platform.retention import prune_interval
 from mercato.platform.storage.database import open_database, service_url
-from mercato.services.audit.retention import prune_interval
 from mercato.services.audit.service import service as audit
 from mercato.services.audit.tables import events
 from tests.conftest import eventually

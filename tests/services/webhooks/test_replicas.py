@@ -5,22 +5,25 @@ both at once, every delivery sent once, each subject's in its events' order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from mercato.contracts.events import StockUpdated
 from mercato.platform.bus.port import RawMessage
 from mercato.platform.envelope import AMQP_PREFIX, Envelope
 from mercato.platform.runtime.service import ServiceContext
 from mercato.services.webhooks import store
-from mercato.services.webhooks.delivery import deliver_webhooks
+from mercato.services.webhooks.delivery import Sender, deliver_webhooks
 from mercato.services.webhooks.service import service as webhooks
 from mercato.services.webhooks.tables import attempts, deliveries
 from tests.conftest import eventually
-from tests.services.replicas import Replicas, replicas
+from tests.services.replicas import Replicas, message, replicas
 from tests.services.webhooks.receiver import Receiver
 from tests.support import test_settings as make_settings
 
@@ -183,16 +186,8 @@ async def test_outcomes_recorded_together_move_each_delivery_and_the_circuit(
     """One batch of outcomes (as the sender's recorder writes them): each delivery moves on, a
     delivery leased by another owner keeps its state (its attempt is on record), a success
     closes the circuit and only the failures after it count; failures alone add up."""
-    async with two.first.db.begin() as conn:
-        made = await store.add_subscription(
-            conn, "http://127.0.0.1:9/h", ["*"], None, True, "", "whsec_" + "A" * 32
-        )
+    made, sent = await claimed(two, 6)
     start = datetime.now(UTC) - timedelta(seconds=5)
-    for s in range(6):
-        assert await two.first.handle(order_event(f"o-{s}", 1, start)) == [None]
-    async with two.first.db.begin() as conn:
-        sent = await store.claim(conn, made, "me", datetime.now(UTC), 30, 10)
-    assert len(sent) == 6
     at = [start + timedelta(seconds=n) for n in range(6)]
 
     def outcome(n: int, code: int) -> store.Attempt:
@@ -255,3 +250,178 @@ async def test_a_claim_rechecks_that_the_delivery_is_still_due(two: Replicas) ->
         await conn.execute(deliveries.update().values(next_attempt_at=now + timedelta(seconds=60)))
         params = {"ids": [found], "now": now, "until": now + timedelta(seconds=30), "owner": "me"}
         assert (await conn.execute(store.CLAIM, params)).all() == []
+
+
+async def test_delivered_deliveries_past_the_retention_go_with_their_attempts(
+    two: Replicas,
+) -> None:
+    """Two replicas pruning at once, a few rows a transaction: the deliveries delivered before
+    the cutoff and their attempts go, once; dead, pending and recent ones stay."""
+    _, sent = await claimed(two, 9)
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=40), now - timedelta(days=1)
+    fates = [(old, 200)] * 6 + [(recent, 200), (old, 500)]  # the ninth stays pending
+    done = [
+        store.Attempt(d, store.Outcome(at, code, 5, None if code == 200 else "HTTP 500", ""), None)
+        for d, (at, code) in zip(sent, fates, strict=False)
+    ]
+    async with two.first.db.begin() as conn:
+        await store.record(conn, "me", done, 100, 600)
+    cutoff = now - timedelta(days=30)
+    removed = await asyncio.gather(*(store.prune(r.db, cutoff, chunk=2) for r in two.of))
+    assert sum(removed) == 6
+    async with two.first.db.connect() as conn:
+        left = dict((await conn.execute(select(deliveries.c.id, deliveries.c.status))).all())
+        tried = set((await conn.execute(select(attempts.c.delivery_id))).scalars())
+    assert sorted(left.values()) == ["dead", "delivered", "pending"]
+    assert tried == {sent[6].id, sent[7].id}
+
+
+async def claimed(two: Replicas, count: int) -> tuple[store.Subscription, list[store.Outgoing]]:
+    """A subscription to everything, one event each of ``count`` orders, their deliveries
+    claimed by the owner "me"."""
+    async with two.first.db.begin() as conn:
+        made = await store.add_subscription(
+            conn, "http://127.0.0.1:9/h", ["*"], None, True, "", "whsec_" + "A" * 32
+        )
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    for s in range(count):
+        assert await two.first.handle(order_event(f"o-{s}", 1, start)) == [None]
+    async with two.first.db.begin() as conn:
+        sent = await store.claim(conn, made, "me", datetime.now(UTC), 30, count + 1)
+    assert len(sent) == count
+    return made, sent
+
+
+async def test_two_replicas_recording_failures_of_two_endpoints_do_not_deadlock(
+    postgres_template: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replica A's POSTs to endpoints X and Y ended in that order, B's in the other: each
+    transaction holds its first endpoint's row when it reaches the second. Rows are locked in
+    id order, so one waits for the other (none is refused as a deadlock)."""
+    async with replicas(webhooks, postgres_template) as two:
+        a, b = two.of
+        async with a.db.begin() as conn:
+            x, y = [
+                await store.add_subscription(
+                    conn, f"http://127.0.0.1:9/{n}", ["*"], None, True, "", "whsec_" + "A" * 32
+                )
+                for n in "xy"
+            ]
+        for s in range(2):
+            assert await a.handle(order_event(f"o-{s}", 1, datetime.now(UTC))) == [None]
+        now = datetime.now(UTC)
+        held = {}
+        for replica, owner in ((a, "A"), (b, "B")):
+            async with replica.db.begin() as conn:
+                held[owner] = [(await store.claim(conn, s, owner, now, 30, 1))[0] for s in (x, y)]
+
+        def failed(sent: store.Outgoing) -> store.Attempt:
+            return store.Attempt(sent, store.Outcome(now, 500, 1, "HTTP 500", ""), 60.0)
+
+        both_hold_one = asyncio.Barrier(2)
+        breaker = store._breaker
+
+        async def meeting_breaker(conn: Any, *args: Any) -> None:
+            await breaker(conn, *args)
+            task: Any = asyncio.current_task()
+            if not getattr(task, "met", False):
+                task.met = True
+                with contextlib.suppress(TimeoutError):  # the other waits for this one's lock
+                    async with asyncio.timeout(1):
+                        await both_hold_one.wait()
+
+        monkeypatch.setattr(store, "_breaker", meeting_breaker)
+
+        async def record(db: Any, owner: str, batch: list[store.Attempt]) -> None:
+            async with db.begin() as conn:
+                await store.record(conn, owner, batch, 100, 60)
+
+        xa, ya = held["A"]
+        xb, yb = held["B"]
+        await asyncio.gather(
+            record(a.db, "A", [failed(xa), failed(ya)]),
+            record(b.db, "B", [failed(yb), failed(xb)]),
+        )
+        async with a.db.connect() as conn:
+            counts = [(await store.subscription(conn, s.id)) for s in (x, y)]
+        assert [c.consecutive_failures for c in counts if c is not None] == [2, 2]
+
+
+async def test_busy_endpoints_cannot_keep_another_from_every_slot(
+    two: Replicas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two POST slots in the process, two for one endpoint: X, first in every listing, has a
+    backlog that could take both slots each round; Y's deliveries still go out among the
+    first, as each round starts at another endpoint."""
+    settings = make_settings(
+        tmp_path,
+        webhook_concurrency=2,
+        webhook_endpoint_concurrency=2,
+        webhook_order_settle=0,
+        webhook_poll_interval=0.02,
+    )
+    async with two.first.db.begin() as conn:
+        x, y = [
+            await store.add_subscription(
+                conn, f"http://127.0.0.1:9/{n}", [kind], None, True, "", "whsec_" + "A" * 32
+            )
+            for n, kind in (("x", "OrderStatusChanged"), ("y", "StockUpdated"))
+        ]
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    for s in range(12):
+        assert await two.first.handle(order_event(f"o-{s}", 1, start)) == [None]
+    stock = StockUpdated(productId="p-1", quantity=3)
+    assert await two.first.handle(message(stock)) == [None]
+    posted: list[str] = []
+
+    async def post(self: Sender, sent: store.Outgoing) -> store.Outcome:
+        posted.append(sent.subscription.id)
+        await asyncio.sleep(0.05)
+        return store.Outcome(datetime.now(UTC), 200, 50, None, "")
+
+    monkeypatch.setattr(Sender, "post", post)
+    worker = asyncio.create_task(
+        deliver_webhooks(ServiceContext(webhooks, settings, two.first.db, bus=None))  # type: ignore[arg-type]
+    )
+    try:
+        await eventually(lambda: len(posted) >= 6, timeout=10)
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert y.id in posted[:6], [("x" if p == x.id else "y") for p in posted]
+    assert x.id in posted
+
+
+async def test_outcomes_being_written_at_shutdown_are_written_before_it_ends(
+    two: Replicas, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, webhook_order_settle=0, webhook_poll_interval=0.02)
+    async with two.first.db.begin() as conn:
+        await store.add_subscription(
+            conn, "http://127.0.0.1:9/h", ["*"], None, True, "", "whsec_" + "A" * 32
+        )
+    assert await two.first.handle(order_event("o-1", 1, datetime.now(UTC))) == [None]
+
+    async def post(self: Sender, sent: store.Outgoing) -> store.Outcome:
+        return store.Outcome(datetime.now(UTC), 200, 1, None, "")
+
+    writing = asyncio.Event()
+    record = store.record
+
+    async def slow_record(*args: Any) -> None:
+        if not writing.is_set():
+            writing.set()
+            await asyncio.sleep(60)  # stopped in the middle of it
+        await record(*args)
+
+    monkeypatch.setattr(Sender, "post", post)
+    monkeypatch.setattr(store, "record", slow_record)
+    worker = asyncio.create_task(
+        deliver_webhooks(ServiceContext(webhooks, settings, two.first.db, bus=None))  # type: ignore[arg-type]
+    )
+    await asyncio.wait_for(writing.wait(), 10)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    async with two.first.db.connect() as conn:
+        assert (await conn.execute(select(deliveries.c.status))).scalars().all() == ["delivered"]

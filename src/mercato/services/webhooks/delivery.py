@@ -3,7 +3,7 @@
 It runs beside the event consumer (a service task), so a slow or dead endpoint holds up only
 its own deliveries: never the saga, never another endpoint's. Bounds: ``webhook_concurrency``
 POSTs in flight per process, ``webhook_endpoint_concurrency`` per endpoint (deliveries of one
-subject go one at a time, in the events' order: see ``store.CLAIM``), ``webhook_timeout`` per
+subject go one at a time, in the events' order: see ``store.DUE``), ``webhook_timeout`` per
 POST, ``webhook_response_limit`` bytes of an answer read. No redirect is followed (a 3xx is a
 failure).
 
@@ -21,11 +21,13 @@ import asyncio
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from functools import partial
 
 import aiohttp
 import structlog
 
 from mercato.platform.ids import new_id
+from mercato.platform.retention import prune_forever
 from mercato.platform.runtime.service import ServiceContext
 from mercato.services.webhooks import store
 from mercato.services.webhooks.domain import Schedule, signatures
@@ -35,6 +37,7 @@ from mercato.services.webhooks.targets import refused_literal, resolver
 log = structlog.get_logger(__name__)
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+RECORD_RETRY = 0.5  # seconds before outcomes the database refused are written again
 USER_AGENT = "Mercato-Webhooks/1"
 
 
@@ -61,24 +64,32 @@ class Recorder:
         while True:
             await self.ready.wait()
             self.ready.clear()
-            await self.flush()
+            if not await self.flush():
+                await asyncio.sleep(RECORD_RETRY)
+                self.ready.set()
             self.recorded.set()
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write what is waiting; False if the database refused it (it waits again, to be
+        written with the next ones; the transaction rolled back, so nothing is twice)."""
         batch, self.waiting = self.waiting, []
         if not batch:
-            return
+            return True
         try:
             async with self.ctx.db.begin() as conn:
                 await store.record(conn, self.owner, batch, *self.breaker)
         except asyncio.CancelledError:
+            self.waiting[:0] = batch  # stopping: the last flush writes them
             raise
-        except Exception as exc:  # their leases run out and they are tried again
+        except Exception as exc:
+            self.waiting[:0] = batch
             log.warning(
-                "webhooks: could not record deliveries",
-                deliveries=[a.sent.id for a in batch],
+                "webhooks: could not record deliveries; trying again",
+                deliveries=len(batch),
                 error=str(exc),
             )
+            return False
+        return True
 
 
 class Sender:
@@ -100,6 +111,7 @@ class Sender:
         self.recorder = Recorder(ctx, self.owner, self.wake)
         self.in_flight: set[asyncio.Task[None]] = set()
         self.per_endpoint: Counter[str] = Counter()
+        self.rounds = 0
 
     async def run(self) -> None:
         recorder = asyncio.create_task(self.recorder.run())
@@ -127,8 +139,13 @@ class Sender:
             return
         now = datetime.now(UTC)
         claimed: list[store.Outgoing] = []
+        self.rounds += 1
         async with self.ctx.db.begin() as conn:
-            for sub in await store.sendable_subscriptions(conn, now):
+            found = await store.sendable_subscriptions(conn, now)
+            # Each round starts at another endpoint, so that busy endpoints taking every free
+            # slot in turn cannot keep the others from getting any.
+            turn = self.rounds % len(found) if found else 0
+            for sub in found[turn:] + found[:turn]:
                 room = min(
                     self.endpoint_concurrency - self.per_endpoint[sub.id],
                     self.concurrency - len(self.in_flight) - len(claimed),
@@ -239,3 +256,10 @@ async def deliver_webhooks(ctx: ServiceContext) -> None:
         await asyncio.gather(*sender.in_flight, return_exceptions=True)
         await sender.recorder.flush()  # the outcomes in hand (or their leases run out)
         await session.close()
+
+
+async def prune_delivered(ctx: ServiceContext) -> None:
+    """The service task that applies ``MERCATO_WEBHOOK_RETENTION``."""
+    await prune_forever(
+        "webhook deliveries", ctx.settings.webhook_retention, partial(store.prune, ctx.db)
+    )

@@ -11,7 +11,7 @@ from mercato.api.webhooks.v1 import webhooks_pb2, webhooks_pb2_grpc
 from mercato.contracts.events import MODELS
 from mercato.platform.inbox import every
 from mercato.platform.runtime.service import UNHURRIED, Service, ServiceContext
-from mercato.services.webhooks.delivery import deliver_webhooks
+from mercato.services.webhooks.delivery import deliver_webhooks, prune_delivered
 from mercato.services.webhooks.grpc_api import WebhooksApi
 from mercato.services.webhooks.handlers import record_for_subscribers, subscribed
 
@@ -30,5 +30,5 @@ service = Service(
     # transaction. A type not in the contracts is a dead letter, as for any consumer.
     handlers=[every(record_for_subscribers, MODELS, interest=subscribed)],
     grpc=register,
-    tasks=[deliver_webhooks],
+    tasks=[deliver_webhooks, prune_delivered],
 )

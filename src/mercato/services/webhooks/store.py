@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 from mercato.platform.ids import new_id
-from mercato.platform.storage.sql import Connection
+from mercato.platform.storage.sql import Connection, Database
 from mercato.services.webhooks.domain import DEAD, DELIVERED, PENDING
 from mercato.services.webhooks.tables import When, attempts, deliveries, subscriptions
 
@@ -122,7 +122,8 @@ async def page_of_subscriptions(
 
 
 async def active_subscriptions(conn: Connection) -> list[Subscription]:
-    rows = (await conn.execute(select(subscriptions).where(subscriptions.c.active))).all()
+    query = select(subscriptions).where(subscriptions.c.active).order_by(subscriptions.c.id)
+    rows = (await conn.execute(query)).all()
     return [_subscription(r._mapping) for r in rows]
 
 
@@ -309,8 +310,9 @@ async def record(
     breaker_pause: float,
 ) -> None:
     """Attempts' outcomes: their rows, their deliveries' next states, their endpoints'
-    breakers, in four statements however many there are (and one per endpoint whose breaker
-    moves). Nothing is written for a delivery deleted meanwhile (with its subscription)."""
+    breakers: a read of which deliveries still exist, one insert, one executemany update,
+    and one or two updates per endpoint. Nothing is written for a delivery deleted meanwhile
+    (with its subscription)."""
     if not done:
         return
     ids = [a.sent.id for a in done]
@@ -333,11 +335,15 @@ async def record(
             for a in done
         ],
     )
+    # Rows are locked in id order (deliveries, then endpoints), as the claim locks them, so
+    # two replicas' transactions never wait for each other in a circle.
+    done = sorted(done, key=lambda a: a.sent.id)
     await conn.execute(_MOVE_ON, [_next_state(a, owner) for a in done])
     by_endpoint: dict[str, list[Outcome]] = {}
     for a in done:
         by_endpoint.setdefault(a.sent.subscription.id, []).append(a.outcome)
-    for subscription_id, outcomes in by_endpoint.items():
+    for subscription_id in sorted(by_endpoint):
+        outcomes = by_endpoint[subscription_id]
         await _breaker(conn, subscription_id, outcomes, breaker_failures, breaker_pause)
 
 
@@ -367,35 +373,22 @@ async def _breaker(
     breaker_failures: int,
     breaker_pause: float,
 ) -> None:
-    """An endpoint's circuit after these outcomes: a success closes it, and only the failures
-    after the last success count."""
+    """An endpoint's circuit after these outcomes: a success closes it, then the failures
+    after the last success count, added in the statement itself (so another replica's
+    failures recorded meanwhile count too)."""
     outcomes = sorted(outcomes, key=lambda o: o.at)
     last_ok = max((i for i, o in enumerate(outcomes) if o.ok), default=None)
     s = subscriptions.c
     endpoint = update(subscriptions).where(s.id == subscription_id)
-    if last_ok is not None:
-        failed = outcomes[last_ok + 1 :]
-        if not failed:  # closes the circuit (a healthy endpoint's row is left alone)
-            await conn.execute(
-                endpoint.where(or_(s.consecutive_failures > 0, s.paused_until.is_not(None))).values(
-                    consecutive_failures=0, failing_since=None, paused_until=None
-                )
-            )
-            return
-        last = failed[-1].at
+    if last_ok is not None:  # closes the circuit (a healthy endpoint's row is left alone)
         await conn.execute(
-            endpoint.values(
-                consecutive_failures=len(failed),
-                failing_since=failed[0].at,
-                paused_until=(
-                    last + timedelta(seconds=breaker_pause)
-                    if len(failed) >= breaker_failures
-                    else None
-                ),
+            endpoint.where(or_(s.consecutive_failures > 0, s.paused_until.is_not(None))).values(
+                consecutive_failures=0, failing_since=None, paused_until=None
             )
         )
+        outcomes = outcomes[last_ok + 1 :]
+    if not outcomes:
         return
-    # The count grows in the statement itself: two replicas' failures both count.
     n, first, last = len(outcomes), outcomes[0].at, outcomes[-1].at
     await conn.execute(
         endpoint.values(
@@ -496,3 +489,36 @@ async def redrive(conn: Connection, delivery_id: str, now: datetime) -> bool:
         .returning(deliveries.c.id)
     )
     return done.first() is not None
+
+
+async def prune(db: Database, older_than: datetime, chunk: int = 5000) -> int:
+    """Delete the deliveries delivered before ``older_than`` and their attempts, ``chunk`` a
+    transaction; returns how many deliveries went. Dead and pending ones stay (a dead one
+    waits for an admin's redrive), and one redriven meanwhile is no longer delivered."""
+    removed = 0
+    while True:
+        oldest = (
+            select(deliveries.c.id)
+            .where(deliveries.c.status == DELIVERED, deliveries.c.delivered_at < older_than)
+            .limit(chunk)
+        )
+        async with db.begin() as conn:
+            gone = (
+                (
+                    await conn.execute(
+                        delete(deliveries)
+                        .where(
+                            deliveries.c.id.in_(oldest.scalar_subquery()),
+                            deliveries.c.status == DELIVERED,
+                        )
+                        .returning(deliveries.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if gone:
+                await conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(gone)))
+        removed += len(gone)
+        if len(gone) < chunk:
+            return removed

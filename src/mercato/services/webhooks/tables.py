@@ -69,6 +69,7 @@ Index(
     deliveries.c.status,
     deliveries.c.next_attempt_at,
 )
+Index("ix_webhook_deliveries_done", deliveries.c.status, deliveries.c.delivered_at)
 Index(
     "ix_webhook_deliveries_subject",
     deliveries.c.subscription_id,
