@@ -164,23 +164,16 @@ def tables(results: dict[str, Any]) -> list[Table]:
             "",
         )
     found = [speed, cost, checks, limits]
-    drains = {n: s["webhookDrain"] for n, s in scenarios.items() if s.get("webhookDrain")}
+    drains = webhook_drains(results)
     if drains:
         table = Table(
             "scenario",
             "none pending by, s after the load",
-            "webhooks CPU ms/order, load | after",
+            "webhooks CPU ms/order, load / after",
             title="Webhook subscriber: its deliveries made",
         )
-        for n, d in drains.items():
-            during = (scenarios[n].get("cpuMsPerOrder") or {}).get("system:webhooks")
-            after = (d.get("cpuMsPerOrder") or {}).get("system:webhooks")
-            waited = d["secondsAfterLoad"]
-            table.add_row(
-                n,
-                _n(waited) if waited is not None else "NOT DRAINED",
-                f"{_n(during)} | {_n(after)}",
-            )
+        for row in drains:
+            table.add_row(*row)
         found.append(table)
     wdm = results.get("wdm")
     if wdm:
@@ -270,6 +263,22 @@ def show(console: Console, results: dict[str, Any]) -> None:
         console.print(f"[yellow]note:[/yellow] {note}")
 
 
+def webhook_drains(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """With --webhook-subscriber, per scenario: when no delivery was pending any more, and the
+    webhooks process's CPU during the load and after it."""
+    rows = []
+    for name, s in results["scenarios"].items():
+        drain = s.get("webhookDrain")
+        if not drain:
+            continue
+        during = (s.get("cpuMsPerOrder") or {}).get("system:webhooks")
+        after = (drain.get("cpuMsPerOrder") or {}).get("system:webhooks")
+        waited = drain["secondsAfterLoad"]
+        shown = _n(waited) if waited is not None else "NOT DRAINED"
+        rows.append((name, shown, f"{_n(during)} / {_n(after)}"))
+    return rows
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The figures as Markdown tables, for docs/performance.md."""
     run, raw, browse = results["run"], results["raw"], results.get("browse", {})
@@ -308,6 +317,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {cpu_split(s.get('cpuMsPerOrder'))} "
             f"| {'ok' if inv['ok'] else 'FAILED'} ({statuses}) | {errors} |"
         )
+    drains = webhook_drains(results)
+    if drains:
+        lines += [
+            "",
+            "| scenario | webhook subscriber: none pending by, s after the load "
+            "| webhooks CPU ms/order, load / after |",
+            "| --- | --- | --- |",
+        ]
+        lines += [f"| {name} | {waited} | {cpu} |" for name, waited, cpu in drains]
     lines += [
         "",
         "| raw limit | rate (median; rounds' range) | Mercato | % |",

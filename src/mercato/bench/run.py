@@ -288,9 +288,7 @@ async def scenario(
             "cpuMsPerOrder": cpu.per_order(cpu_after, cpu.sample(system_pid), len(load.placed)),
         }
     # What the system does with no orders at all (relays polling, timers) is not the orders'.
-    delta = scrape.without_idle(
-        scrape.difference(after, before), idle, scraped_for
-    )
+    delta = scrape.without_idle(scrape.difference(after, before), idle, scraped_for)
     orders = len(load.placed)
     cost = scrape.per_order(delta, orders)
     paid = [p for p in load.placed if p.reached("PAID")]
