@@ -60,6 +60,15 @@ async def shop(
                 await engine.dispose()
 
 
+# Spans of hops across RabbitMQ that one order's trace must have.
+HOPS = {
+    "publish order.OrderCreated",
+    "process OrderCreated",
+    "process OrderStatusChanged",
+    "process ShipmentCreated",
+}
+
+
 async def test_one_order_is_one_trace_across_processes_and_the_broker(
     shop: saga.Shop, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -83,13 +92,8 @@ async def test_one_order_is_one_trace_across_processes_and_the_broker(
     assert client.service == "gateway" and server.service == "order"
     assert server.parent_id == client.span_id
     # Each hop across RabbitMQ: publish and process under the event's create span.
-    hops = [s for s in trace if s.kind in (PRODUCER, CONSUMER) and not s.name.startswith("create")]
-    assert {s.name for s in hops} >= {
-        "publish order.OrderCreated",
-        "process OrderCreated",
-        "process OrderStatusChanged",
-        "process ShipmentCreated",
-    }
+    hops = hops_of(trace)
+    assert {s.name for s in hops} >= HOPS
     for hop in hops:
         parent = by_id[hop.parent_id]
         assert parent.name.startswith("create ")
@@ -112,12 +116,24 @@ async def _the_request(receiver: Receiver) -> Received:
     request: Received = await eventually(found, timeout=10)
 
     async def reached_shipping() -> bool:
-        # Shipping's spans, and the order's span of its answer (each process exports its
-        # own spans every 200 ms: shipping's may come first).
+        # Shipping's spans, the order's span of its answer and every hop the test looks at
+        # (each process exports its own spans every 200 ms, and the consumers nobody waits on
+        # fill their batches for up to 0.2 s first: any of them may come last).
+        # A hop's parent (the event's create span) is exported by the process that made the
+        # event, on its own schedule: every hop's parent is waited for too.
         ours = [s for s in receiver.spans if s.trace_id == request.trace_id]
-        return any(s.service == "shipping" for s in ours) and any(
-            s.service == "order" and s.name == "process ShipmentCreated" for s in ours
+        ids = {s.span_id for s in ours}
+        return (
+            any(s.service == "shipping" for s in ours)
+            and any(s.service == "order" and s.name == "process ShipmentCreated" for s in ours)
+            and {s.name for s in ours} >= HOPS
+            and all(s.parent_id in ids for s in hops_of(ours))
         )
 
     await eventually(reached_shipping, timeout=10)
     return request
+
+
+def hops_of(spans: list[Received]) -> list[Received]:
+    """The publish and process spans (not the events' create spans)."""
+    return [s for s in spans if s.kind in (PRODUCER, CONSUMER) and not s.name.startswith("create")]
