@@ -7,12 +7,13 @@ subject go one at a time, in the events' order: see ``store.DUE``), ``webhook_ti
 POST, ``webhook_response_limit`` bytes of an answer read. No redirect is followed (a 3xx is a
 failure).
 
-The database work is batched, so that it does not grow with every POST: a round claims, for
-each endpoint with room, as many due deliveries as it has room for, in one statement (a lease of
-``webhook_timeout`` + 30 s), and the outcomes of the POSTs that ended meanwhile are recorded
-together in one transaction (``Recorder``), whose commit starts the next round. Replicas share
-the work: two never hold one delivery's lease at once; a replica that dies mid-POST leaves its
-lease to run out and another sends the delivery again, under the same ``webhook-id``.
+The database work is batched, so that it does not grow with every POST: a round claims, for each
+endpoint with room, as many due deliveries as it has room for (one query finds them, one update
+leases them for ``webhook_timeout`` + 30 s), and the outcomes of the POSTs that ended meanwhile
+are recorded together in one transaction (``Recorder``), whose commit starts the next round.
+Replicas share the work: two never hold one delivery's lease at once; a replica that dies
+mid-POST leaves its lease to run out and another sends the delivery again, under the same
+``webhook-id``.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ USER_AGENT = "Mercato-Webhooks/1"
 class Recorder:
     """Writes the outcomes of the POSTs that ended while it wrote the ones before, in one
     transaction, then calls ``recorded`` (the next round of claims: the deliveries that waited
-    for these are due now). If the database is away, the outcomes are lost with a warning and
-    their leases run out: the deliveries are sent again, under the same ``webhook-id``."""
+    for these are due now). Outcomes the database refused wait and go with the next ones; if
+    the process dies first, their leases run out and the deliveries are sent again, under the
+    same ``webhook-id``."""
 
     def __init__(self, ctx: ServiceContext, owner: str, recorded: asyncio.Event) -> None:
         s = ctx.settings

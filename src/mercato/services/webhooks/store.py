@@ -313,6 +313,9 @@ async def record(
     breakers: a read of which deliveries still exist, one insert, one executemany update,
     and one or two updates per endpoint. Nothing is written for a delivery deleted meanwhile
     (with its subscription)."""
+    # Rows are locked in id order (deliveries, then endpoints), as the claim locks them, so
+    # two replicas' transactions never wait for each other in a circle.
+    done = sorted(done, key=lambda a: a.sent.id)
     if not done:
         return
     ids = [a.sent.id for a in done]
@@ -335,9 +338,6 @@ async def record(
             for a in done
         ],
     )
-    # Rows are locked in id order (deliveries, then endpoints), as the claim locks them, so
-    # two replicas' transactions never wait for each other in a circle.
-    done = sorted(done, key=lambda a: a.sent.id)
     await conn.execute(_MOVE_ON, [_next_state(a, owner) for a in done])
     by_endpoint: dict[str, list[Outcome]] = {}
     for a in done:
